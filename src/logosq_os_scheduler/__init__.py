@@ -1,0 +1,74 @@
+"""logosq-os-scheduler: a hybrid quantum-classical task scheduler.
+
+The public face of the package: everything a user needs is importable from here, and only
+what is listed in ``__all__`` is public. The core imports nothing beyond the standard library;
+Qiskit, Ray, prometheus-client, rich and matplotlib are imported only by the parts that use
+them.
+"""
+
+from ._blocking import BlockingScheduler
+from ._clock import Clock, ManualClock, MonotonicClock
+from ._config import PreemptionStrategy, SchedulerConfig
+from ._errors import (
+    BackendError,
+    BackendUnavailableError,
+    InternalError,
+    InvalidConfigError,
+    InvalidTaskError,
+    NoRouteError,
+    PermanentBackendError,
+    QueueFullError,
+    RetriesExhaustedError,
+    SchedulerClosedError,
+    SchedulerError,
+    TaskCancelledError,
+    TaskError,
+    TaskFailedError,
+    TaskTimeoutError,
+    TransientBackendError,
+)
+from ._handle import TaskHandle
+from ._runtime import new_event_loop, run
+from ._scheduler import QuantumScheduler
+from ._task import Task, TaskBuilder, TaskPriority, TaskResult, TaskStatus, TaskType
+from .observability import BackendMetrics, SchedulerMetrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BackendMetrics",
+    "BackendUnavailableError",
+    "BlockingScheduler",
+    "Clock",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidTaskError",
+    "ManualClock",
+    "MonotonicClock",
+    "NoRouteError",
+    "PermanentBackendError",
+    "PreemptionStrategy",
+    "QuantumScheduler",
+    "QueueFullError",
+    "RetriesExhaustedError",
+    "SchedulerClosedError",
+    "SchedulerConfig",
+    "SchedulerError",
+    "SchedulerMetrics",
+    "Task",
+    "TaskBuilder",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskHandle",
+    "TaskPriority",
+    "TaskResult",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TaskType",
+    "TransientBackendError",
+    "__version__",
+    "new_event_loop",
+    "run",
+]

@@ -1,0 +1,155 @@
+"""Scheduler settings in one validated, immutable object."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from datetime import timedelta
+
+from ._errors import InvalidConfigError
+
+__all__ = ["PreemptionStrategy", "SchedulerConfig"]
+
+
+class PreemptionStrategy(enum.Enum):
+    """What happens to running work when more urgent work arrives and no slot is free.
+
+    NONE: tasks run to completion; priority decides only who starts next.
+    COOPERATIVE: running tasks give their slot up at checkpoints they reach.
+    PREEMPTIVE: more urgent tasks take a slot from the least urgent running task at once.
+    """
+
+    NONE = "none"
+    COOPERATIVE = "cooperative"
+    PREEMPTIVE = "preemptive"
+
+
+def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidConfigError(name, f"must be a positive integer, got {value!r}")
+
+
+def _seconds(
+    name: str, value: object, *, allow_none: bool, allow_zero: bool = False
+) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise InvalidConfigError(name, "must be a duration, got None")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidConfigError(
+            name, f"expected seconds or a timedelta, got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InvalidConfigError(name, f"must be a positive, finite duration, got {value!r}")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Every setting of a :class:`~logosq_os_scheduler.QuantumScheduler`.
+
+    Attributes:
+        workers: Classical execution slots, and the size of the worker thread pool.
+        max_queue_depth: Most tasks that may wait at once; past it, submit raises
+            ``QueueFullError``. None for no limit.
+        max_concurrent_quantum: Most quantum jobs in flight across all backends. None for
+            only the backends' own limits.
+        task_timeout: Default deadline of every task, in seconds from submission; a task's own
+            ``with_timeout`` wins. None for no deadline.
+        preemption: The :class:`PreemptionStrategy`.
+        aging_threshold: Seconds a waiting task must wait to be lifted one priority level (up to
+            HIGH; IDLE never ages). None turns aging off.
+        inline_threshold: Synchronous functions measured to take less than this many seconds
+            run inline on the event loop instead of on a worker thread. 0 turns the fast path
+            off (``with_executor("inline")`` still forces it).
+        latency_samples: How many recent latencies the metrics keep for their percentiles.
+        max_retries: Default retry budget per quantum task for retryable backend errors.
+        retry_backoff: First retry delay in seconds; doubles each retry, with full jitter.
+        retry_backoff_max: Ceiling of the retry delay in seconds.
+        batch_window: How long a partial batch of circuits may wait to fill, in seconds.
+        breaker_threshold: Consecutive failures that take a backend out of rotation.
+        breaker_cooldown: Seconds before a tripped backend is probed again.
+        job_timeout: Seconds a backend job may run before it counts as hung. None: no limit.
+    """
+
+    workers: int = 4
+    max_queue_depth: int | None = None
+    max_concurrent_quantum: int | None = None
+    task_timeout: float | None = None
+    preemption: PreemptionStrategy = PreemptionStrategy.NONE
+    aging_threshold: float | None = 5.0
+    inline_threshold: float = 50e-6
+    latency_samples: int = 65_536
+    max_retries: int = 3
+    retry_backoff: float = 0.05
+    retry_backoff_max: float = 2.0
+    batch_window: float = 0.002
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+    job_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int("workers", self.workers)
+        if isinstance(self.workers, int) and self.workers > 4096:
+            raise InvalidConfigError("workers", f"at most 4096 workers, got {self.workers}")
+        _positive_int("max_queue_depth", self.max_queue_depth, allow_none=True)
+        _positive_int("max_concurrent_quantum", self.max_concurrent_quantum, allow_none=True)
+        object.__setattr__(
+            self, "task_timeout", _seconds("task_timeout", self.task_timeout, allow_none=True)
+        )
+        if not isinstance(self.preemption, PreemptionStrategy):
+            raise InvalidConfigError(
+                "preemption", f"expected a PreemptionStrategy, got {self.preemption!r}"
+            )
+        object.__setattr__(
+            self,
+            "aging_threshold",
+            _seconds("aging_threshold", self.aging_threshold, allow_none=True),
+        )
+        object.__setattr__(
+            self,
+            "inline_threshold",
+            _seconds("inline_threshold", self.inline_threshold, allow_none=False, allow_zero=True),
+        )
+        _positive_int("latency_samples", self.latency_samples)
+        if (
+            not isinstance(self.max_retries, int)
+            or isinstance(self.max_retries, bool)
+            or (self.max_retries < 0)
+        ):
+            raise InvalidConfigError(
+                "max_retries", f"must be a non-negative integer, got {self.max_retries!r}"
+            )
+        for name in ("retry_backoff", "retry_backoff_max", "batch_window"):
+            object.__setattr__(
+                self, name, _seconds(name, getattr(self, name), allow_none=False, allow_zero=True)
+            )
+        _positive_int("breaker_threshold", self.breaker_threshold)
+        object.__setattr__(
+            self,
+            "breaker_cooldown",
+            _seconds("breaker_cooldown", self.breaker_cooldown, allow_none=False),
+        )
+        object.__setattr__(
+            self, "job_timeout", _seconds("job_timeout", self.job_timeout, allow_none=True)
+        )
+
+    def replace(self, **changes: object) -> SchedulerConfig:
+        """Return a copy with some settings changed (validated like the original).
+
+        Raises:
+            InvalidConfigError: If a name is not a setting or a value is out of range.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        for key in changes:
+            if key not in names:
+                raise InvalidConfigError(key, f"no such setting; known: {', '.join(sorted(names))}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

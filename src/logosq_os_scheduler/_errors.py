@@ -1,0 +1,176 @@
+"""The errors this package raises.
+
+Every error is a :class:`SchedulerError`; catch that to catch them all::
+
+    SchedulerError
+     ├── InvalidTaskError          a task, circuit or argument is malformed (names the field)
+     ├── InvalidConfigError        a scheduler setting is out of range (names the setting)
+     ├── QueueFullError            admission refused: the queue is at max_queue_depth
+     ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
+     ├── SchedulerClosedError      submit after aclose(), or on a scheduler that failed to start
+     ├── TaskError                 a task ended without a value; carries the task id
+     │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
+     │    ├── TaskTimeoutError     it passed its deadline
+     │    ├── TaskCancelledError   it was cancelled
+     │    └── RetriesExhaustedError  every allowed attempt failed (last error is ``__cause__``)
+     ├── BackendError              a backend could not run a job
+     │    ├── TransientBackendError    worth retrying on the same backend
+     │    ├── PermanentBackendError    the job itself is bad; never retried
+     │    └── BackendUnavailableError  the backend is down; reroute
+     └── InternalError             a broken invariant inside the scheduler: a bug, please report
+
+Messages say what was wrong and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidTaskError",
+    "NoRouteError",
+    "PermanentBackendError",
+    "QueueFullError",
+    "RetriesExhaustedError",
+    "SchedulerClosedError",
+    "SchedulerError",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "TransientBackendError",
+]
+
+
+class SchedulerError(Exception):
+    """Root of every error raised by logosq_os_scheduler."""
+
+
+class InvalidTaskError(SchedulerError, ValueError):
+    """A task, its circuit or one of its arguments is malformed.
+
+    Attributes:
+        field: The name of the offending field (``"priority"``, ``"circuit"``, ...).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid task field {field!r}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class InvalidConfigError(SchedulerError, ValueError):
+    """A scheduler setting is out of range or of the wrong type.
+
+    Attributes:
+        setting: The name of the offending setting.
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"invalid scheduler setting {setting!r}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class QueueFullError(SchedulerError):
+    """The scheduler's queue holds ``max_queue_depth`` tasks; the new task was not admitted.
+
+    Nothing already queued is affected. Retry later or raise the limit.
+    """
+
+    def __init__(self, depth: int, limit: int) -> None:
+        super().__init__(
+            f"queue is full ({depth} tasks waiting, max_queue_depth={limit}); "
+            "the task was not admitted: retry later or raise the limit"
+        )
+        self.depth = depth
+        self.limit = limit
+
+
+class NoRouteError(SchedulerError):
+    """No registered backend can run the task's circuit.
+
+    Attributes:
+        needs: What the circuit needs, in words.
+        reasons: For each backend considered, why it cannot run the circuit.
+    """
+
+    def __init__(self, needs: str, reasons: dict[str, str]) -> None:
+        if reasons:
+            detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
+        else:
+            detail = "no backend is registered"
+        super().__init__(f"no backend can run this task ({needs}): {detail}")
+        self.needs = needs
+        self.reasons = dict(reasons)
+
+
+class SchedulerClosedError(SchedulerError):
+    """The scheduler is closed (or closing) and accepts no new work."""
+
+
+class TaskError(SchedulerError):
+    """A task ended without producing a value.
+
+    Attributes:
+        task_id: The id of the task.
+    """
+
+    def __init__(self, task_id: int, message: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class TaskFailedError(TaskError):
+    """The task's function (or its backend job) raised; the original error is ``__cause__``."""
+
+
+class TaskTimeoutError(TaskError):
+    """The task passed its deadline before finishing."""
+
+
+class TaskCancelledError(TaskError):
+    """The task was cancelled before it finished."""
+
+
+class RetriesExhaustedError(TaskFailedError):
+    """Every attempt the retry policy allowed failed; the last error is ``__cause__``."""
+
+
+class BackendError(SchedulerError):
+    """A backend could not run a job.
+
+    Attributes:
+        backend: The backend's name.
+        retryable: Whether trying the same job again may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, backend: str, message: str) -> None:
+        super().__init__(f"backend {backend!r}: {message}")
+        self.backend = backend
+
+
+class TransientBackendError(BackendError):
+    """A passing fault (a dropped connection, a busy device): worth retrying."""
+
+    retryable = True
+
+
+class PermanentBackendError(BackendError):
+    """The job itself is bad (an invalid circuit): retrying cannot help."""
+
+    retryable = False
+
+
+class BackendUnavailableError(BackendError):
+    """The backend is down or unregistered: the job should be rerouted."""
+
+    retryable = True
+
+
+class InternalError(SchedulerError):
+    """A scheduler invariant was broken. This is a bug: please report it with the message."""

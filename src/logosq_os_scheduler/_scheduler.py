@@ -1,0 +1,624 @@
+"""QuantumScheduler: the asyncio runtime that drives the scheduling core.
+
+The core (:mod:`logosq_os_scheduler.core`) decides; this module carries the decisions out: it
+runs functions inline, on worker threads or as coroutines, arms the deadline timer, resolves
+handles, and wakes whoever waits. Only the event-loop thread changes scheduler state; other
+threads reach it through ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import math
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from ._clock import Clock, MonotonicClock
+from ._config import PreemptionStrategy, SchedulerConfig
+from ._errors import (
+    InternalError,
+    InvalidConfigError,
+    InvalidTaskError,
+    NoRouteError,
+    SchedulerClosedError,
+)
+from ._handle import TaskHandle
+from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
+from .core import Pool, SchedulerCore
+from .core._state import TERMINAL
+from .executors._threads import Completion, ThreadWorkers
+from .observability._metrics import SchedulerMetrics, percentile
+
+__all__ = ["QuantumScheduler"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("logosq_os_scheduler")
+
+_S = TaskStatus
+_RUNNING = _S.RUNNING
+_COMPLETED = _S.COMPLETED
+_FAILED = _S.FAILED
+_CoroutineType = types.CoroutineType
+_BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
+# A function that once took this many times the inline threshold inline goes back to threads.
+_DEMOTE_FACTOR = 20.0
+_FAST_TABLE_LIMIT = 4096
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class QuantumScheduler:
+    """The hybrid quantum-classical task scheduler.
+
+    Use it as an async context manager, which closes it (draining the queue) on exit::
+
+        async with QuantumScheduler(4) as scheduler:
+            handle = await scheduler.submit(Task.classical("add").with_function(add, 1, 2))
+            result = await handle
+            assert result.value == 3
+
+    The scheduler binds to the event loop it is first used on. From synchronous code, use
+    :class:`~logosq_os_scheduler.BlockingScheduler`.
+
+    Args:
+        workers: Classical slots and worker threads (default 4).
+        config: All settings at once; ``workers``, if also given, overrides its ``workers``.
+        clock: Where time comes from (default: the monotonic clock).
+
+    Raises:
+        InvalidConfigError: If a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        config: SchedulerConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if config is None:
+            config = SchedulerConfig() if workers is None else SchedulerConfig(workers=workers)
+        elif not isinstance(config, SchedulerConfig):
+            raise InvalidConfigError("config", f"expected a SchedulerConfig, got {config!r}")
+        elif workers is not None:
+            config = config.replace(workers=workers)
+        if clock is None:
+            clock = MonotonicClock()
+        elif not isinstance(clock, Clock):
+            raise InvalidConfigError("clock", f"expected an object with now(), got {clock!r}")
+        self._config = config
+        self._demote_after = config.inline_threshold * _DEMOTE_FACTOR
+        self._clock = clock
+        # The real clock is read through the builtin directly: it is read on every event.
+        self._now: Callable[[], float] = (
+            time.monotonic if type(clock) is MonotonicClock else clock.now
+        )
+        self._core = SchedulerCore(config, clock)
+        self._state = _State.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._threads: ThreadWorkers | None = None
+        # Tasks holding a slot whose execution has not returned yet (incl. ended-but-running).
+        self._active: set[Task[Any]] = set()
+        self._dispatching: set[str] = set()
+        # id(code) -> [code, seconds]: how long a synchronous function takes (EWMA).
+        self._fast: dict[int, list[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = math.inf
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @property
+    def config(self) -> SchedulerConfig:
+        """The settings in force."""
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        """The scheduler's clock (timestamps in results and metrics are on it)."""
+        return self._clock
+
+    @property
+    def workers(self) -> int:
+        """Number of classical slots."""
+        return self._config.workers
+
+    @property
+    def closed(self) -> bool:
+        """Whether the scheduler has been closed (or is closing)."""
+        return self._state in (_State.CLOSING, _State.CLOSED)
+
+    def configure(self, **changes: object) -> QuantumScheduler:
+        """Change settings (see :class:`SchedulerConfig`); returns the scheduler.
+
+        Raises:
+            InvalidConfigError: If a setting is unknown or out of range.
+            SchedulerClosedError: If the scheduler is closed.
+        """
+        if self.closed:
+            raise SchedulerClosedError("the scheduler is closed; its settings can no longer change")
+        new = self._config.replace(**changes)
+        self._config = new
+        self._demote_after = new.inline_threshold * _DEMOTE_FACTOR
+        core = self._core
+        core.config = new
+        core.classical.capacity = new.workers
+        for pool in core.pools.values():
+            pool.queue._aging = new.aging_threshold
+        if self._threads is not None:
+            self._threads.resize(new.workers)
+        if self._loop is not None and self._state is _State.RUNNING:
+            self._dispatch(core.classical)
+        return self
+
+    def with_max_concurrent_quantum(self, n: int) -> QuantumScheduler:
+        """Limit quantum jobs in flight across all backends to ``n``."""
+        return self.configure(max_concurrent_quantum=n)
+
+    def with_max_queue_depth(self, n: int) -> QuantumScheduler:
+        """Limit how many tasks may wait at once; past it, submit raises QueueFullError."""
+        return self.configure(max_queue_depth=n)
+
+    def with_task_timeout(self, timeout: float | timedelta) -> QuantumScheduler:
+        """Give every task a deadline, counted from submission (a task's own timeout wins)."""
+        return self.configure(task_timeout=timeout)
+
+    def with_preemption(self, strategy: PreemptionStrategy) -> QuantumScheduler:
+        """Choose the preemption strategy."""
+        return self.configure(preemption=strategy)
+
+    def with_aging(self, threshold: float | timedelta | None) -> QuantumScheduler:
+        """Set the aging threshold in seconds (None turns aging off)."""
+        return self.configure(aging_threshold=threshold)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> QuantumScheduler:
+        self._ensure_started()
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        await self.aclose(cancel_pending=exc_type is not None)
+
+    def _ensure_started(self) -> None:
+        state = self._state
+        if state is _State.RUNNING:
+            return
+        if state is not _State.NEW:
+            raise SchedulerClosedError("the scheduler is closed and accepts no new tasks")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._threads = ThreadWorkers(self._config.workers, loop, self._on_thread_batch)
+        self._state = _State.RUNNING
+
+    async def join(self) -> None:
+        """Wait until every submitted task has ended (the scheduler stays open)."""
+        if self._core.unfinished == 0 or self._loop is None:
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._idle_waiters.append(fut)
+        await fut
+
+    async def aclose(self, *, cancel_pending: bool = False, timeout: float | None = None) -> None:
+        """Stop accepting tasks and wait for those submitted to end.
+
+        Args:
+            cancel_pending: Cancel tasks still waiting in the queue instead of running them.
+            timeout: Seconds to wait for the rest; past it every unfinished task is cancelled,
+                so closing never hangs on a task that does not end.
+        """
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
+            return
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSING
+        if cancel_pending:
+            self._cancel_all(queued_only=True)
+        try:
+            if timeout is None:
+                await self.join()
+            else:
+                await asyncio.wait_for(self.join(), timeout)
+        except TimeoutError:
+            self._cancel_all(queued_only=False)
+        finally:
+            runners = [t.runner for t in self._active if isinstance(t.runner, asyncio.Task)]
+            if runners:
+                await asyncio.gather(*runners, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._threads is not None:
+                self._threads.close()
+            self._state = _State.CLOSED
+
+    def _cancel_all(self, *, queued_only: bool) -> None:
+        now = self._now()
+        victims = [t for pool in self._core.pools.values() for t in pool.queue]
+        if not queued_only:
+            victims.extend(t for t in self._active if t.status not in TERMINAL)
+        for task in victims:
+            self._end_early(task, _S.CANCELLED, now)
+
+    # -- submission --------------------------------------------------------------------------
+
+    async def submit(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
+        """Submit a task (or a builder, which is built) and return its handle at once.
+
+        Raises:
+            InvalidTaskError: If the task is malformed or was already submitted.
+            QueueFullError: If ``max_queue_depth`` tasks already wait; nothing else changes.
+            NoRouteError: If a quantum task's circuit fits no backend.
+            SchedulerClosedError: If the scheduler is closing or closed.
+        """
+        return self.submit_nowait(task)
+
+    async def submit_many(
+        self, tasks: Iterable[Task[Any] | TaskBuilder[Any]]
+    ) -> list[TaskHandle[Any]]:
+        """Submit several tasks; stops at the first that is refused, raising its error."""
+        return [self.submit_nowait(t) for t in tasks]
+
+    def submit_nowait(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
+        """:meth:`submit` as a plain call, for use on the scheduler's event-loop thread."""
+        if self._state is not _State.RUNNING:
+            self._ensure_started()
+        if task.__class__ is TaskBuilder:
+            task = task.build()
+        elif not isinstance(task, Task):
+            if isinstance(task, TaskBuilder):
+                task = task.build()
+            else:
+                raise InvalidTaskError(
+                    "task", f"expected a Task or TaskBuilder, got {type(task).__name__}"
+                )
+        elif task.status is not _S.PENDING:
+            raise InvalidTaskError(
+                "task", f"task {task.task_id} ({task.name!r}) was already submitted"
+            )
+        pool = self._pool_for(task)
+        core = self._core
+        started = core.admit(task, pool, self._now())
+        deadline = task.deadline
+        if deadline is not None and deadline < self._timer_when:
+            self._arm_timer(deadline)
+        handle = TaskHandle(task, self)
+        if started:
+            self._run(task)
+        return handle
+
+    def _pool_for(self, task: Task[Any]) -> Pool:
+        kind = task.task_type
+        if kind is TaskType.CLASSICAL or (kind is TaskType.HYBRID and task.fn is not None):
+            executor = task.executor
+            if executor is not None and executor not in _BUILTIN_EXECUTORS:
+                raise InvalidTaskError(
+                    "executor",
+                    f"unknown executor {executor!r}; "
+                    f"known: {', '.join(sorted(_BUILTIN_EXECUTORS))}",
+                )
+            return self._core.classical
+        if kind is TaskType.HYBRID:
+            raise InvalidTaskError(
+                "algorithm",
+                "hybrid algorithms run through workflows; give the task a function with "
+                "with_function(fn), or use run_workflow()",
+            )
+        raise NoRouteError(
+            f"a quantum circuit ({task.name!r})",
+            {},
+        )
+
+    # -- execution ---------------------------------------------------------------------------
+
+    def _run(self, task: Task[Any]) -> None:
+        """Start the execution of a task that the core has just made RUNNING.
+
+        Synchronous functions run inline on the loop when forced to or when they have been
+        measured to take less than ``inline_threshold``; otherwise on a worker thread.
+        Invariant: a task is in ``_active`` iff its execution is under way off the loop stack
+        (on a thread or as a coroutine); inline runs start and end within this call.
+        """
+        if task.is_async:
+            self._active.add(task)
+            self._run_async(task)
+            return
+        executor = task.executor
+        if executor is None or executor == "auto":
+            fn = task.fn
+            entry = self._fast.get(id(getattr(fn, "__code__", fn)))
+            if entry is not None and entry[1] < self._config.inline_threshold:
+                self._run_inline(task, entry)
+                return
+        elif executor == "inline":
+            self._run_inline(task, None)
+            return
+        self._active.add(task)
+        threads = self._threads
+        assert threads is not None
+        threads.submit(task)
+
+    def _run_inline(self, task: Task[Any], entry: list[Any] | None) -> None:
+        fn = task.fn
+        assert fn is not None
+        perf = time.perf_counter
+        t0 = perf()
+        try:
+            value = fn(*task.args, **task.kwargs)
+        except Exception as exc:
+            self._finish_run(task, _FAILED, exc)
+            return
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: end the task, re-raise
+            self._finish_run(task, _FAILED, exc)
+            raise
+        finally:
+            seconds = perf() - t0
+            if entry is None:
+                self._note_duration(fn, seconds)
+            elif seconds > self._demote_after:
+                entry[1] = seconds  # one slow run is enough to stop running it inline
+            else:
+                entry[1] = 0.75 * entry[1] + 0.25 * seconds
+        if value.__class__ is _CoroutineType:
+            self._active.add(task)
+            self._drive(task, value)
+            return
+        self._finish_run(task, _COMPLETED, value)
+
+    def _note_duration(self, fn: Callable[..., Any], seconds: float) -> None:
+        key_obj = getattr(fn, "__code__", fn)
+        key = id(key_obj)
+        fast = self._fast
+        entry = fast.get(key)
+        if entry is None:
+            if len(fast) >= _FAST_TABLE_LIMIT:
+                fast.clear()
+            # The key object is kept alive in the entry so that its id is never reused.
+            fast[key] = [key_obj, seconds]
+        elif seconds > self._demote_after:
+            entry[1] = seconds
+        else:
+            entry[1] = 0.75 * entry[1] + 0.25 * seconds
+
+    def _run_async(self, task: Task[Any]) -> None:
+        fn = task.fn
+        assert fn is not None
+        try:
+            coro = fn(*task.args, **task.kwargs)
+        except Exception as exc:
+            self._finish_run(task, _FAILED, exc)
+            return
+        self._drive(task, coro)
+
+    def _drive(self, task: Task[Any], awaitable: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        task.runner = loop.create_task(self._await_task(task, awaitable))
+
+    async def _await_task(self, task: Task[Any], awaitable: Any) -> None:
+        try:
+            value = await awaitable
+        except asyncio.CancelledError:
+            # Cancelled by us (cancel/timeout: the task has already ended) or by someone
+            # else, such as the loop shutting down: end it CANCELLED. Then let it propagate.
+            self._finish_run(task, _S.CANCELLED, None)
+            raise
+        except Exception as exc:
+            self._finish_run(task, _FAILED, exc)
+        except BaseException as exc:
+            self._finish_run(task, _FAILED, exc)
+            raise
+        else:
+            self._finish_run(task, _COMPLETED, value)
+
+    def _on_thread_batch(self, batch: list[Completion]) -> None:
+        note = self._note_duration
+        finish = self._finish_run
+        for task, ok, value, seconds in batch:
+            fn = task.fn
+            if fn is not None:
+                note(fn, seconds)
+            finish(task, _COMPLETED if ok else _FAILED, value)
+
+    def _finish_run(self, task: Task[Any], status: TaskStatus, value: Any) -> None:
+        """An execution has returned: release its slot, end the task unless it ended already."""
+        core = self._core
+        now = self._now()
+        pool = core.locate(task)
+        self._active.discard(task)
+        task.runner = None
+        core.release(pool, task, now)
+        if task.status is _RUNNING:
+            if status is _COMPLETED:
+                task.value = value
+            else:
+                task.error = value
+            core.transition(task, status, now)
+            self._settle(task)
+        self._dispatch(pool)
+
+    def _dispatch(self, pool: Pool) -> None:
+        """Start queued tasks of ``pool`` while it has free slots (never re-entered per pool)."""
+        name = pool.name
+        dispatching = self._dispatching
+        if name in dispatching:
+            return  # the loop further up the stack will see the freed slot
+        dispatching.add(name)
+        try:
+            core = self._core
+            now_fn = self._now
+            while True:
+                task = core.next_ready(pool, now_fn())
+                if task is None:
+                    break
+                self._run(task)
+        finally:
+            dispatching.discard(name)
+
+    # -- ending tasks early ------------------------------------------------------------------
+
+    def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
+        """Cancel or time out a task that has not finished; stop its execution if possible."""
+        was_running = task.status is _RUNNING or task.status is _S.PREEMPTED
+        if not self._core.finish(task, status, now):
+            return False
+        self._settle(task)
+        if was_running:
+            runner = task.runner
+            if isinstance(runner, asyncio.Task):
+                runner.cancel()
+            # A synchronous function on a thread cannot be interrupted: it runs on, holding its
+            # slot until it returns, and its result is dropped.
+        return True
+
+    def _cancel(self, task: Task[Any]) -> bool:
+        return self._end_early(task, _S.CANCELLED, self._now())
+
+    def _cancel_from_any_thread(self, task: Task[Any]) -> bool:
+        if task.status in TERMINAL:
+            return False
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            return self._cancel(task)
+        done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+
+        def cancel_on_loop() -> None:
+            done.set_result(self._cancel(task))
+
+        loop.call_soon_threadsafe(cancel_on_loop)
+        return done.result()
+
+    def _arm_timer(self, when: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = loop.call_later(max(0.0, when - self._now()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = math.inf
+        now = self._now()
+        for task in self._core.expire(now):
+            self._settle(task)
+            runner = task.runner
+            if isinstance(runner, asyncio.Task):
+                runner.cancel()
+        nxt = self._core.next_deadline()
+        if nxt is not None:
+            self._arm_timer(nxt)
+
+    # -- waking waiters ----------------------------------------------------------------------
+
+    def _settle(self, task: Task[Any]) -> None:
+        """A task has just ended: wake whoever waits for it, and for the scheduler to idle."""
+        fut = task.future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        if self._idle_waiters and self._core.unfinished == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def _call_when_done(self, task: Task[Any], fn: Callable[[], None]) -> None:
+        """Arrange ``fn()`` once ``task`` ends; from any thread. Runs at once if it has."""
+        if task.status in TERMINAL:
+            fn()
+            return
+        loop = self._loop
+        if loop is None:
+            raise InternalError(f"task {task.task_id} is unfinished on a scheduler never started")
+        if threading.get_ident() == self._loop_thread:
+            self._attach(task, fn)
+            return
+        loop.call_soon_threadsafe(self._attach, task, fn)
+
+    def _attach(self, task: Task[Any], fn: Callable[[], None]) -> None:
+        if task.status in TERMINAL:
+            fn()
+            return
+        fut = task.future
+        if fut is None:
+            assert self._loop is not None
+            fut = task.future = self._loop.create_future()
+        fut.add_done_callback(lambda _f: fn())
+
+    # -- observation -------------------------------------------------------------------------
+
+    def metrics(self) -> SchedulerMetrics:
+        """A snapshot of counts, queue depth, throughput, latency percentiles and utilisation."""
+        core = self._core
+        now = self._now()
+        c = core.counts
+        uptime = max(now - core.started_at, 1e-9)
+        finish_times = list(core.finish_times)
+        recent = 0.0
+        if len(finish_times) > 1 and finish_times[-1] > finish_times[0]:
+            recent = (len(finish_times) - 1) / (finish_times[-1] - finish_times[0])
+        waits = list(core.queue_waits)
+        lats = list(core.latencies)
+        depth = [0] * 5
+        for pool in core.pools.values():
+            for i, n in enumerate(pool.queue.depth_by_level()):
+                depth[i] += n
+        classical = core.classical
+        busy = classical.busy_time + sum(
+            now - t.started_at
+            for t in list(self._active)
+            if t.started_at is not None and core.locate(t) is classical
+        )
+        utilisation = min(1.0, busy / (classical.capacity * uptime))
+        return SchedulerMetrics(
+            submitted=core.submitted,
+            queued=c[_S.QUEUED],
+            running=c[_RUNNING],
+            preempted=c[_S.PREEMPTED],
+            completed=c[_COMPLETED],
+            failed=c[_FAILED],
+            cancelled=c[_S.CANCELLED],
+            timed_out=c[_S.TIMED_OUT],
+            by_priority=types.MappingProxyType(dict(core.submitted_by_priority)),
+            by_type=types.MappingProxyType(dict(core.submitted_by_type)),
+            queue_depth=core.waiting,
+            queue_depth_by_priority=types.MappingProxyType(
+                {TaskPriority(4 - i): n for i, n in enumerate(depth)}
+            ),
+            uptime=uptime,
+            throughput=c[_COMPLETED] / uptime,
+            recent_throughput=recent,
+            queue_wait_p50=percentile(waits, 50),
+            queue_wait_p99=percentile(waits, 99),
+            latency_p50=percentile(lats, 50),
+            latency_p99=percentile(lats, 99),
+            latency_p999=percentile(lats, 99.9),
+            worker_utilisation=utilisation,
+            retries=core.retries,
+            reroutes=core.reroutes,
+            preemptions=core.preemptions,
+            breaker_trips=core.breaker_trips,
+        )
+
+    def __repr__(self) -> str:
+        core = self._core
+        return (
+            f"<QuantumScheduler {self._state.value} workers={self._config.workers} "
+            f"waiting={core.waiting} unfinished={core.unfinished}>"
+        )

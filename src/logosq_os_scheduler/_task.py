@@ -1,0 +1,574 @@
+"""The task model: what a task is, how it is built, and what it leaves behind.
+
+A :class:`Task` is built with a :class:`TaskBuilder` (``Task.classical(name)``,
+``Task.quantum(name)``, ``Task.hybrid(name)``) and submitted to a scheduler, which returns a
+:class:`~logosq_os_scheduler.TaskHandle`. A task is submitted at most once; its life is the state
+machine in :mod:`logosq_os_scheduler.core._state`, and it ends in exactly one terminal
+:class:`TaskStatus`. What it produced is a :class:`TaskResult`.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import itertools
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from ._errors import InvalidTaskError
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "Task",
+    "TaskBuilder",
+    "TaskPriority",
+    "TaskResult",
+    "TaskStatus",
+    "TaskType",
+    "coerce_seconds",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+P = ParamSpec("P")
+
+
+class TaskPriority(enum.IntEnum):
+    """How urgent a task is. Members compare by urgency: ``CRITICAL > HIGH > ... > IDLE``.
+
+    ==========  ==========================  ===============================
+    Member      Scheduling                  Typical use
+    ==========  ==========================  ===============================
+    CRITICAL    before anything else        error recovery, calibration
+    HIGH        next available slot         interactive queries
+    NORMAL      standard queue              batch jobs
+    LOW         background                  optimisation, caching
+    IDLE        only when nothing else      speculative execution
+                of higher priority waits
+    ==========  ==========================  ===============================
+    """
+
+    IDLE = 0
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def level(self) -> int:
+        """Queue index: 0 for CRITICAL up to 4 for IDLE (lower runs first)."""
+        return 4 - int(self)
+
+
+class TaskType(enum.Enum):
+    """What kind of work a task carries."""
+
+    CLASSICAL = "classical"
+    QUANTUM = "quantum"
+    HYBRID = "hybrid"
+
+
+class TaskStatus(enum.Enum):
+    """Where a task is in its life. The last four are terminal: a task reaches one of them once.
+
+    Modelled on Qiskit's ``JobStatus``: ``PENDING`` (built, not yet admitted), ``QUEUED``
+    (waiting for a slot), ``RUNNING``, ``PREEMPTED`` (gave its slot up and will resume), then
+    ``COMPLETED``, ``FAILED``, ``CANCELLED`` or ``TIMED_OUT``.
+    """
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PREEMPTED = "preempted"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    # Members are singletons compared by identity; hashing by identity keeps the state table
+    # and the status counters off Enum's Python-level __hash__ on the hot path.
+    __hash__ = object.__hash__
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task's life is over."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
+)
+
+_ids = itertools.count(1)
+_CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+
+
+def coerce_seconds(field: str, value: object, *, allow_none: bool = True) -> float | None:
+    """Turn a duration given as seconds or :class:`~datetime.timedelta` into positive seconds.
+
+    Raises:
+        InvalidTaskError: If the value is not a positive, finite duration.
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise InvalidTaskError(field, "a duration is required, got None")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidTaskError(
+            field, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidTaskError(field, f"must be a positive, finite duration, got {value!r}")
+    return seconds
+
+
+class Task(Generic[T]):
+    """A unit of work for the scheduler: a classical function, a quantum circuit, or a hybrid.
+
+    Build tasks with :meth:`classical`, :meth:`quantum` or :meth:`hybrid`; do not construct
+    them directly. The spec fields are fixed once built; the runtime fields belong to the
+    scheduler and change only through its state machine.
+    """
+
+    __slots__ = (
+        # spec: fixed at build time
+        "task_id",
+        "name",
+        "task_type",
+        "priority",
+        "fn",
+        "args",
+        "kwargs",
+        "is_async",
+        "circuit",
+        "shots",
+        "timeout",
+        "backend",
+        "executor",
+        "preemptible",
+        "metadata",
+        "algorithm",
+        "optimizer",
+        "num_qubits",
+        "requires_all_to_all",
+        # runtime: owned by the scheduler
+        "status",
+        "seq",
+        "submitted_at",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "deadline",
+        "attempts",
+        "value",
+        "error",
+        "backend_used",
+        "routing",
+        "backends_tried",
+        "signature",
+        "future",
+        "runner",
+        "resources",
+    )
+
+    def __init__(self, builder: TaskBuilder[T]) -> None:
+        self.task_id: int = next(_ids)
+        self.name: str = builder._name
+        self.task_type: TaskType = builder._task_type
+        self.priority: TaskPriority = builder._priority
+        self.fn: Callable[..., Any] | None = builder._fn
+        self.args: tuple[Any, ...] = builder._args
+        self.kwargs: dict[str, Any] = builder._kwargs
+        self.is_async: bool = builder._is_async
+        self.circuit: Any = builder._circuit
+        self.shots: int = builder._shots
+        self.timeout: float | None = builder._timeout
+        self.backend: str | None = builder._backend
+        self.executor: str | None = builder._executor
+        self.preemptible: bool = builder._preemptible
+        self.metadata: dict[str, Any] = builder._metadata
+        self.algorithm: Any = builder._algorithm
+        self.optimizer: Any = builder._optimizer
+        self.num_qubits: int | None = builder._num_qubits
+        self.requires_all_to_all: bool | None = builder._requires_all_to_all
+        # Invariant: status changes only through SchedulerCore.transition().
+        self.status: TaskStatus = TaskStatus.PENDING
+        self.seq: int = 0
+        self.submitted_at: float | None = None
+        self.enqueued_at: float = 0.0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.deadline: float | None = None
+        self.attempts: int = 0
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.backend_used: str | None = None
+        self.routing: Any = None
+        self.backends_tried: list[str] | None = None
+        self.signature: bytes | None = None
+        # Created only when someone waits on an unfinished task; resolved (to None) when it ends.
+        self.future: asyncio.Future[None] | None = None
+        self.runner: Any = None
+        self.resources: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Task {self.task_id} {self.name!r} {self.task_type.value} "
+            f"{self.priority.name} {self.status.value}>"
+        )
+
+    @staticmethod
+    def classical(name: str) -> TaskBuilder[Any]:
+        """Start building a classical task (a Python function, sync or async).
+
+        Example:
+            >>> Task.classical("optimize").with_function(sum, [1, 2]).build().name
+            'optimize'
+        """
+        return TaskBuilder(name, TaskType.CLASSICAL)
+
+    @staticmethod
+    def quantum(name: str) -> TaskBuilder[Any]:
+        """Start building a quantum task (a circuit run on a backend)."""
+        return TaskBuilder(name, TaskType.QUANTUM)
+
+    @staticmethod
+    def hybrid(name: str) -> TaskBuilder[Any]:
+        """Start building a hybrid task (an algorithm that interleaves both kinds of work)."""
+        return TaskBuilder(name, TaskType.HYBRID)
+
+
+class TaskBuilder(Generic[T]):
+    """Builds a :class:`Task` step by step; every ``with_*`` call validates its input at once.
+
+    Builders are mutable and each ``with_*`` returns the same builder. Submitting a builder
+    builds a fresh task, so one builder can be submitted several times.
+
+    Raises:
+        InvalidTaskError: From any ``with_*`` method given a bad value, naming the field.
+    """
+
+    __slots__ = (
+        "_name",
+        "_task_type",
+        "_priority",
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_is_async",
+        "_circuit",
+        "_shots",
+        "_timeout",
+        "_backend",
+        "_executor",
+        "_preemptible",
+        "_metadata",
+        "_algorithm",
+        "_optimizer",
+        "_num_qubits",
+        "_requires_all_to_all",
+    )
+
+    def __init__(self, name: str, task_type: TaskType) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidTaskError("name", f"must be a non-empty string, got {name!r}")
+        self._name = name
+        self._task_type = task_type
+        self._priority = TaskPriority.NORMAL
+        self._fn: Callable[..., Any] | None = None
+        self._args: tuple[Any, ...] = ()
+        self._kwargs: dict[str, Any] = _EMPTY_KWARGS
+        self._is_async = False
+        self._circuit: Any = None
+        self._shots = 1024
+        self._timeout: float | None = None
+        self._backend: str | None = None
+        self._executor: str | None = None
+        self._preemptible = True
+        self._metadata: dict[str, Any] = _EMPTY_KWARGS
+        self._algorithm: Any = None
+        self._optimizer: Any = None
+        self._num_qubits: int | None = None
+        self._requires_all_to_all: bool | None = None
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        return self._name
+
+    @property
+    def task_type(self) -> TaskType:
+        """The kind of task being built."""
+        return self._task_type
+
+    def with_priority(self, priority: TaskPriority) -> TaskBuilder[T]:
+        """Set the priority (default ``NORMAL``)."""
+        if not isinstance(priority, TaskPriority):
+            if isinstance(priority, str) and priority.upper() in TaskPriority.__members__:
+                priority = TaskPriority[priority.upper()]
+            else:
+                raise InvalidTaskError(
+                    "priority",
+                    "expected a TaskPriority (CRITICAL, HIGH, NORMAL, LOW, IDLE), "
+                    f"got {priority!r}",
+                )
+        self._priority = priority
+        return self
+
+    @overload
+    def with_function(
+        self, fn: Callable[P, Awaitable[U]], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskBuilder[U]: ...
+
+    @overload
+    def with_function(
+        self, fn: Callable[P, U], *args: P.args, **kwargs: P.kwargs
+    ) -> TaskBuilder[U]: ...
+
+    def with_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> TaskBuilder[Any]:
+        """Set the function a classical or hybrid task runs, with its arguments.
+
+        ``fn`` may be a plain function (run on a worker, or inline when it is known to be tiny)
+        or an ``async def`` function (run on the scheduler's event loop).
+        """
+        if not callable(fn):
+            raise InvalidTaskError("function", f"must be callable, got {type(fn).__name__}")
+        if self._task_type is TaskType.QUANTUM:
+            raise InvalidTaskError(
+                "function", "a quantum task runs a circuit, not a function: use with_circuit()"
+            )
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs if kwargs else _EMPTY_KWARGS
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            # A plain or bound function: read its flags directly (inspect is ~10x slower).
+            self._is_async = bool(code.co_flags & _CO_ASYNC)
+        else:
+            call = type(fn).__call__ if not inspect.isroutine(fn) else None
+            self._is_async = inspect.iscoroutinefunction(fn) or (
+                call is not None and inspect.iscoroutinefunction(call)
+            )
+        return self
+
+    def with_circuit(self, circuit: object) -> TaskBuilder[T]:
+        """Set the circuit a quantum task runs.
+
+        Accepted: a Qiskit ``QuantumCircuit``, OpenQASM 2 or OpenQASM 3 source text. Text is
+        parsed (and rejected with the line and the problem) when the task is submitted.
+        """
+        if circuit is None:
+            raise InvalidTaskError("circuit", "must be a QuantumCircuit or OpenQASM text, got None")
+        if isinstance(circuit, str) and not circuit.strip():
+            raise InvalidTaskError("circuit", "OpenQASM text is empty")
+        if self._task_type is TaskType.CLASSICAL:
+            raise InvalidTaskError(
+                "circuit", "a classical task runs a function: use Task.quantum() for circuits"
+            )
+        self._circuit = circuit
+        return self
+
+    def with_shots(self, shots: int) -> TaskBuilder[T]:
+        """Set how many times the circuit is sampled (default 1024)."""
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots <= 0:
+            raise InvalidTaskError("shots", f"must be a positive integer, got {shots!r}")
+        if shots > 10_000_000:
+            raise InvalidTaskError("shots", f"at most 10,000,000 shots per circuit, got {shots}")
+        self._shots = shots
+        return self
+
+    def with_timeout(self, timeout: float | timedelta) -> TaskBuilder[T]:
+        """Set the task's deadline, counted from submission: past it the task ends TIMED_OUT."""
+        self._timeout = coerce_seconds("timeout", timeout, allow_none=False)
+        return self
+
+    def with_backend(self, backend: str) -> TaskBuilder[T]:
+        """Pin the task to the backend registered under this name (no routing)."""
+        if not isinstance(backend, str) or not backend:
+            raise InvalidTaskError("backend", f"must be a non-empty backend name, got {backend!r}")
+        self._backend = backend
+        return self
+
+    def with_executor(self, executor: str) -> TaskBuilder[T]:
+        """Choose where a classical function runs: ``"auto"`` (default), ``"inline"``,
+        ``"thread"``, or the name of an executor registered with the scheduler.
+
+        ``"inline"`` runs a synchronous function directly on the scheduler's event loop: the
+        cheapest path, for functions that take microseconds. ``"auto"`` picks inline for
+        functions it has measured to be that quick, and a worker thread otherwise.
+        """
+        if not isinstance(executor, str) or not executor:
+            raise InvalidTaskError("executor", f"must be an executor name, got {executor!r}")
+        self._executor = executor
+        return self
+
+    def with_preemptible(self, preemptible: bool) -> TaskBuilder[T]:
+        """Mark whether a running task may be preempted for more urgent work (default True)."""
+        if not isinstance(preemptible, bool):
+            raise InvalidTaskError("preemptible", f"must be True or False, got {preemptible!r}")
+        self._preemptible = preemptible
+        return self
+
+    def with_metadata(self, **metadata: object) -> TaskBuilder[T]:
+        """Attach free-form labels to the task (kept on the task and its result)."""
+        merged = dict(self._metadata)
+        merged.update(metadata)
+        self._metadata = merged
+        return self
+
+    def with_qubits(self, num_qubits: int) -> TaskBuilder[T]:
+        """Override the number of qubits the circuit needs (normally derived from the circuit)."""
+        if not isinstance(num_qubits, int) or isinstance(num_qubits, bool) or num_qubits <= 0:
+            raise InvalidTaskError("num_qubits", f"must be a positive integer, got {num_qubits!r}")
+        self._num_qubits = num_qubits
+        return self
+
+    def with_all_to_all(self, required: bool = True) -> TaskBuilder[T]:
+        """Override whether the circuit needs all-to-all connectivity (normally derived)."""
+        if not isinstance(required, bool):
+            raise InvalidTaskError("requires_all_to_all", f"must be a bool, got {required!r}")
+        self._requires_all_to_all = required
+        return self
+
+    def with_algorithm(self, algorithm: object) -> TaskBuilder[T]:
+        """Set the algorithm a hybrid task runs (for example a VQE)."""
+        if self._task_type is not TaskType.HYBRID:
+            raise InvalidTaskError("algorithm", "only hybrid tasks (Task.hybrid) take an algorithm")
+        if algorithm is None:
+            raise InvalidTaskError("algorithm", "must not be None")
+        self._algorithm = algorithm
+        return self
+
+    def with_optimizer(self, optimizer: object) -> TaskBuilder[T]:
+        """Set the classical optimiser a hybrid task's algorithm uses."""
+        if self._task_type is not TaskType.HYBRID:
+            raise InvalidTaskError("optimizer", "only hybrid tasks (Task.hybrid) take an optimizer")
+        if optimizer is None:
+            raise InvalidTaskError("optimizer", "must not be None")
+        self._optimizer = optimizer
+        return self
+
+    def build(self) -> Task[T]:
+        """Check the builder is complete and return a new :class:`Task`.
+
+        Raises:
+            InvalidTaskError: If a required field is missing (a function for classical tasks, a
+                circuit for quantum ones, a function or algorithm for hybrid ones).
+        """
+        kind = self._task_type
+        if kind is TaskType.CLASSICAL:
+            if self._fn is None:
+                raise InvalidTaskError("function", "a classical task needs with_function(fn)")
+        elif kind is TaskType.QUANTUM:
+            if self._circuit is None:
+                raise InvalidTaskError("circuit", "a quantum task needs with_circuit(circuit)")
+        elif self._fn is None and self._algorithm is None:
+            raise InvalidTaskError(
+                "algorithm", "a hybrid task needs with_algorithm(...) or with_function(fn)"
+            )
+        return Task(self)
+
+    def __repr__(self) -> str:
+        return f"<TaskBuilder {self._name!r} {self._task_type.value} {self._priority.name}>"
+
+
+_EMPTY_KWARGS: dict[str, Any] = {}
+
+
+class TaskResult(Generic[T]):
+    """What a finished task left behind.
+
+    Attributes:
+        task_id: The task's id.
+        name: The task's name.
+        status: Its terminal status (``COMPLETED`` for a result obtained by awaiting a handle).
+        value: What the function returned; for a quantum task, the counts ``{bitstring: n}``.
+        task_type: Classical, quantum or hybrid.
+        priority: The priority it was submitted with.
+        backend: The backend that ran it (quantum tasks), else None.
+        submitted_at, started_at, finished_at: Times on the scheduler's clock, in seconds.
+        attempts: How many times it was started (more than 1 after retries or preemption).
+        backends_tried: Every backend an attempt went to, in order (quantum tasks).
+        routing: The routing decision with its reason (quantum tasks), else None.
+        metadata: The labels given with ``with_metadata``.
+        signature: The Ed25519 signature over the result, when result signing is on.
+    """
+
+    __slots__ = (
+        "task_id",
+        "name",
+        "status",
+        "value",
+        "task_type",
+        "priority",
+        "backend",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "backends_tried",
+        "routing",
+        "metadata",
+        "signature",
+        "error",
+    )
+
+    def __init__(self, task: Task[T]) -> None:
+        self.task_id = task.task_id
+        self.name = task.name
+        self.status = task.status
+        self.value: T = task.value
+        self.task_type = task.task_type
+        self.priority = task.priority
+        self.backend = task.backend_used
+        self.submitted_at: float = task.submitted_at if task.submitted_at is not None else 0.0
+        self.started_at = task.started_at
+        self.finished_at: float = task.finished_at if task.finished_at is not None else 0.0
+        self.attempts = task.attempts
+        self.backends_tried: tuple[str, ...] = tuple(task.backends_tried or ())
+        self.routing: Any = task.routing
+        self.metadata: Mapping[str, Any] = task.metadata
+        self.signature: bytes | None = task.signature
+        self.error: BaseException | None = task.error
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The measurement counts of a quantum task.
+
+        Raises:
+            InvalidTaskError: If this is not a quantum task's result.
+        """
+        if self.task_type is not TaskType.QUANTUM or not isinstance(self.value, dict):
+            raise InvalidTaskError("counts", f"task {self.task_id} is not a quantum task")
+        return self.value
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from submission to the first start, or None if it never started."""
+        if self.started_at is None:
+            return None
+        return self.started_at - self.submitted_at
+
+    @property
+    def latency(self) -> float:
+        """Seconds from submission to the end."""
+        return self.finished_at - self.submitted_at
+
+    @property
+    def ok(self) -> bool:
+        """Whether the task completed."""
+        return self.status is TaskStatus.COMPLETED
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskResult(task_id={self.task_id}, name={self.name!r}, status={self.status.name}, "
+            f"value={self.value!r}, backend={self.backend!r}, attempts={self.attempts})"
+        )

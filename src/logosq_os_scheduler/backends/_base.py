@@ -1,0 +1,203 @@
+"""The Backend contract: what the scheduler needs from anything that runs circuits.
+
+A backend runs *jobs*: batches of circuits, each with its own shots, and returns one outcome
+per circuit (its counts, or the exception that circuit raised), so one bad circuit never fails
+its neighbours. Everything about capacity (how many jobs at once, how many circuits per job),
+shape (qubits, coupling map) and quality (error rate, cost) is declared here, so the
+scheduler's routing and batching can decide without running anything.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["Backend", "CircuitJob", "CircuitRequirements", "Counts", "JobOutcome"]
+
+Counts = dict[str, int]
+"""Measurement counts: bitstring (Qiskit's order, qubit 0 rightmost) to number of shots."""
+
+JobOutcome = Counts | BaseException
+"""What one circuit of a job produced: its counts, or the error that circuit alone raised."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CircuitRequirements:
+    """What a circuit needs from a backend, derived from the circuit (a task may override).
+
+    Attributes:
+        num_qubits: Qubits the circuit uses.
+        interactions: The pairs of qubits (low, high) that share a two-qubit gate.
+        requires_all_to_all: True if its interactions cannot be placed on sparse (heavy-hex or
+            linear) hardware without SWAP gates: some qubit interacts with four or more
+            others, or three qubits interact pairwise (a triangle).
+        max_degree: The most partners any one qubit interacts with.
+    """
+
+    num_qubits: int
+    interactions: frozenset[tuple[int, int]] = frozenset()
+    requires_all_to_all: bool = False
+    max_degree: int = 0
+
+    @staticmethod
+    def from_interactions(
+        num_qubits: int, interactions: frozenset[tuple[int, int]]
+    ) -> CircuitRequirements:
+        """Build requirements from an interaction set, deriving the connectivity need."""
+        neighbours: dict[int, set[int]] = {}
+        for a, b in interactions:
+            neighbours.setdefault(a, set()).add(b)
+            neighbours.setdefault(b, set()).add(a)
+        max_degree = max((len(v) for v in neighbours.values()), default=0)
+        triangle = any(neighbours[a] & neighbours[b] for a, b in interactions)
+        return CircuitRequirements(
+            num_qubits=num_qubits,
+            interactions=interactions,
+            requires_all_to_all=max_degree >= 4 or triangle,
+            max_degree=max_degree,
+        )
+
+    def describe(self) -> str:
+        """The requirements in words, for error messages."""
+        need = f"{self.num_qubits} qubit{'s' if self.num_qubits != 1 else ''}"
+        if self.requires_all_to_all:
+            need += ", all-to-all connectivity"
+        return need
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CircuitJob:
+    """One circuit within a backend job.
+
+    Attributes:
+        circuit: The circuit as the backend takes it (a Qiskit ``QuantumCircuit`` for Qiskit
+            backends; anything with ``num_qubits`` for mocks).
+        shots: How many shots to take.
+        task_id: The scheduler task it belongs to.
+        idempotency_key: Unique per task and attempt-independent: a backend that remembers
+            keys must not run the same key twice, and returns the first run's outcome.
+        options: Run options (``seed_simulator``, ...), passed through.
+    """
+
+    circuit: Any
+    shots: int
+    task_id: int
+    idempotency_key: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Something that runs batches of quantum circuits (the seed's ``Backend`` trait).
+
+    Subclasses provide :attr:`name`, :attr:`num_qubits` and :meth:`run`; the rest have
+    defaults. :meth:`run` is called from the scheduler's event loop and must not block it:
+    heavy work belongs in a thread or a process.
+    """
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The backend's own name (the scheduler registers it under a name of its choice)."""
+
+    @property
+    @abc.abstractmethod
+    def num_qubits(self) -> int:
+        """How many qubits it has."""
+
+    @property
+    def coupling_map(self) -> frozenset[tuple[int, int]] | None:
+        """Pairs of physical qubits a two-qubit gate may join (both directions), or None for
+        all-to-all connectivity."""
+        return None
+
+    @property
+    def all_to_all(self) -> bool:
+        """Whether any two qubits may share a gate directly."""
+        return self.coupling_map is None
+
+    @property
+    def max_concurrent_jobs(self) -> int:
+        """How many jobs it runs at once."""
+        return 1
+
+    @property
+    def max_circuits_per_job(self) -> int:
+        """How many circuits one job may carry."""
+        return 1
+
+    @property
+    def error_rate(self) -> float | None:
+        """A typical two-qubit error rate, if known (lower is better)."""
+        return None
+
+    @property
+    def cost_per_shot(self) -> float | None:
+        """Price of one shot, if it costs money."""
+        return None
+
+    @property
+    def supports_idempotency(self) -> bool:
+        """Whether it remembers idempotency keys and never runs one twice."""
+        return False
+
+    def estimate_job_seconds(self, circuits: int, shots: int) -> float:
+        """Expected wall time of a job of ``circuits`` circuits with ``shots`` shots in total.
+
+        Used to balance load by expected completion time. The default is a guess of 1 ms per
+        job plus 1 microsecond per shot; backends that know better override it.
+        """
+        return 0.001 + 1e-6 * shots
+
+    def pending_jobs(self) -> int:
+        """Jobs waiting at the backend itself, outside this scheduler (0 if unknown)."""
+        return 0
+
+    def properties(self) -> Mapping[str, Any]:
+        """Facts about the backend worth recording with a result (and signing)."""
+        return {
+            "name": self.name,
+            "num_qubits": self.num_qubits,
+            "all_to_all": self.all_to_all,
+        }
+
+    def check_requirements(self, req: CircuitRequirements) -> str | None:
+        """Why this backend cannot run a circuit with these needs, or None if it can."""
+        if req.num_qubits > self.num_qubits:
+            return f"has {self.num_qubits} qubits, circuit needs {req.num_qubits}"
+        if req.requires_all_to_all and not self.all_to_all:
+            return "has a coupling map, circuit needs all-to-all connectivity"
+        return None
+
+    def prepare(self, circuit: Any) -> Any:
+        """Turn a submitted circuit into what :meth:`run` takes (transpile, ...).
+
+        Called once per task before it is queued here; may raise ``PermanentBackendError`` if
+        the circuit can never run on this backend. The default returns the circuit unchanged.
+        """
+        return circuit
+
+    @abc.abstractmethod
+    async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        """Run one job: every circuit in ``jobs`` (at most ``max_circuits_per_job``).
+
+        Returns:
+            One outcome per circuit, in order: its counts (summing to its shots), or the
+            exception that circuit alone raised.
+
+        Raises:
+            TransientBackendError: The whole job failed for a passing reason; retry.
+            BackendUnavailableError: The backend is down; reroute.
+            PermanentBackendError: The whole job is invalid; do not retry.
+        """
+
+    async def check_health(self) -> bool:
+        """Probe the backend; True if it can take work (used to close a tripped breaker)."""
+        return True
+
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Release what the backend holds (processes, connections)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.num_qubits} qubits>"

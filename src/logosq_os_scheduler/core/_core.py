@@ -1,0 +1,313 @@
+"""SchedulerCore: admission, slots, deadlines, and the one place task status changes."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._clock import Clock
+from .._config import SchedulerConfig
+from .._errors import InternalError, QueueFullError
+from .._task import Task, TaskPriority, TaskStatus, TaskType
+from ._queue import ReadyQueue
+from ._state import ALLOWED, TERMINAL
+
+__all__ = ["Pool", "SchedulerCore", "TransitionListener"]
+
+_S = TaskStatus
+_QUEUED = _S.QUEUED
+_RUNNING = _S.RUNNING
+
+TransitionListener = Callable[[Task[Any], TaskStatus, TaskStatus, float], None]
+"""Called as ``listener(task, old, new, now)`` after every status change."""
+
+
+class Pool:
+    """A set of interchangeable execution slots with its own ready queue.
+
+    The classical workers form one pool; each quantum backend is another. A task waits in
+    exactly one pool's queue.
+
+    Attributes:
+        name: The pool's name ("classical", or a backend's name).
+        capacity: How many tasks may hold a slot at once.
+        busy: Slots held now. A slot is held from start until the runtime releases it, which
+            can be after the task itself ended (a timed-out thread still running).
+        queue: Tasks waiting for a slot here.
+        busy_time: Seconds of slot time used by tasks that ran here, summed.
+    """
+
+    __slots__ = ("name", "capacity", "busy", "queue", "busy_time")
+
+    def __init__(self, name: str, capacity: int, aging: float | None) -> None:
+        self.name = name
+        self.capacity = capacity
+        # Invariant: 0 <= busy; busy <= capacity except transiently after capacity shrinks.
+        self.busy = 0
+        self.queue = ReadyQueue(aging)
+        self.busy_time = 0.0
+
+    @property
+    def free(self) -> int:
+        """Slots free now (never negative)."""
+        free = self.capacity - self.busy
+        return free if free > 0 else 0
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.name!r} {self.busy}/{self.capacity} busy, {len(self.queue)} waiting>"
+
+
+class SchedulerCore:
+    """The scheduling policy, with no I/O: a runtime drives it and carries out its decisions.
+
+    The core admits tasks into pools, says which task starts next in a pool, keeps deadlines,
+    and owns every status change (:meth:`transition`). It keeps no reference to a task once the
+    task is terminal and out of the queues, so finished work is freed promptly.
+
+    Args:
+        config: The scheduler's settings.
+        clock: Where time comes from.
+    """
+
+    def __init__(self, config: SchedulerConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.pools: dict[str, Pool] = {}
+        self.classical = self.add_pool("classical", config.workers)
+        self._seq = itertools.count()
+        # counts[s] == number of submitted tasks whose status is s (PENDING is never counted).
+        self.counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        self.submitted = 0
+        self.submitted_by_priority: dict[TaskPriority, int] = dict.fromkeys(TaskPriority, 0)
+        self.submitted_by_type: dict[TaskType, int] = dict.fromkeys(TaskType, 0)
+        # waiting == sum of len(pool.queue) over pools == counts[QUEUED].
+        self.waiting = 0
+        # Deadline heap of (deadline, seq, task); entries of terminal tasks are stale and are
+        # dropped when they surface or when they outnumber the live ones (then rebuilt).
+        self._deadlines: list[tuple[float, int, Task[Any]]] = []
+        self._stale_deadlines = 0
+        n = config.latency_samples
+        self.queue_waits: deque[float] = deque(maxlen=n)
+        self.latencies: deque[float] = deque(maxlen=n)
+        self.finish_times: deque[float] = deque(maxlen=n)
+        self.started_at = clock.now()
+        self.listener: TransitionListener | None = None
+        # Counters of the fault-tolerance and preemption machinery.
+        self.retries = 0
+        self.reroutes = 0
+        self.preemptions = 0
+        self.breaker_trips = 0
+
+    # -- pools -------------------------------------------------------------------------------
+
+    def add_pool(self, name: str, capacity: int) -> Pool:
+        """Create (or return the existing) pool of that name."""
+        pool = self.pools.get(name)
+        if pool is None:
+            pool = Pool(name, capacity, self.config.aging_threshold)
+            self.pools[name] = pool
+        return pool
+
+    # -- the state machine -------------------------------------------------------------------
+
+    def transition(self, task: Task[Any], new: TaskStatus, now: float) -> None:
+        """Move ``task`` to status ``new``: the only place a submitted task's status changes.
+
+        Raises:
+            InternalError: If the move is not in the state table.
+        """
+        old = task.status
+        if new not in ALLOWED[old]:
+            raise InternalError(
+                f"illegal status change {old.name} -> {new.name} for task {task.task_id} "
+                f"({task.name!r})"
+            )
+        task.status = new
+        counts = self.counts
+        if old is not _S.PENDING:
+            counts[old] -= 1
+        counts[new] += 1
+        if new in TERMINAL:
+            task.finished_at = now
+            if task.deadline is not None:
+                self._stale_deadlines += 1
+                if self._stale_deadlines > 1024:
+                    self._compact_deadlines()
+            submitted_at = task.submitted_at
+            if new is _S.COMPLETED and submitted_at is not None:
+                self.latencies.append(now - submitted_at)
+                self.finish_times.append(now)
+        listener = self.listener
+        if listener is not None:
+            listener(task, old, new, now)
+
+    # -- admission and dispatch --------------------------------------------------------------
+
+    def admit(self, task: Task[Any], pool: Pool, now: float) -> bool:
+        """Admit a PENDING task into ``pool``; start it at once if a slot is free and none waits.
+
+        Returns:
+            True if the task was started (it is RUNNING and holds a slot), False if it waits.
+
+        Raises:
+            QueueFullError: If it would have to wait and ``max_queue_depth`` tasks already do.
+                The task stays PENDING and nothing else changes.
+        """
+        if pool.busy < pool.capacity and not pool.queue:
+            start_now = True
+        else:
+            limit = self.config.max_queue_depth
+            if limit is not None and self.waiting >= limit:
+                raise QueueFullError(self.waiting, limit)
+            start_now = False
+        task.submitted_at = now
+        task.enqueued_at = now
+        task.seq = next(self._seq)
+        task.resources = pool
+        timeout = task.timeout if task.timeout is not None else self.config.task_timeout
+        if timeout is not None:
+            task.deadline = now + timeout
+            heapq.heappush(self._deadlines, (task.deadline, task.seq, task))
+        self.submitted += 1
+        self.submitted_by_priority[task.priority] += 1
+        self.submitted_by_type[task.task_type] += 1
+        self.transition(task, _QUEUED, now)
+        if start_now:
+            self.start(task, pool, now)
+            return True
+        pool.queue.push(task)
+        self.waiting += 1
+        return False
+
+    def requeue(self, task: Task[Any], pool: Pool, now: float) -> None:
+        """Put a RUNNING or PREEMPTED task back in ``pool``'s queue (retry, preemption, reroute).
+
+        It keeps its priority and goes to the back of its level; it does not count against
+        ``max_queue_depth`` (it was admitted once already).
+        """
+        self.transition(task, _QUEUED, now)
+        task.enqueued_at = now
+        task.seq = next(self._seq)
+        task.resources = pool
+        pool.queue.push(task)
+        self.waiting += 1
+
+    def start(self, task: Task[Any], pool: Pool, now: float) -> None:
+        """Move a QUEUED task (already out of the queue) to RUNNING and give it a slot."""
+        self.transition(task, _RUNNING, now)
+        pool.busy += 1
+        task.attempts += 1
+        task.resources = pool
+        if task.started_at is None:
+            task.started_at = now
+            submitted_at = task.submitted_at
+            if submitted_at is not None:
+                self.queue_waits.append(now - submitted_at)
+
+    def next_ready(self, pool: Pool, now: float) -> Task[Any] | None:
+        """Pop and start the next task of ``pool`` if a slot is free; else return None."""
+        if pool.busy >= pool.capacity:
+            return None
+        task = pool.queue.pop(now)
+        if task is None:
+            return None
+        self.waiting -= 1
+        self.start(task, pool, now)
+        return task
+
+    def release(self, pool: Pool, task: Task[Any] | None, now: float) -> None:
+        """Give back a slot of ``pool`` held by ``task``'s execution, which has now ended."""
+        if pool.busy <= 0:
+            raise InternalError(f"slot released twice in pool {pool.name!r}")
+        pool.busy -= 1
+        if task is not None and task.started_at is not None:
+            pool.busy_time += now - task.started_at
+
+    def finish(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
+        """End a task in terminal ``status`` unless it already ended.
+
+        A task leaving the queue this way is discarded from it lazily. Its slot, if it holds
+        one, is not released here: the runtime releases it when the execution really stops.
+
+        Returns:
+            True if this call ended the task, False if it had already ended (nothing changes).
+        """
+        old = task.status
+        if old in TERMINAL:
+            return False
+        if old is _QUEUED:
+            self.locate(task).queue.discard()
+            self.waiting -= 1
+        self.transition(task, status, now)
+        return True
+
+    def locate(self, task: Task[Any]) -> Pool:
+        """The pool a task was admitted to, waits in or runs in."""
+        pool = task.resources
+        return pool if isinstance(pool, Pool) else self.classical
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a live task, or None."""
+        heap = self._deadlines
+        while heap and heap[0][2].status in TERMINAL:
+            heapq.heappop(heap)
+            self._stale_deadlines -= 1
+        return heap[0][0] if heap else None
+
+    def expire(self, now: float) -> list[Task[Any]]:
+        """End every live task whose deadline has passed as TIMED_OUT and return them."""
+        heap = self._deadlines
+        expired: list[Task[Any]] = []
+        while heap and heap[0][0] <= now:
+            _, _, task = heapq.heappop(heap)
+            if task.status in TERMINAL:
+                self._stale_deadlines -= 1
+                continue
+            # The entry is popped: finishing must not count it as stale.
+            task.deadline = None
+            self.finish(task, _S.TIMED_OUT, now)
+            expired.append(task)
+        self._compact_deadlines()
+        return expired
+
+    def _compact_deadlines(self) -> None:
+        heap = self._deadlines
+        if self._stale_deadlines > 1024 and self._stale_deadlines * 2 > len(heap):
+            live = [entry for entry in heap if entry[2].status not in TERMINAL]
+            heapq.heapify(live)
+            self._deadlines = live
+            self._stale_deadlines = 0
+
+    # -- views -------------------------------------------------------------------------------
+
+    @property
+    def unfinished(self) -> int:
+        """Submitted tasks not yet in a terminal state."""
+        c = self.counts
+        return c[_QUEUED] + c[_RUNNING] + c[_S.PREEMPTED]
+
+    def check_invariants(self) -> None:
+        """Verify the counters against the queues (O(n); for tests and debugging).
+
+        Raises:
+            InternalError: If any invariant is broken.
+        """
+        live = sum(len(p.queue) for p in self.pools.values())
+        walked = sum(1 for p in self.pools.values() for _ in p.queue)
+        if not live == walked == self.waiting == self.counts[_QUEUED]:
+            raise InternalError(
+                f"queue accounting broken: live={live} walked={walked} waiting={self.waiting} "
+                f"queued={self.counts[_QUEUED]}"
+            )
+        if sum(self.counts.values()) != self.submitted:
+            raise InternalError(
+                f"status counts {sum(self.counts.values())} != submitted {self.submitted}"
+            )
+        for p in self.pools.values():
+            if p.busy < 0:
+                raise InternalError(f"pool {p.name!r} has negative busy count")

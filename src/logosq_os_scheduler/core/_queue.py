@@ -1,0 +1,114 @@
+"""The ready queue: five FIFO levels, strict priority between them, with aging."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from .._task import Task, TaskStatus
+
+__all__ = ["ReadyQueue"]
+
+_QUEUED = TaskStatus.QUEUED
+_IDLE_LEVEL = 4
+_HIGH_LEVEL = 1
+
+
+class ReadyQueue:
+    """Tasks waiting for a slot, ordered by priority level, then by arrival.
+
+    Levels run from 0 (CRITICAL) to 4 (IDLE). :meth:`pop` returns the task with the lowest
+    *effective* level, ties broken by arrival order (``task.seq``). A task's effective level is
+    its own, lifted one level for every ``aging`` seconds it has waited, but never above HIGH:
+    CRITICAL stays reserved for work submitted as critical. IDLE tasks never age, so they start
+    only when nothing else waits.
+
+    Removal of a task that leaves the queue early (cancelled, timed out) is lazy: the runtime
+    changes its status and calls :meth:`discard`; :meth:`pop` skips entries that are no longer
+    QUEUED.
+
+    Args:
+        aging: Seconds of waiting per level lifted; None turns aging off.
+    """
+
+    __slots__ = ("_levels", "_live", "_aging")
+
+    def __init__(self, aging: float | None = None) -> None:
+        # Invariant: each deque is in arrival order (ascending seq), because tasks are only
+        # appended with a fresh seq. So each level's head is its oldest, most-aged task.
+        self._levels: tuple[deque[Task[Any]], ...] = tuple(deque() for _ in range(5))
+        # Invariant: _live == number of entries whose task is QUEUED.
+        self._live = 0
+        self._aging = aging
+
+    def __len__(self) -> int:
+        return self._live
+
+    def __bool__(self) -> bool:
+        return self._live > 0
+
+    @property
+    def aging(self) -> float | None:
+        """Seconds of waiting per level lifted (None: aging off)."""
+        return self._aging
+
+    def push(self, task: Task[Any]) -> None:
+        """Append a QUEUED task at the back of its priority level."""
+        self._levels[4 - task.priority].append(task)
+        self._live += 1
+
+    def discard(self) -> None:
+        """Record that one entry left the queue without being popped (it is skipped later)."""
+        self._live -= 1
+
+    def depth_by_level(self) -> list[int]:
+        """Count of waiting tasks per level, CRITICAL first (O(n): for snapshots only)."""
+        return [sum(1 for t in dq if t.status is _QUEUED) for dq in self._levels]
+
+    def __iter__(self) -> Iterator[Task[Any]]:
+        """Iterate over waiting tasks, level by level (not in pop order when aging applies)."""
+        for dq in self._levels:
+            for t in dq:
+                if t.status is _QUEUED:
+                    yield t
+
+    def peek(self, now: float) -> Task[Any] | None:
+        """Return the task :meth:`pop` would return, without removing it."""
+        level = self._select(now)
+        return None if level < 0 else self._levels[level][0]
+
+    def pop(self, now: float) -> Task[Any] | None:
+        """Remove and return the next task to run, or None if none waits."""
+        level = self._select(now)
+        if level < 0:
+            return None
+        self._live -= 1
+        return self._levels[level].popleft()
+
+    def _select(self, now: float) -> int:
+        """Index of the level whose head runs next, or -1; drops stale heads on the way."""
+        if not self._live:
+            return -1
+        aging = self._aging
+        best = -1
+        best_eff = 99
+        best_seq = 0
+        for level, dq in enumerate(self._levels):
+            while dq and dq[0].status is not _QUEUED:
+                dq.popleft()
+            if not dq:
+                continue
+            head = dq[0]
+            if aging is None or level == _IDLE_LEVEL or level == 0:
+                eff = level
+            else:
+                eff = level - int((now - head.enqueued_at) / aging)
+                if eff < _HIGH_LEVEL:
+                    eff = _HIGH_LEVEL
+            if eff < best_eff or (eff == best_eff and head.seq < best_seq):
+                best, best_eff, best_seq = level, eff, head.seq
+            if level == 0 or (aging is None and best >= 0):
+                # Nothing can beat a CRITICAL head, nor, without aging, any earlier level.
+                break
+        return best

@@ -1,0 +1,135 @@
+"""SchedulerMetrics: a frozen snapshot of what the scheduler has done."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from .._task import TaskPriority, TaskStatus, TaskType
+
+__all__ = ["BackendMetrics", "SchedulerMetrics", "percentile"]
+
+
+def percentile(samples: Iterable[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ``samples``; None if empty."""
+    data = sorted(samples)
+    if not data:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * len(data)))
+    return data[rank - 1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BackendMetrics:
+    """What one quantum backend is doing and has done.
+
+    Attributes:
+        name: The backend's registered name.
+        capacity: Jobs it may run at once.
+        busy: Jobs it runs now.
+        queued: Tasks waiting for it.
+        completed: Tasks it completed.
+        failed_attempts: Attempts on it that raised.
+        healthy: Whether it is in rotation (its circuit breaker is closed).
+        breaker_state: "closed", "open" or "half_open".
+        utilisation: Share of its slot time in use since the scheduler started (0..1).
+    """
+
+    name: str
+    capacity: int
+    busy: int
+    queued: int
+    completed: int
+    failed_attempts: int
+    healthy: bool
+    breaker_state: str
+    utilisation: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchedulerMetrics:
+    """A snapshot of scheduler performance, taken by ``QuantumScheduler.metrics()``.
+
+    Counts by status always add up to ``submitted``. Latency figures are in seconds, over the
+    most recent ``latency_samples`` tasks; they are None before any task has finished.
+
+    Attributes:
+        submitted: Tasks admitted since the scheduler started.
+        queued, running, preempted: Tasks in those states now.
+        completed, failed, cancelled, timed_out: Tasks that ended so.
+        by_priority: Tasks submitted at each priority.
+        by_type: Tasks submitted of each type.
+        queue_depth: Tasks waiting for a slot now (all pools).
+        queue_depth_by_priority: Of those, how many at each priority.
+        uptime: Seconds since the scheduler started.
+        throughput: Tasks completed per second over the scheduler's uptime.
+        recent_throughput: Tasks completed per second over the most recent completions.
+        queue_wait_p50, queue_wait_p99: Submission to first start.
+        latency_p50, latency_p99, latency_p999: Submission to completion (completed tasks).
+        worker_utilisation: Share of classical slot time in use since start (0..1).
+        retries, reroutes, preemptions, breaker_trips: Fault-tolerance and preemption events.
+        backends: Per-backend figures, by name.
+    """
+
+    submitted: int
+    queued: int
+    running: int
+    preempted: int
+    completed: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    by_priority: Mapping[TaskPriority, int]
+    by_type: Mapping[TaskType, int]
+    queue_depth: int
+    queue_depth_by_priority: Mapping[TaskPriority, int]
+    uptime: float
+    throughput: float
+    recent_throughput: float
+    queue_wait_p50: float | None
+    queue_wait_p99: float | None
+    latency_p50: float | None
+    latency_p99: float | None
+    latency_p999: float | None
+    worker_utilisation: float
+    retries: int = 0
+    reroutes: int = 0
+    preemptions: int = 0
+    breaker_trips: int = 0
+    backends: Mapping[str, BackendMetrics] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    @property
+    def by_status(self) -> Mapping[TaskStatus, int]:
+        """Count of submitted tasks in each status."""
+        return MappingProxyType(
+            {
+                TaskStatus.QUEUED: self.queued,
+                TaskStatus.RUNNING: self.running,
+                TaskStatus.PREEMPTED: self.preempted,
+                TaskStatus.COMPLETED: self.completed,
+                TaskStatus.FAILED: self.failed,
+                TaskStatus.CANCELLED: self.cancelled,
+                TaskStatus.TIMED_OUT: self.timed_out,
+            }
+        )
+
+    @property
+    def finished(self) -> int:
+        """Tasks in a terminal state."""
+        return self.completed + self.failed + self.cancelled + self.timed_out
+
+    def as_dict(self) -> dict[str, object]:
+        """The snapshot as plain JSON-friendly data (enum keys become their names)."""
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "backends":
+                value = {k: dataclasses.asdict(v) for k, v in value.items()}
+            elif isinstance(value, Mapping):
+                value = {getattr(k, "name", k): v for k, v in value.items()}
+            out[f.name] = value
+        return out
