@@ -1,5 +1,6 @@
-"""Where classical work runs: the event loop, worker threads (more executors are extras)."""
+"""Where classical work runs: the event loop, worker threads, and pluggable executors."""
 
+from ._base import Executor
 from ._threads import ThreadWorkers
 
-__all__ = ["ThreadWorkers"]
+__all__ = ["Executor", "ThreadWorkers"]
