@@ -409,7 +409,18 @@ class QuantumScheduler:
     def _drive(self, task: Task[Any], awaitable: Any) -> None:
         loop = self._loop
         assert loop is not None
-        task.runner = loop.create_task(self._await_task(task, awaitable))
+        runner = loop.create_task(self._await_task(task, awaitable))
+        task.runner = runner
+        runner.add_done_callback(lambda _r: self._runner_done(task, awaitable))
+
+    def _runner_done(self, task: Task[Any], awaitable: Any) -> None:
+        # A runner cancelled before its first step never enters _await_task, so nothing
+        # released its slot and the user's coroutine was never started: do both here.
+        if task in self._active:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+            self._finish_run(task, _S.CANCELLED, None)
 
     async def _await_task(self, task: Task[Any], awaitable: Any) -> None:
         try:
@@ -443,7 +454,7 @@ class QuantumScheduler:
         pool = core.locate(task)
         self._active.discard(task)
         task.runner = None
-        core.release(pool, task, now)
+        core.release(pool, task.started_at, now)
         if task.status is _RUNNING:
             if status is _COMPLETED:
                 task.value = value

@@ -159,6 +159,7 @@ class Task(Generic[T]):
         "optimizer",
         "num_qubits",
         "requires_all_to_all",
+        "max_retries",
         # runtime: owned by the scheduler
         "status",
         "seq",
@@ -177,6 +178,8 @@ class Task(Generic[T]):
         "future",
         "runner",
         "resources",
+        "requirements",
+        "circuit_run",
     )
 
     def __init__(self, builder: TaskBuilder[T]) -> None:
@@ -199,6 +202,7 @@ class Task(Generic[T]):
         self.optimizer: Any = builder._optimizer
         self.num_qubits: int | None = builder._num_qubits
         self.requires_all_to_all: bool | None = builder._requires_all_to_all
+        self.max_retries: int | None = builder._max_retries
         # Invariant: status changes only through SchedulerCore.transition().
         self.status: TaskStatus = TaskStatus.PENDING
         self.seq: int = 0
@@ -218,6 +222,9 @@ class Task(Generic[T]):
         self.future: asyncio.Future[None] | None = None
         self.runner: Any = None
         self.resources: Any = None
+        # Quantum tasks: what the circuit needs, and the circuit as the backend ran it.
+        self.requirements: Any = None
+        self.circuit_run: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -275,6 +282,7 @@ class TaskBuilder(Generic[T]):
         "_optimizer",
         "_num_qubits",
         "_requires_all_to_all",
+        "_max_retries",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -298,6 +306,7 @@ class TaskBuilder(Generic[T]):
         self._optimizer: Any = None
         self._num_qubits: int | None = None
         self._requires_all_to_all: bool | None = None
+        self._max_retries: int | None = None
 
     @property
     def name(self) -> str:
@@ -436,6 +445,20 @@ class TaskBuilder(Generic[T]):
         if not isinstance(required, bool):
             raise InvalidTaskError("requires_all_to_all", f"must be a bool, got {required!r}")
         self._requires_all_to_all = required
+        return self
+
+    def with_retries(self, max_retries: int) -> TaskBuilder[T]:
+        """Set how many times a failed backend attempt may be retried (default: the
+        scheduler's ``max_retries``). 0 means one attempt only."""
+        if (
+            not isinstance(max_retries, int)
+            or isinstance(max_retries, bool)
+            or not 0 <= max_retries <= 100
+        ):
+            raise InvalidTaskError(
+                "max_retries", f"must be an integer from 0 to 100, got {max_retries!r}"
+            )
+        self._max_retries = max_retries
         return self
 
     def with_algorithm(self, algorithm: object) -> TaskBuilder[T]:

@@ -40,11 +40,17 @@ class Pool:
         busy_time: Seconds of slot time used by tasks that ran here, summed.
     """
 
-    __slots__ = ("name", "capacity", "busy", "queue", "busy_time")
+    __slots__ = ("name", "capacity", "busy", "queue", "busy_time", "direct")
 
-    def __init__(self, name: str, capacity: int, aging: float | None) -> None:
+    def __init__(
+        self, name: str, capacity: int, aging: float | None, *, direct: bool = True
+    ) -> None:
         self.name = name
         self.capacity = capacity
+        # direct: a slot runs one task, and a task may start at admission when a slot is free.
+        # Batching pools (backends) are not direct: a slot runs a job of several tasks, and
+        # the runtime's batching policy decides when a job starts.
+        self.direct = direct
         # Invariant: 0 <= busy; busy <= capacity except transiently after capacity shrinks.
         self.busy = 0
         self.queue = ReadyQueue(aging)
@@ -85,6 +91,8 @@ class SchedulerCore:
         self.submitted_by_type: dict[TaskType, int] = dict.fromkeys(TaskType, 0)
         # waiting == sum of len(pool.queue) over pools == counts[QUEUED].
         self.waiting = 0
+        # Quantum tasks inside jobs now (bounded by max_concurrent_quantum).
+        self.quantum_in_flight = 0
         # Deadline heap of (deadline, seq, task); entries of terminal tasks are stale and are
         # dropped when they surface or when they outnumber the live ones (then rebuilt).
         self._deadlines: list[tuple[float, int, Task[Any]]] = []
@@ -103,13 +111,24 @@ class SchedulerCore:
 
     # -- pools -------------------------------------------------------------------------------
 
-    def add_pool(self, name: str, capacity: int) -> Pool:
+    def add_pool(self, name: str, capacity: int, *, direct: bool = True) -> Pool:
         """Create (or return the existing) pool of that name."""
         pool = self.pools.get(name)
         if pool is None:
-            pool = Pool(name, capacity, self.config.aging_threshold)
+            pool = Pool(name, capacity, self.config.aging_threshold, direct=direct)
             self.pools[name] = pool
         return pool
+
+    def remove_pool(self, pool: Pool) -> None:
+        """Forget an empty pool (its queue must have been emptied first).
+
+        Raises:
+            InternalError: If tasks still wait in it.
+        """
+        if pool.queue:
+            raise InternalError(f"pool {pool.name!r} removed with {len(pool.queue)} tasks waiting")
+        if self.pools.get(pool.name) is pool:
+            del self.pools[pool.name]
 
     # -- the state machine -------------------------------------------------------------------
 
@@ -156,7 +175,7 @@ class SchedulerCore:
             QueueFullError: If it would have to wait and ``max_queue_depth`` tasks already do.
                 The task stays PENDING and nothing else changes.
         """
-        if pool.busy < pool.capacity and not pool.queue:
+        if pool.direct and pool.busy < pool.capacity and not pool.queue:
             start_now = True
         else:
             limit = self.config.max_queue_depth
@@ -176,6 +195,7 @@ class SchedulerCore:
         self.submitted_by_type[task.task_type] += 1
         self.transition(task, _QUEUED, now)
         if start_now:
+            pool.busy += 1
             self.start(task, pool, now)
             return True
         pool.queue.push(task)
@@ -195,10 +215,21 @@ class SchedulerCore:
         pool.queue.push(task)
         self.waiting += 1
 
+    def move(self, task: Task[Any], to: Pool) -> None:
+        """Move a QUEUED task to another pool's queue (a reroute); it keeps its enqueued_at,
+        so its wait (and aging) carries over."""
+        self.locate(task).queue.remove(task)
+        task.resources = to
+        to.queue.push(task)
+        self.reroutes += 1
+
     def start(self, task: Task[Any], pool: Pool, now: float) -> None:
-        """Move a QUEUED task (already out of the queue) to RUNNING and give it a slot."""
+        """Move a QUEUED task (already out of the queue) to RUNNING in ``pool``.
+
+        The slot is accounted by the caller (one per task in direct pools, one per job in
+        batching pools).
+        """
         self.transition(task, _RUNNING, now)
-        pool.busy += 1
         task.attempts += 1
         task.resources = pool
         if task.started_at is None:
@@ -215,16 +246,47 @@ class SchedulerCore:
         if task is None:
             return None
         self.waiting -= 1
+        pool.busy += 1
         self.start(task, pool, now)
         return task
 
-    def release(self, pool: Pool, task: Task[Any] | None, now: float) -> None:
-        """Give back a slot of ``pool`` held by ``task``'s execution, which has now ended."""
+    def take_batch(self, pool: Pool, now: float, limit: int) -> list[Task[Any]]:
+        """Start up to ``limit`` queued tasks of ``pool`` as one job holding one slot.
+
+        Tasks are taken in the queue's order (priority, then arrival), so a batch never
+        passes over a more urgent task for a less urgent one.
+
+        Returns:
+            The started tasks (empty if no slot is free or nothing waits).
+        """
+        if pool.busy >= pool.capacity or limit <= 0:
+            return []
+        queue = pool.queue
+        batch: list[Task[Any]] = []
+        while len(batch) < limit:
+            task = queue.pop(now)
+            if task is None:
+                break
+            self.waiting -= 1
+            self.start(task, pool, now)
+            batch.append(task)
+        if batch:
+            pool.busy += 1
+            self.quantum_in_flight += len(batch)
+        return batch
+
+    def job_done(self, pool: Pool, size: int, started_at: float, now: float) -> None:
+        """A job of ``size`` tasks started at ``started_at`` has returned: free its slot."""
+        self.quantum_in_flight -= size
+        self.release(pool, started_at, now)
+
+    def release(self, pool: Pool, started_at: float | None, now: float) -> None:
+        """Give back a slot of ``pool`` whose execution (started at ``started_at``) ended."""
         if pool.busy <= 0:
             raise InternalError(f"slot released twice in pool {pool.name!r}")
         pool.busy -= 1
-        if task is not None and task.started_at is not None:
-            pool.busy_time += now - task.started_at
+        if started_at is not None:
+            pool.busy_time += now - started_at
 
     def finish(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
         """End a task in terminal ``status`` unless it already ended.
@@ -308,6 +370,8 @@ class SchedulerCore:
             raise InternalError(
                 f"status counts {sum(self.counts.values())} != submitted {self.submitted}"
             )
+        if self.quantum_in_flight < 0:
+            raise InternalError("negative quantum in-flight count")
         for p in self.pools.values():
             if p.busy < 0:
                 raise InternalError(f"pool {p.name!r} has negative busy count")

@@ -58,6 +58,15 @@ class ReadyQueue:
         self._levels[4 - task.priority].append(task)
         self._live += 1
 
+    def remove(self, task: Task[Any]) -> None:
+        """Take a QUEUED task out of the queue now (O(level length): for moves, not hot paths).
+
+        Raises:
+            ValueError: If the task is not in the queue.
+        """
+        self._levels[4 - task.priority].remove(task)
+        self._live -= 1
+
     def discard(self) -> None:
         """Record that one entry left the queue without being popped (it is skipped later)."""
         self._live -= 1
