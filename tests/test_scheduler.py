@@ -257,10 +257,16 @@ async def test_close_with_timeout_never_hangs_on_a_task_that_never_ends() -> Non
     assert m.queued == m.running == 0 and m.cancelled == 2
 
 
-async def test_quantum_task_without_any_backend_fails_clearly() -> None:
+async def test_quantum_task_without_any_backend_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logosq_os_scheduler.backends import CircuitSpec
+
     async with QuantumScheduler(1) as s:
-        with pytest.raises(NoRouteError):
-            await s.submit(Task.quantum("bell").with_circuit("OPENQASM 2.0;"))
+        # As on a machine without the qiskit extra: no default simulator to fall back on.
+        monkeypatch.setattr(s, "_register_default_backend", lambda: None)
+        with pytest.raises(NoRouteError, match="no backend is registered"):
+            await s.submit(Task.quantum("bell").with_circuit(CircuitSpec(2, ((0, 1),))))
 
 
 async def test_fast_functions_move_inline_and_slow_ones_go_back_to_threads() -> None:

@@ -26,10 +26,10 @@ from ._errors import (
     InternalError,
     InvalidConfigError,
     InvalidTaskError,
-    NoRouteError,
     SchedulerClosedError,
 )
 from ._handle import TaskHandle
+from ._quantum import QuantumMixin
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from .core import Pool, SchedulerCore
 from .core._state import TERMINAL
@@ -60,7 +60,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class QuantumScheduler:
+class QuantumScheduler(QuantumMixin):
     """The hybrid quantum-classical task scheduler.
 
     Use it as an async context manager, which closes it (draining the queue) on exit::
@@ -119,6 +119,7 @@ class QuantumScheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = math.inf
         self._idle_waiters: list[asyncio.Future[None]] = []
+        self._init_quantum()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -244,6 +245,7 @@ class QuantumScheduler:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            await self._close_quantum()
             if self._threads is not None:
                 self._threads.close()
             self._state = _State.CLOSED
@@ -253,6 +255,7 @@ class QuantumScheduler:
         victims = [t for pool in self._core.pools.values() for t in pool.queue]
         if not queued_only:
             victims.extend(t for t in self._active if t.status not in TERMINAL)
+            victims.extend(t for t in self._qactive if t.status not in TERMINAL)
         for task in victims:
             self._end_early(task, _S.CANCELLED, now)
 
@@ -301,6 +304,8 @@ class QuantumScheduler:
         handle = TaskHandle(task, self)
         if started:
             self._run(task)
+        elif not pool.direct:
+            self._dispatch_quantum()
         return handle
 
     def _pool_for(self, task: Task[Any]) -> Pool:
@@ -320,10 +325,7 @@ class QuantumScheduler:
                 "hybrid algorithms run through workflows; give the task a function with "
                 "with_function(fn), or use run_workflow()",
             )
-        raise NoRouteError(
-            f"a quantum circuit ({task.name!r})",
-            {},
-        )
+        return self._quantum_pool_for(task)
 
     # -- execution ---------------------------------------------------------------------------
 
@@ -491,12 +493,19 @@ class QuantumScheduler:
             return False
         self._settle(task)
         if was_running:
-            runner = task.runner
-            if isinstance(runner, asyncio.Task):
-                runner.cancel()
+            self._stop_runner(task)
             # A synchronous function on a thread cannot be interrupted: it runs on, holding its
             # slot until it returns, and its result is dropped.
         return True
+
+    @staticmethod
+    def _stop_runner(task: Task[Any]) -> None:
+        """Stop what runs a task that has just ended early, where that can be stopped."""
+        runner = task.runner
+        if isinstance(runner, (asyncio.Task, asyncio.TimerHandle)):
+            # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
+            # a job are not stopped: the job carries other tasks; their outcome is dropped.
+            runner.cancel()
 
     def _cancel(self, task: Task[Any]) -> bool:
         return self._end_early(task, _S.CANCELLED, self._now())
@@ -529,17 +538,22 @@ class QuantumScheduler:
         now = self._now()
         for task in self._core.expire(now):
             self._settle(task)
-            runner = task.runner
-            if isinstance(runner, asyncio.Task):
-                runner.cancel()
+            self._stop_runner(task)
         nxt = self._core.next_deadline()
         if nxt is not None:
             self._arm_timer(nxt)
 
     # -- waking waiters ----------------------------------------------------------------------
 
+    def _qnow(self) -> float:
+        return self._now()
+
+    def _state_closed(self) -> bool:
+        return self.closed
+
     def _settle(self, task: Task[Any]) -> None:
         """A task has just ended: wake whoever waits for it, and for the scheduler to idle."""
+        self._qactive.discard(task)
         fut = task.future
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -596,6 +610,7 @@ class QuantumScheduler:
             for t in list(self._active)
             if t.started_at is not None and core.locate(t) is classical
         )
+        # Quantum slots are jobs; their use is reported per backend.
         utilisation = min(1.0, busy / (classical.capacity * uptime))
         return SchedulerMetrics(
             submitted=core.submitted,
@@ -625,6 +640,7 @@ class QuantumScheduler:
             reroutes=core.reroutes,
             preemptions=core.preemptions,
             breaker_trips=core.breaker_trips,
+            backends=types.MappingProxyType(self._backend_metrics(now, uptime)),
         )
 
     def __repr__(self) -> str:

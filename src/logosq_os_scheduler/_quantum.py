@@ -1,0 +1,646 @@
+"""The quantum half of the runtime: backends, routing, batching, retries, breakers.
+
+QuantumScheduler inherits this mixin. Decisions come from the sans-I/O core (``decide_route``,
+``CircuitBreaker``, ``SchedulerCore.take_batch``); this module performs the I/O: it calls
+backends, arms batch and back-off timers, probes tripped backends and moves work around.
+
+Fault classes (see the error tree in ``_errors``):
+
+* ``PermanentBackendError`` (or any non-retryable error): the task fails at once.
+* ``TransientBackendError`` and unexpected exceptions: retried with exponential back-off and
+  full jitter; a task that failed twice on the same backend is rerouted if it can be.
+* ``BackendUnavailableError`` and hung jobs (past ``job_timeout``): the backend leaves
+  rotation and the task is rerouted at once.
+
+Each failed job counts against the backend's circuit breaker; a circuit that failed alone
+(one outcome of a good job) does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidTaskError,
+    NoRouteError,
+    PermanentBackendError,
+    RetriesExhaustedError,
+    SchedulerClosedError,
+    SchedulerError,
+    TransientBackendError,
+)
+from ._task import Task, TaskPriority, TaskStatus
+from .backends._base import Backend, CircuitJob, CircuitRequirements
+from .core import Pool, SchedulerCore
+from .core._breaker import BreakerState, CircuitBreaker
+from .core._routing import BackendView, RoutingDecision, RoutingRule, decide_route
+from .observability._metrics import BackendMetrics
+
+if TYPE_CHECKING:
+    from ._config import SchedulerConfig
+
+__all__ = ["BackendEntry", "QuantumMixin"]
+
+_S = TaskStatus
+_RUNNING = _S.RUNNING
+_HIGH = TaskPriority.HIGH
+
+
+class BackendEntry:
+    """A registered backend with the scheduler's state about it."""
+
+    __slots__ = (
+        "name",
+        "backend",
+        "pool",
+        "breaker",
+        "completed",
+        "failed_attempts",
+        "batch_timer",
+        "batch_timer_when",
+        "probe_timer",
+        "removed",
+        "needs_prepare",
+        "jobs",
+    )
+
+    def __init__(self, name: str, backend: Backend, pool: Pool, breaker: CircuitBreaker) -> None:
+        self.name = name
+        self.backend = backend
+        self.pool = pool
+        self.breaker = breaker
+        self.completed = 0
+        self.failed_attempts = 0
+        self.batch_timer: asyncio.TimerHandle | None = None
+        self.batch_timer_when = math.inf
+        self.probe_timer: asyncio.TimerHandle | None = None
+        self.removed = False
+        # Backends that keep the base prepare() run circuits as given: no thread hop needed.
+        self.needs_prepare = type(backend).prepare is not Backend.prepare
+        self.jobs: set[asyncio.Task[None]] = set()
+
+
+def _as_backend(name: str, backend: object) -> Backend:
+    """Accept our Backend, or any Qiskit BackendV2 (wrapped in the Qiskit adapter)."""
+    if isinstance(backend, Backend):
+        return backend
+    if hasattr(backend, "target") and hasattr(backend, "run"):
+        from .backends._qiskit import QiskitBackend
+
+        return QiskitBackend(backend, name=name)
+    raise InvalidTaskError(
+        "backend",
+        f"expected a logosq Backend or a Qiskit BackendV2, got {type(backend).__name__}",
+    )
+
+
+class QuantumMixin:
+    """Backend registry, routing, batching and fault handling for QuantumScheduler."""
+
+    # Provided by QuantumScheduler.
+    _core: SchedulerCore
+    _config: SchedulerConfig
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _init_quantum(self) -> None:
+        self._backends: dict[str, BackendEntry] = {}
+        self._rules: list[RoutingRule] = []
+        self._qdispatching = False
+        self._uid = uuid.uuid4().hex[:12]
+        self._rng = random.Random()
+        self._default_backend_tried = False
+        self._owned_backends: list[Backend] = []
+        # Quantum tasks that are RUNNING: in a job, or waiting out a retry back-off.
+        self._qactive: set[Task[Any]] = set()
+
+    # -- the registry ------------------------------------------------------------------------
+
+    @property
+    def backends(self) -> dict[str, Backend]:
+        """The registered backends by name (a copy)."""
+        return {name: e.backend for name, e in self._backends.items() if not e.removed}
+
+    async def register_backend(self, name: str, backend: object) -> Backend:
+        """Register a backend under ``name``: a logosq ``Backend`` or any Qiskit BackendV2
+        (Aer, ``GenericBackendV2``, the offline IBM device models), which is wrapped.
+
+        Returns:
+            The registered Backend (the adapter, for a Qiskit backend).
+
+        Raises:
+            InvalidTaskError: If the name is taken or the object is not a backend.
+        """
+        return self.register_backend_nowait(name, backend)
+
+    def register_backend_nowait(self, name: str, backend: object) -> Backend:
+        """:meth:`register_backend` as a plain call."""
+        if self._state_closed():
+            raise SchedulerClosedError("the scheduler is closed; no backend can be registered")
+        if not isinstance(name, str) or not name or name == "classical":
+            raise InvalidTaskError("backend", f"invalid backend name {name!r}")
+        if name in self._backends:
+            raise InvalidTaskError("backend", f"a backend named {name!r} is already registered")
+        wrapped = _as_backend(name, backend)
+        capacity = wrapped.max_concurrent_jobs
+        if not isinstance(capacity, int) or capacity < 1:
+            raise InvalidTaskError("backend", f"{name!r}: max_concurrent_jobs must be >= 1")
+        pool = self._core.add_pool(name, capacity, direct=False)
+        cfg = self._config
+        breaker = CircuitBreaker(cfg.breaker_threshold, cfg.breaker_cooldown)
+        self._backends[name] = BackendEntry(name, wrapped, pool, breaker)
+        return wrapped
+
+    async def unregister_backend(self, name: str) -> None:
+        """Take a backend out: its queued tasks move to other backends that can run them
+        (those no other backend can run fail with NoRouteError); jobs in flight finish.
+
+        Raises:
+            InvalidTaskError: If no backend has that name.
+        """
+        entry = self._backends.get(name)
+        if entry is None:
+            raise InvalidTaskError("backend", f"no backend named {name!r} is registered")
+        entry.removed = True
+        self._evacuate(entry)
+        del self._backends[name]
+        for timer in (entry.batch_timer, entry.probe_timer):
+            if timer is not None:
+                timer.cancel()
+        if entry.jobs:
+            await asyncio.gather(*entry.jobs, return_exceptions=True)
+        self._core.remove_pool(entry.pool)
+        self._dispatch_quantum()
+
+    def set_routing_rules(self, rules: Sequence[RoutingRule]) -> None:
+        """Replace the routing rules (tried in order; see :class:`RoutingRule`).
+
+        Raises:
+            InvalidTaskError: If an item is not a complete RoutingRule.
+        """
+        checked = []
+        for rule in rules:
+            if not isinstance(rule, RoutingRule):
+                raise InvalidTaskError("routing", f"expected RoutingRule, got {rule!r}")
+            rule.check()
+            checked.append(rule)
+        self._rules = checked
+
+    @property
+    def routing_rules(self) -> tuple[RoutingRule, ...]:
+        """The routing rules in force."""
+        return tuple(self._rules)
+
+    # -- admission of quantum tasks ----------------------------------------------------------
+
+    def _quantum_pool_for(self, task: Task[Any]) -> Pool:
+        """Analyse, route and prepare a quantum task at submit; return its backend's pool."""
+        from .backends._circuits import analyze_circuit, normalize_circuit
+
+        if not self._backends and not self._default_backend_tried:
+            self._default_backend_tried = True
+            self._register_default_backend()
+        circuit = normalize_circuit(task.circuit)
+        req = analyze_circuit(circuit)
+        if task.num_qubits is not None or task.requires_all_to_all is not None:
+            req = CircuitRequirements(
+                num_qubits=task.num_qubits if task.num_qubits is not None else req.num_qubits,
+                interactions=req.interactions,
+                requires_all_to_all=(
+                    task.requires_all_to_all
+                    if task.requires_all_to_all is not None
+                    else req.requires_all_to_all
+                ),
+                max_degree=req.max_degree,
+            )
+        task.circuit_run = circuit
+        task.requirements = req
+        decision = self._route(task, frozenset())
+        task.routing = decision
+        return self._backends[decision.backend].pool
+
+    def _register_default_backend(self) -> None:
+        try:
+            from .backends._qiskit import default_backend
+
+            backend = default_backend()
+        except (ImportError, SchedulerError):
+            return
+        self.register_backend_nowait(backend.name, backend)
+        self._owned_backends.append(backend)
+
+    def _views(self) -> list[BackendView]:
+        now = self._qnow()
+        return [
+            BackendView(
+                name=e.name,
+                backend=e.backend,
+                queued=len(e.pool.queue),
+                busy=e.pool.busy,
+                in_rotation=not e.removed and e.breaker.allows(now),
+            )
+            for e in self._backends.values()
+        ]
+
+    def _route(self, task: Task[Any], exclude: frozenset[str]) -> RoutingDecision:
+        req = task.requirements
+        if not self._backends:
+            raise NoRouteError(
+                req.describe() if req is not None else "a backend",
+                {},
+            )
+        return decide_route(task, req, self._rules, self._views(), exclude=exclude)
+
+    # -- dispatch and batching ---------------------------------------------------------------
+
+    def _dispatch_quantum(self) -> None:
+        """Start jobs while backends have free slots and the global quantum cap allows.
+
+        The backend whose next task is most urgent goes first. A partial batch waits for
+        more circuits for at most ``batch_window``, unless its head is HIGH or CRITICAL.
+        """
+        if self._qdispatching or not self._backends:
+            return
+        self._qdispatching = True
+        try:
+            core = self._core
+            window = self._config.batch_window
+            held: set[str] = set()
+            while True:
+                cap = self._config.max_concurrent_quantum
+                room = math.inf if cap is None else cap - core.quantum_in_flight
+                if room <= 0:
+                    break
+                now = self._qnow()
+                best: BackendEntry | None = None
+                best_key: tuple[int, int] = (99, 0)
+                best_head: Task[Any] | None = None
+                for entry in self._backends.values():
+                    pool = entry.pool
+                    if (
+                        entry.name in held
+                        or not pool.queue
+                        or pool.busy >= pool.capacity
+                        or entry.removed
+                        or not entry.breaker.allows(now)
+                    ):
+                        continue
+                    head = pool.queue.peek(now)
+                    assert head is not None
+                    key = (4 - int(head.priority), head.seq)
+                    if best is None or key < best_key:
+                        best, best_key, best_head = entry, key, head
+                if best is None or best_head is None:
+                    break
+                per_job = max(1, best.backend.max_circuits_per_job)
+                limit = int(min(per_job, room))
+                pool = best.pool
+                if (
+                    len(pool.queue) < limit
+                    and window > 0
+                    and best_head.priority < _HIGH
+                    and now - best_head.enqueued_at < window
+                ):
+                    held.add(best.name)
+                    self._arm_batch_timer(best, best_head.enqueued_at + window, now)
+                    continue
+                batch = core.take_batch(pool, now, limit)
+                if not batch:
+                    held.add(best.name)
+                    continue
+                self._launch_job(best, batch, now)
+        finally:
+            self._qdispatching = False
+
+    def _arm_batch_timer(self, entry: BackendEntry, when: float, now: float) -> None:
+        if entry.batch_timer is not None and entry.batch_timer_when <= when:
+            return
+        if entry.batch_timer is not None:
+            entry.batch_timer.cancel()
+        loop = self._loop
+        assert loop is not None
+        entry.batch_timer_when = when
+        entry.batch_timer = loop.call_later(max(0.0, when - now), self._on_batch_timer, entry)
+
+    def _on_batch_timer(self, entry: BackendEntry) -> None:
+        entry.batch_timer = None
+        entry.batch_timer_when = math.inf
+        self._dispatch_quantum()
+
+    def _launch_job(self, entry: BackendEntry, batch: list[Task[Any]], now: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        qactive = self._qactive
+        for task in batch:
+            qactive.add(task)
+            task.backend_used = entry.name
+            tried = task.backends_tried
+            if tried is None:
+                task.backends_tried = [entry.name]
+            else:
+                tried.append(entry.name)
+        job = loop.create_task(self._run_job(entry, batch, now))
+        entry.jobs.add(job)
+        job.add_done_callback(entry.jobs.discard)
+
+    async def _close_quantum(self) -> None:
+        """Stop timers, cancel jobs still in flight (their tasks have ended) and close the
+        backends the scheduler created itself."""
+        jobs = [j for e in self._backends.values() for j in e.jobs]
+        for e in self._backends.values():
+            for timer in (e.batch_timer, e.probe_timer):
+                if timer is not None:
+                    timer.cancel()
+            e.batch_timer = e.probe_timer = None
+        for j in jobs:
+            j.cancel()
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
+        for b in self._owned_backends:
+            await b.aclose()
+        self._owned_backends.clear()
+
+    async def _run_job(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
+        backend = entry.backend
+        name = entry.name
+        job_error: BaseException | None = None
+        outcomes: Sequence[Any] = ()
+        hung = False
+        try:
+            circuits: list[Any] = [t.circuit_run for t in batch]
+            prepared_errors: dict[int, BaseException] = {}
+            if entry.needs_prepare:
+                circuits, prepared_errors = await asyncio.to_thread(_prepare_all, backend, circuits)
+            live = [i for i in range(len(batch)) if i not in prepared_errors]
+            jobs = [
+                CircuitJob(
+                    circuit=circuits[i],
+                    shots=batch[i].shots,
+                    task_id=batch[i].task_id,
+                    idempotency_key=f"{self._uid}-{batch[i].task_id}",
+                )
+                for i in live
+            ]
+            run_outcomes: Sequence[Any] = ()
+            if jobs:
+                timeout = self._config.job_timeout
+                coro = backend.run(jobs)
+                if timeout is None:
+                    run_outcomes = await coro
+                else:
+                    try:
+                        run_outcomes = await asyncio.wait_for(coro, timeout)
+                    except TimeoutError:
+                        hung = True
+                        raise TransientBackendError(
+                            name, f"job of {len(jobs)} circuits hung past job_timeout={timeout}s"
+                        ) from None
+                if len(run_outcomes) != len(jobs):
+                    raise TransientBackendError(
+                        name, f"returned {len(run_outcomes)} outcomes for {len(jobs)} circuits"
+                    )
+            merged: list[Any] = [None] * len(batch)
+            for i, err in prepared_errors.items():
+                merged[i] = err
+            for i, out in zip(live, run_outcomes, strict=True):
+                merged[i] = out
+            for i, t in enumerate(batch):
+                if i in live and jobs:
+                    t.circuit_run = circuits[i]
+            outcomes = merged
+        except asyncio.CancelledError:
+            # The scheduler is closing with this job in flight: its tasks end CANCELLED.
+            self._job_finished(entry, batch, started)
+            now = self._qnow()
+            for t in batch:
+                self._end_early(t, _S.CANCELLED, now)
+            raise
+        except BaseException as exc:  # every failure of a job is handled, none escapes
+            job_error = exc
+        self._job_finished(entry, batch, started)
+        now = self._qnow()
+        if job_error is not None:
+            entry.failed_attempts += 1
+            unavailable = isinstance(job_error, BackendUnavailableError)
+            if unavailable:
+                entry.breaker.force_open(now)
+                self._core.breaker_trips += 1
+                self._breaker_opened(entry)
+            elif not _is_permanent(job_error) and entry.breaker.record_failure(now):
+                self._core.breaker_trips += 1
+                self._breaker_opened(entry)
+            for t in batch:
+                self._attempt_failed(t, entry, job_error, reroute=unavailable or hung)
+        else:
+            entry.breaker.record_success()
+            for t, out in zip(batch, outcomes, strict=True):
+                if isinstance(out, BaseException):
+                    self._attempt_failed(t, entry, out, reroute=False)
+                elif t.status is _RUNNING:
+                    t.value = out
+                    entry.completed += 1
+                    self._core.transition(t, _S.COMPLETED, now)
+                    self._settle(t)
+        self._dispatch_quantum()
+
+    def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
+        self._core.job_done(entry.pool, len(batch), started, self._qnow())
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _attempt_failed(
+        self, task: Task[Any], entry: BackendEntry, error: BaseException, *, reroute: bool
+    ) -> None:
+        if task.status is not _RUNNING:
+            return  # it ended meanwhile (cancelled or timed out)
+        core = self._core
+        now = self._qnow()
+        if _is_permanent(error):
+            task.error = error
+            core.transition(task, _S.FAILED, now)
+            self._settle(task)
+            return
+        budget = task.max_retries if task.max_retries is not None else self._config.max_retries
+        if task.attempts > budget:
+            exhausted = RetriesExhaustedError(
+                task.task_id,
+                f"task {task.task_id} ({task.name!r}) failed {task.attempts} attempts "
+                f"(retry budget {budget}); last on {entry.name!r}: {error}",
+            )
+            exhausted.__cause__ = error
+            task.error = exhausted
+            core.transition(task, _S.FAILED, now)
+            self._settle(task)
+            return
+        core.retries += 1
+        tried = task.backends_tried or []
+        same_backend_failures = sum(1 for b in tried if b == entry.name)
+        target = entry
+        if (
+            reroute or same_backend_failures >= 2 or not entry.breaker.allows(now) or entry.removed
+        ) and task.backend is None:
+            try:
+                decision = self._route(task, frozenset({entry.name}))
+            except NoRouteError:
+                decision = None
+            if decision is not None and decision.backend != entry.name:
+                task.routing = decision
+                target = self._backends[decision.backend]
+                core.reroutes += 1
+        if target is not entry:
+            self._qactive.discard(task)
+            core.requeue(task, target.pool, now)
+            self._dispatch_quantum()
+            return
+        if entry.removed:
+            self._fail_no_route(task, now)
+            return
+        retry = task.attempts  # 1 after the first failure
+        cfg = self._config
+        delay = self._rng.uniform(
+            0, min(cfg.retry_backoff_max, cfg.retry_backoff * 2 ** (retry - 1))
+        )
+        if delay <= 0:
+            self._qactive.discard(task)
+            core.requeue(task, entry.pool, now)
+            return
+        loop = self._loop
+        assert loop is not None
+        task.runner = loop.call_later(delay, self._requeue_after_backoff, task, entry)
+
+    def _requeue_after_backoff(self, task: Task[Any], entry: BackendEntry) -> None:
+        task.runner = None
+        if task.status is not _RUNNING:
+            return
+        now = self._qnow()
+        if entry.removed:
+            try:
+                decision = self._route(task, frozenset({entry.name}))
+            except NoRouteError:
+                self._fail_no_route(task, now)
+                return
+            task.routing = decision
+            entry = self._backends[decision.backend]
+        self._qactive.discard(task)
+        self._core.requeue(task, entry.pool, now)
+        self._dispatch_quantum()
+
+    def _fail_no_route(self, task: Task[Any], now: float) -> None:
+        req = task.requirements
+        error = NoRouteError(req.describe() if req is not None else "a backend", {})
+        task.error = error
+        if task.status is _S.QUEUED:
+            self._core.finish(task, _S.FAILED, now)
+        else:
+            self._core.transition(task, _S.FAILED, now)
+        self._settle(task)
+
+    def _breaker_opened(self, entry: BackendEntry) -> None:
+        """A backend left rotation: move its queued work and schedule a probe."""
+        self._evacuate(entry)
+        due = entry.breaker.probe_due_at()
+        loop = self._loop
+        if due is None or loop is None or entry.probe_timer is not None:
+            return
+        entry.probe_timer = loop.call_later(
+            max(0.0, due - self._qnow()), lambda: loop.create_task(self._probe(entry))
+        )
+
+    async def _probe(self, entry: BackendEntry) -> None:
+        entry.probe_timer = None
+        if entry.removed:
+            return
+        try:
+            healthy = bool(await asyncio.wait_for(entry.backend.check_health(), 30.0))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            healthy = False
+        state = entry.breaker.probe_result(healthy, self._qnow())
+        if state is BreakerState.CLOSED:
+            self._dispatch_quantum()
+        else:
+            self._breaker_opened(entry)
+
+    def _evacuate(self, entry: BackendEntry) -> None:
+        """Move tasks waiting for ``entry`` to backends that can run them."""
+        now = self._qnow()
+        for task in list(entry.pool.queue):
+            if task.backend is not None and not entry.removed:
+                continue  # pinned here: it waits for the backend to come back
+            try:
+                decision = self._route(task, frozenset({entry.name}))
+            except NoRouteError:
+                if entry.removed:
+                    self._fail_no_route(task, now)
+                continue  # nowhere else to go: it waits for the backend to come back
+            task.routing = decision
+            self._core.move(task, self._backends[decision.backend].pool)
+        self._dispatch_quantum()
+
+    # -- views -------------------------------------------------------------------------------
+
+    def _backend_metrics(self, now: float, uptime: float) -> dict[str, BackendMetrics]:
+        out = {}
+        for e in self._backends.values():
+            pool = e.pool
+            state = e.breaker.state(now)
+            out[e.name] = BackendMetrics(
+                name=e.name,
+                capacity=pool.capacity,
+                busy=pool.busy,
+                queued=len(pool.queue),
+                completed=e.completed,
+                failed_attempts=e.failed_attempts,
+                healthy=state is BreakerState.CLOSED,
+                breaker_state=state.value,
+                utilisation=min(1.0, pool.busy_time / (pool.capacity * uptime)),
+            )
+        return out
+
+    # Hooks QuantumScheduler provides.
+    def _qnow(self) -> float:
+        raise NotImplementedError
+
+    def _state_closed(self) -> bool:
+        raise NotImplementedError
+
+    def _settle(self, task: Task[Any]) -> None:
+        raise NotImplementedError
+
+    def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
+        raise NotImplementedError
+
+
+def _is_permanent(error: BaseException) -> bool:
+    if isinstance(error, BackendError):
+        return not error.retryable
+    # Our own refusals (invalid circuits and the like) are never worth retrying.
+    return isinstance(error, SchedulerError)
+
+
+def _prepare_all(
+    backend: Backend, circuits: list[Any]
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """Prepare every circuit for ``backend``; a circuit that cannot be prepared fails alone."""
+    out: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    for i, c in enumerate(circuits):
+        try:
+            out.append(backend.prepare(c))
+        except Exception as exc:
+            out.append(None)
+            errors[i] = (
+                exc
+                if isinstance(exc, BackendError)
+                else PermanentBackendError(backend.name, f"cannot prepare circuit: {exc}")
+            )
+            if not isinstance(exc, BackendError):
+                errors[i].__cause__ = exc
+    return out, errors
