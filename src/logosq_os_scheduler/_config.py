@@ -78,6 +78,8 @@ class SchedulerConfig:
         breaker_threshold: Consecutive failures that take a backend out of rotation.
         breaker_cooldown: Seconds before a tripped backend is probed again.
         job_timeout: Seconds a backend job may run before it counts as hung. None: no limit.
+        max_preemptions: How often one task may be preempted; after that it runs to the end,
+            so no task is starved by a stream of more urgent work.
     """
 
     workers: int = 4
@@ -95,6 +97,7 @@ class SchedulerConfig:
     breaker_threshold: int = 5
     breaker_cooldown: float = 5.0
     job_timeout: float | None = None
+    max_preemptions: int = 3
 
     def __post_init__(self) -> None:
         _positive_int("workers", self.workers)
@@ -133,6 +136,14 @@ class SchedulerConfig:
                 self, name, _seconds(name, getattr(self, name), allow_none=False, allow_zero=True)
             )
         _positive_int("breaker_threshold", self.breaker_threshold)
+        if (
+            not isinstance(self.max_preemptions, int)
+            or isinstance(self.max_preemptions, bool)
+            or self.max_preemptions < 0
+        ):
+            raise InvalidConfigError(
+                "max_preemptions", f"must be a non-negative integer, got {self.max_preemptions!r}"
+            )
         object.__setattr__(
             self,
             "breaker_cooldown",

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ._clock import Clock, MonotonicClock
 from ._config import PreemptionStrategy, SchedulerConfig
+from ._context import _current_task
 from ._errors import (
     InternalError,
     InvalidConfigError,
@@ -32,6 +33,7 @@ from ._handle import TaskHandle
 from ._quantum import QuantumMixin
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from .core import Pool, SchedulerCore
+from .core._preemption import choose_victim, should_yield
 from .core._state import TERMINAL
 from .executors._threads import Completion, ThreadWorkers
 from .observability._metrics import SchedulerMetrics, percentile
@@ -297,6 +299,7 @@ class QuantumScheduler(QuantumMixin):
             )
         pool = self._pool_for(task)
         core = self._core
+        task.owner = self
         started = core.admit(task, pool, self._now())
         deadline = task.deadline
         if deadline is not None and deadline < self._timer_when:
@@ -306,6 +309,11 @@ class QuantumScheduler(QuantumMixin):
             self._run(task)
         elif not pool.direct:
             self._dispatch_quantum()
+        elif (
+            task.priority >= TaskPriority.HIGH
+            and self._config.preemption is PreemptionStrategy.PREEMPTIVE
+        ):
+            self._preempt_for(task, pool)
         return handle
 
     def _pool_for(self, task: Task[Any]) -> Pool:
@@ -337,6 +345,19 @@ class QuantumScheduler(QuantumMixin):
         Invariant: a task is in ``_active`` iff its execution is under way off the loop stack
         (on a thread or as a coroutine); inline runs start and end within this call.
         """
+        resume = task.resume
+        if resume is not None:
+            # A task preempted at a checkpoint has its slot again: let it continue.
+            task.resume = None
+            if isinstance(resume, asyncio.Future):
+                if not resume.done():
+                    resume.set_result(None)
+            else:
+                threads = self._threads
+                assert threads is not None
+                threads.unpark()
+                resume.set()
+            return
         if task.is_async:
             self._active.add(task)
             self._run_async(task)
@@ -360,6 +381,7 @@ class QuantumScheduler(QuantumMixin):
         fn = task.fn
         assert fn is not None
         perf = time.perf_counter
+        token = _current_task.set(task)
         t0 = perf()
         try:
             value = fn(*task.args, **task.kwargs)
@@ -371,6 +393,7 @@ class QuantumScheduler(QuantumMixin):
             raise
         finally:
             seconds = perf() - t0
+            _current_task.reset(token)
             if entry is None:
                 self._note_duration(fn, seconds)
             elif seconds > self._demote_after:
@@ -411,34 +434,41 @@ class QuantumScheduler(QuantumMixin):
     def _drive(self, task: Task[Any], awaitable: Any) -> None:
         loop = self._loop
         assert loop is not None
-        runner = loop.create_task(self._await_task(task, awaitable))
+        attempt = task.attempts
+        runner = loop.create_task(self._await_task(task, awaitable, attempt))
         task.runner = runner
-        runner.add_done_callback(lambda _r: self._runner_done(task, awaitable))
+        runner.add_done_callback(lambda r: self._runner_done(task, r, awaitable, attempt))
 
-    def _runner_done(self, task: Task[Any], awaitable: Any) -> None:
-        # A runner cancelled before its first step never enters _await_task, so nothing
-        # released its slot and the user's coroutine was never started: do both here.
-        if task in self._active:
+    def _runner_done(
+        self, task: Task[Any], runner: asyncio.Task[None], awaitable: Any, attempt: int
+    ) -> None:
+        # Every path through _await_task ends in _finish_run, which drops the task from
+        # _active. A runner that is done while its task is still active here was cancelled
+        # before its first step: the user's coroutine never started and nothing released
+        # the slot. Close the coroutine and end the run here.
+        if task.runner is runner and task in self._active:
             close = getattr(awaitable, "close", None)
             if close is not None:
                 close()
-            self._finish_run(task, _S.CANCELLED, None)
+            self._finish_run(task, _S.CANCELLED, None, attempt)
 
-    async def _await_task(self, task: Task[Any], awaitable: Any) -> None:
+    async def _await_task(self, task: Task[Any], awaitable: Any, attempt: int) -> None:
+        _current_task.set(task)
         try:
             value = await awaitable
         except asyncio.CancelledError:
-            # Cancelled by us (cancel/timeout: the task has already ended) or by someone
-            # else, such as the loop shutting down: end it CANCELLED. Then let it propagate.
-            self._finish_run(task, _S.CANCELLED, None)
+            # Cancelled by us (cancel/timeout: the task has already ended; or a restart: it
+            # is PREEMPTED) or by someone else, such as the loop shutting down: end it
+            # CANCELLED unless it already ended. Then let the cancellation propagate.
+            self._finish_run(task, _S.CANCELLED, None, attempt)
             raise
         except Exception as exc:
-            self._finish_run(task, _FAILED, exc)
+            self._finish_run(task, _FAILED, exc, attempt)
         except BaseException as exc:
-            self._finish_run(task, _FAILED, exc)
+            self._finish_run(task, _FAILED, exc, attempt)
             raise
         else:
-            self._finish_run(task, _COMPLETED, value)
+            self._finish_run(task, _COMPLETED, value, attempt)
 
     def _on_thread_batch(self, batch: list[Completion]) -> None:
         note = self._note_duration
@@ -449,14 +479,20 @@ class QuantumScheduler(QuantumMixin):
                 note(fn, seconds)
             finish(task, _COMPLETED if ok else _FAILED, value)
 
-    def _finish_run(self, task: Task[Any], status: TaskStatus, value: Any) -> None:
-        """An execution has returned: release its slot, end the task unless it ended already."""
+    def _finish_run(
+        self, task: Task[Any], status: TaskStatus, value: Any, attempt: int | None = None
+    ) -> None:
+        """An execution has returned: release its slot, end the task unless it ended already.
+
+        ``attempt`` identifies the run; a run superseded by a restart is ignored.
+        """
+        if attempt is not None and attempt != task.attempts:
+            return  # a restarted task's old run unwinding: it holds nothing any more
         core = self._core
         now = self._now()
-        pool = core.locate(task)
         self._active.discard(task)
         task.runner = None
-        core.release(pool, task.started_at, now)
+        pool = core.release_task(task, now)
         if task.status is _RUNNING:
             if status is _COMPLETED:
                 task.value = value
@@ -498,14 +534,86 @@ class QuantumScheduler(QuantumMixin):
             # slot until it returns, and its result is dropped.
         return True
 
-    @staticmethod
-    def _stop_runner(task: Task[Any]) -> None:
+    def _stop_runner(self, task: Task[Any]) -> None:
         """Stop what runs a task that has just ended early, where that can be stopped."""
+        resume = task.resume
+        if isinstance(resume, threading.Event):
+            # A worker thread parked in checkpoint_blocking(): wake it so that it unwinds.
+            task.resume = None
+            if self._threads is not None:
+                self._threads.unpark()
+            resume.set()
         runner = task.runner
         if isinstance(runner, (asyncio.Task, asyncio.TimerHandle)):
             # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
             # a job are not stopped: the job carries other tasks; their outcome is dropped.
             runner.cancel()
+
+    # -- preemption --------------------------------------------------------------------------
+
+    def _wants_slot_back(self, task: Task[Any]) -> bool:
+        """A cheap, thread-safe estimate of whether a checkpoint would yield now."""
+        if self._config.preemption is PreemptionStrategy.NONE:
+            return False
+        pool = task.resources
+        return bool(isinstance(pool, Pool) and pool.queue and pool.busy >= pool.capacity)
+
+    def _yield_now(self, task: Task[Any]) -> bool:
+        pool = task.resources
+        if not isinstance(pool, Pool) or not pool.direct:
+            return False
+        cfg = self._config
+        return should_yield(task, pool, cfg.preemption, cfg.max_preemptions, self._now())
+
+    async def _checkpoint(self, task: Task[Any]) -> None:
+        """Run on the task's own coroutine: yield the slot if more urgent work waits."""
+        if not self._yield_now(task):
+            return
+        loop = self._loop
+        assert loop is not None
+        pool = self._core.locate(task)
+        resumed: asyncio.Future[None] = loop.create_future()
+        task.resume = resumed
+        self._core.preempt(task, pool, self._now())
+        self._dispatch(pool)
+        await resumed
+
+    def _park_thread(self, task: Task[Any], resumed: threading.Event) -> None:
+        """On the loop: a worker thread asks to yield at a checkpoint; ``resumed`` wakes it."""
+        if task.status in TERMINAL or not self._yield_now(task):
+            resumed.set()
+            return
+        threads = self._threads
+        assert threads is not None
+        pool = self._core.locate(task)
+        task.resume = resumed
+        threads.park()
+        self._core.preempt(task, pool, self._now())
+        self._dispatch(pool)
+
+    def _preempt_for(self, urgent: Task[Any], pool: Pool) -> None:
+        """PREEMPTIVE: an urgent task found no free slot; take one from a less urgent task.
+
+        A restartable coroutine is stopped at once and will start again from scratch; any
+        other victim (a thread cannot be interrupted) is preempted at its next checkpoint.
+        """
+        candidates = [t for t in self._active if t.resources is pool and t.status is _RUNNING]
+        victim = choose_victim(candidates, urgent.priority, self._config.max_preemptions)
+        if victim is None or not (victim.restartable and isinstance(victim.runner, asyncio.Task)):
+            return
+        runner = victim.runner
+        victim.resume = None
+        self._core.preempt(victim, pool, self._now())
+        self._active.discard(victim)
+        victim.runner = None
+        runner.cancel()
+        self._dispatch(pool)
+
+    def _call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            raise SchedulerClosedError("the scheduler is not running")
+        loop.call_soon_threadsafe(fn, *args)
 
     def _cancel(self, task: Task[Any]) -> bool:
         return self._end_early(task, _S.CANCELLED, self._now())
@@ -639,6 +747,7 @@ class QuantumScheduler(QuantumMixin):
             retries=core.retries,
             reroutes=core.reroutes,
             preemptions=core.preemptions,
+            preempted_seconds=core.preempted_seconds,
             breaker_trips=core.breaker_trips,
             backends=types.MappingProxyType(self._backend_metrics(now, uptime)),
         )

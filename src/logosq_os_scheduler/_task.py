@@ -160,6 +160,7 @@ class Task(Generic[T]):
         "num_qubits",
         "requires_all_to_all",
         "max_retries",
+        "restartable",
         # runtime: owned by the scheduler
         "status",
         "seq",
@@ -180,6 +181,10 @@ class Task(Generic[T]):
         "resources",
         "requirements",
         "circuit_run",
+        "slot_held",
+        "preemptions",
+        "resume",
+        "owner",
     )
 
     def __init__(self, builder: TaskBuilder[T]) -> None:
@@ -203,6 +208,7 @@ class Task(Generic[T]):
         self.num_qubits: int | None = builder._num_qubits
         self.requires_all_to_all: bool | None = builder._requires_all_to_all
         self.max_retries: int | None = builder._max_retries
+        self.restartable: bool = builder._restartable
         # Invariant: status changes only through SchedulerCore.transition().
         self.status: TaskStatus = TaskStatus.PENDING
         self.seq: int = 0
@@ -225,6 +231,13 @@ class Task(Generic[T]):
         # Quantum tasks: what the circuit needs, and the circuit as the backend ran it.
         self.requirements: Any = None
         self.circuit_run: Any = None
+        # Invariant: slot_held is True iff the task holds one slot of a direct pool.
+        self.slot_held = False
+        self.preemptions = 0
+        # Set while PREEMPTED at a checkpoint: what to signal so that it resumes.
+        self.resume: Any = None
+        # The scheduler the task was submitted to (for its TaskContext).
+        self.owner: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -283,6 +296,7 @@ class TaskBuilder(Generic[T]):
         "_num_qubits",
         "_requires_all_to_all",
         "_max_retries",
+        "_restartable",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -307,6 +321,7 @@ class TaskBuilder(Generic[T]):
         self._num_qubits: int | None = None
         self._requires_all_to_all: bool | None = None
         self._max_retries: int | None = None
+        self._restartable = False
 
     @property
     def name(self) -> str:
@@ -424,6 +439,15 @@ class TaskBuilder(Generic[T]):
         if not isinstance(preemptible, bool):
             raise InvalidTaskError("preemptible", f"must be True or False, got {preemptible!r}")
         self._preemptible = preemptible
+        return self
+
+    def with_restartable(self, restartable: bool = True) -> TaskBuilder[T]:
+        """Mark that the task may be stopped and started again from scratch: under
+        ``PreemptionStrategy.PREEMPTIVE`` such a task is preempted at once rather than at its
+        next checkpoint (its function must be safe to run again)."""
+        if not isinstance(restartable, bool):
+            raise InvalidTaskError("restartable", f"must be True or False, got {restartable!r}")
+        self._restartable = restartable
         return self
 
     def with_metadata(self, **metadata: object) -> TaskBuilder[T]:

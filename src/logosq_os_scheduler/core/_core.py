@@ -89,7 +89,7 @@ class SchedulerCore:
         self.submitted = 0
         self.submitted_by_priority: dict[TaskPriority, int] = dict.fromkeys(TaskPriority, 0)
         self.submitted_by_type: dict[TaskType, int] = dict.fromkeys(TaskType, 0)
-        # waiting == sum of len(pool.queue) over pools == counts[QUEUED].
+        # waiting == sum of len(pool.queue) over pools == counts[QUEUED] + counts[PREEMPTED].
         self.waiting = 0
         # Quantum tasks inside jobs now (bounded by max_concurrent_quantum).
         self.quantum_in_flight = 0
@@ -107,6 +107,7 @@ class SchedulerCore:
         self.retries = 0
         self.reroutes = 0
         self.preemptions = 0
+        self.preempted_seconds = 0.0
         self.breaker_trips = 0
 
     # -- pools -------------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class SchedulerCore:
         self.transition(task, _QUEUED, now)
         if start_now:
             pool.busy += 1
+            task.slot_held = True
             self.start(task, pool, now)
             return True
         pool.queue.push(task)
@@ -224,13 +226,16 @@ class SchedulerCore:
         self.reroutes += 1
 
     def start(self, task: Task[Any], pool: Pool, now: float) -> None:
-        """Move a QUEUED task (already out of the queue) to RUNNING in ``pool``.
+        """Move a QUEUED or PREEMPTED task (already out of the queue) to RUNNING in ``pool``.
 
         The slot is accounted by the caller (one per task in direct pools, one per job in
         batching pools).
         """
         self.transition(task, _RUNNING, now)
-        task.attempts += 1
+        if task.resume is None:
+            # A fresh start (or a restart); a task resuming at its checkpoint continues its
+            # attempt.
+            task.attempts += 1
         task.resources = pool
         if task.started_at is None:
             task.started_at = now
@@ -247,8 +252,24 @@ class SchedulerCore:
             return None
         self.waiting -= 1
         pool.busy += 1
+        task.slot_held = True
+        if task.status is _S.PREEMPTED:
+            self.preempted_seconds += now - task.enqueued_at
         self.start(task, pool, now)
         return task
+
+    def preempt(self, task: Task[Any], pool: Pool, now: float) -> None:
+        """A RUNNING task of a direct pool gives its slot up: it turns PREEMPTED, waits in the
+        queue at its priority, and resumes (RUNNING again) when :meth:`next_ready` pops it."""
+        self.transition(task, _S.PREEMPTED, now)
+        self.release(pool, task.started_at, now)
+        task.slot_held = False
+        task.preemptions += 1
+        self.preemptions += 1
+        task.enqueued_at = now
+        task.seq = next(self._seq)
+        pool.queue.push(task)
+        self.waiting += 1
 
     def take_batch(self, pool: Pool, now: float, limit: int) -> list[Task[Any]]:
         """Start up to ``limit`` queued tasks of ``pool`` as one job holding one slot.
@@ -280,6 +301,14 @@ class SchedulerCore:
         self.quantum_in_flight -= size
         self.release(pool, started_at, now)
 
+    def release_task(self, task: Task[Any], now: float) -> Pool:
+        """Give back the slot ``task`` holds, if it holds one; return its pool."""
+        pool = self.locate(task)
+        if task.slot_held:
+            task.slot_held = False
+            self.release(pool, task.started_at, now)
+        return pool
+
     def release(self, pool: Pool, started_at: float | None, now: float) -> None:
         """Give back a slot of ``pool`` whose execution (started at ``started_at``) ended."""
         if pool.busy <= 0:
@@ -300,7 +329,7 @@ class SchedulerCore:
         old = task.status
         if old in TERMINAL:
             return False
-        if old is _QUEUED:
+        if old is _QUEUED or old is _S.PREEMPTED:
             self.locate(task).queue.discard()
             self.waiting -= 1
         self.transition(task, status, now)
@@ -361,10 +390,11 @@ class SchedulerCore:
         """
         live = sum(len(p.queue) for p in self.pools.values())
         walked = sum(1 for p in self.pools.values() for _ in p.queue)
-        if not live == walked == self.waiting == self.counts[_QUEUED]:
+        queued = self.counts[_QUEUED] + self.counts[_S.PREEMPTED]
+        if not live == walked == self.waiting == queued:
             raise InternalError(
                 f"queue accounting broken: live={live} walked={walked} waiting={self.waiting} "
-                f"queued={self.counts[_QUEUED]}"
+                f"queued+preempted={queued}"
             )
         if sum(self.counts.values()) != self.submitted:
             raise InternalError(

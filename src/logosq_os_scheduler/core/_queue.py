@@ -10,7 +10,8 @@ from .._task import Task, TaskStatus
 
 __all__ = ["ReadyQueue"]
 
-_QUEUED = TaskStatus.QUEUED
+# A task waits in a queue while QUEUED, or PREEMPTED (it gave its slot up and will resume).
+_WAITING = frozenset({TaskStatus.QUEUED, TaskStatus.PREEMPTED})
 _IDLE_LEVEL = 4
 _HIGH_LEVEL = 1
 
@@ -26,7 +27,7 @@ class ReadyQueue:
 
     Removal of a task that leaves the queue early (cancelled, timed out) is lazy: the runtime
     changes its status and calls :meth:`discard`; :meth:`pop` skips entries that are no longer
-    QUEUED.
+    waiting (QUEUED, or PREEMPTED and waiting to resume).
 
     Args:
         aging: Seconds of waiting per level lifted; None turns aging off.
@@ -38,7 +39,7 @@ class ReadyQueue:
         # Invariant: each deque is in arrival order (ascending seq), because tasks are only
         # appended with a fresh seq. So each level's head is its oldest, most-aged task.
         self._levels: tuple[deque[Task[Any]], ...] = tuple(deque() for _ in range(5))
-        # Invariant: _live == number of entries whose task is QUEUED.
+        # Invariant: _live == number of entries whose task is QUEUED or PREEMPTED.
         self._live = 0
         self._aging = aging
 
@@ -54,7 +55,7 @@ class ReadyQueue:
         return self._aging
 
     def push(self, task: Task[Any]) -> None:
-        """Append a QUEUED task at the back of its priority level."""
+        """Append a waiting (QUEUED or PREEMPTED) task at the back of its priority level."""
         self._levels[4 - task.priority].append(task)
         self._live += 1
 
@@ -73,13 +74,13 @@ class ReadyQueue:
 
     def depth_by_level(self) -> list[int]:
         """Count of waiting tasks per level, CRITICAL first (O(n): for snapshots only)."""
-        return [sum(1 for t in dq if t.status is _QUEUED) for dq in self._levels]
+        return [sum(1 for t in dq if t.status in _WAITING) for dq in self._levels]
 
     def __iter__(self) -> Iterator[Task[Any]]:
         """Iterate over waiting tasks, level by level (not in pop order when aging applies)."""
         for dq in self._levels:
             for t in dq:
-                if t.status is _QUEUED:
+                if t.status in _WAITING:
                     yield t
 
     def peek(self, now: float) -> Task[Any] | None:
@@ -104,7 +105,7 @@ class ReadyQueue:
         best_eff = 99
         best_seq = 0
         for level, dq in enumerate(self._levels):
-            while dq and dq[0].status is not _QUEUED:
+            while dq and dq[0].status not in _WAITING:
                 dq.popleft()
             if not dq:
                 continue

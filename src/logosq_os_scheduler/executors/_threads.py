@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._context import _current_task
 from .._task import Task
 
 __all__ = ["ThreadWorkers"]
@@ -53,6 +54,9 @@ class ThreadWorkers:
         # appended before a worker reads False can be missed.
         self._wake_pending = False
         self._threads: list[threading.Thread] = []
+        # Threads blocked in a checkpoint while their task is PREEMPTED; each parked thread is
+        # replaced so that n threads stay available to run tasks.
+        self._parked = 0
         self._closed = False
 
     @property
@@ -75,6 +79,16 @@ class ThreadWorkers:
                 for _ in range(grow):
                     self._spawn()
 
+    def park(self) -> None:
+        """A thread is about to block while its task is preempted: keep n threads free."""
+        self._parked += 1
+        if self._threads and len(self._threads) - self._parked < self._n:
+            self._spawn()
+
+    def unpark(self) -> None:
+        """A parked thread's task resumes (the spare thread stays for the next park)."""
+        self._parked -= 1
+
     def _start_threads(self) -> None:
         for _ in range(self._n):
             self._spawn()
@@ -90,12 +104,14 @@ class ThreadWorkers:
         inbox = self._inbox
         done = self._done
         perf = time.perf_counter
+        set_current = _current_task.set
         while True:
             task = inbox.get()
             if task is None:
                 return
             fn = task.fn
             assert fn is not None
+            set_current(task)
             t0 = perf()
             try:
                 value = fn(*task.args, **task.kwargs)
@@ -104,6 +120,7 @@ class ThreadWorkers:
                 value = exc
                 ok = False
             done.append((task, ok, value, perf() - t0))
+            set_current(None)
             del task, value, fn
             if not self._wake_pending:
                 self._wake_pending = True
@@ -126,7 +143,7 @@ class ThreadWorkers:
         if self._closed:
             return
         self._closed = True
-        for _ in self._threads:
+        for _ in list(self._threads):
             self._inbox.put(None)
 
     def join(self, timeout: float | None = None) -> None:

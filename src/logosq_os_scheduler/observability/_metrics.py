@@ -70,6 +70,7 @@ class SchedulerMetrics:
         latency_p50, latency_p99, latency_p999: Submission to completion (completed tasks).
         worker_utilisation: Share of classical slot time in use since start (0..1).
         retries, reroutes, preemptions, breaker_trips: Fault-tolerance and preemption events.
+        preempted_seconds: Time tasks spent preempted, waiting to resume (their cost).
         backends: Per-backend figures, by name.
     """
 
@@ -97,6 +98,7 @@ class SchedulerMetrics:
     retries: int = 0
     reroutes: int = 0
     preemptions: int = 0
+    preempted_seconds: float = 0.0
     breaker_trips: int = 0
     backends: Mapping[str, BackendMetrics] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
