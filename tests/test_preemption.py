@@ -276,10 +276,11 @@ async def test_cancelling_a_preempted_task_ends_it_and_frees_nothing_twice() -> 
         await current_context().checkpoint()
 
     high_started = asyncio.Event()
+    high_release = asyncio.Event()
 
     async def high_fn() -> str:
         high_started.set()
-        await release.wait()
+        await high_release.wait()
         return "high"
 
     config = SchedulerConfig(workers=1, preemption=COOP)
@@ -293,6 +294,7 @@ async def test_cancelling_a_preempted_task_ends_it_and_frees_nothing_twice() -> 
         assert low.cancel() is True
         with pytest.raises(TaskCancelledError):
             await low
+        high_release.set()
         assert (await high).value == "high"
         m = s.metrics()
     assert (m.cancelled, m.completed, m.queued, m.running) == (1, 1, 0, 0)
