@@ -9,6 +9,7 @@ them.
 from ._blocking import BlockingScheduler
 from ._clock import Clock, ManualClock, MonotonicClock
 from ._config import PreemptionStrategy, SchedulerConfig
+from ._context import TaskContext, current_context
 from ._errors import (
     BackendError,
     BackendUnavailableError,
@@ -31,15 +32,21 @@ from ._handle import TaskHandle
 from ._runtime import new_event_loop, run
 from ._scheduler import QuantumScheduler
 from ._task import Task, TaskBuilder, TaskPriority, TaskResult, TaskStatus, TaskType
+from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec
+from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .observability import BackendMetrics, SchedulerMetrics
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
     "BackendError",
     "BackendMetrics",
     "BackendUnavailableError",
     "BlockingScheduler",
+    "CircuitJob",
+    "CircuitRequirements",
+    "CircuitSpec",
     "Clock",
     "InternalError",
     "InvalidConfigError",
@@ -52,6 +59,10 @@ __all__ = [
     "QuantumScheduler",
     "QueueFullError",
     "RetriesExhaustedError",
+    "RoutingCondition",
+    "RoutingDecision",
+    "RoutingRule",
+    "RoutingTarget",
     "SchedulerClosedError",
     "SchedulerConfig",
     "SchedulerError",
@@ -59,6 +70,7 @@ __all__ = [
     "Task",
     "TaskBuilder",
     "TaskCancelledError",
+    "TaskContext",
     "TaskError",
     "TaskFailedError",
     "TaskHandle",
@@ -69,6 +81,7 @@ __all__ = [
     "TaskType",
     "TransientBackendError",
     "__version__",
+    "current_context",
     "new_event_loop",
     "run",
 ]
