@@ -35,6 +35,7 @@ from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from .core import Pool, SchedulerCore
 from .core._preemption import choose_victim, should_yield
 from .core._state import TERMINAL
+from .executors._base import Executor
 from .executors._threads import Completion, ThreadWorkers
 from .observability._metrics import SchedulerMetrics, percentile
 
@@ -53,6 +54,16 @@ _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
 # A function that once took this many times the inline threshold inline goes back to threads.
 _DEMOTE_FACTOR = 20.0
 _FAST_TABLE_LIMIT = 4096
+
+
+class _ExecutorRun:
+    """What runs a task on a pluggable executor: enough to cancel, suspend or resume it."""
+
+    __slots__ = ("executor", "task_id")
+
+    def __init__(self, executor: Executor, task_id: int) -> None:
+        self.executor = executor
+        self.task_id = task_id
 
 
 class _State(enum.Enum):
@@ -121,6 +132,7 @@ class QuantumScheduler(QuantumMixin):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = math.inf
         self._idle_waiters: list[asyncio.Future[None]] = []
+        self._executors: dict[str, tuple[Executor, Pool]] = {}
         self._init_quantum()
 
     # -- configuration -----------------------------------------------------------------------
@@ -248,6 +260,8 @@ class QuantumScheduler(QuantumMixin):
                 self._timer.cancel()
                 self._timer = None
             await self._close_quantum()
+            for executor, _pool in self._executors.values():
+                await executor.aclose()
             if self._threads is not None:
                 self._threads.close()
             self._state = _State.CLOSED
@@ -320,13 +334,24 @@ class QuantumScheduler(QuantumMixin):
         kind = task.task_type
         if kind is TaskType.CLASSICAL or (kind is TaskType.HYBRID and task.fn is not None):
             executor = task.executor
-            if executor is not None and executor not in _BUILTIN_EXECUTORS:
+            if executor is None or executor in _BUILTIN_EXECUTORS:
+                return self._core.classical
+            entry = self._executors.get(executor)
+            if entry is None:
+                known = sorted(_BUILTIN_EXECUTORS | self._executors.keys())
                 raise InvalidTaskError(
-                    "executor",
-                    f"unknown executor {executor!r}; "
-                    f"known: {', '.join(sorted(_BUILTIN_EXECUTORS))}",
+                    "executor", f"unknown executor {executor!r}; known: {', '.join(known)}"
                 )
-            return self._core.classical
+            if task.is_async:
+                raise InvalidTaskError(
+                    "function",
+                    f"executor {executor!r} runs plain functions; async functions run on "
+                    "the event loop (leave the executor unset)",
+                )
+            validate = getattr(entry[0], "validate", None)
+            if validate is not None:
+                validate(task.fn, task.args, task.kwargs)
+            return entry[1]
         if kind is TaskType.HYBRID:
             raise InvalidTaskError(
                 "algorithm",
@@ -352,6 +377,9 @@ class QuantumScheduler(QuantumMixin):
             if isinstance(resume, asyncio.Future):
                 if not resume.done():
                     resume.set_result(None)
+            elif isinstance(resume, _ExecutorRun):
+                self._active.add(task)
+                resume.executor.resume(resume.task_id)
             else:
                 threads = self._threads
                 assert threads is not None
@@ -371,6 +399,9 @@ class QuantumScheduler(QuantumMixin):
                 return
         elif executor == "inline":
             self._run_inline(task, None)
+            return
+        elif executor != "thread":
+            self._run_on_executor(task, self._executors[executor][0])
             return
         self._active.add(task)
         threads = self._threads
@@ -470,6 +501,49 @@ class QuantumScheduler(QuantumMixin):
         else:
             self._finish_run(task, _COMPLETED, value, attempt)
 
+    def _run_on_executor(self, task: Task[Any], executor: Executor) -> None:
+        fn = task.fn
+        assert fn is not None
+        self._active.add(task)
+        attempt = task.attempts
+        try:
+            fut = executor.submit(
+                fn, task.args, task.kwargs, task_id=task.task_id, limits=task.limits
+            )
+        except Exception as exc:
+            self._finish_run(task, _FAILED, exc, attempt)
+            return
+        task.runner = _ExecutorRun(executor, task.task_id)
+        fut.add_done_callback(lambda f: self._executor_done(task, f, attempt))
+
+    def _executor_done(self, task: Task[Any], fut: asyncio.Future[Any], attempt: int) -> None:
+        if fut.cancelled():
+            self._finish_run(task, _S.CANCELLED, None, attempt)
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._finish_run(task, _FAILED, exc, attempt)
+        else:
+            self._finish_run(task, _COMPLETED, fut.result(), attempt)
+
+    def register_executor(self, name: str, executor: Executor) -> None:
+        """Make ``executor`` available to tasks as ``.with_executor(name)``.
+
+        It gets its own pool of ``executor.capacity`` slots; the scheduler closes it on
+        :meth:`aclose`.
+
+        Raises:
+            InvalidTaskError: If the name is taken or the object is not an Executor.
+        """
+        if not isinstance(executor, Executor):
+            raise InvalidTaskError("executor", f"expected an Executor, got {executor!r}")
+        if not isinstance(name, str) or not name or name in _BUILTIN_EXECUTORS:
+            raise InvalidTaskError("executor", f"invalid executor name {name!r}")
+        if name in self._executors:
+            raise InvalidTaskError("executor", f"an executor named {name!r} is registered")
+        pool = self._core.add_pool(f"executor:{name}", executor.capacity)
+        self._executors[name] = (executor, pool)
+
     def _on_thread_batch(self, batch: list[Completion]) -> None:
         note = self._note_duration
         finish = self._finish_run
@@ -544,6 +618,9 @@ class QuantumScheduler(QuantumMixin):
                 self._threads.unpark()
             resume.set()
         runner = task.runner
+        if isinstance(runner, _ExecutorRun):
+            runner.executor.cancel(runner.task_id)
+            return
         if isinstance(runner, (asyncio.Task, asyncio.TimerHandle)):
             # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
             # a job are not stopped: the job carries other tasks; their outcome is dropped.
@@ -599,7 +676,18 @@ class QuantumScheduler(QuantumMixin):
         """
         candidates = [t for t in self._active if t.resources is pool and t.status is _RUNNING]
         victim = choose_victim(candidates, urgent.priority, self._config.max_preemptions)
-        if victim is None or not (victim.restartable and isinstance(victim.runner, asyncio.Task)):
+        if victim is None:
+            return
+        if isinstance(victim.runner, _ExecutorRun) and victim.runner.executor.suspend(
+            victim.task_id
+        ):
+            # A process worker paused with SIGSTOP keeps its state; it resumes when popped.
+            victim.resume = victim.runner
+            self._core.preempt(victim, pool, self._now())
+            self._active.discard(victim)
+            self._dispatch(pool)
+            return
+        if not (victim.restartable and isinstance(victim.runner, asyncio.Task)):
             return
         runner = victim.runner
         victim.resume = None

@@ -161,6 +161,7 @@ class Task(Generic[T]):
         "requires_all_to_all",
         "max_retries",
         "restartable",
+        "limits",
         # runtime: owned by the scheduler
         "status",
         "seq",
@@ -209,6 +210,7 @@ class Task(Generic[T]):
         self.requires_all_to_all: bool | None = builder._requires_all_to_all
         self.max_retries: int | None = builder._max_retries
         self.restartable: bool = builder._restartable
+        self.limits: dict[str, float] | None = builder._limits
         # Invariant: status changes only through SchedulerCore.transition().
         self.status: TaskStatus = TaskStatus.PENDING
         self.seq: int = 0
@@ -297,6 +299,7 @@ class TaskBuilder(Generic[T]):
         "_requires_all_to_all",
         "_max_retries",
         "_restartable",
+        "_limits",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -322,6 +325,7 @@ class TaskBuilder(Generic[T]):
         self._requires_all_to_all: bool | None = None
         self._max_retries: int | None = None
         self._restartable = False
+        self._limits: dict[str, float] | None = None
 
     @property
     def name(self) -> str:
@@ -448,6 +452,31 @@ class TaskBuilder(Generic[T]):
         if not isinstance(restartable, bool):
             raise InvalidTaskError("restartable", f"must be True or False, got {restartable!r}")
         self._restartable = restartable
+        return self
+
+    def with_limits(
+        self, *, memory_bytes: int | None = None, cpu_seconds: float | None = None
+    ) -> TaskBuilder[T]:
+        """Limit the memory and CPU time of the task's worker (process executors enforce
+        them; a task past a limit fails with a clear error)."""
+        limits: dict[str, float] = {}
+        if memory_bytes is not None:
+            if (
+                not isinstance(memory_bytes, int)
+                or isinstance(memory_bytes, bool)
+                or memory_bytes < 1 << 20
+            ):
+                raise InvalidTaskError(
+                    "memory_bytes", f"must be an integer of at least 1 MiB, got {memory_bytes!r}"
+                )
+            limits["memory_bytes"] = memory_bytes
+        if cpu_seconds is not None:
+            seconds = coerce_seconds("cpu_seconds", cpu_seconds, allow_none=False)
+            assert seconds is not None
+            limits["cpu_seconds"] = seconds
+        if not limits:
+            raise InvalidTaskError("limits", "give memory_bytes, cpu_seconds or both")
+        self._limits = limits
         return self
 
     def with_metadata(self, **metadata: object) -> TaskBuilder[T]:

@@ -57,6 +57,18 @@ class Executor(abc.ABC):
         """
         return False
 
+    def suspend(self, task_id: int) -> bool:
+        """Pause the task's worker without losing its state (PREEMPTIVE preemption).
+
+        An executor that can (process workers: SIGSTOP) keeps its capacity available while a
+        worker is paused, starting a spare one if needed. Returns False if it cannot.
+        """
+        return False
+
+    def resume(self, task_id: int) -> bool:
+        """Continue a task paused by :meth:`suspend`. Returns False if it cannot."""
+        return False
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Start workers ahead of the first task (optional; submit starts them lazily)."""
 
