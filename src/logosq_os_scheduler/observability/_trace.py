@@ -394,6 +394,9 @@ def _build_trace(
     recorder: TraceRecorder,
 ) -> dict[str, object]:
     segments, finals = _segments(events, origin, end)
+    if all(seg.outcome is not None for seg in segments):
+        # Nothing is left open: the trace ends with its last change, not at export time.
+        end = events[-1][0] if events else origin
 
     pool_names = {s.pool for s in segments} | {m[1] for m in marks}
     ordered = sorted(pool_names, key=lambda n: (n != "classical", n))
