@@ -1,0 +1,295 @@
+"""The ``logosq`` command: run the demo, draw a trace's timeline, run the benchmarks.
+
+::
+
+    logosq demo [--quick] [--trace PATH] [--timeline PATH] [--progress | --no-progress]
+    logosq timeline TRACE [-o timeline.png] [--title TEXT] [--validate]
+    logosq bench [ARGS ...]             (ARGS go to benchmarks/run.py)
+
+Exit codes, for scripts:
+
+===  ==========================================================================
+0    success
+1    the work failed: a demo task did not end as planned, the demo raised, a
+     benchmark failed, or a trace could not be drawn or did not validate
+2    usage error: bad arguments, a missing file, or a missing extra
+130  interrupted (Ctrl-C)
+===  ==========================================================================
+
+Also runnable as ``python -m logosq_os_scheduler.cli`` or ``python -m logosq_os_scheduler``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_EXTRA_HINT = "pip install 'logosq-os-scheduler[observability]'"
+
+Handler = Callable[[argparse.Namespace, list[str]], int]
+
+
+def _error(message: str) -> None:
+    print(f"logosq: error: {message}", file=sys.stderr)
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
+    needed = ["rich"] + (["matplotlib"] if args.timeline is not None else [])
+    missing = _missing(*needed)
+    if missing:
+        _error(f"the demo needs {', '.join(missing)}: {_EXTRA_HINT}")
+        return EXIT_USAGE
+    from ._runtime import run
+    from .demo import DemoOptions, main_async
+
+    options = DemoOptions(
+        quick=args.quick,
+        trace=args.trace,
+        timeline=args.timeline,
+        progress=args.progress,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    try:
+        return run(main_async(options))
+    except Exception as exc:
+        # The workload itself broke (not a task: tasks' failures are part of the plan).
+        _error(f"the demo failed: {type(exc).__name__}: {exc}")
+        if args.verbose:
+            traceback.print_exc()
+        return EXIT_FAILURE
+
+
+# -- timeline -------------------------------------------------------------------------------------
+
+
+def _cmd_timeline(args: argparse.Namespace, extra: list[str]) -> int:
+    trace_path: Path = args.trace
+    if not trace_path.is_file():
+        _error(f"no trace file at {trace_path}")
+        return EXIT_USAGE
+    if _missing("matplotlib"):
+        _error(f"drawing a timeline needs matplotlib: {_EXTRA_HINT}")
+        return EXIT_USAGE
+    from .observability._timeline import render_timeline
+    from .observability._trace import TraceValidationError, load_trace, validate_trace
+
+    output: Path = args.output or trace_path.with_suffix(".png")
+    try:
+        events, other = load_trace(trace_path)
+        trace = {"traceEvents": events, "otherData": dict(other)}
+        if args.validate:
+            validate_trace(trace)
+        render_timeline(trace, output, title=args.title)
+    except TraceValidationError as exc:
+        _error(f"{trace_path} is not a valid trace: {exc}")
+        return EXIT_FAILURE
+    except OSError as exc:
+        _error(f"cannot draw {trace_path} to {output}: {exc}")
+        return EXIT_FAILURE
+    print(f"timeline: {output}")
+    return EXIT_OK
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def find_benchmarks() -> Path | None:
+    """``benchmarks/run.py`` in the working directory, or beside the source tree."""
+    here = Path(__file__).resolve()
+    for root in (Path.cwd(), here.parents[2]):
+        script = root / "benchmarks" / "run.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    script = find_benchmarks()
+    if script is None:
+        _error(
+            "benchmarks/run.py not found: the benchmarks live in the source checkout; "
+            "run `logosq bench` from its root"
+        )
+        return EXIT_USAGE
+    forwarded = extra[1:] if extra[:1] == ["--"] else extra
+    # A process of its own: its timings are not disturbed by this one, and its exit code
+    # (0 ok, 1 failed, 2 usage) is ours.
+    completed = subprocess.run([sys.executable, str(script), *forwarded], check=False)
+    return completed.returncode
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``logosq`` argument parser, with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="logosq",
+        description="A hybrid quantum-classical task scheduler: demo, timelines, benchmarks.",
+        epilog="Exit codes: 0 ok, 1 the work failed, 2 usage error, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log the scheduler's records to stderr (-v: INFO, -vv: DEBUG, every task's steps)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a mixed workload with live progress, then print metrics",
+        description=(
+            "Run a mixed workload across all five priorities with live progress; print a "
+            "table of metrics; write the trace (open it in https://ui.perfetto.dev) and a "
+            "timeline picture. Exits 1 if any task did not end as planned."
+        ),
+    )
+    demo.add_argument("--quick", action="store_true", help="a small, fast run")
+    demo.add_argument(
+        "--trace",
+        type=Path,
+        default=Path("logosq-demo.trace.json"),
+        metavar="PATH",
+        help="where to write the Chrome trace / Perfetto JSON (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--no-trace", dest="trace", action="store_const", const=None, help="write no trace"
+    )
+    demo.add_argument(
+        "--timeline",
+        type=Path,
+        default=Path("logosq-demo-timeline.png"),
+        metavar="PATH",
+        help="where to write the timeline picture (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--no-timeline",
+        dest="timeline",
+        action="store_const",
+        const=None,
+        help="draw no timeline",
+    )
+    shown = demo.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show live progress even when stdout is not a terminal",
+    )
+    shown.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="show no live progress"
+    )
+    demo.add_argument(
+        "--workers", type=_positive, default=4, help="classical worker slots (default: 4)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=2024, help="seed of the workload (default: %(default)s)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    timeline = sub.add_parser(
+        "timeline",
+        help="draw a trace as a Gantt chart with the queue depth beneath",
+        description="Draw a trace written by the scheduler as a PNG picture.",
+    )
+    timeline.add_argument("trace", type=Path, metavar="TRACE", help="a .trace.json file")
+    timeline.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="where to write the picture (default: TRACE with the suffix .png)",
+    )
+    timeline.add_argument("--title", default=None, help="a title above the chart")
+    timeline.add_argument(
+        "--validate", action="store_true", help="check the trace first; exit 1 if it is invalid"
+    )
+    timeline.set_defaults(handler=_cmd_timeline)
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks (benchmarks/run.py in the source checkout)",
+        description=(
+            "Run benchmarks/run.py from the source checkout. Every other argument goes to it; "
+            "use `logosq bench -- --help` for its own options."
+        ),
+    )
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``logosq`` command with ``argv`` (default: the process's arguments).
+
+    Returns:
+        The exit code (see the module docstring); never raises SystemExit itself.
+    """
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:
+        # argparse exits 0 after --help or --version and 2 on a usage error.
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _error("choose a command: demo, timeline or bench (see logosq --help)")
+        return EXIT_USAGE
+
+    handler_added: logging.Handler | None = None
+    if args.verbose:
+        from .observability._logging import configure_logging
+
+        handler_added = configure_logging(logging.DEBUG if args.verbose > 1 else logging.INFO)
+    command: Handler = args.handler
+    try:
+        return command(args, extra)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        if handler_added is not None:
+            logging.getLogger("logosq_os_scheduler").removeHandler(handler_added)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

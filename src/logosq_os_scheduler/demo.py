@@ -1,0 +1,448 @@
+"""``logosq demo``: a mixed workload across all five priorities, shown live, then summed up.
+
+The demo is a list of *parts*, each an async function that submits work through a
+:class:`DemoContext` and says what outcome each task should have. Parts run one after another
+on one scheduler while a live progress display follows every priority; at the end the demo
+checks every task ended as planned, prints a table of metrics, and writes the trace and the
+timeline picture.
+
+To add work (quantum circuits, a VQE, a backend fault), register backends in
+:func:`build_scheduler` and append parts to :func:`workload_parts`; nothing else changes.
+
+Needs the ``observability`` extra (rich for the display, matplotlib for the picture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import TaskError
+from ._handle import TaskHandle
+from ._scheduler import QuantumScheduler
+from ._task import Task, TaskBuilder, TaskPriority, TaskStatus
+from .observability._listeners import add_listener, remove_listener
+from .observability._logging import LOGGER_NAME, TransitionLogger
+from .observability._metrics import SchedulerMetrics
+from .observability._trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = [
+    "DemoContext",
+    "DemoOptions",
+    "DemoReport",
+    "Part",
+    "build_scheduler",
+    "classical_burst",
+    "main_async",
+    "workload_parts",
+]
+
+_S = TaskStatus
+_PRIORITIES = sorted(TaskPriority, reverse=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    """How to run the demo.
+
+    Attributes:
+        quick: A small, fast run (for CI and a first look).
+        trace: Where to write the Chrome trace / Perfetto JSON; None to skip it.
+        timeline: Where to write the timeline picture (PNG); None to skip it.
+        progress: Show live progress: True, False, or None for "when stdout is a terminal".
+        workers: Classical worker slots.
+        seed: Seed of the workload's randomness (the same seed plans the same tasks).
+    """
+
+    quick: bool = False
+    trace: Path | None = Path("logosq-demo.trace.json")
+    timeline: Path | None = Path("logosq-demo-timeline.png")
+    progress: bool | None = None
+    workers: int = 4
+    seed: int = 2024
+
+
+@dataclasses.dataclass
+class _Planned:
+    handle: TaskHandle[Any]
+    expected: TaskStatus
+    part: str
+
+
+class DemoContext:
+    """What a part of the demo works with.
+
+    Attributes:
+        scheduler: The scheduler everything runs on.
+        rng: The workload's randomness (seeded from the options).
+        quick: Whether this is the small run.
+        console: Where to print.
+    """
+
+    def __init__(
+        self, scheduler: QuantumScheduler, rng: random.Random, quick: bool, console: Console
+    ) -> None:
+        self.scheduler = scheduler
+        self.rng = rng
+        self.quick = quick
+        self.console = console
+        self.planned: list[_Planned] = []
+        self.part = ""
+        # Tasks submitted so far, by priority (the progress display's totals).
+        self.submitted: Counter[TaskPriority] = Counter()
+
+    async def submit(
+        self, builder: TaskBuilder[Any], *, expect: TaskStatus = _S.COMPLETED
+    ) -> TaskHandle[Any]:
+        """Submit a task and note the outcome it should have."""
+        handle = await self.scheduler.submit(builder)
+        self.planned.append(_Planned(handle, expect, self.part))
+        self.submitted[handle.priority] += 1
+        return handle
+
+    def cancel(self, handle: TaskHandle[Any]) -> bool:
+        """Cancel a task; if it finished first, it is expected to have completed instead."""
+        cancelled = handle.cancel()
+        for planned in reversed(self.planned):
+            if planned.handle is handle:
+                planned.expected = _S.CANCELLED if cancelled else planned.expected
+                break
+        return cancelled
+
+
+Part = Callable[[DemoContext], Awaitable[None]]
+"""One part of the workload: submits tasks through the context (it need not wait for them)."""
+
+
+# -- the classical burst --------------------------------------------------------------------------
+
+_BLOCK = bytes(range(256)) * 256  # 64 KiB
+
+
+def checksum(blocks: int) -> str:
+    """CPU work: a SHA-256 over ``blocks`` x 64 KiB (hashlib lets other threads run meanwhile)."""
+    digest = hashlib.sha256()
+    for _ in range(blocks):
+        digest.update(_BLOCK)
+    return digest.hexdigest()
+
+
+async def fetch(seconds: float) -> float:
+    """I/O-bound work: waits ``seconds`` on the event loop, as a network call would."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+def validate(record: int) -> None:
+    """A validation step that rejects its record: the task fails, on purpose."""
+    raise ValueError(f"record {record} is malformed")
+
+
+async def watchdog(seconds: float) -> None:
+    """Waits far longer than its deadline allows: the task times out, on purpose."""
+    await asyncio.sleep(seconds)
+
+
+async def classical_burst(ctx: DemoContext) -> None:
+    """Waves of classical work at every priority, each wave arriving while the last still runs.
+
+    Background work (LOW, IDLE) arrives first and fills the queue; batch jobs (NORMAL) come
+    next; interactive queries (HIGH) and calibrations (CRITICAL) arrive last and go straight
+    to the front. A few tasks fail, a few time out, and some speculative IDLE work is
+    cancelled before it gets a worker.
+    """
+    rng = ctx.rng
+    scale = 1 if ctx.quick else 3
+    io = (0.001, 0.004) if ctx.quick else (0.005, 0.040)
+    cpu = (1, 4) if ctx.quick else (4, 32)
+    pause = 0.01 if ctx.quick else 0.4
+
+    def work(name: str, priority: TaskPriority) -> TaskBuilder[Any]:
+        builder = Task.classical(name).with_priority(priority)
+        if rng.random() < 0.5:
+            return builder.with_function(checksum, rng.randint(*cpu))
+        return builder.with_function(fetch, rng.uniform(*io))
+
+    speculative: list[TaskHandle[Any]] = []
+    for i in range(60 * scale):
+        await ctx.submit(work(f"warm-cache-{i}", TaskPriority.LOW))
+        handle = await ctx.submit(work(f"speculate-{i}", TaskPriority.IDLE))
+        if i % 4 == 0:
+            speculative.append(handle)
+    await asyncio.sleep(pause)
+
+    for i in range(80 * scale):
+        if i % 20 == 7:
+            builder = Task.classical(f"validate-{i}").with_function(validate, i)
+            await ctx.submit(builder, expect=_S.FAILED)
+        else:
+            await ctx.submit(work(f"batch-report-{i}", TaskPriority.NORMAL))
+    # Speculative work nobody needs any more: cancel it while it still waits.
+    for handle in speculative:
+        ctx.cancel(handle)
+    await asyncio.sleep(pause)
+
+    for wave in range(3):
+        for i in range(20 * scale):
+            await ctx.submit(work(f"query-{wave}-{i}", TaskPriority.HIGH))
+        for i in range(6 * scale):
+            await ctx.submit(work(f"calibrate-{wave}-{i}", TaskPriority.CRITICAL))
+        # A calibration that hangs: its deadline ends it (it starts at once, being CRITICAL).
+        hang = Task.classical(f"calibrate-hang-{wave}").with_priority(TaskPriority.CRITICAL)
+        hang = hang.with_function(watchdog, 30.0).with_timeout(0.05 if ctx.quick else 0.3)
+        await ctx.submit(hang, expect=_S.TIMED_OUT)
+        await asyncio.sleep(pause)
+
+
+def build_scheduler(options: DemoOptions) -> QuantumScheduler:
+    """The demo's scheduler: classical workers (and, with the quantum extras, backends)."""
+    return QuantumScheduler(options.workers)
+
+
+def workload_parts(options: DemoOptions) -> list[tuple[str, Part]]:
+    """The parts of the demo, in order, each with its title."""
+    return [("classical burst", classical_burst)]
+
+
+# -- running and reporting ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoReport:
+    """What the demo did.
+
+    Attributes:
+        metrics: The scheduler's metrics at the end.
+        outcomes: Tasks by priority and final status.
+        latencies: Completed tasks' latencies in seconds, by priority.
+        mismatches: Tasks that did not end as planned, described.
+        seconds: Wall-clock duration of the run.
+    """
+
+    metrics: SchedulerMetrics
+    outcomes: dict[TaskPriority, Counter[TaskStatus]]
+    latencies: dict[TaskPriority, list[float]]
+    mismatches: list[str]
+    seconds: float
+
+
+class _Finished:
+    """Transition listener counting tasks that reached a terminal state, by priority."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: Counter[TaskPriority] = Counter()
+
+    def __call__(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        if new.is_terminal:
+            self.counts[task.priority] += 1
+
+
+async def run_demo(
+    options: DemoOptions,
+    console: Console,
+    parts: Sequence[tuple[str, Part]] | None = None,
+) -> tuple[DemoReport, TraceRecorder]:
+    """Run the workload with live progress; return the report and the recorded trace."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.text import Text
+
+    parts = workload_parts(options) if parts is None else parts
+    show = console.is_terminal if options.progress is None else options.progress
+    rng = random.Random(options.seed)
+    started = time.perf_counter()
+    scheduler = build_scheduler(options)
+    recorder = TraceRecorder.attach(scheduler, max_events=None)
+    finished = _Finished()
+    add_listener(scheduler, finished)
+    steps: TransitionLogger | None = None
+    if logging.getLogger(LOGGER_NAME + ".transitions").isEnabledFor(logging.DEBUG):
+        steps = TransitionLogger.attach(scheduler)  # `logosq -vv demo`: every task's steps
+    ctx = DemoContext(scheduler, rng, options.quick, console)
+
+    progress = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        auto_refresh=False,
+    )
+    bars = {p: progress.add_task(p.name, total=0) for p in _PRIORITIES}
+    status = Text()
+
+    def refresh() -> None:
+        for p, bar in bars.items():
+            progress.update(bar, total=ctx.submitted[p], completed=finished.counts[p])
+        m = scheduler.metrics()
+        status.plain = (
+            f"{ctx.part}: {m.running} running, {m.queue_depth} waiting, "
+            f"{m.finished}/{m.submitted} done, {m.throughput:,.0f} tasks/s"
+        )
+
+    async def follow(live: Live) -> None:
+        while True:
+            refresh()
+            live.refresh()
+            await asyncio.sleep(0.1)
+
+    async with scheduler:
+        live = Live(Group(progress, status), console=console, auto_refresh=False, transient=False)
+        follower: asyncio.Task[None] | None = None
+        if show:
+            live.start()
+            follower = asyncio.create_task(follow(live))
+        try:
+            for title, part in parts:
+                ctx.part = title
+                if not show:
+                    console.print(f"running {title} ...")
+                await part(ctx)
+            await scheduler.join()
+        finally:
+            if follower is not None:
+                follower.cancel()
+                # Wait for the follower to stop; a cancellation of this task still propagates.
+                await asyncio.gather(follower, return_exceptions=True)
+                refresh()
+                live.refresh()
+                live.stop()
+        metrics = scheduler.metrics()
+    remove_listener(scheduler, finished)
+    recorder.detach()
+    if steps is not None:
+        steps.detach()
+
+    outcomes: dict[TaskPriority, Counter[TaskStatus]] = {p: Counter() for p in _PRIORITIES}
+    latencies: dict[TaskPriority, list[float]] = {p: [] for p in _PRIORITIES}
+    mismatches: list[str] = []
+    for planned in ctx.planned:
+        handle = planned.handle
+        outcomes[handle.priority][handle.status] += 1
+        if handle.status is not planned.expected:
+            mismatches.append(
+                f"task {handle.task_id} ({handle.name!r}, {planned.part}): "
+                f"{handle.status.value}, expected {planned.expected.value}"
+            )
+        if handle.status is _S.COMPLETED:
+            try:
+                result = await handle
+            except TaskError:  # pragma: no cover - a completed handle does not raise
+                continue
+            latencies[handle.priority].append(result.latency)
+    report = DemoReport(metrics, outcomes, latencies, mismatches, time.perf_counter() - started)
+    return report, recorder
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:,.1f} ms"
+
+
+def print_report(report: DemoReport, console: Console) -> None:
+    """The end-of-run tables: metrics, outcomes by priority, and backends when there are any."""
+    from rich.table import Table
+
+    m = report.metrics
+    summary = Table(title="Scheduler metrics", show_header=False, title_justify="left")
+    summary.add_column("metric", style="bold")
+    summary.add_column("value", justify="right")
+    rows = [
+        ("tasks submitted", f"{m.submitted:,}"),
+        ("completed / failed", f"{m.completed:,} / {m.failed:,}"),
+        ("timed out / cancelled", f"{m.timed_out:,} / {m.cancelled:,}"),
+        ("throughput", f"{m.throughput:,.0f} tasks/s"),
+        ("queue wait p50 / p99", f"{_ms(m.queue_wait_p50)} / {_ms(m.queue_wait_p99)}"),
+        ("latency p50 / p99", f"{_ms(m.latency_p50)} / {_ms(m.latency_p99)}"),
+        ("worker utilisation", f"{m.worker_utilisation:.0%}"),
+        ("retries / reroutes", f"{m.retries} / {m.reroutes}"),
+        ("preemptions / breaker trips", f"{m.preemptions} / {m.breaker_trips}"),
+        ("wall time", f"{report.seconds:.2f} s"),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    console.print(summary)
+
+    by_priority = Table(title="By priority", title_justify="left")
+    for column in ("priority", "tasks", "completed", "failed", "timed out", "cancelled"):
+        by_priority.add_column(column, justify="left" if column == "priority" else "right")
+    by_priority.add_column("latency p50", justify="right")
+    for p in _PRIORITIES:
+        counts = report.outcomes[p]
+        lats = sorted(report.latencies[p])
+        p50 = lats[(len(lats) - 1) // 2] if lats else None
+        by_priority.add_row(
+            p.name,
+            str(sum(counts.values())),
+            str(counts[_S.COMPLETED]),
+            str(counts[_S.FAILED]),
+            str(counts[_S.TIMED_OUT]),
+            str(counts[_S.CANCELLED]),
+            _ms(p50),
+        )
+    console.print(by_priority)
+
+    if m.backends:
+        backends = Table(title="Backends", title_justify="left")
+        for column in ("backend", "completed", "failed attempts", "breaker", "utilisation"):
+            backends.add_column(column, justify="left" if column == "backend" else "right")
+        for name, b in sorted(m.backends.items()):
+            backends.add_row(
+                name, str(b.completed), str(b.failed_attempts), b.breaker_state,
+                f"{b.utilisation:.0%}",
+            )  # fmt: skip
+        console.print(backends)
+
+
+async def main_async(
+    options: DemoOptions,
+    console: Console | None = None,
+    parts: Sequence[tuple[str, Part]] | None = None,
+) -> int:
+    """Run the demo, print its report, write the trace and the timeline.
+
+    Args:
+        options: How to run it.
+        console: Where to print (default: stdout).
+        parts: The workload (default: :func:`workload_parts`).
+
+    Returns:
+        0 if every task ended as planned, 1 otherwise.
+    """
+    from rich.console import Console
+
+    console = console or Console(file=sys.stdout)
+    report, recorder = await run_demo(options, console, parts)
+    print_report(report, console)
+    if options.trace is not None:
+        path = recorder.export_chrome_trace(options.trace)
+        console.print(f"trace: {path} (open it in https://ui.perfetto.dev)")
+    if options.timeline is not None:
+        from .observability._timeline import render_timeline
+
+        trace = recorder.chrome_trace()
+        title = (
+            f"logosq demo{' --quick' if options.quick else ''}: {report.metrics.submitted} tasks"
+        )
+        path = render_timeline(trace, options.timeline, title=title)
+        console.print(f"timeline: {path}")
+    if report.mismatches:
+        console.print(f"[bold red]{len(report.mismatches)} tasks did not end as planned:[/]")
+        for line in report.mismatches[:20]:
+            console.print(f"  {line}")
+        return 1
+    console.print("[bold green]every task ended as planned[/]")
+    return 0

@@ -1,0 +1,114 @@
+"""The timeline picture: produced from a file, an object or a bare event list, for real runs,
+for traces with batches and many lanes, and for an empty trace."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from matplotlib.image import imread
+
+from logosq_os_scheduler import (
+    ManualClock,
+    QuantumScheduler,
+    SchedulerConfig,
+    Task,
+    TaskPriority,
+    TaskStatus,
+)
+from logosq_os_scheduler.core import SchedulerCore
+from logosq_os_scheduler.observability import TraceRecorder
+from logosq_os_scheduler.observability._timeline import render_timeline
+
+pytestmark = pytest.mark.observability
+
+S = TaskStatus
+
+
+def assert_png(path: Path, min_width: int = 600) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = imread(path)
+    height, width = pixels.shape[:2]
+    assert width >= min_width and height > 200
+    # Something was drawn: not a single flat colour.
+    assert pixels.std() > 0.05
+
+
+def boom() -> None:
+    raise ValueError("fails on purpose")
+
+
+async def test_timeline_of_a_real_run(tmp_path: Path) -> None:
+    async with QuantumScheduler(3) as s:
+        recorder = TraceRecorder.attach(s)
+        gate = asyncio.Event()
+
+        async def wait() -> None:
+            await gate.wait()
+
+        holders = [await s.submit(Task.classical("hold").with_function(wait)) for _ in "abc"]
+        priorities = list(TaskPriority)
+        for i in range(60):
+            builder = Task.classical(f"t{i}").with_function(abs, -i)
+            await s.submit(builder.with_priority(priorities[i % 5]))
+        await s.submit(Task.classical("bad").with_function(boom))
+        gate.set()
+        await s.join()
+        trace = recorder.export_chrome_trace(tmp_path / "run.trace.json")
+    assert all(h.done() for h in holders)
+    png = render_timeline(trace, tmp_path / "run.png", title="a real run")
+    assert png == tmp_path / "run.png"
+    assert_png(png)
+
+
+def test_timeline_with_batches_retries_and_many_lanes(tmp_path: Path) -> None:
+    clock = ManualClock()
+    core = SchedulerCore(SchedulerConfig(workers=60), clock)
+    aer = core.add_pool("aer", 2)
+    recorder = TraceRecorder.attach(core)
+    tasks = [Task.classical(f"c{i}").with_function(abs, i).build() for i in range(60)]
+    for t in tasks:
+        core.admit(t, core.classical, 0.0)
+    qasm = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; h q[0];'
+    circuits = [Task.quantum(f"q{i}").with_circuit(qasm).build() for i in range(4)]
+    for q in circuits:
+        core.admit(q, aer, 0.0)
+    clock.set(1.0)
+    for t in tasks:
+        core.transition(t, S.COMPLETED, 1.0)
+        core.release(core.classical, t, 1.0)
+    first = circuits[0]
+    core.release(aer, first, 1.0)
+    core.requeue(first, aer, 1.0)  # a retry
+    while core.next_ready(aer, 1.0) is not None:
+        pass
+    clock.set(2.0)
+    for q in circuits:
+        if q.status is S.RUNNING:
+            core.transition(q, S.COMPLETED, 2.0)
+            core.release(aer, q, 2.0)
+            core.next_ready(aer, 2.0)
+    recorder.record_batch("aer", [c.task_id for c in circuits[:2]], 0.0, 1.0)
+    clock.set(3.0)
+    for q in circuits:
+        if q.status is S.RUNNING:
+            core.transition(q, S.FAILED, 3.0)
+            core.release(aer, q, 3.0)
+    trace = recorder.chrome_trace()
+    events = trace["traceEvents"]
+    assert isinstance(events, list)
+    # From the bare list of events as well as from the object.
+    assert_png(render_timeline(events, tmp_path / "events.png"))
+    assert_png(render_timeline(trace, tmp_path / "object.png"))
+
+
+def test_timeline_of_an_empty_trace(tmp_path: Path) -> None:
+    recorder = TraceRecorder()
+    png = render_timeline(recorder.chrome_trace(), tmp_path / "empty.png")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 0
