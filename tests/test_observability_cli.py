@@ -144,7 +144,7 @@ async def test_demo_exits_1_when_a_task_does_not_end_as_planned(tmp_path: Path) 
     pytest.importorskip("rich")
     from rich.console import Console
 
-    from logosq_os_scheduler.demo import DemoContext, DemoOptions, main_async
+    from logosq_os_scheduler._demo import DemoContext, DemoOptions, main_async
 
     def broken(x: int) -> int:
         raise RuntimeError("this task was meant to work")
@@ -175,7 +175,7 @@ def small_trace(path: Path) -> Path:
         clock.set(0.01 * (i + 1))
         running = next(t for t in tasks if t.status is TaskStatus.RUNNING)
         core.transition(running, TaskStatus.COMPLETED, clock.now())
-        core.release(core.classical, running, clock.now())
+        core.release_task(running, clock.now())
         core.next_ready(core.classical, clock.now())
     return recorder.export_chrome_trace(path)
 

@@ -106,6 +106,7 @@ def check_against(samples: Samples, m: SchedulerMetrics) -> None:
     assert one(samples, "logosq_reroutes_total") == m.reroutes
     assert one(samples, "logosq_preemptions_total") == m.preemptions
     assert one(samples, "logosq_breaker_trips_total") == m.breaker_trips
+    assert one(samples, "logosq_preempted_seconds_total") == m.preempted_seconds
 
 
 async def test_exposition_agrees_with_the_snapshot_while_busy_and_when_done() -> None:
@@ -232,6 +233,7 @@ def snapshot_with_backends(**extra: Any) -> SchedulerMetrics:
         reroutes=1,
         preemptions=2,
         breaker_trips=1,
+        preempted_seconds=0.75,
         backends=MappingProxyType(
             {
                 "aer": BackendMetrics("aer", 4, 1, 2, 5, 0, True, "closed", 0.5),

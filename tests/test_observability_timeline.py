@@ -69,36 +69,31 @@ async def test_timeline_of_a_real_run(tmp_path: Path) -> None:
 def test_timeline_with_batches_retries_and_many_lanes(tmp_path: Path) -> None:
     clock = ManualClock()
     core = SchedulerCore(SchedulerConfig(workers=60), clock)
-    aer = core.add_pool("aer", 2)
+    aer = core.add_pool("aer", 2, direct=False)
     recorder = TraceRecorder.attach(core)
     tasks = [Task.classical(f"c{i}").with_function(abs, i).build() for i in range(60)]
     for t in tasks:
         core.admit(t, core.classical, 0.0)
     qasm = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; h q[0];'
-    circuits = [Task.quantum(f"q{i}").with_circuit(qasm).build() for i in range(4)]
+    circuits = [Task.quantum(f"q{i}").with_circuit(qasm).build() for i in range(6)]
     for q in circuits:
         core.admit(q, aer, 0.0)
+    first_job = core.take_batch(aer, 0.0, 3)
     clock.set(1.0)
     for t in tasks:
         core.transition(t, S.COMPLETED, 1.0)
-        core.release(core.classical, t, 1.0)
-    first = circuits[0]
-    core.release(aer, first, 1.0)
-    core.requeue(first, aer, 1.0)  # a retry
-    while core.next_ready(aer, 1.0) is not None:
-        pass
+        core.release_task(t, 1.0)
+    core.job_done(aer, 3, 0.0, 1.0)
+    recorder.record_batch("aer", [q.task_id for q in first_job], 0.0, 1.0)
+    for q in first_job:
+        core.requeue(q, aer, 1.0)  # the job failed: every circuit in it is retried
+    jobs = [core.take_batch(aer, 1.0, 3), core.take_batch(aer, 1.0, 3)]
     clock.set(2.0)
-    for q in circuits:
-        if q.status is S.RUNNING:
-            core.transition(q, S.COMPLETED, 2.0)
-            core.release(aer, q, 2.0)
-            core.next_ready(aer, 2.0)
-    recorder.record_batch("aer", [c.task_id for c in circuits[:2]], 0.0, 1.0)
-    clock.set(3.0)
-    for q in circuits:
-        if q.status is S.RUNNING:
-            core.transition(q, S.FAILED, 3.0)
-            core.release(aer, q, 3.0)
+    for job, status in zip(jobs, (S.COMPLETED, S.FAILED), strict=True):
+        for q in job:
+            core.transition(q, status, 2.0)
+        core.job_done(aer, len(job), 1.0, 2.0)
+        recorder.record_batch("aer", [q.task_id for q in job], 1.0, 2.0)
     trace = recorder.chrome_trace()
     events = trace["traceEvents"]
     assert isinstance(events, list)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,42 +76,48 @@ def by_phase(events: list[dict[str, Any]], ph: str, cat: str | None = None) -> l
 def test_core_run_with_retry_preemption_reroute_and_batch_exports_exactly() -> None:
     clock = ManualClock()
     core = SchedulerCore(SchedulerConfig(workers=2), clock)
-    aer = core.add_pool("aer", 1)
-    ibm = core.add_pool("ibm", 1)
+    aer = core.add_pool("aer", 1, direct=False)
+    ibm = core.add_pool("ibm", 1, direct=False)
     recorder = TraceRecorder.attach(core)
     log = HistoryLog()
     add_listener(core, log)
 
-    a = quantum("vqe-step", P.HIGH)
-    b = quantum("sample", P.LOW)
     c = Task.classical("prep").with_function(len, "ab").build()
-    assert core.admit(a, aer, 0.0) is True  # a starts at once
-    assert core.admit(b, aer, 0.0) is False  # b waits
+    p = Task.classical("optimise").with_function(len, "ab").with_priority(P.LOW).build()
+    u = Task.classical("calibrate").with_function(len, "ab").with_priority(P.CRITICAL).build()
+    q1 = quantum("vqe-step", P.HIGH)
+    q2 = quantum("sample", P.LOW)
     assert core.admit(c, core.classical, 0.0) is True
-    # t=1: a's first attempt hits a retryable error and is retried on the same backend.
-    core.release(aer, a, 1.0)
-    core.requeue(a, aer, 1.0)
-    assert core.next_ready(aer, 1.0) is a
-    # t=1.5: the classical task fails.
-    core.transition(c, S.FAILED, 1.5)
-    core.release(core.classical, c, 1.5)
-    # t=2: a is preempted; b gets the slot.
-    core.transition(a, S.PREEMPTED, 2.0)
-    core.release(aer, a, 2.0)
-    assert core.next_ready(aer, 2.0) is b
-    # t=3: b completes, a resumes in the same slot.
-    core.transition(b, S.COMPLETED, 3.0)
-    core.release(aer, b, 3.0)
-    core.transition(a, S.RUNNING, 3.0)
-    aer.busy += 1
-    # t=4: aer breaks; a is rerouted to ibm and runs there in a batch until t=6.
-    core.release(aer, a, 4.0)
-    core.requeue(a, ibm, 4.0)
-    assert core.next_ready(ibm, 4.0) is a
-    core.transition(a, S.COMPLETED, 6.0)
-    core.release(ibm, a, 6.0)
-    recorder.record_batch("ibm", [a.task_id], 4.0, 6.0, job_id="job-1")
-    recorder.record_instant("aer", "breaker open", 4.0, failures=5)
+    assert core.admit(p, core.classical, 0.0) is True
+    assert core.admit(q1, aer, 0.0) is False  # a backend's tasks leave in jobs
+    assert core.admit(q2, aer, 0.0) is False
+    assert core.take_batch(aer, 0.0, 2) == [q1, q2]  # one job of two circuits
+    # t=1: the job fails; q1 is retried on aer, q2 rerouted to ibm.
+    core.job_done(aer, 2, 0.0, 1.0)
+    core.requeue(q1, aer, 1.0)
+    core.requeue(q2, ibm, 1.0)
+    assert core.take_batch(aer, 1.0, 2) == [q1]
+    assert core.take_batch(ibm, 1.0, 2) == [q2]
+    recorder.record_instant("aer", "breaker open", 1.0, failures=5)
+    # t=2: both circuits complete; an urgent task arrives and p yields at a checkpoint.
+    for q, pool in ((q1, aer), (q2, ibm)):
+        core.transition(q, S.COMPLETED, 2.0)
+        core.job_done(pool, 1, 1.0, 2.0)
+    assert core.admit(u, core.classical, 2.0) is False
+    p.resume = "at its checkpoint"
+    core.preempt(p, core.classical, 2.0)
+    assert core.next_ready(core.classical, 2.0) is u
+    # t=2.5: c fails; p resumes in the freed slot, continuing its attempt.
+    core.transition(c, S.FAILED, 2.5)
+    core.release_task(c, 2.5)
+    assert core.next_ready(core.classical, 2.5) is p
+    p.resume = None
+    for t, when in ((u, 3.0), (p, 4.0)):
+        core.transition(t, S.COMPLETED, when)
+        core.release_task(t, when)
+    recorder.record_batch("aer", [q1.task_id, q2.task_id], 0.0, 1.0, job_id="job-1")
+    recorder.record_batch("aer", [q1.task_id], 1.0, 2.0, job_id="job-2")
+    recorder.record_batch("ibm", [q2.task_id], 1.0, 2.0, job_id="job-3")
 
     trace = recorder.chrome_trace()
     validate_trace(trace, log.by_task)
@@ -122,24 +129,27 @@ def test_core_run_with_retry_preemption_reroute_and_batch_exports_exactly() -> N
     assert names[(1, 0, "process_name")] == "classical"
     assert names[(2, 0, "process_name")] == "aer"
     assert names[(3, 0, "process_name")] == "ibm"
-    assert names[(2, 1, "thread_name")] == "slot 1"
-    assert names[(3, 1001, "thread_name")] == "batches 1"
+    assert names[(1, 2, "thread_name")] == "worker 2"
+    assert names[(2, 2, "thread_name")] == "lane 2"
+    assert names[(2, 1001, "thread_name")] == "batches 1"
 
-    runs = [
-        (e["pid"], e["tid"], e["ts"], e["dur"], e["args"]["task_id"], e["args"]["attempt"],
+    runs = sorted(
+        (e["pid"], e["ts"], e["tid"], e["dur"], e["args"]["task_id"], e["args"]["attempt"],
          e["args"]["outcome"], e["name"])
         for e in by_phase(events, "X", "task")
-    ]  # fmt: skip
-    ida, idb, idc = a.task_id, b.task_id, c.task_id
+    )  # fmt: skip
     assert runs == [
-        (2, 1, 0.0, 1e6, ida, 1, "queued", f"HIGH {ida}"),
-        (1, 1, 0.0, 1.5e6, idc, 1, "failed", f"NORMAL {idc}"),
-        (2, 1, 1e6, 1e6, ida, 2, "preempted", f"HIGH {ida}"),
-        (2, 1, 2e6, 1e6, idb, 1, "completed", f"LOW {idb}"),
-        (2, 1, 3e6, 1e6, ida, 2, "queued", f"HIGH {ida}"),
-        (3, 1, 4e6, 2e6, ida, 3, "completed", f"HIGH {ida}"),
+        (1, 0.0, 1, 2e6, p.task_id, 1, "preempted", f"LOW {p.task_id}"),
+        (1, 0.0, 2, 2.5e6, c.task_id, 1, "failed", f"NORMAL {c.task_id}"),
+        (1, 2e6, 1, 1e6, u.task_id, 1, "completed", f"CRITICAL {u.task_id}"),
+        (1, 2.5e6, 2, 1.5e6, p.task_id, 1, "completed", f"LOW {p.task_id}"),  # resumed
+        (2, 0.0, 1, 1e6, q1.task_id, 1, "queued", f"HIGH {q1.task_id}"),
+        (2, 0.0, 2, 1e6, q2.task_id, 1, "queued", f"LOW {q2.task_id}"),
+        (2, 1e6, 1, 1e6, q1.task_id, 2, "completed", f"HIGH {q1.task_id}"),
+        (3, 1e6, 1, 1e6, q2.task_id, 2, "completed", f"LOW {q2.task_id}"),
     ]
-    assert a.attempts == 3  # the trace's attempt numbers agree with the core's count
+    # The trace's attempt numbers are the core's own count.
+    assert (q1.attempts, q2.attempts, p.attempts) == (2, 2, 1)
 
     waits = sorted(
         (e["args"]["task_id"], e["pid"], e["ts"], e["args"]["outcome"], e["name"])
@@ -147,49 +157,62 @@ def test_core_run_with_retry_preemption_reroute_and_batch_exports_exactly() -> N
     )
     assert waits == sorted(
         [
-            (ida, 2, 0.0, "running", "queued HIGH"),
-            (ida, 2, 1e6, "running", "queued HIGH"),
-            (ida, 3, 4e6, "running", "queued HIGH"),  # the pool it waited in: ibm
-            (idb, 2, 0.0, "running", "queued LOW"),
-            (idc, 1, 0.0, "running", "queued NORMAL"),
+            (c.task_id, 1, 0.0, "running", "queued NORMAL"),
+            (p.task_id, 1, 0.0, "running", "queued LOW"),
+            (u.task_id, 1, 2e6, "running", "queued CRITICAL"),
+            (q1.task_id, 2, 0.0, "running", "queued HIGH"),
+            (q1.task_id, 2, 1e6, "running", "queued HIGH"),
+            (q2.task_id, 2, 0.0, "running", "queued LOW"),
+            (q2.task_id, 3, 1e6, "running", "queued LOW"),  # the pool it waited in: ibm
         ]
     )
-    preempted = by_phase(events, "b", "preempted")
-    assert [(e["pid"], e["ts"], e["args"]["outcome"]) for e in preempted] == [(2, 2e6, "running")]
+    (preempted,) = by_phase(events, "b", "preempted")
+    assert (preempted["pid"], preempted["ts"], preempted["args"]["outcome"]) == (
+        1,
+        2e6,
+        "running",
+    )
 
     instants = [
         (e["name"], e["pid"], e["tid"], e["s"], e["ts"], e["args"].get("task_id"))
         for e in by_phase(events, "i")
     ]
     assert instants == [
-        ("retry", 2, 1, "t", 1e6, ida),
-        ("failed", 1, 1, "t", 1.5e6, idc),
-        ("preempted", 2, 1, "t", 2e6, ida),
-        ("resumed", 2, 0, "p", 3e6, ida),
-        ("retry", 2, 1, "t", 4e6, ida),
-        ("rerouted", 3, 0, "p", 4e6, ida),
-        ("breaker open", 2, 0, "p", 4e6, None),
+        ("retry", 2, 1, "t", 1e6, q1.task_id),
+        ("retry", 2, 2, "t", 1e6, q2.task_id),
+        ("rerouted", 3, 0, "p", 1e6, q2.task_id),
+        ("breaker open", 2, 0, "p", 1e6, None),
+        ("preempted", 1, 1, "t", 2e6, p.task_id),
+        ("failed", 1, 2, "t", 2.5e6, c.task_id),
+        ("resumed", 1, 0, "p", 2.5e6, p.task_id),
     ]
     rerouted = next(e for e in by_phase(events, "i") if e["name"] == "rerouted")
     assert rerouted["args"]["from"] == "aer"
 
-    (batch,) = by_phase(events, "X", "batch")
-    assert (batch["pid"], batch["tid"], batch["ts"], batch["dur"]) == (3, 1001, 4e6, 2e6)
-    assert batch["args"] == {"task_ids": [ida], "size": 1, "job_id": "job-1"}
+    batches = [
+        (e["pid"], e["tid"], e["ts"], e["dur"], e["args"]["task_ids"], e["args"]["job_id"])
+        for e in by_phase(events, "X", "batch")
+    ]
+    assert batches == [
+        (2, 1001, 0.0, 1e6, [q1.task_id, q2.task_id], "job-1"),
+        (2, 1001, 1e6, 1e6, [q1.task_id], "job-2"),
+        (3, 1001, 1e6, 1e6, [q2.task_id], "job-3"),
+    ]
 
     depth = sorted(
         ((e["pid"], e["ts"], e["args"]) for e in by_phase(events, "C")), key=lambda d: d[:2]
     )
     zero = dict.fromkeys(["CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE"], 0)
     assert depth == [
-        (1, 0.0, zero),  # c was queued and started at once: the counter shows no wait
-        (2, 0.0, {**zero, "LOW": 1}),  # a's zero-length waits at 0 and 1 change nothing
-        (2, 2e6, zero),
-        (3, 4e6, zero),
+        (1, 0.0, zero),  # queued and started at once: the counter shows no wait
+        (1, 2e6, {**zero, "LOW": 1}),  # p waits preempted; u came and went at once
+        (1, 2.5e6, zero),
+        (2, 0.0, zero),  # the job took both circuits at once; the retry waited no time
+        (3, 1e6, zero),
     ]
     other = trace["otherData"]
     assert isinstance(other, dict)
-    assert (other["tasks"], other["finished"], other["dropped_events"]) == (3, 3, 0)
+    assert (other["tasks"], other["finished"], other["dropped_events"]) == (5, 5, 0)
 
 
 def test_unfinished_tasks_end_at_the_export_horizon() -> None:
@@ -238,7 +261,7 @@ def test_max_events_keeps_a_prefix_and_counts_what_it_dropped() -> None:
     for i, t in enumerate(tasks):
         clock.set(float(i + 1))
         core.transition(t, S.COMPLETED, clock.now())
-        core.release(core.classical, t, clock.now())
+        core.release_task(t, clock.now())
         core.next_ready(core.classical, clock.now())
     # 9 changes in all: 3 admissions, 3 starts, 3 completions.
     assert (len(recorder), recorder.dropped) == (5, 4)
@@ -295,10 +318,10 @@ def _small_trace() -> tuple[dict[str, object], History]:
     core.admit(t1, core.classical, 0.0)
     core.admit(t2, core.classical, 0.0)
     core.transition(t1, S.COMPLETED, 1.0)
-    core.release(core.classical, t1, 1.0)
+    core.release_task(t1, 1.0)
     core.next_ready(core.classical, 1.0)
     core.transition(t2, S.COMPLETED, 3.0)
-    core.release(core.classical, t2, 3.0)
+    core.release_task(t2, 3.0)
     return recorder.chrome_trace(), recorder.histories()
 
 
@@ -474,3 +497,58 @@ async def test_real_run_trace_validates_against_histories(tmp_path: Path) -> Non
     ]
     assert started == sorted(started, reverse=True)
     assert len(started) == metrics.completed + metrics.failed - 3 + 1  # + the stuck task
+
+
+async def test_quantum_run_with_batches_retries_and_reroutes_validates() -> None:
+    from _scripted import ScriptedBackend, all_zeros, spec
+    from logosq_os_scheduler import BackendUnavailableError, TransientBackendError
+    from logosq_os_scheduler.backends import CircuitJob, JobOutcome
+
+    calls = {"n": 0}
+
+    def flaky(jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        calls["n"] += 1
+        if calls["n"] % 3 == 1:
+            raise TransientBackendError("flaky", "connection reset")
+        return all_zeros(jobs)
+
+    def gone(jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        raise BackendUnavailableError("gone", "down for maintenance")
+
+    backends = [
+        ScriptedBackend("flaky", 5, per_job=4, script=flaky),
+        ScriptedBackend("steady", 5, per_job=2),
+        # The quickest on paper, so work goes there first, and has to move.
+        ScriptedBackend("gone", 5, script=gone, job_seconds=0.0001),
+    ]
+    log = HistoryLog()
+    config = SchedulerConfig(workers=2, batch_window=0, retry_backoff=0, breaker_cooldown=60)
+    priorities = list(TaskPriority)
+    async with QuantumScheduler(config=config) as s:
+        for backend in backends:
+            await s.register_backend(backend.name, backend)
+        recorder = TraceRecorder.attach(s)
+        add_listener(s, log)
+        handles = []
+        for i in range(40):
+            builder = Task.quantum(f"q{i}").with_circuit(spec(2)).with_shots(10)
+            handles.append(await s.submit(builder.with_priority(priorities[i % 5])))
+        for i in range(10):
+            handles.append(await s.submit(Task.classical(f"c{i}").with_function(abs, -i)))
+        await s.join()
+        m = s.metrics()
+        trace = recorder.chrome_trace()
+
+    validate_trace(trace, log.by_task)
+    assert [h.status for h in handles] == [S.COMPLETED] * 50
+    events = events_of(trace)
+    processes = {e["args"]["name"] for e in by_phase(events, "M") if e["name"] == "process_name"}
+    assert processes == {"classical", "flaky", "steady", "gone"}
+    instants = Counter(e["name"] for e in by_phase(events, "i"))
+    assert m.retries > 0 and m.breaker_trips == 1
+    # Every retry is a run that went back to a queue; reroutes of running work show as such
+    # (queued work moved off a tripped backend changes pool without a status change).
+    assert instants["retry"] == m.retries
+    assert 1 <= instants["rerouted"] <= m.reroutes
+    runs_per_task = Counter(e["args"]["task_id"] for e in by_phase(events, "X", "task"))
+    assert all(runs_per_task[h.task_id] == h.attempts for h in handles)

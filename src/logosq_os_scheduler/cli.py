@@ -61,8 +61,8 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     if missing:
         _error(f"the demo needs {', '.join(missing)}: {_EXTRA_HINT}")
         return EXIT_USAGE
+    from ._demo import DemoOptions, main_async
     from ._runtime import run
-    from .demo import DemoOptions, main_async
 
     options = DemoOptions(
         quick=args.quick,

@@ -22,7 +22,8 @@ worker_utilisation_ratio                gauge
 throughput_tasks_per_second             gauge      window ("uptime", "recent")
 uptime_seconds                          gauge
 retries_total, reroutes_total,          counter
-preemptions_total, breaker_trips_total
+preemptions_total, breaker_trips_total,
+preempted_seconds_total
 backend_capacity, backend_busy,         gauge      backend
 backend_queue_depth, backend_healthy,
 backend_utilisation_ratio
@@ -169,6 +170,9 @@ class SchedulerCollector(Collector):
         reroutes = counter("reroutes", "Tasks sent to another backend than first chosen.")
         preemptions = counter("preemptions", "Running tasks preempted for more urgent work.")
         trips = counter("breaker_trips", "Times a backend's circuit breaker opened.")
+        preempted = counter(
+            "preempted_seconds", "Time tasks spent preempted, waiting to resume (their cost)."
+        )
         b_capacity = gauge("backend_capacity", "Jobs a backend may run at once.", ["backend"])
         b_busy = gauge("backend_busy", "Jobs a backend runs now.", ["backend"])
         b_depth = gauge("backend_queue_depth", "Tasks waiting for a backend now.", ["backend"])
@@ -203,6 +207,7 @@ class SchedulerCollector(Collector):
             reroutes,
             preemptions,
             trips,
+            preempted,
             b_capacity,
             b_busy,
             b_depth,
@@ -257,6 +262,7 @@ class SchedulerCollector(Collector):
         reroutes.add_metric([], m.reroutes)
         preemptions.add_metric([], m.preemptions)
         trips.add_metric([], m.breaker_trips)
+        preempted.add_metric([], m.preempted_seconds)
 
         for name, b in sorted(m.backends.items()):
             b_capacity.add_metric([name], b.capacity)

@@ -5,18 +5,20 @@ status change. Nothing else happens on the hot path: slices, lanes and counters 
 only when the trace is exported. The file is the Chrome trace-event JSON format, which
 https://ui.perfetto.dev and ``chrome://tracing`` open::
 
-    process "classical"                    one process per pool: the classical workers,
-      thread "worker 1"  [NORMAL 7][HIGH 9]   then each quantum backend
-      thread "worker 2"  [LOW 3]    [CRITICAL 12]    a task's run is a complete ("X") slice
-      async  "queued HIGH"   <-- wait -->         queue waits are async slices, one track per
-      counter "queue depth"  _/"\\__              priority; queue depth is a counter
-    process "ibm_fake"
-      thread "slot 1" ...    thread "batches 1"   batches of circuits on their own lanes
+    process "classical"               one process per pool: the classical workers, then
+      thread "worker 1"  [NORMAL 7][HIGH 9]        each quantum backend; a task's run is a
+      thread "worker 2"  [LOW 3] [CRITICAL 12]     complete ("X") slice on a lane
+      async  "queued HIGH"   <-- wait -->          waits are async slices, one track per
+      async  "preempted LOW" <-- wait -->          priority; queue depth is a counter
+      counter "queue depth"  _/"\\__
+    process "aer"
+      thread "lane 1" ...    thread "batches 1"    backend jobs (batches) on lanes of their own
 
 Running slices are laid out on lanes by a per-pool allocator, so slices on one lane never
-overlap: a lane is a worker slot (classical) or a job slot (backend). Retries, preemptions,
-reroutes, failures, time-outs and cancellations are instant events. Slices are coloured by
-priority: ``cname`` for ``chrome://tracing``, and for Perfetto (which colours by name with digits
+overlap: a classical lane is a worker slot; a backend's lanes are as many as circuits ran on
+it at once (a job runs several in one slot). Retries, preemptions, reroutes, failures,
+time-outs and cancellations are instant events. Slices are coloured by priority: ``cname`` for
+``chrome://tracing``, and for Perfetto (which colours a slice by its name with the digits
 stripped) each run is named ``"<PRIORITY> <task id>"``; the task's own name is in its args.
 
 :func:`validate_trace` checks a trace's structure, that every task's slices follow one another
@@ -56,8 +58,8 @@ _QUEUED = _S.QUEUED
 _RUNNING = _S.RUNNING
 _PREEMPTED = _S.PREEMPTED
 
-# (now, task id, old status, new status, the task's pool object at that moment)
-_Event = tuple[float, int, TaskStatus, TaskStatus, object]
+# (now, task id, old status, new status, the task's pool object, its attempt count then)
+_Event = tuple[float, int, TaskStatus, TaskStatus, object, int]
 # (kind, pool, start, end, task ids, extra args): batches and other runtime marks
 _Mark = tuple[str, str, float, float, tuple[int, ...], dict[str, object]]
 
@@ -179,7 +181,7 @@ class TraceRecorder:
         info = self._info
         if task_id not in info:
             info[task_id] = (task.name, task.priority, task.task_type)
-        events.append((now, task_id, old, new, task.resources))
+        events.append((now, task_id, old, new, task.resources, task.attempts))
 
     def record_batch(
         self,
@@ -225,7 +227,7 @@ class TraceRecorder:
     def histories(self) -> dict[int, list[tuple[float, TaskStatus]]]:
         """Each recorded task's status changes, in order, as ``(time, new status)`` pairs."""
         out: dict[int, list[tuple[float, TaskStatus]]] = {}
-        for now, task_id, _old, new, _pool in list(self._events):
+        for now, task_id, _old, new, _pool, _attempts in list(self._events):
             out.setdefault(task_id, []).append((now, new))
         return out
 
@@ -325,31 +327,34 @@ def _segments(
 ) -> tuple[list[_Segment], dict[int, TaskStatus]]:
     """Turn status changes into per-state spans; also return each finished task's end state."""
     open_: dict[int, _Segment] = {}
-    attempts: dict[int, int] = {}
     finals: dict[int, TaskStatus] = {}
     out: list[_Segment] = []
-    for now, task_id, old, new, pool in events:
+    for now, task_id, old, new, pool, attempts in events:
         name = _pool_name(pool)
         seg = open_.pop(task_id, None)
         if seg is None and old is not _PENDING and old not in TERMINAL:
             # The task was mid-life when recording began: show that state from the start.
-            seg = _Segment(task_id, old, origin, name, attempts.get(task_id, 0), True)
+            seg = _Segment(task_id, old, origin, name, attempts, True)
         if seg is not None:
             seg.end = now
             seg.outcome = new
-            if seg.kind is _QUEUED:
-                # The pool it waited in is known for sure when it leaves the queue: a requeue
-                # to another pool changes the task's pool just after the status change.
+            if seg.kind is _RUNNING:
+                # The core counts an attempt as it starts the run (a resume at a checkpoint
+                # continues one); by the run's end the count includes this run.
+                seg.attempt = attempts
+            else:
+                # The pool a task waited in (queued, or preempted waiting to resume) is known
+                # for sure when it leaves: a requeue to another pool, or a move of a waiting
+                # task, changes its pool after the status change or with none.
                 seg.pool = name
             out.append(seg)
         if new in TERMINAL:
             finals[task_id] = new
             continue
-        attempt = attempts.get(task_id, 0)
-        if new is _RUNNING and old is _QUEUED:
-            attempt += 1
-            attempts[task_id] = attempt
-        open_[task_id] = _Segment(task_id, new, now, name, attempt, False)
+        # Settled when the span ends; for a run still going, a start from the queue is a new
+        # attempt.
+        guess = attempts + 1 if new is _RUNNING and old is _QUEUED else attempts
+        open_[task_id] = _Segment(task_id, new, now, name, guess, False)
     for seg in open_.values():
         seg.end = end
         out.append(seg)
@@ -435,7 +440,9 @@ def _build_trace(
     for pool, spans in running.items():
         pid = pids[pool]
         lanes = _allocate_lanes(spans)
-        label = "worker" if pool == "classical" else "slot"
+        # Classical lanes are worker slots; a backend runs a job of several circuits in one
+        # slot, so its lanes are simply as many as circuits ran at once.
+        label = "worker" if pool == "classical" else "lane"
         for lane in range(lanes):
             meta.append(_meta("thread_name", pid, lane + 1, {"name": f"{label} {lane + 1}"}))
             meta.append(_meta("thread_sort_index", pid, lane + 1, {"sort_index": lane + 1}))
@@ -612,10 +619,14 @@ def _queue_counters(
     pids: Mapping[str, int],
     priority_of: Callable[[int], TaskPriority],
 ) -> list[dict[str, object]]:
-    """A "queue depth" counter per pool, by priority, sampled at every change."""
+    """A "queue depth" counter per pool, by priority, sampled at every change.
+
+    It counts what the scheduler's ``queue_depth`` counts: tasks queued, and tasks preempted
+    (they wait in the queue to resume).
+    """
     deltas: dict[str, list[tuple[float, int, TaskPriority]]] = {}
     for seg in segments:
-        if seg.kind is not _QUEUED:
+        if seg.kind is _RUNNING:
             continue
         priority = priority_of(seg.task_id)
         items = deltas.setdefault(seg.pool, [])
