@@ -237,3 +237,38 @@ def test_bench_forwards_arguments_and_exit_code(
     assert json.loads(record.read_text()) == ["--quick", "--rounds", "3"]
     assert main(["bench", "--", "--fail"]) == EXIT_FAILURE
     assert json.loads(record.read_text()) == ["--fail"]
+
+
+def test_without_the_extra_demo_and_timeline_say_what_to_install(tmp_path: Path) -> None:
+    # A Python where rich and matplotlib cannot be imported, as without the extra.
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            class Block:
+                def find_spec(self, name, path=None, target=None):
+                    if name.split(".")[0] in {"rich", "matplotlib"}:
+                        raise ModuleNotFoundError(name)
+                    return None
+
+            sys.meta_path.insert(0, Block())
+            """
+        )
+    )
+    trace = small_trace(tmp_path / "run.trace.json")
+    env = env_with_src()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    for argv in (["demo", "--quick"], ["timeline", str(trace)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "logosq_os_scheduler.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == EXIT_USAGE, done.stderr
+        assert "logosq-os-scheduler[observability]" in done.stderr
+    assert not (tmp_path / "logosq-demo.trace.json").exists()

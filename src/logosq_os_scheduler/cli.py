@@ -49,7 +49,16 @@ def _error(message: str) -> None:
 
 
 def _missing(*modules: str) -> list[str]:
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    """The modules of ``modules`` that cannot be imported here."""
+    out = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append(name)
+    return out
 
 
 # -- demo -----------------------------------------------------------------------------------------
