@@ -51,6 +51,15 @@ def one(samples: Samples, name: str, **labels: str) -> float:
     return samples[name][frozenset(labels.items())]
 
 
+def finished_with(samples: Samples, status: str) -> float:
+    """Tasks ended in ``status``, summed over the priority and type labels."""
+    return sum(
+        n
+        for labels, n in samples["logosq_tasks_finished_total"].items()
+        if dict(labels)["status"] == status
+    )
+
+
 def add(a: int, b: int) -> int:
     return a + b
 
@@ -76,11 +85,25 @@ def check_against(samples: Samples, m: SchedulerMetrics) -> None:
     for t in TaskType:
         assert one(samples, "logosq_tasks_submitted_by_type_total", type=t.value) == m.by_type[t]
     finished = samples["logosq_tasks_finished_total"]
-    assert finished == {
-        frozenset({("status", "completed")}): m.completed,
-        frozenset({("status", "failed")}): m.failed,
-        frozenset({("status", "cancelled")}): m.cancelled,
-        frozenset({("status", "timed_out")}): m.timed_out,
+    # One series per (status, priority, type), each equal to the snapshot's count.
+    assert {k: v for k, v in finished.items() if v} == {
+        frozenset({("status", st.value), ("priority", p.name), ("type", t.value)}): n
+        for (st, p, t), n in m.finished_by_class.items()
+    }
+    by_status: dict[str, float] = {}
+    for labels, n in finished.items():
+        if n:
+            status = dict(labels)["status"]
+            by_status[status] = by_status.get(status, 0) + n
+    assert by_status == {
+        k: v
+        for k, v in {
+            "completed": m.completed,
+            "failed": m.failed,
+            "cancelled": m.cancelled,
+            "timed_out": m.timed_out,
+        }.items()
+        if v
     }
     assert samples["logosq_tasks_active"] == {
         frozenset({("status", "queued")}): m.queued,
@@ -166,7 +189,7 @@ async def test_serves_over_http_from_another_thread_and_stops() -> None:
             samples, _ = parse(body.decode())
             m = s.metrics()
             assert one(samples, "logosq_tasks_submitted_total") == m.submitted == 25
-            assert one(samples, "logosq_tasks_finished_total", status="completed") == 25
+            assert finished_with(samples, "completed") == 25
             with pytest.raises(RuntimeError, match="already serving"):
                 exporter.serve(0)
         assert exporter.port is None
@@ -181,7 +204,7 @@ def test_blocking_scheduler_is_scraped_without_deadlock() -> None:
             s.submit(Task.classical("t").with_function(add, i, 1)).result(10)
         exporter = PrometheusExporter(s)
         samples, _ = parse(exporter.exposition())
-        assert one(samples, "logosq_tasks_finished_total", status="completed") == 5
+        assert finished_with(samples, "completed") == 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -240,6 +263,15 @@ def snapshot_with_backends(**extra: Any) -> SchedulerMetrics:
                 "ibm_fake": BackendMetrics("ibm_fake", 1, 0, 0, 0, 5, False, "open", 0.0),
             }
         ),
+        finished_by_class=MappingProxyType(
+            {
+                (TaskStatus.COMPLETED, P.HIGH, TaskType.QUANTUM): 5,
+                (TaskStatus.COMPLETED, P.NORMAL, TaskType.CLASSICAL): 2,
+                (TaskStatus.FAILED, P.NORMAL, TaskType.QUANTUM): 1,
+                (TaskStatus.CANCELLED, P.NORMAL, TaskType.CLASSICAL): 1,
+            }
+        ),
+        latency_sum=0.0,
     )
     base.update(extra)
     if extra:
@@ -269,7 +301,7 @@ def test_backend_families_and_fault_counters() -> None:
     assert states == {"closed": 0, "open": 1, "half_open": 0}
     assert types["logosq_backend_completed"] == "counter"
     assert types["logosq_breaker_trips"] == "counter"
-    assert "logosq_task_latency_seconds_sum" not in samples  # the snapshot has no sum yet
+    assert one(samples, "logosq_task_latency_seconds_sum") == 0.0
 
 
 def test_per_class_counts_and_latency_sum_when_the_snapshot_has_them() -> None:

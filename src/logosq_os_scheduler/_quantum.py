@@ -19,6 +19,7 @@ Each failed job counts against the backend's circuit breaker; a circuit that fai
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import uuid
@@ -41,12 +42,16 @@ from .backends._base import Backend, CircuitJob, CircuitRequirements
 from .core import Pool, SchedulerCore
 from .core._breaker import BreakerState, CircuitBreaker
 from .core._routing import BackendView, RoutingDecision, RoutingRule, decide_route
+from .observability._logging import task_fields
 from .observability._metrics import BackendMetrics
+from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
     from ._config import SchedulerConfig
 
 __all__ = ["BackendEntry", "QuantumMixin"]
+
+log = logging.getLogger("logosq_os_scheduler")
 
 _S = TaskStatus
 _RUNNING = _S.RUNNING
@@ -108,6 +113,7 @@ class QuantumMixin:
     _core: SchedulerCore
     _config: SchedulerConfig
     _loop: asyncio.AbstractEventLoop | None
+    _trace: TraceRecorder | None
 
     def _init_quantum(self) -> None:
         self._backends: dict[str, BackendEntry] = {}
@@ -450,7 +456,10 @@ class QuantumMixin:
         self._dispatch_quantum()
 
     def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
-        self._core.job_done(entry.pool, len(batch), started, self._qnow())
+        now = self._qnow()
+        self._core.job_done(entry.pool, len(batch), started, now)
+        if self._trace is not None:
+            self._trace.record_batch(entry.name, [t.task_id for t in batch], started, now)
 
     # -- failures ----------------------------------------------------------------------------
 
@@ -467,6 +476,15 @@ class QuantumMixin:
             self._settle(task)
             return
         budget = task.max_retries if task.max_retries is not None else self._config.max_retries
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "task %s attempt %d on %r failed: %s",
+                task.task_id,
+                task.attempts,
+                entry.name,
+                error,
+                extra=task_fields(task),
+            )
         if task.attempts > budget:
             exhausted = RetriesExhaustedError(
                 task.task_id,
@@ -543,6 +561,10 @@ class QuantumMixin:
 
     def _breaker_opened(self, entry: BackendEntry) -> None:
         """A backend left rotation: move its queued work and schedule a probe."""
+        now = self._qnow()
+        log.warning("backend %r taken out of rotation (circuit breaker open)", entry.name)
+        if self._trace is not None:
+            self._trace.record_instant(entry.name, "breaker open", now)
         self._evacuate(entry)
         due = entry.breaker.probe_due_at()
         loop = self._loop
@@ -564,6 +586,9 @@ class QuantumMixin:
             healthy = False
         state = entry.breaker.probe_result(healthy, self._qnow())
         if state is BreakerState.CLOSED:
+            log.info("backend %r passed its probe and is back in rotation", entry.name)
+            if self._trace is not None:
+                self._trace.record_instant(entry.name, "breaker closed", self._qnow())
             self._dispatch_quantum()
         else:
             self._breaker_opened(entry)
@@ -582,6 +607,10 @@ class QuantumMixin:
                 continue  # nowhere else to go: it waits for the backend to come back
             task.routing = decision
             self._core.move(task, self._backends[decision.backend].pool)
+            if self._trace is not None:
+                self._trace.record_instant(
+                    entry.name, "evacuated", now, task_id=task.task_id, to=decision.backend
+                )
         self._dispatch_quantum()
 
     # -- views -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import concurrent.futures
 import enum
 import logging
 import math
+import os
 import threading
 import time
 import types
@@ -37,7 +38,9 @@ from .core._preemption import choose_victim, should_yield
 from .core._state import TERMINAL
 from .executors._base import Executor
 from .executors._threads import Completion, ThreadWorkers
+from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics, percentile
+from .observability._trace import TraceRecorder
 
 __all__ = ["QuantumScheduler"]
 
@@ -133,6 +136,7 @@ class QuantumScheduler(QuantumMixin):
         self._timer_when = math.inf
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._executors: dict[str, tuple[Executor, Pool]] = {}
+        self._trace: TraceRecorder | None = None
         self._init_quantum()
 
     # -- configuration -----------------------------------------------------------------------
@@ -200,6 +204,28 @@ class QuantumScheduler(QuantumMixin):
         """Set the aging threshold in seconds (None turns aging off)."""
         return self.configure(aging_threshold=threshold)
 
+    def enable_tracing(self, *, max_events: int | None = 1_000_000) -> TraceRecorder:
+        """Record every status change of every task from now on (before submitting work).
+
+        Returns:
+            The recorder; :meth:`export_trace` writes what it holds.
+        """
+        if self._trace is None:
+            self._trace = TraceRecorder.attach(self, max_events=max_events)
+        return self._trace
+
+    def export_trace(self, path: str | os.PathLike[str]) -> str:
+        """Write the recorded trace as Chrome trace-event / Perfetto JSON (ui.perfetto.dev).
+
+        Raises:
+            InvalidConfigError: If tracing was not enabled.
+        """
+        if self._trace is None:
+            raise InvalidConfigError(
+                "trace", "tracing is off: call enable_tracing() before submitting work"
+            )
+        return str(self._trace.export_chrome_trace(path))
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> QuantumScheduler:
@@ -207,7 +233,11 @@ class QuantumScheduler(QuantumMixin):
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        await self.aclose(cancel_pending=exc_type is not None)
+        if exc_type is None:
+            await self.aclose()
+        else:
+            # The body failed: like a TaskGroup, stop everything rather than wait on it.
+            await self.aclose(cancel_pending=True, timeout=0)
 
     def _ensure_started(self) -> None:
         state = self._state
@@ -220,6 +250,7 @@ class QuantumScheduler(QuantumMixin):
         self._loop_thread = threading.get_ident()
         self._threads = ThreadWorkers(self._config.workers, loop, self._on_thread_batch)
         self._state = _State.RUNNING
+        log.info("scheduler started with %d workers", self._config.workers)
 
     async def join(self) -> None:
         """Wait until every submitted task has ended (the scheduler stays open)."""
@@ -248,6 +279,9 @@ class QuantumScheduler(QuantumMixin):
         try:
             if timeout is None:
                 await self.join()
+            elif timeout <= 0:
+                if self._core.unfinished:
+                    raise TimeoutError
             else:
                 await asyncio.wait_for(self.join(), timeout)
         except TimeoutError:
@@ -572,6 +606,15 @@ class QuantumScheduler(QuantumMixin):
                 task.value = value
             else:
                 task.error = value
+                if log.isEnabledFor(logging.INFO):
+                    log.info(
+                        "task %s (%r) %s: %s",
+                        task.task_id,
+                        task.name,
+                        status.value,
+                        f"{type(value).__name__}: {value}" if value is not None else "",
+                        extra=task_fields(task),
+                    )
             core.transition(task, status, now)
             self._settle(task)
         self._dispatch(pool)
@@ -733,6 +776,10 @@ class QuantumScheduler(QuantumMixin):
         self._timer_when = math.inf
         now = self._now()
         for task in self._core.expire(now):
+            if log.isEnabledFor(logging.WARNING):
+                log.warning(
+                    "task %s (%r) timed out", task.task_id, task.name, extra=task_fields(task)
+                )
             self._settle(task)
             self._stop_runner(task)
         nxt = self._core.next_deadline()
@@ -838,6 +885,8 @@ class QuantumScheduler(QuantumMixin):
             preempted_seconds=core.preempted_seconds,
             breaker_trips=core.breaker_trips,
             backends=types.MappingProxyType(self._backend_metrics(now, uptime)),
+            finished_by_class=types.MappingProxyType(dict(core.finished_by_class)),
+            latency_sum=core.latency_sum,
         )
 
     def __repr__(self) -> str:

@@ -97,6 +97,10 @@ class SchedulerCore:
         # dropped when they surface or when they outnumber the live ones (then rebuilt).
         self._deadlines: list[tuple[float, int, Task[Any]]] = []
         self._stale_deadlines = 0
+        # Tasks that ended, by (status, priority, type), and the summed latency of completed
+        # ones: the labelled counters an exporter publishes.
+        self.finished_by_class: dict[tuple[TaskStatus, TaskPriority, TaskType], int] = {}
+        self.latency_sum = 0.0
         n = config.latency_samples
         self.queue_waits: deque[float] = deque(maxlen=n)
         self.latencies: deque[float] = deque(maxlen=n)
@@ -152,6 +156,9 @@ class SchedulerCore:
         counts[new] += 1
         if new in TERMINAL:
             task.finished_at = now
+            key = (new, task.priority, task.task_type)
+            by_class = self.finished_by_class
+            by_class[key] = by_class.get(key, 0) + 1
             if task.deadline is not None:
                 self._stale_deadlines += 1
                 if self._stale_deadlines > 1024:
@@ -159,6 +166,7 @@ class SchedulerCore:
             submitted_at = task.submitted_at
             if new is _S.COMPLETED and submitted_at is not None:
                 self.latencies.append(now - submitted_at)
+                self.latency_sum += now - submitted_at
                 self.finish_times.append(now)
         listener = self.listener
         if listener is not None:

@@ -72,6 +72,8 @@ class SchedulerMetrics:
         retries, reroutes, preemptions, breaker_trips: Fault-tolerance and preemption events.
         preempted_seconds: Time tasks spent preempted, waiting to resume (their cost).
         backends: Per-backend figures, by name.
+        finished_by_class: Ended tasks by (status, priority, type).
+        latency_sum: Summed submission-to-completion seconds of completed tasks.
     """
 
     submitted: int
@@ -103,6 +105,10 @@ class SchedulerMetrics:
     backends: Mapping[str, BackendMetrics] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
+    finished_by_class: Mapping[tuple[TaskStatus, TaskPriority, TaskType], int] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    latency_sum: float = 0.0
 
     @property
     def by_status(self) -> Mapping[TaskStatus, int]:
@@ -131,6 +137,8 @@ class SchedulerMetrics:
             value = getattr(self, f.name)
             if f.name == "backends":
                 value = {k: dataclasses.asdict(v) for k, v in value.items()}
+            elif f.name == "finished_by_class":
+                value = {f"{s.value}/{p.name}/{t.value}": n for (s, p, t), n in value.items()}
             elif isinstance(value, Mapping):
                 value = {getattr(k, "name", k): v for k, v in value.items()}
             out[f.name] = value
