@@ -1,5 +1,65 @@
-"""Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends."""
+"""Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends.
+
+Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
+:func:`default_backend` and :class:`MissingExtraError` are loaded on first access, and Qiskit
+itself only when a Qiskit backend is built or OpenQASM text is parsed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._base import Backend, CircuitJob, CircuitRequirements, Counts, JobOutcome
+from ._circuits import (
+    CircuitParseError,
+    CircuitSpec,
+    SupportsNumQubits,
+    analyze_circuit,
+    normalize_circuit,
+)
+from ._mock import MockBackend, MockBackendStats, MockJobRecord
 
-__all__ = ["Backend", "CircuitJob", "CircuitRequirements", "Counts", "JobOutcome"]
+if TYPE_CHECKING:
+    from ._qiskit import MissingExtraError, PreparedCircuit, QiskitBackend, default_backend
+
+__all__ = [
+    "Backend",
+    "CircuitJob",
+    "CircuitParseError",
+    "CircuitRequirements",
+    "CircuitSpec",
+    "Counts",
+    "JobOutcome",
+    "MissingExtraError",
+    "MockBackend",
+    "MockBackendStats",
+    "MockJobRecord",
+    "PreparedCircuit",
+    "QiskitBackend",
+    "SupportsNumQubits",
+    "analyze_circuit",
+    "default_backend",
+    "normalize_circuit",
+]
+
+# Public names whose module is loaded only when first asked for.
+_LAZY = {
+    "MissingExtraError": "._qiskit",
+    "PreparedCircuit": "._qiskit",
+    "QiskitBackend": "._qiskit",
+    "default_backend": "._qiskit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
