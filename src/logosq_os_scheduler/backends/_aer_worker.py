@@ -41,6 +41,7 @@ __all__ = [
     "classify",
     "compact_circuit",
     "execute",
+    "is_rust_panic",
     "main",
     "restricted_target",
 ]
@@ -254,20 +255,33 @@ def execute(cache: SimulatorCache, request: Request) -> list[Outcome]:
         JobFailure: The batch failed as a whole for a passing reason (or a lone circuit's
             failure could not be told apart from the batch's).
     """
-    for key, source in request.sources.items():
-        if not cache.has_source(key):
-            cache.add_source(key, source)
-    circuits = [pickle.loads(c) if isinstance(c, bytes) else c for c in request.circuits]
     try:
-        simulator = cache.simulator(request.source, request.mode, request.qubits)
-        if request.mode in ("active", "none"):
-            assert request.qubits is not None
-            circuits = [compact_circuit(c, request.qubits) for c in circuits]
-    except Exception as exc:
-        raise JobFailure(
-            classify(exc), f"could not set up the simulator: {_describe(exc)}"
-        ) from exc
-    return _run_batch(simulator, circuits, request.shots, request.options)
+        for key, source in request.sources.items():
+            if not cache.has_source(key):
+                cache.add_source(key, source)
+        circuits = [pickle.loads(c) if isinstance(c, bytes) else c for c in request.circuits]
+        try:
+            simulator = cache.simulator(request.source, request.mode, request.qubits)
+            if request.mode in ("active", "none"):
+                assert request.qubits is not None
+                circuits = [compact_circuit(c, request.qubits) for c in circuits]
+        except Exception as exc:
+            raise JobFailure(
+                classify(exc), f"could not set up the simulator: {_describe(exc)}"
+            ) from exc
+        return _run_batch(simulator, circuits, request.shots, request.options)
+    except BaseException as exc:
+        # Qiskit's Rust core panics with a BaseException that `except Exception` misses;
+        # it means this input crashed Qiskit, which retrying will not change.
+        if is_rust_panic(exc):
+            raise JobFailure("permanent", f"Qiskit crashed (Rust panic: {exc})") from exc
+        raise
+
+
+def is_rust_panic(exc: BaseException) -> bool:
+    """True for a pyo3 ``PanicException`` (recognised by name: each extension has its own)."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
 
 
 def _run_batch(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from .._errors import InvalidTaskError
+from ._aer_worker import is_rust_panic
 from ._base import CircuitRequirements
 
 if TYPE_CHECKING:
@@ -505,17 +506,6 @@ class _ParserPanicError(Exception):
     """A Rust panic inside a native parser, converted into an ordinary exception."""
 
 
-def _is_rust_panic(exc: BaseException) -> bool:
-    """True for a pyo3 ``PanicException``.
-
-    Every pyo3 extension defines its own ``pyo3_runtime.PanicException`` type deriving from
-    ``BaseException`` (so that ``except Exception`` lets panics through), so the type cannot
-    be imported and compared; it is recognised by its module and name instead.
-    """
-    kind = type(exc)
-    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
-
-
 def call_guarding_panics(fn: Callable[[], _T], *, what: str) -> _T:
     """Call ``fn``, turning a Rust panic inside it into an ordinary exception.
 
@@ -536,6 +526,8 @@ def call_guarding_panics(fn: Callable[[], _T], *, what: str) -> _T:
     try:
         return fn()
     except BaseException as exc:
-        if isinstance(exc, Exception) or not _is_rust_panic(exc):
+        # Every pyo3 extension defines its own `pyo3_runtime.PanicException`, deriving from
+        # BaseException, so it is recognised by name (see `is_rust_panic`).
+        if isinstance(exc, Exception) or not is_rust_panic(exc):
             raise
         raise _ParserPanicError(f"the {what} crashed (Rust panic: {exc})") from exc

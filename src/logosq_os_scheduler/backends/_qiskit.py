@@ -24,6 +24,7 @@ free.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import math
@@ -32,7 +33,7 @@ import random
 import statistics
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import (
@@ -44,7 +45,7 @@ from .._errors import (
 )
 from . import _aer_worker
 from ._base import Backend, CircuitJob, Counts, JobOutcome
-from ._circuits import _collect, _is_quantum_circuit, normalize_circuit
+from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, normalize_circuit
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -58,6 +59,12 @@ _QISKIT_HINT = "install the qiskit extra: pip install 'logosq-os-scheduler[qiski
 # Circuits larger than this are transpiled in a thread by aprepare(); smaller ones cost less
 # than the hop to a thread.
 _THREAD_TRANSPILE_SIZE = 200
+# Distinct circuits whose transpilation is remembered per backend. A small circuit on a
+# 127-qubit device takes milliseconds to transpile even with a kept pass manager (layout
+# scoring looks at the whole device); a repeat costs a fingerprint, tens of microseconds.
+_TRANSPILE_CACHE_SIZE = 256
+# Non-gate instructions whose meaning is fixed by their name, parameters and operands.
+_PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
 
@@ -138,6 +145,8 @@ class QiskitBackend(Backend):
             simulations, thread for other backends, whose ``run()`` mostly waits).
         simulator_threads: Aer's ``max_parallel_threads`` per run (None: Aer's default, all
             cores). A thread budget for the simulation.
+        num_qubits: Qubits to declare, for a backend whose Target fixes no number (such as
+            ``BasicSimulator``); by default the backend's own count.
 
     Raises:
         MissingExtraError: If Qiskit is not installed.
@@ -157,6 +166,7 @@ class QiskitBackend(Backend):
         seed: int | None = None,
         isolation: Isolation = "auto",
         simulator_threads: int | None = None,
+        num_qubits: int | None = None,
     ) -> None:
         try:
             from qiskit.providers import BackendV2
@@ -198,7 +208,13 @@ class QiskitBackend(Backend):
         self._max_circuits_per_job = (
             max_circuits_per_job or getattr(backend, "max_circuits", None) or 1000
         )
-        self._num_qubits = int(backend.num_qubits)
+        declared = num_qubits or backend.num_qubits or backend.target.num_qubits
+        if not declared:
+            raise InvalidConfigError(
+                "num_qubits",
+                f"{type(backend).__name__} declares no qubit count: pass num_qubits=",
+            )
+        self._num_qubits = int(declared)
         self._coupling = _coupling_of(backend)
         self._error_rate = _median_two_qubit_error(backend.target)
 
@@ -218,7 +234,12 @@ class QiskitBackend(Backend):
         self._source_key = f"{type(backend).__qualname__}:{id(self)}"
         self._cache = _aer_worker.SimulatorCache()
         self._pool: _WorkerPool | None = None
+        # Guards the pass manager and the transpile cache (aprepare() uses threads).
         self._transpile_lock = threading.Lock()
+        # Transpiled circuits by structural fingerprint, newest last, bounded.
+        self._transpiled: collections.OrderedDict[
+            Hashable, tuple[QuantumCircuit, tuple[int, ...], bytes | None]
+        ] = collections.OrderedDict()
         self._token = object()
         self._seconds_per_shot = 2e-6  # learned from runs (EWMA); a first guess for Aer
         self._fixed_seconds = 0.002
@@ -344,11 +365,21 @@ class QiskitBackend(Backend):
                 "(for example qc.measure_all())",
             )
         source = qc
+        fingerprint = _fingerprint(qc)
+        with self._transpile_lock:
+            cached = self._transpiled.get(fingerprint) if fingerprint is not None else None
+            if cached is not None:
+                self._transpiled.move_to_end(fingerprint)
+        if cached is not None:
+            transpiled, physical, payload = cached
+            return PreparedCircuit(transpiled, source, physical, self._token, payload)
         if qc.num_qubits > self._num_qubits:
             qc = _without_idle_qubits(qc)
         try:
             with self._transpile_lock:
-                transpiled = self._pass_manager.run(qc)
+                transpiled = call_guarding_panics(
+                    lambda: self._pass_manager.run(qc), what="Qiskit transpiler"
+                )
         except Exception as exc:
             raise PermanentBackendError(
                 self._name, f"cannot transpile the circuit for this backend: {exc}"
@@ -356,8 +387,14 @@ class QiskitBackend(Backend):
         physical = _physical_qubits(transpiled)
         payload = None
         if self._isolation == "process":
-            # Pickled here, once per task, so that run() sends bytes without stalling the loop.
+            # Pickled here, once per distinct circuit, so run() sends bytes without stalling
+            # the loop.
             payload = pickle.dumps(transpiled, protocol=pickle.HIGHEST_PROTOCOL)
+        if fingerprint is not None:
+            with self._transpile_lock:
+                self._transpiled[fingerprint] = (transpiled, physical, payload)
+                if len(self._transpiled) > _TRANSPILE_CACHE_SIZE:
+                    self._transpiled.popitem(last=False)
         return PreparedCircuit(transpiled, source, physical, self._token, payload)
 
     async def aprepare(self, circuit: Any) -> PreparedCircuit:
@@ -477,10 +514,12 @@ class QiskitBackend(Backend):
     def _run_native(
         self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
     ) -> list[_aer_worker.Outcome]:
+        circuits = [p.circuit for p in prepared]
         try:
-            result = self._backend.run(
-                [p.circuit for p in prepared], shots=shots, **options
-            ).result()
+            result = call_guarding_panics(
+                lambda: self._backend.run(circuits, shots=shots, **options).result(),
+                what=f"{type(self._backend).__name__}.run",
+            )
         except Exception as exc:
             raise _job_error(self._name, _aer_worker.classify(exc), str(exc)) from exc
         outcomes: list[_aer_worker.Outcome] = []
@@ -549,6 +588,8 @@ class _WorkerPool:
         for _ in range(size):
             self._idle.put_nowait(None)  # None: a slot whose process is not started yet
         self._all: set[_Worker] = set()
+        # Killed workers not yet reaped; aclose() waits for them.
+        self._dying: set[asyncio.subprocess.Process] = set()
         self._closed = False
 
     async def start(self) -> None:
@@ -621,6 +662,7 @@ class _WorkerPool:
         if worker.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.kill()
+            self._dying.add(worker.process)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -633,7 +675,9 @@ class _WorkerPool:
                 await asyncio.wait_for(worker.process.wait(), timeout=5.0)
             except TimeoutError:
                 self._kill(worker)
-                await worker.process.wait()
+        for process in list(self._dying):
+            await process.wait()
+        self._dying.clear()
         self._all.clear()
 
 
@@ -721,6 +765,51 @@ def _median_two_qubit_error(target: Any) -> float | None:
     return statistics.median(errors) if errors else None
 
 
+def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
+    """A key equal for two circuits iff they transpile the same way, or None if unsure.
+
+    Only circuits made of standard gates and plain instructions (measure, barrier, reset,
+    delay) get a key: a custom gate's name says nothing about its definition, and control
+    flow carries blocks. Registers, operands and parameters are all part of the key.
+    """
+    from qiskit.circuit import Barrier, Delay, Measure, Reset
+
+    plain = (Barrier, Delay, Measure, Reset)
+    if qc.layout is not None:
+        return None  # already laid out: transpile it for real
+    qubit = {bit: i for i, bit in enumerate(qc.qubits)}
+    clbit = {bit: i for i, bit in enumerate(qc.clbits)}
+    parts: list[Hashable] = [
+        tuple((r.name, r.size) for r in qc.qregs),
+        tuple((r.name, r.size) for r in qc.cregs),
+        qc.num_qubits,
+        qc.num_clbits,
+    ]
+    try:
+        parts.append(qc.global_phase)
+        for instruction in qc.data:
+            name = instruction.name
+            if not instruction.is_standard_gate() and (
+                name not in _PLAIN_INSTRUCTIONS or not isinstance(instruction.operation, plain)
+            ):
+                return None
+            operation = instruction.operation
+            parts.append(
+                (
+                    name,
+                    tuple(instruction.params),
+                    getattr(operation, "unit", None),
+                    tuple(qubit[q] for q in instruction.qubits),
+                    tuple(clbit[c] for c in instruction.clbits),
+                )
+            )
+        key = tuple(parts)
+        hash(key)
+    except TypeError:
+        return None  # an unhashable parameter
+    return key
+
+
 def _physical_qubits(circuit: QuantumCircuit) -> tuple[int, ...]:
     active: set[int] = set()
     pairs: set[tuple[int, int]] = set()
@@ -729,11 +818,8 @@ def _physical_qubits(circuit: QuantumCircuit) -> tuple[int, ...]:
 
 
 def _without_idle_qubits(qc: QuantumCircuit) -> QuantumCircuit:
-    """``qc`` without the qubits nothing acts on (so it fits a smaller device)."""
-    from qiskit.converters import circuit_to_dag, dag_to_circuit
-
-    dag = circuit_to_dag(qc)
-    idle = [wire for wire in dag.idle_wires() if wire in set(qc.qubits)]
-    if idle:
-        dag.remove_qubits(*idle)
-    return dag_to_circuit(dag)
+    """``qc`` on a fresh register holding only the qubits something acts on, in order (so it
+    fits a smaller device). Classical bits and registers are kept."""
+    active: set[int] = set()
+    _collect(qc, list(range(qc.num_qubits)), active, set())
+    return _aer_worker.compact_circuit(qc, tuple(sorted(active)))
