@@ -304,13 +304,14 @@ async def test_process_isolation_runs_survives_a_dead_worker_and_cancellation() 
         assert pool is not None
         (worker,) = pool._all
         worker.process.kill()
-        await worker.process.wait()
+        worker.process.wait()
         with pytest.raises(TransientBackendError, match="worker process died"):
             await isolated.run([job(prepared)])
         (counts,) = await isolated.run([job(prepared)])
         assert isinstance(counts, dict) and sum(counts.values()) == 4000
 
-        # Cancelled mid-job, wherever it was: the slot is given back and the next job runs.
+        # Cancelled mid-job: the worker is killed, the slot given back, the next job runs.
+        # (Wherever the cancellation lands, before or during the exchange, that holds.)
         heavy = [job(prepared, shots=20_000, key=str(i)) for i in range(50)]
         task = asyncio.create_task(isolated.run(heavy))
         await asyncio.sleep(0.05)
@@ -320,11 +321,26 @@ async def test_process_isolation_runs_survives_a_dead_worker_and_cancellation() 
         (counts,) = await isolated.run([job(prepared)])
         assert isinstance(counts, dict) and sum(counts.values()) == 4000
         processes = [w.process for w in pool._all]
+        assert processes
     finally:
         await isolated.aclose()
-    assert all(p.returncode is not None for p in processes)
+    assert all(p.poll() is not None for p in processes)
     with pytest.raises(InvalidConfigError, match="process isolation"):
         QiskitBackend(BasicSimulator(), num_qubits=24, isolation="process")
+
+
+def test_process_isolation_across_event_loops() -> None:
+    # A second asyncio.run() (as a blocking wrapper does) gets fresh workers, not the old
+    # loop's, and nothing is left running.
+    backend = QiskitBackend(AerSimulator(), seed=14, isolation="process")
+    prepared = backend.prepare(bell())
+    first = asyncio.run(backend.run([job(prepared, shots=100)]))
+    old_processes = [w.process for w in backend._pool._all]  # type: ignore[union-attr]
+    second = asyncio.run(backend.run([job(prepared, shots=100)]))
+    assert all(p.poll() is not None for p in old_processes)
+    for outcome in (*first, *second):
+        assert isinstance(outcome, dict) and sum(outcome.values()) == 100
+    asyncio.run(backend.aclose())
 
 
 async def test_a_backend_that_is_not_simulated_here_runs_through_its_own_run() -> None:

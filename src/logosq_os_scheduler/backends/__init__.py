@@ -7,8 +7,8 @@ itself only when a Qiskit backend is built or OpenQASM text is parsed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._base import Backend, CircuitJob, CircuitRequirements, Counts, JobOutcome
 from ._circuits import (
@@ -20,7 +20,7 @@ from ._circuits import (
 )
 from ._mock import MockBackend, MockBackendStats, MockJobRecord
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from ._qiskit import MissingExtraError, PreparedCircuit, QiskitBackend, default_backend
 
 __all__ = [
@@ -52,11 +52,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

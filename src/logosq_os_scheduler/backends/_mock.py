@@ -54,8 +54,9 @@ class MockJobRecord:
         executed: Circuits it actually ran (the rest were idempotent replays).
         shots: Total shots over the executed circuits.
         outcome: ``"completed"``, ``"failed"`` (transient job failure), ``"unavailable"``
-            (went down mid-job), ``"rejected"`` (too many circuits) or ``"cancelled"``
-            (includes every hang, which only ever ends by cancellation).
+            (went down mid-job), ``"rejected"`` (too many circuits), ``"cancelled"``
+            (includes every hang, which only ever ends by cancellation) or ``"error"``
+            (anything else raised, such as an injected ``sleep``).
     """
 
     started: float
@@ -428,8 +429,11 @@ class MockBackend(Backend):
             outcome = "completed"
             self._completed += 1
         except BaseException as exc:
-            if outcome == "cancelled" and isinstance(exc, asyncio.CancelledError):
-                self._cancelled += 1
+            if outcome == "cancelled":
+                if isinstance(exc, asyncio.CancelledError):
+                    self._cancelled += 1
+                else:
+                    outcome = "error"  # an injected sleep raised, or a bug: not a fault we drew
             self._abandon(owned, exc)
             raise
         finally:

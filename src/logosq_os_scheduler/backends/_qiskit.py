@@ -31,8 +31,10 @@ import math
 import pickle
 import random
 import statistics
+import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -546,9 +548,15 @@ class QiskitBackend(Backend):
         self._seconds_per_shot += _EWMA_WEIGHT * (observed - self._seconds_per_shot)
 
     def _workers(self) -> _WorkerPool:
-        if self._pool is None:
-            self._pool = _WorkerPool(self._name, self._max_concurrent_jobs)
-        return self._pool
+        pool = self._pool
+        if pool is not None and pool.loop is not asyncio.get_running_loop():
+            # Used from a new event loop (a second asyncio.run()): the old pool's queue is
+            # bound to the old loop, and any job it ran died with it; start afresh.
+            pool.abandon()
+            pool = None
+        if pool is None:
+            pool = self._pool = _WorkerPool(self._name, self._max_concurrent_jobs)
+        return pool
 
     async def aclose(self) -> None:
         """Stop the worker processes, if any."""
@@ -561,55 +569,100 @@ class QiskitBackend(Backend):
 
 
 class _Worker:
-    """One worker process and what it already holds.
+    """One worker process (``python _aer_worker.py``) and the sources it already holds.
+
+    The pipes are read and written with blocking calls in a helper thread, which waits
+    without holding the GIL, so the worker belongs to no event loop and the loop's own work
+    per job is one thread hand-off.
 
     Invariant: ``known`` lists the sources this process has been sent; a new process
     starts with none.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, _aer_worker.__file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         self.known: set[str] = set()
+
+    def exchange(self, request: bytes) -> bytes | None:
+        """Send a framed request, return the reply's body; None if the process died."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(request)
+            stdin.flush()
+            header = stdout.read(8)
+            if len(header) < 8:
+                return None
+            size = int.from_bytes(header, "big")
+            body = stdout.read(size)
+        except (OSError, ValueError):  # a broken pipe, or pipes closed under us by kill()
+            return None
+        return body if len(body) == size else None
+
+    def kill(self) -> None:
+        """Stop the process now and reap it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        self.process.wait()
+        self._close_pipes()
+
+    def close(self, timeout: float) -> None:
+        """Let the process finish its request and exit (end of input), else kill it."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 class _WorkerPool:
-    """``size`` worker processes running ``_aer_worker.py``, each serving one request at a
-    time.
+    """``size`` worker processes, each serving one request at a time.
 
     Invariant: a worker is in ``_idle`` iff no request is using it; a worker whose request
     was interrupted (cancelled, or its process died) is killed and replaced by a fresh
     process on next use, so a half-read reply can never be taken for the next one's.
+    ``_idle`` is an asyncio queue, bound to the loop the pool was made on (``loop``).
     """
 
     def __init__(self, backend: str, size: int) -> None:
         self._backend = backend
-        self._size = size
+        self.loop = asyncio.get_running_loop()
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # None: a slot whose process is not started yet
         self._all: set[_Worker] = set()
-        # Killed workers not yet reaped; aclose() waits for them.
-        self._dying: set[asyncio.subprocess.Process] = set()
         self._closed = False
+        # Workers of a pool dropped without aclose() (its backend garbage-collected) are
+        # still stopped: their end of input makes them exit.
+        self._finalizer = weakref.finalize(self, _stop_all, self._all)
 
     async def start(self) -> None:
         slots = [self._idle.get_nowait() for _ in range(self._idle.qsize())]
         try:
             for i, worker in enumerate(slots):
                 if worker is None:
-                    slots[i] = await self._spawn()
+                    slots[i] = self._spawn()
         finally:
             for worker in slots:
                 self._idle.put_nowait(worker)
 
-    async def _spawn(self) -> _Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            _aer_worker.__file__,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        worker = _Worker(process)
+    def _spawn(self) -> _Worker:
+        # Popen returns once the child exists; the worker imports Aer on its own time.
+        worker = _Worker()
         self._all.add(worker)
         return worker
 
@@ -622,63 +675,55 @@ class _WorkerPool:
         healthy = False
         try:
             if worker is None:
-                worker = await self._spawn()
+                worker = self._spawn()
             if request.source not in worker.known:
                 # Pickling a device Target takes up to ~0.2 s: keep it off the loop.
                 payload = await asyncio.to_thread(source_payload)
                 request = dataclasses.replace(request, sources={request.source: payload})
-            reply = await self._exchange(worker, request)
+            body = await asyncio.to_thread(worker.exchange, _aer_worker.frame(request))
+            if body is None:
+                raise TransientBackendError(
+                    self._backend,
+                    "the simulator worker process died (exit code "
+                    f"{worker.process.poll()}); the job can be retried",
+                )
             worker.known.add(request.source)
             healthy = True
         finally:
             if not healthy and worker is not None:
-                self._kill(worker)
+                # Cancelled or broken mid-exchange: its pipe may hold half a reply. Killing
+                # and reaping a process takes about a millisecond: done here, not awaited,
+                # so that a second cancellation cannot lose the slot.
+                self._all.discard(worker)
+                worker.kill()
                 worker = None
             self._idle.put_nowait(worker)
+        reply = pickle.loads(body)
         if reply[0] == "ok":
             outcomes: list[_aer_worker.Outcome] = reply[1]
             return outcomes
         _, kind, message = reply
         raise _job_error(self._backend, kind, message)
 
-    async def _exchange(self, worker: _Worker, request: _aer_worker.Request) -> Any:
-        process = worker.process
-        assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.write(_aer_worker.frame(request))
-            await process.stdin.drain()
-            header = await process.stdout.readexactly(8)
-            body = await process.stdout.readexactly(int.from_bytes(header, "big"))
-        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
-            code = process.returncode
-            raise TransientBackendError(
-                self._backend,
-                f"the simulator worker process died (exit code {code}); the job can be retried",
-            ) from exc
-        return pickle.loads(body)
-
-    def _kill(self, worker: _Worker) -> None:
-        self._all.discard(worker)
-        if worker.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.kill()
-            self._dying.add(worker.process)
+    def abandon(self) -> None:
+        """Stop every worker now (the pool's event loop is gone)."""
+        self._closed = True
+        for worker in list(self._all):
+            worker.kill()
+        self._all.clear()
 
     async def aclose(self) -> None:
         self._closed = True
-        for worker in list(self._all):
-            process = worker.process
-            if process.stdin is not None and not process.stdin.is_closing():
-                process.stdin.close()  # the worker exits at end of input
-        for worker in list(self._all):
-            try:
-                await asyncio.wait_for(worker.process.wait(), timeout=5.0)
-            except TimeoutError:
-                self._kill(worker)
-        for process in list(self._dying):
-            await process.wait()
-        self._dying.clear()
+        workers = list(self._all)
         self._all.clear()
+        for worker in workers:
+            await asyncio.to_thread(worker.close, 5.0)
+
+
+def _stop_all(workers: set[_Worker]) -> None:
+    for worker in list(workers):
+        worker.close(timeout=1.0)
+    workers.clear()
 
 
 # --- helpers --------------------------------------------------------------------------------
