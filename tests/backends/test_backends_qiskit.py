@@ -177,6 +177,21 @@ async def test_one_bad_circuit_does_not_fail_its_neighbours() -> None:
     assert isinstance(outcomes[4], PermanentBackendError) and "shots" in str(outcomes[4])
 
 
+async def test_a_failing_simulator_call_fails_only_its_own_circuits() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=8, isolation="thread")
+    prepared = backend.prepare(bell())
+    outcomes = await backend.run(
+        [
+            job(prepared, shots=100, key="a"),
+            job(prepared, shots=100, key="b", method="no_such_method"),
+            job(prepared, shots=100, key="c"),
+        ]
+    )
+    assert isinstance(outcomes[0], dict) and isinstance(outcomes[2], dict)
+    assert isinstance(outcomes[1], PermanentBackendError)
+    assert "no_such_method" in str(outcomes[1])
+
+
 async def test_circuits_wider_than_the_device() -> None:
     backend = QiskitBackend(fake_provider.FakeManilaV2(), seed=9, isolation="thread")
     wide = QuantumCircuit(6, 6)
@@ -354,3 +369,20 @@ async def test_a_backend_that_is_not_simulated_here_runs_through_its_own_run() -
     for counts in outcomes:
         assert isinstance(counts, dict) and set(counts) == {"00", "11"}
         assert sum(counts.values()) == 200
+
+
+def test_error_classification() -> None:
+    from qiskit.exceptions import QiskitError
+
+    from logosq_os_scheduler.backends._aer_worker import classify
+
+    assert classify(MemoryError()) == "transient"
+    assert classify(ConnectionResetError()) == "transient"
+    assert classify(QiskitError("bad circuit")) == "permanent"
+    assert classify(RuntimeError("Invalid simulation method (x).")) == "permanent"
+    assert classify(ValueError("bad option")) == "permanent"
+
+    class Unknown(Exception):
+        pass
+
+    assert classify(Unknown()) == "transient"

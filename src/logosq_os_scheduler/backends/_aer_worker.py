@@ -2,9 +2,11 @@
 
 The same code serves both. In a thread, :class:`QiskitBackend` calls :func:`execute` with a
 :class:`SimulatorCache` it owns. In a process, this file runs as a script
-(``python _aer_worker.py``) and :func:`main` answers requests framed on its stdin/stdout. It
-imports nothing from the package and Qiskit only inside functions, so the worker starts
-without the package on its path and the package imports it without Qiskit.
+(``python _aer_worker.py``, started with :mod:`subprocess`, so the user's ``__main__`` is
+never re-imported as ``multiprocessing``'s spawn would) and :func:`main` answers requests
+framed on its stdin/stdout. It imports nothing from the package and Qiskit only inside
+functions, so the worker starts without the package on its path and the package imports it
+without Qiskit.
 
 Two things make a small circuit on a large device model cheap, and both live here:
 
@@ -32,6 +34,7 @@ import os
 import pickle
 import struct
 import sys
+import threading
 from typing import Any, BinaryIO, Literal
 
 __all__ = [
@@ -94,10 +97,12 @@ class SimulatorCache:
     """Simulation sources and the simulators built from them.
 
     Invariant: ``_sources`` only grows (one or two entries per backend); ``_simulators``
-    holds at most ``capacity`` entries, least recently used dropped first.
+    holds at most ``capacity`` entries, least recently used dropped first. Safe to share
+    between threads (a backend running several jobs at once in worker threads).
     """
 
     def __init__(self, capacity: int = _SIMULATOR_CACHE_SIZE) -> None:
+        self._lock = threading.Lock()
         self._capacity = capacity
         self._sources: dict[str, tuple[str, Any]] = {}
         self._simulators: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
@@ -110,21 +115,25 @@ class SimulatorCache:
         """Register a source (``("device", target)`` or ``("aer", simulator)``, or bytes)."""
         if isinstance(source, bytes):
             source = pickle.loads(source)
-        self._sources[key] = source
+        with self._lock:
+            self._sources[key] = source
 
     def simulator(self, key: str, mode: Mode, qubits: tuple[int, ...] | None) -> Any:
         """The simulator for a source, mode and qubit set, built on first use."""
         cache_key = (key, mode, qubits if mode == "active" else None)
-        sim = self._simulators.get(cache_key)
-        if sim is not None:
-            self._simulators.move_to_end(cache_key)
+        # Held while building too: builds are rare, and two threads building the same
+        # simulator at once would only waste the time of one.
+        with self._lock:
+            sim = self._simulators.get(cache_key)
+            if sim is not None:
+                self._simulators.move_to_end(cache_key)
+                return sim
+            kind, value = self._sources[key]
+            sim = _build_simulator(kind, value, mode, qubits)
+            self._simulators[cache_key] = sim
+            if len(self._simulators) > self._capacity:
+                self._simulators.popitem(last=False)
             return sim
-        kind, value = self._sources[key]
-        sim = _build_simulator(kind, value, mode, qubits)
-        self._simulators[cache_key] = sim
-        if len(self._simulators) > self._capacity:
-            self._simulators.popitem(last=False)
-        return sim
 
 
 class _TargetBackend:
@@ -226,13 +235,15 @@ def classify(exc: BaseException) -> Kind:
     """Whether an error from Qiskit or Aer may pass (transient) or never will (permanent).
 
     Resource and I/O problems may pass; errors Qiskit raises about the circuit or the
-    options (``QiskitError`` and its family, ``ValueError``, ``TypeError``) will not.
-    Anything else is treated as transient: a retry is cheaper than a wrongly lost task, and
-    the scheduler's retry budget bounds it.
+    options (``QiskitError`` and its family, ``ValueError``, ``TypeError``) will not, nor
+    will a ``RuntimeError``, which is how Aer's C++ core reports an invalid option, an
+    unsupported instruction or a circuit too large for memory. Anything else is treated as
+    transient: a retry is cheaper than a wrongly lost task, and the scheduler's retry budget
+    bounds it.
     """
     if isinstance(exc, MemoryError | OSError | TimeoutError | ConnectionError):
         return "transient"
-    if isinstance(exc, ValueError | TypeError | KeyError | IndexError):
+    if isinstance(exc, ValueError | TypeError | KeyError | IndexError | RuntimeError):
         return "permanent"
     if any(cls.__module__.split(".")[0] in ("qiskit", "qiskit_aer") for cls in type(exc).__mro__):
         return "permanent"
