@@ -160,8 +160,7 @@ async def test_a_circuit_needing_all_to_all_fails_on_a_coupling_map() -> None:
     triangle = CircuitSpec(3, [(0, 1), (1, 2), (0, 2)])
     outcomes = await backend.run([CircuitJob(triangle, 10, 1, "t")])
     assert isinstance(outcomes[0], PermanentBackendError)
-    with pytest.raises(PermanentBackendError, match="all-to-all"):
-        backend.prepare(triangle)
+    assert "all-to-all" in str(outcomes[0])
 
 
 async def test_an_oversized_job_is_refused() -> None:

@@ -386,3 +386,14 @@ def test_error_classification() -> None:
         pass
 
     assert classify(Unknown()) == "transient"
+
+
+def test_as_backend_wraps_qiskit_backends_only() -> None:
+    from logosq_os_scheduler.backends import MockBackend, as_backend
+
+    mock = MockBackend()
+    assert as_backend(mock) is mock
+    wrapped = as_backend(AerSimulator(), name="aer")
+    assert isinstance(wrapped, QiskitBackend) and wrapped.name == "aer"
+    with pytest.raises(InvalidConfigError, match="got str"):
+        as_backend("aer")

@@ -1,8 +1,9 @@
 """Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends.
 
 Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
-:func:`default_backend` and :class:`MissingExtraError` are loaded on first access, and Qiskit
-itself only when a Qiskit backend is built or OpenQASM text is parsed.
+:func:`as_backend`, :func:`default_backend` and :class:`MissingExtraError` are loaded on
+first access, and Qiskit itself only when a Qiskit backend is built or OpenQASM text is
+parsed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from ._circuits import (
 from ._mock import MockBackend, MockBackendStats, MockJobRecord
 
 if _TYPE_CHECKING:
-    from ._qiskit import MissingExtraError, PreparedCircuit, QiskitBackend, default_backend
+    from ._qiskit import (
+        MissingExtraError,
+        PreparedCircuit,
+        QiskitBackend,
+        as_backend,
+        default_backend,
+    )
 
 __all__ = [
     "Backend",
@@ -39,6 +46,7 @@ __all__ = [
     "QiskitBackend",
     "SupportsNumQubits",
     "analyze_circuit",
+    "as_backend",
     "default_backend",
     "normalize_circuit",
 ]
@@ -48,6 +56,7 @@ _LAZY = {
     "MissingExtraError": "._qiskit",
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
+    "as_backend": "._qiskit",
     "default_backend": "._qiskit",
 }
 

@@ -32,7 +32,7 @@ from .._errors import (
     TransientBackendError,
 )
 from ._base import Backend, CircuitJob, Counts, JobOutcome
-from ._circuits import _is_quantum_circuit, analyze_circuit, normalize_circuit
+from ._circuits import CircuitSpec, _is_quantum_circuit, analyze_circuit, normalize_circuit
 from ._sampling import multinomial_counts, uniform_counts
 
 __all__ = ["MockBackend", "MockBackendStats", "MockJobRecord"]
@@ -347,21 +347,14 @@ class MockBackend(Backend):
 
     # --- running ----------------------------------------------------------------------------
 
-    def prepare(self, circuit: Any) -> Any:
-        """Normalize the circuit and check that this backend can run it.
-
-        Raises:
-            InvalidTaskError: If the circuit is malformed (see :func:`normalize_circuit`).
-            PermanentBackendError: If it needs more qubits or connectivity than this has.
-        """
-        normalized = normalize_circuit(circuit)
-        reason = self.check_requirements(analyze_circuit(normalized))
-        if reason is not None:
-            raise PermanentBackendError(self._name, f"cannot run this circuit: {reason}")
-        return normalized
+    # prepare() is the base one (circuits run as given): a mock has nothing to compile, and
+    # a scheduler can skip the call. run() checks each circuit against the backend instead.
 
     async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
         """Run one job (see :meth:`Backend.run`), with the configured latency and faults.
+
+        Each circuit is checked against the backend's qubits and connectivity; one that does
+        not fit fails alone with :class:`PermanentBackendError`.
 
         Raises:
             BackendUnavailableError: If it is down, or went down while the job ran.
@@ -403,7 +396,7 @@ class MockBackend(Backend):
         self._active += 1
         self._max_active = max(self._max_active, self._active)
         shots = sum(jobs[i].shots for i in own)
-        outcome = "cancelled"
+        status = "cancelled"
         try:
             if hang:
                 self._hung += 1
@@ -414,11 +407,11 @@ class MockBackend(Backend):
                     self._hanging -= 1
             await self._sleep(self._fixed_latency + self._per_circuit_latency * len(own))
             if self._down:
-                outcome = "unavailable"
+                status = "unavailable"
                 self._unavailable += 1
                 raise BackendUnavailableError(self._name, "went down while the job ran")
             if fail:
-                outcome = "failed"
+                status = "failed"
                 self._failed += 1
                 raise TransientBackendError(self._name, "injected transient job failure")
             for i in own:
@@ -426,19 +419,19 @@ class MockBackend(Backend):
             self._settle(jobs, own, outcomes, owned)
             for i, future in waits:
                 outcomes[i] = await _outcome_of(future, self._name)
-            outcome = "completed"
+            status = "completed"
             self._completed += 1
         except BaseException as exc:
-            if outcome == "cancelled":
+            if status == "cancelled":
                 if isinstance(exc, asyncio.CancelledError):
                     self._cancelled += 1
                 else:
-                    outcome = "error"  # an injected sleep raised, or a bug: not a fault we drew
+                    status = "error"  # an injected sleep raised, or a bug: not a fault we drew
             self._abandon(owned, exc)
             raise
         finally:
             self._active -= 1
-            self._record(started, len(jobs), len(own), shots, outcome)
+            self._record(started, len(jobs), len(own), shots, status)
         return [outcome for outcome in outcomes if outcome is not None]
 
     def _claim(
@@ -477,7 +470,14 @@ class MockBackend(Backend):
         try:
             if job.shots < 1:
                 raise PermanentBackendError(self._name, f"shots must be >= 1, got {job.shots}")
-            reason = self.check_requirements(analyze_circuit(job.circuit))
+            circuit = job.circuit
+            if isinstance(circuit, CircuitSpec) and self._coupling is None:
+                # All-to-all: only the width matters, and a spec declares it.
+                reason = None
+                if circuit.num_qubits > self._num_qubits:
+                    reason = f"has {self._num_qubits} qubits, circuit needs {circuit.num_qubits}"
+            else:
+                reason = self.check_requirements(analyze_circuit(circuit))
             if reason is not None:
                 raise PermanentBackendError(self._name, f"cannot run this circuit: {reason}")
             if self._circuit_failure_rate > 0.0 and rng.random() < self._circuit_failure_rate:

@@ -56,7 +56,13 @@ from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, norm
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
 
-__all__ = ["MissingExtraError", "PreparedCircuit", "QiskitBackend", "default_backend"]
+__all__ = [
+    "MissingExtraError",
+    "PreparedCircuit",
+    "QiskitBackend",
+    "as_backend",
+    "default_backend",
+]
 
 NoiseMode = Literal["active", "full", "none"]
 Isolation = Literal["auto", "thread", "process"]
@@ -757,6 +763,36 @@ def default_backend() -> QiskitBackend:
             "qiskit", "running quantum tasks with no backend registered (the local simulator)"
         ) from exc
     return QiskitBackend(AerSimulator(), name="aer")
+
+
+def as_backend(backend: object, name: str | None = None) -> Backend:
+    """What ``register_backend(name, backend)`` registers: a :class:`Backend` as it is, a
+    Qiskit ``BackendV2`` wrapped in a :class:`QiskitBackend` named ``name``.
+
+    Qiskit is imported only to recognise a Qiskit backend, never for a :class:`Backend`.
+
+    Args:
+        backend: A :class:`Backend` or a Qiskit ``BackendV2``.
+        name: The name to give a wrapped Qiskit backend (default: its own name).
+
+    Returns:
+        The backend to register.
+
+    Raises:
+        InvalidConfigError: If ``backend`` is neither.
+    """
+    if isinstance(backend, Backend):
+        return backend
+    if sys.modules.get("qiskit") is not None:  # a BackendV2 cannot exist without qiskit
+        from qiskit.providers import BackendV2
+
+        if isinstance(backend, BackendV2):
+            return QiskitBackend(backend, name=name)
+    raise InvalidConfigError(
+        "backend",
+        "expected a logosq_os_scheduler Backend or a qiskit BackendV2, "
+        f"got {type(backend).__name__}",
+    )
 
 
 def _job_error(backend: str, kind: str, message: str) -> BackendError:

@@ -69,10 +69,10 @@ def _binomial_btrs(rng: random.Random, n: int, p: float) -> int:
     a = -0.0873 + 0.0248 * b + 0.01 * p
     c = n * p + 0.5
     v_r = 0.92 - 4.2 / b
-    alpha = (2.83 + 5.1 / b) * spq
-    lpq = math.log(p / q)
-    m = math.floor((n + 1) * p)
-    h = math.lgamma(m + 1) + math.lgamma(n - m + 1)
+    # The exact acceptance test needs these; most draws pass the cheap squeeze before it.
+    ready = False
+    alpha = lpq = h = 0.0
+    m = 0
     while True:
         u = rng.random() - 0.5
         v = rng.random()
@@ -84,6 +84,12 @@ def _binomial_btrs(rng: random.Random, n: int, p: float) -> int:
             continue
         if us >= 0.07 and v <= v_r:
             return k
+        if not ready:
+            alpha = (2.83 + 5.1 / b) * spq
+            lpq = math.log(p / q)
+            m = math.floor((n + 1) * p)
+            h = math.lgamma(m + 1) + math.lgamma(n - m + 1)
+            ready = True
         v *= alpha / (a / (us * us) + b)
         if (
             v > 0.0
