@@ -1,15 +1,74 @@
-"""Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends."""
+"""Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends.
+
+Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
+:func:`as_backend`, :func:`default_backend` and :class:`MissingExtraError` are loaded on
+first access, and Qiskit itself only when a Qiskit backend is built or OpenQASM text is
+parsed.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._base import Backend, CircuitJob, CircuitRequirements, Counts, JobOutcome
-from ._circuits import CircuitSpec, analyze_circuit, normalize_circuit
+from ._circuits import (
+    CircuitParseError,
+    CircuitSpec,
+    SupportsNumQubits,
+    analyze_circuit,
+    normalize_circuit,
+)
+from ._mock import MockBackend, MockBackendStats, MockJobRecord
+
+if _TYPE_CHECKING:
+    from ._qiskit import (
+        MissingExtraError,
+        PreparedCircuit,
+        QiskitBackend,
+        as_backend,
+        default_backend,
+    )
 
 __all__ = [
     "Backend",
     "CircuitJob",
+    "CircuitParseError",
     "CircuitRequirements",
     "CircuitSpec",
     "Counts",
     "JobOutcome",
+    "MissingExtraError",
+    "MockBackend",
+    "MockBackendStats",
+    "MockJobRecord",
+    "PreparedCircuit",
+    "QiskitBackend",
+    "SupportsNumQubits",
     "analyze_circuit",
+    "as_backend",
+    "default_backend",
     "normalize_circuit",
 ]
+
+# Public names whose module is loaded only when first asked for.
+_LAZY = {
+    "MissingExtraError": "._qiskit",
+    "PreparedCircuit": "._qiskit",
+    "QiskitBackend": "._qiskit",
+    "as_backend": "._qiskit",
+    "default_backend": "._qiskit",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -72,8 +72,9 @@ class CircuitJob:
     """One circuit within a backend job.
 
     Attributes:
-        circuit: The circuit as the backend takes it (a Qiskit ``QuantumCircuit`` for Qiskit
-            backends; anything with ``num_qubits`` for mocks).
+        circuit: The circuit as the backend takes it: what its :meth:`Backend.prepare`
+            returned (a ``PreparedCircuit`` for Qiskit backends; anything with
+            ``num_qubits`` for mocks).
         shots: How many shots to take.
         task_id: The scheduler task it belongs to.
         idempotency_key: Unique per task and attempt-independent: a backend that remembers
@@ -173,10 +174,24 @@ class Backend(abc.ABC):
     def prepare(self, circuit: Any) -> Any:
         """Turn a submitted circuit into what :meth:`run` takes (transpile, ...).
 
-        Called once per task before it is queued here; may raise ``PermanentBackendError`` if
-        the circuit can never run on this backend. The default returns the circuit unchanged.
+        Called once per task and backend before it is queued there: what it returns belongs
+        to this backend, so a task moved to another backend is prepared again from its
+        original circuit. May raise ``PermanentBackendError`` if the circuit can never run
+        on this backend. The default returns the circuit unchanged.
         """
         return circuit
+
+    async def aprepare(self, circuit: Any) -> Any:
+        """:meth:`prepare` for callers on the event loop.
+
+        Backends whose preparation can take long (transpiling a large circuit) override it to
+        do the work off the loop. The default calls :meth:`prepare` inline.
+        """
+        return self.prepare(circuit)
+
+    async def start(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Start what the backend runs on (worker processes, connections) ahead of the
+        first job. Optional: :meth:`run` starts them lazily otherwise."""
 
     @abc.abstractmethod
     async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:

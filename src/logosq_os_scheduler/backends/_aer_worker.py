@@ -1,0 +1,378 @@
+"""Where :class:`QiskitBackend` simulations run: in a worker thread or a worker process.
+
+The same code serves both. In a thread, :class:`QiskitBackend` calls :func:`execute` with a
+:class:`SimulatorCache` it owns. In a process, this file runs as a script
+(``python _aer_worker.py``, started with :mod:`subprocess`, so the user's ``__main__`` is
+never re-imported as ``multiprocessing``'s spawn would) and :func:`main` answers requests
+framed on its stdin/stdout. It imports nothing from the package and Qiskit only inside
+functions, so the worker starts without the package on its path and the package imports it
+without Qiskit.
+
+Two things make a small circuit on a large device model cheap, and both live here:
+
+* **Active-qubit noise.** A device noise model (FakeBrisbane: 127 qubits) is shipped to the
+  simulator's C++ core on every run, which alone costs about a second. The simulator built
+  here carries noise only for the physical qubits the batch's circuits touch: a copy of the
+  device ``Target`` restricted to those qubits (renumbered 0..k-1) is turned into a noise
+  model with Aer's own ``NoiseModel.from_backend``, and each circuit is remapped onto the same
+  k qubits. Idle qubits carry no operations, so their noise never acted on the result: the
+  counts are the same as with the full model (the tests check this with equal seeds).
+* **Caching.** Simulators are kept per (source, noise mode, qubit set), newest 32.
+
+Protocol (process mode): each message is an 8-byte big-endian length and a pickle. A request
+is a :class:`Request`; the reply is ``("ok", [outcome, ...])`` or ``("job-error", kind,
+message)`` where kind is ``"transient"`` or ``"permanent"``, and an outcome is ``("counts",
+dict)`` or ``("error", kind, message)``. Exceptions never cross the pipe: not every Qiskit
+exception survives a pickle round trip.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pickle
+import struct
+import sys
+import threading
+from typing import Any, BinaryIO, Literal
+
+__all__ = [
+    "JobFailure",
+    "Request",
+    "SimulatorCache",
+    "classify",
+    "compact_circuit",
+    "execute",
+    "is_rust_panic",
+    "main",
+    "restricted_target",
+]
+
+Mode = Literal["active", "full", "none", "native"]
+Kind = Literal["transient", "permanent"]
+Outcome = tuple[Any, ...]
+"""``("counts", dict)`` or ``("error", kind, message)``."""
+
+_HEADER = struct.Struct(">Q")
+_SIMULATOR_CACHE_SIZE = 32
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """One batch for one simulator.
+
+    Attributes:
+        source: Key of the simulation source (a device target or an AerSimulator).
+        sources: Sources the receiver may not have yet: key to ``("device", target)`` or
+            ``("aer", simulator)``, pickled as bytes for a process.
+        mode: ``"active"``/``"full"``/``"none"`` for a device source, ``"native"`` for an
+            AerSimulator source.
+        qubits: For ``"active"`` and ``"none"``: the physical qubits to keep, sorted; every
+            circuit is remapped onto them.
+        circuits: The transpiled circuits (pickled as bytes for a process).
+        shots: Shots per circuit.
+        options: Extra ``run()`` options (``seed_simulator``, ...).
+    """
+
+    source: str
+    sources: dict[str, Any]
+    mode: Mode
+    qubits: tuple[int, ...] | None
+    circuits: list[Any]
+    shots: int
+    options: dict[str, Any]
+
+
+class JobFailure(Exception):
+    """The whole batch failed; ``kind`` says whether retrying may help."""
+
+    def __init__(self, kind: Kind, message: str) -> None:
+        super().__init__(message)
+        self.kind: Kind = kind
+        self.message = message
+
+
+class SimulatorCache:
+    """Simulation sources and the simulators built from them.
+
+    Invariant: ``_sources`` only grows (one or two entries per backend); ``_simulators``
+    holds at most ``capacity`` entries, least recently used dropped first. Safe to share
+    between threads (a backend running several jobs at once in worker threads).
+    """
+
+    def __init__(self, capacity: int = _SIMULATOR_CACHE_SIZE) -> None:
+        self._lock = threading.Lock()
+        self._capacity = capacity
+        self._sources: dict[str, tuple[str, Any]] = {}
+        self._simulators: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+
+    def has_source(self, key: str) -> bool:
+        """Whether the source ``key`` is known."""
+        return key in self._sources
+
+    def add_source(self, key: str, source: Any) -> None:
+        """Register a source (``("device", target)`` or ``("aer", simulator)``, or bytes)."""
+        if isinstance(source, bytes):
+            source = pickle.loads(source)
+        with self._lock:
+            self._sources[key] = source
+
+    def simulator(self, key: str, mode: Mode, qubits: tuple[int, ...] | None) -> Any:
+        """The simulator for a source, mode and qubit set, built on first use."""
+        cache_key = (key, mode, qubits if mode == "active" else None)
+        # Held while building too: builds are rare, and two threads building the same
+        # simulator at once would only waste the time of one.
+        with self._lock:
+            sim = self._simulators.get(cache_key)
+            if sim is not None:
+                self._simulators.move_to_end(cache_key)
+                return sim
+            kind, value = self._sources[key]
+            sim = _build_simulator(kind, value, mode, qubits)
+            self._simulators[cache_key] = sim
+            if len(self._simulators) > self._capacity:
+                self._simulators.popitem(last=False)
+            return sim
+
+
+class _TargetBackend:
+    """Just enough of a BackendV2 for ``NoiseModel.from_backend``: a version and a Target."""
+
+    version = 2
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.operation_names = list(target.operation_names)
+        self.dt = target.dt
+
+
+def _build_simulator(kind: str, value: Any, mode: Mode, qubits: tuple[int, ...] | None) -> Any:
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.noise import NoiseModel
+
+    if kind == "aer":
+        return value
+    target = value
+    if mode == "none":
+        return AerSimulator()
+    if mode == "full":
+        return AerSimulator(noise_model=NoiseModel.from_backend(_TargetBackend(target)))
+    if mode == "active":
+        assert qubits is not None
+        sub = restricted_target(target, qubits)
+        return AerSimulator(noise_model=NoiseModel.from_backend(_TargetBackend(sub)))
+    raise ValueError(f"unknown noise mode {mode!r}")
+
+
+def restricted_target(target: Any, qubits: tuple[int, ...]) -> Any:
+    """A copy of ``target`` keeping only ``qubits``, renumbered ``0..len(qubits)-1``.
+
+    Every instruction keeps its properties (error, duration) on the qubits kept; qubit
+    properties (T1, T2, frequency) and timing constraints come along.
+    """
+    from qiskit.transpiler import Target
+
+    index = {physical: i for i, physical in enumerate(qubits)}
+    qubit_properties = target.qubit_properties
+    sub = Target(
+        num_qubits=len(qubits),
+        dt=target.dt,
+        granularity=target.granularity,
+        min_length=target.min_length,
+        pulse_alignment=target.pulse_alignment,
+        acquire_alignment=target.acquire_alignment,
+        qubit_properties=[qubit_properties[q] for q in qubits] if qubit_properties else None,
+    )
+    for name in target.operation_names:
+        operation = target.operation_from_name(name)
+        if isinstance(operation, type):
+            sub.add_instruction(operation, name=name)  # variadic (control flow): no qargs
+            continue
+        properties = target[name]
+        if properties is None or None in properties:
+            sub.add_instruction(
+                operation, None if properties is None else dict(properties), name=name
+            )
+            continue
+        kept = {
+            tuple(index[q] for q in qargs): props
+            for qargs, props in properties.items()
+            if all(q in index for q in qargs)
+        }
+        if kept:
+            sub.add_instruction(operation, kept, name=name)
+    return sub
+
+
+def compact_circuit(circuit: Any, qubits: tuple[int, ...]) -> Any:
+    """``circuit`` with physical qubit ``qubits[i]`` renamed qubit ``i`` (others dropped).
+
+    Classical bits and registers are kept as they are, so the counts keys do not change.
+    Every qubit the circuit acts on must be in ``qubits``.
+    """
+    from qiskit import QuantumCircuit, QuantumRegister
+
+    index = {physical: i for i, physical in enumerate(qubits)}
+    out = QuantumCircuit(
+        QuantumRegister(len(qubits), "q"),
+        name=circuit.name,
+        global_phase=circuit.global_phase,
+        metadata=circuit.metadata,
+    )
+    out.add_bits([bit for bit in circuit.clbits])
+    for creg in circuit.cregs:
+        out.add_register(creg)
+    position = {bit: i for i, bit in enumerate(circuit.qubits)}
+    new_qubits = out.qubits
+    for instruction in circuit.data:
+        mapped = [new_qubits[index[position[q]]] for q in instruction.qubits]
+        out.append(instruction.operation, mapped, instruction.clbits, copy=False)
+    return out
+
+
+def classify(exc: BaseException) -> Kind:
+    """Whether an error from Qiskit or Aer may pass (transient) or never will (permanent).
+
+    Resource and I/O problems may pass; errors Qiskit raises about the circuit or the
+    options (``QiskitError`` and its family, ``ValueError``, ``TypeError``) will not, nor
+    will a ``RuntimeError``, which is how Aer's C++ core reports an invalid option, an
+    unsupported instruction or a circuit too large for memory. Anything else is treated as
+    transient: a retry is cheaper than a wrongly lost task, and the scheduler's retry budget
+    bounds it.
+    """
+    if isinstance(exc, MemoryError | OSError | TimeoutError | ConnectionError):
+        return "transient"
+    if isinstance(exc, ValueError | TypeError | KeyError | IndexError | RuntimeError):
+        return "permanent"
+    if any(cls.__module__.split(".")[0] in ("qiskit", "qiskit_aer") for cls in type(exc).__mro__):
+        return "permanent"
+    return "transient"
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    text = message if isinstance(message, str) else str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def execute(cache: SimulatorCache, request: Request) -> list[Outcome]:
+    """Run a request's circuits as one simulator call; one outcome per circuit.
+
+    If the whole call fails for a reason that is the circuits' (permanent), each circuit is
+    run alone, so that one bad circuit does not fail its neighbours.
+
+    Raises:
+        JobFailure: The batch failed as a whole for a passing reason (or a lone circuit's
+            failure could not be told apart from the batch's).
+    """
+    try:
+        for key, source in request.sources.items():
+            if not cache.has_source(key):
+                cache.add_source(key, source)
+        circuits = [pickle.loads(c) if isinstance(c, bytes) else c for c in request.circuits]
+        try:
+            simulator = cache.simulator(request.source, request.mode, request.qubits)
+            if request.mode in ("active", "none"):
+                assert request.qubits is not None
+                circuits = [compact_circuit(c, request.qubits) for c in circuits]
+        except Exception as exc:
+            raise JobFailure(
+                classify(exc), f"could not set up the simulator: {_describe(exc)}"
+            ) from exc
+        return _run_batch(simulator, circuits, request.shots, request.options)
+    except BaseException as exc:
+        # Qiskit's Rust core panics with a BaseException that `except Exception` misses;
+        # it means this input crashed Qiskit, which retrying will not change.
+        if is_rust_panic(exc):
+            raise JobFailure("permanent", f"Qiskit crashed (Rust panic: {exc})") from exc
+        raise
+
+
+def is_rust_panic(exc: BaseException) -> bool:
+    """True for a pyo3 ``PanicException`` (recognised by name: each extension has its own)."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
+
+
+def _run_batch(
+    simulator: Any, circuits: list[Any], shots: int, options: dict[str, Any]
+) -> list[Outcome]:
+    try:
+        result = simulator.run(circuits, shots=shots, **options).result()
+    except Exception as exc:
+        kind = classify(exc)
+        if kind == "permanent" and len(circuits) > 1:
+            outcomes: list[Outcome] = []
+            for circuit in circuits:
+                try:
+                    outcomes.extend(_run_batch(simulator, [circuit], shots, options))
+                except JobFailure as failure:
+                    outcomes.append(("error", failure.kind, failure.message))
+            return outcomes
+        raise JobFailure(kind, _describe(exc)) from exc
+    outcomes = []
+    for i, experiment in enumerate(result.results):
+        if not experiment.success:
+            status = getattr(experiment, "status", "") or "the simulator reported a failure"
+            outcomes.append(("error", "permanent", str(status)))
+            continue
+        try:
+            counts = result.get_counts(i)
+        except Exception as exc:
+            outcomes.append(("error", "permanent", f"no counts: {_describe(exc)}"))
+            continue
+        outcomes.append(("counts", {str(k): int(v) for k, v in counts.items()}))
+    if len(outcomes) != len(circuits):
+        raise JobFailure(
+            "transient",
+            f"the simulator returned {len(outcomes)} results for {len(circuits)} circuits",
+        )
+    return outcomes
+
+
+# --- process mode ---------------------------------------------------------------------------
+
+
+def read_message(stream: BinaryIO) -> Any:
+    """Read one framed pickle; None at end of stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+def frame(message: Any) -> bytes:
+    """One framed pickle, ready to write."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def main() -> None:
+    """Serve requests on stdin, replying on the original stdout, until stdin closes."""
+    # The protocol owns the original stdout; anything else that prints (a library warning)
+    # goes to stderr instead of corrupting a frame.
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    requests = sys.stdin.buffer
+    cache = SimulatorCache()
+    while True:
+        request = read_message(requests)
+        if request is None:
+            return
+        try:
+            reply: tuple[Any, ...] = ("ok", execute(cache, request))
+        except JobFailure as failure:
+            reply = ("job-error", failure.kind, failure.message)
+        except Exception as exc:  # never let one bad request take the worker down
+            reply = ("job-error", classify(exc), _describe(exc))
+        protocol_out.write(frame(reply))
+        protocol_out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""QiskitBackend on real Qiskit backends: Aer, GenericBackendV2 and offline IBM device models."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import pytest
+
+qiskit = pytest.importorskip("qiskit")
+qiskit_aer = pytest.importorskip("qiskit_aer")
+fake_provider = pytest.importorskip("qiskit_ibm_runtime.fake_provider")
+
+from qiskit import QuantumCircuit  # noqa: E402
+from qiskit.providers.basic_provider import BasicSimulator  # noqa: E402
+from qiskit.providers.fake_provider import GenericBackendV2  # noqa: E402
+from qiskit_aer import AerSimulator  # noqa: E402
+
+from logosq_os_scheduler import (  # noqa: E402
+    InvalidConfigError,
+    InvalidTaskError,
+    PermanentBackendError,
+    SchedulerError,
+    TransientBackendError,
+)
+from logosq_os_scheduler.backends import (  # noqa: E402
+    CircuitJob,
+    CircuitSpec,
+    MissingExtraError,
+    PreparedCircuit,
+    QiskitBackend,
+    analyze_circuit,
+    default_backend,
+)
+
+pytestmark = pytest.mark.qiskit
+
+BELL_QASM2 = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
+BELL_QASM3 = (
+    'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nbit[2] c;\n'
+    "h q[0];\ncx q[0], q[1];\nc = measure q;\n"
+)
+
+
+def bell() -> QuantumCircuit:
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    return qc
+
+
+def job(circuit: Any, shots: int = 4000, key: str = "k", **options: Any) -> CircuitJob:
+    return CircuitJob(circuit, shots=shots, task_id=0, idempotency_key=key, options=options)
+
+
+def tvd(a: dict[str, int], b: dict[str, int]) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in set(a) | set(b))
+
+
+async def test_bell_on_aer_is_half_00_half_11() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=1, isolation="thread")
+    (counts,) = await backend.run([job(backend.prepare(bell()))])
+    assert isinstance(counts, dict)
+    assert set(counts) == {"00", "11"}
+    assert sum(counts.values()) == 4000
+    assert abs(counts["00"] - 2000) < 200  # about 6 standard deviations
+    assert backend.execution == "aer" and backend.coupling_map is None and backend.all_to_all
+
+
+async def test_qasm2_and_qasm3_programs_run() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=2, isolation="thread")
+    outcomes = await backend.run([job(BELL_QASM2, key="a"), job(BELL_QASM3, key="b")])
+    for counts in outcomes:
+        assert isinstance(counts, dict) and set(counts) == {"00", "11"}
+        assert sum(counts.values()) == 4000
+
+
+async def test_device_model_noise_active_equals_full_and_is_close_to_native() -> None:
+    device = fake_provider.FakeManilaV2()
+    active = QiskitBackend(device, noise="active", seed=3, isolation="thread")
+    full = QiskitBackend(device, noise="full", seed=3, isolation="thread")
+    (a,) = await active.run([job(active.prepare(bell()), shots=8000)])
+    (f,) = await full.run([job(full.prepare(bell()), shots=8000)])
+    assert isinstance(a, dict) and isinstance(f, dict)
+    # The device's noise shows: some shots land on 01 and 10.
+    assert a.get("01", 0) + a.get("10", 0) > 0
+    # Noise on idle qubits never touched the result: with equal seeds the counts are equal.
+    assert a == f
+    # The device model's own run() (its noise model built from its JSON properties rather
+    # than its Target) agrees within sampling noise.
+    native = device.run(active.prepare(bell()).circuit, shots=8000, seed_simulator=3).result()
+    assert tvd(a, native.get_counts()) < 0.05
+    assert active.execution == "aer-active-noise" and full.execution == "aer-full-noise"
+
+
+async def test_noise_none_on_a_device_model_is_ideal() -> None:
+    backend = QiskitBackend(fake_provider.FakeManilaV2(), noise="none", seed=4, isolation="thread")
+    (counts,) = await backend.run([job(bell())])
+    assert isinstance(counts, dict) and set(counts) == {"00", "11"}
+
+
+async def test_bell_on_fake_brisbane_runs_offline_with_noise(
+    record_property: Any,
+) -> None:
+    backend = QiskitBackend(fake_provider.FakeBrisbane(), seed=5, isolation="thread")
+    prepared = backend.prepare(bell())
+    assert backend.num_qubits == 127 and len(prepared.physical_qubits) == 2
+    await backend.run([job(prepared, key="warm-up")])  # builds the 2-qubit noise model once
+    started = time.perf_counter()
+    (counts,) = await backend.run([job(prepared)])
+    per_run = time.perf_counter() - started
+    record_property("fake_brisbane_bell_seconds_per_run", per_run)
+    print(f"FakeBrisbane Bell, active-qubit noise: {per_run * 1e3:.1f} ms per run")
+    assert isinstance(counts, dict) and sum(counts.values()) == 4000
+    assert counts.get("01", 0) + counts.get("10", 0) > 0
+
+
+async def test_generic_backend_v2_is_simulated_with_its_noise() -> None:
+    device = GenericBackendV2(5, seed=11)
+    backend = QiskitBackend(device, seed=6, isolation="thread")
+    assert backend.execution == "aer-active-noise"
+    assert backend.error_rate is not None
+    assert backend.all_to_all  # its default coupling map joins every pair
+    (counts,) = await backend.run([job(bell())])
+    assert isinstance(counts, dict) and sum(counts.values()) == 4000
+    assert counts.get("01", 0) + counts.get("10", 0) > 0
+
+
+class CountingAer(AerSimulator):  # type: ignore[misc]
+    """A real AerSimulator that records each run() call's size and shots."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[tuple[int, int]] = []
+
+    def run(self, circuits: Any, **options: Any) -> Any:
+        self.calls.append((len(circuits), options["shots"]))
+        return super().run(circuits, **options)
+
+
+async def test_a_job_is_one_simulator_call_per_shots_group() -> None:
+    sim = CountingAer()
+    backend = QiskitBackend(sim, seed=7, isolation="thread")
+    prepared = backend.prepare(bell())
+    jobs = [job(prepared, shots=100, key=f"a{i}") for i in range(10)]
+    jobs += [job(prepared, shots=300, key=f"b{i}") for i in range(5)]
+    outcomes = await backend.run(jobs)
+    assert sorted(sim.calls) == [(5, 300), (10, 100)]
+    assert [sum(o.values()) for o in outcomes if isinstance(o, dict)] == [100] * 10 + [300] * 5
+
+
+async def test_one_bad_circuit_does_not_fail_its_neighbours() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=8, isolation="thread")
+    unmeasured = QuantumCircuit(2)
+    unmeasured.h(0)
+    outcomes = await backend.run(
+        [
+            job(bell(), key="good-1"),
+            job(CircuitSpec(2), key="spec"),
+            job(BELL_QASM3.replace("h q[0];", "h q[0]"), key="malformed"),
+            job(unmeasured, key="unmeasured"),
+            job(bell(), shots=0, key="no-shots"),
+            job(bell(), key="good-2"),
+        ]
+    )
+    assert isinstance(outcomes[0], dict) and isinstance(outcomes[5], dict)
+    assert isinstance(outcomes[1], PermanentBackendError) and "CircuitSpec" in str(outcomes[1])
+    assert isinstance(outcomes[2], InvalidTaskError) and "line 6" in str(outcomes[2])
+    assert isinstance(outcomes[3], PermanentBackendError) and "measures nothing" in str(outcomes[3])
+    assert isinstance(outcomes[4], PermanentBackendError) and "shots" in str(outcomes[4])
+
+
+async def test_a_failing_simulator_call_fails_only_its_own_circuits() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=8, isolation="thread")
+    prepared = backend.prepare(bell())
+    outcomes = await backend.run(
+        [
+            job(prepared, shots=100, key="a"),
+            job(prepared, shots=100, key="b", method="no_such_method"),
+            job(prepared, shots=100, key="c"),
+        ]
+    )
+    assert isinstance(outcomes[0], dict) and isinstance(outcomes[2], dict)
+    assert isinstance(outcomes[1], PermanentBackendError)
+    assert "no_such_method" in str(outcomes[1])
+
+
+async def test_circuits_wider_than_the_device() -> None:
+    backend = QiskitBackend(fake_provider.FakeManilaV2(), seed=9, isolation="thread")
+    wide = QuantumCircuit(6, 6)
+    wide.h(0)
+    for t in range(1, 6):
+        wide.cx(0, t)
+    wide.measure(range(6), range(6))
+    with pytest.raises(PermanentBackendError, match="cannot transpile"):
+        backend.prepare(wide)
+    # Declared on 9 qubits but acting on 2: its idle qubits are dropped and it fits.
+    sparse = QuantumCircuit(9, 2)
+    sparse.h(3)
+    sparse.cx(3, 7)
+    sparse.measure([3, 7], [0, 1])
+    assert analyze_circuit(sparse).num_qubits == 2
+    (counts,) = await backend.run([job(backend.prepare(sparse))])
+    assert isinstance(counts, dict) and sum(counts.values()) == 4000
+
+
+def test_shape_and_properties_from_the_target() -> None:
+    manila = QiskitBackend(fake_provider.FakeManilaV2(), isolation="thread")
+    assert manila.num_qubits == 5
+    # Manila is a line 0-1-2-3-4.
+    assert manila.coupling_map == frozenset(
+        {(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3)}
+    )
+    errors = sorted(p.error for p in manila.backend.target["cx"].values())
+    assert manila.error_rate == pytest.approx((errors[3] + errors[4]) / 2)  # median of 8
+    star = analyze_circuit(CircuitSpec(5, [(0, 1), (0, 2), (0, 3), (0, 4)]))
+    assert "all-to-all" in (manila.check_requirements(star) or "")
+    assert "needs 6" in (manila.check_requirements(analyze_circuit(CircuitSpec(6))) or "")
+    props = manila.properties()
+    assert props["name"] == "fake_manila" and props["num_qubits"] == 5
+    assert props["backend_class"].endswith("FakeManilaV2")
+    assert props["backend_version"] and "cx" in props["basis_gates"]
+    assert props["execution"] == "aer-active-noise"
+
+
+def test_prepare_reuses_its_work() -> None:
+    backend = QiskitBackend(AerSimulator(), isolation="thread")
+    prepared = backend.prepare(bell())
+    assert isinstance(prepared, PreparedCircuit)
+    assert backend.prepare(prepared) is prepared
+    # An equal circuit (another object) reuses the transpilation; a different angle does not.
+    assert backend.prepare(bell()).circuit is prepared.circuit
+    tilted = bell()
+    tilted.rz(0.25, 0)
+    assert backend.prepare(tilted).circuit is not prepared.circuit
+    # A custom gate's name says nothing about its definition: never served from the cache.
+    custom = QuantumCircuit(2, 2)
+    inner = QuantumCircuit(2, name="mine")
+    inner.cx(0, 1)
+    custom.append(inner.to_gate(), [0, 1])
+    custom.measure([0, 1], [0, 1])
+    assert backend.prepare(custom).circuit is not backend.prepare(custom).circuit
+    other = QiskitBackend(fake_provider.FakeManilaV2(), isolation="thread")
+    again = other.prepare(prepared)  # prepared elsewhere: prepared again from its source
+    assert again is not prepared and again.source is prepared.source
+    assert set(again.circuit.count_ops()) <= set(other.backend.target.operation_names)
+
+
+async def test_aprepare_matches_prepare_for_large_circuits() -> None:
+    backend = QiskitBackend(AerSimulator(), seed=1, isolation="thread")
+    large = QuantumCircuit(4, 4)
+    for _ in range(120):
+        large.h(0)
+        large.cx(0, 1)
+    large.measure(range(4), range(4))
+    assert large.size() > 200
+    prepared = await backend.aprepare(large)
+    assert prepared.circuit == backend.prepare(large).circuit
+
+
+async def test_the_same_seed_gives_the_same_counts() -> None:
+    async def counts(seed: int) -> list[Any]:
+        backend = QiskitBackend(fake_provider.FakeManilaV2(), seed=seed, isolation="thread")
+        prepared = backend.prepare(bell())
+        return [await backend.run([job(prepared, key=str(i))]) for i in range(3)]
+
+    first = await counts(10)
+    assert first == await counts(10)
+    assert first[0] != first[1]  # each run draws its own simulator seed
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        QiskitBackend(AerSimulator(), noise="loud")  # type: ignore[arg-type]
+    assert info.value.setting == "noise"
+    with pytest.raises(InvalidConfigError) as info:
+        QiskitBackend("not a backend")
+    assert info.value.setting == "backend"
+    with pytest.raises(InvalidConfigError):
+        QiskitBackend(AerSimulator(), optimization_level=4)
+
+
+def test_default_backend_is_aer() -> None:
+    backend = default_backend()
+    assert isinstance(backend, QiskitBackend)
+    assert (backend.name, backend.execution, backend.isolation) == ("aer", "aer", "process")
+
+
+def test_default_backend_without_aer_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "qiskit_aer", None)
+    with pytest.raises(MissingExtraError, match=r"logosq-os-scheduler\[qiskit\]") as info:
+        default_backend()
+    assert isinstance(info.value, SchedulerError) and isinstance(info.value, ImportError)
+    assert info.value.extra == "qiskit"
+
+
+@pytest.mark.timeout(120)
+async def test_process_isolation_runs_survives_a_dead_worker_and_cancellation() -> None:
+    device = fake_provider.FakeManilaV2()
+    threaded = QiskitBackend(device, seed=12, isolation="thread")
+    isolated = QiskitBackend(device, seed=12, isolation="process")
+    try:
+        await isolated.start()
+        prepared = isolated.prepare(bell())
+        assert prepared.payload is not None
+        # Same seed, same counts, wherever the simulation runs.
+        expected = await threaded.run([job(threaded.prepare(bell()))])
+        assert await isolated.run([job(prepared)]) == expected
+
+        # A worker that dies fails the job transiently; the next job gets a fresh worker.
+        pool = isolated._pool
+        assert pool is not None
+        (worker,) = pool._all
+        worker.process.kill()
+        worker.process.wait()
+        with pytest.raises(TransientBackendError, match="worker process died"):
+            await isolated.run([job(prepared)])
+        (counts,) = await isolated.run([job(prepared)])
+        assert isinstance(counts, dict) and sum(counts.values()) == 4000
+
+        # Cancelled mid-job: the worker is killed, the slot given back, the next job runs.
+        # (Wherever the cancellation lands, before or during the exchange, that holds.)
+        heavy = [job(prepared, shots=20_000, key=str(i)) for i in range(50)]
+        task = asyncio.create_task(isolated.run(heavy))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        (counts,) = await isolated.run([job(prepared)])
+        assert isinstance(counts, dict) and sum(counts.values()) == 4000
+        processes = [w.process for w in pool._all]
+        assert processes
+    finally:
+        await isolated.aclose()
+    assert all(p.poll() is not None for p in processes)
+    with pytest.raises(InvalidConfigError, match="process isolation"):
+        QiskitBackend(BasicSimulator(), num_qubits=24, isolation="process")
+
+
+def test_process_isolation_across_event_loops() -> None:
+    # A second asyncio.run() (as a blocking wrapper does) gets fresh workers, not the old
+    # loop's, and nothing is left running.
+    backend = QiskitBackend(AerSimulator(), seed=14, isolation="process")
+    prepared = backend.prepare(bell())
+    first = asyncio.run(backend.run([job(prepared, shots=100)]))
+    old_processes = [w.process for w in backend._pool._all]  # type: ignore[union-attr]
+    second = asyncio.run(backend.run([job(prepared, shots=100)]))
+    assert all(p.poll() is not None for p in old_processes)
+    for outcome in (*first, *second):
+        assert isinstance(outcome, dict) and sum(outcome.values()) == 100
+    asyncio.run(backend.aclose())
+
+
+async def test_a_backend_that_is_not_simulated_here_runs_through_its_own_run() -> None:
+    # BasicSimulator stands for any backend this package does not simulate itself (remote
+    # hardware, another provider): its own run() is called, in a thread.
+    with pytest.raises(InvalidConfigError, match="declares no qubit count"):
+        QiskitBackend(BasicSimulator())
+    backend = QiskitBackend(BasicSimulator(), num_qubits=24, seed=13)
+    assert (backend.execution, backend.isolation) == ("native", "thread")
+    outcomes = await backend.run([job(bell(), shots=200, key="a"), job(bell(), shots=200, key="b")])
+    for counts in outcomes:
+        assert isinstance(counts, dict) and set(counts) == {"00", "11"}
+        assert sum(counts.values()) == 200
+
+
+def test_error_classification() -> None:
+    from qiskit.exceptions import QiskitError
+
+    from logosq_os_scheduler.backends._aer_worker import classify
+
+    assert classify(MemoryError()) == "transient"
+    assert classify(ConnectionResetError()) == "transient"
+    assert classify(QiskitError("bad circuit")) == "permanent"
+    assert classify(RuntimeError("Invalid simulation method (x).")) == "permanent"
+    assert classify(ValueError("bad option")) == "permanent"
+
+    class Unknown(Exception):
+        pass
+
+    assert classify(Unknown()) == "transient"
+
+
+def test_as_backend_wraps_qiskit_backends_only() -> None:
+    from logosq_os_scheduler.backends import MockBackend, as_backend
+
+    mock = MockBackend()
+    assert as_backend(mock) is mock
+    wrapped = as_backend(AerSimulator(), name="aer")
+    assert isinstance(wrapped, QiskitBackend) and wrapped.name == "aer"
+    with pytest.raises(InvalidConfigError, match="got str"):
+        as_backend("aer")
