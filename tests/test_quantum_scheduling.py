@@ -131,8 +131,10 @@ async def test_equivalent_backends_share_work_by_expected_completion() -> None:
         slow.hold.set()
         results = [await h for h in handles]
     on_fast = sum(r.backend == "fast" for r in results)
-    # Expected completion (queue + 1) * job time balances 4:1 between them.
-    assert on_fast == 8 and len(slow.batches) == 2
+    # Expected completion (jobs ahead + 1) * job time sends the fast backend about four tasks
+    # for each one the slow backend gets: 8:2 at submit; once the held jobs are released, the
+    # slow backend, idle again, may take one more from the back of the fast one's queue.
+    assert on_fast in (7, 8) and len(slow.batches) == 10 - on_fast
 
 
 async def test_batches_fill_up_to_the_backend_limit_in_priority_order() -> None:

@@ -16,6 +16,7 @@ from ._errors import (
     InternalError,
     InvalidConfigError,
     InvalidTaskError,
+    MissingExtraError,
     NoRouteError,
     PermanentBackendError,
     QueueFullError,
@@ -32,7 +33,7 @@ from ._handle import TaskHandle
 from ._runtime import new_event_loop, run
 from ._scheduler import QuantumScheduler
 from ._task import Task, TaskBuilder, TaskPriority, TaskResult, TaskStatus, TaskType
-from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec
+from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec, MockBackend
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .observability import BackendMetrics, SchedulerMetrics
 
@@ -52,6 +53,8 @@ __all__ = [
     "InvalidConfigError",
     "InvalidTaskError",
     "ManualClock",
+    "MissingExtraError",
+    "MockBackend",
     "MonotonicClock",
     "NoRouteError",
     "PermanentBackendError",

@@ -8,6 +8,7 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── QueueFullError            admission refused: the queue is at max_queue_depth
      ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
      ├── SchedulerClosedError      submit after aclose(), or on a scheduler that failed to start
+     ├── MissingExtraError         an optional dependency group is needed but not installed
      ├── TaskError                 a task ended without a value; carries the task id
      │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
      │    ├── TaskTimeoutError     it passed its deadline
@@ -30,6 +31,7 @@ __all__ = [
     "InternalError",
     "InvalidConfigError",
     "InvalidTaskError",
+    "MissingExtraError",
     "NoRouteError",
     "PermanentBackendError",
     "QueueFullError",
@@ -109,6 +111,20 @@ class NoRouteError(SchedulerError):
 
 class SchedulerClosedError(SchedulerError):
     """The scheduler is closed (or closing) and accepts no new work."""
+
+
+class MissingExtraError(SchedulerError, ImportError):
+    """An optional dependency group (an "extra") is needed but not installed.
+
+    Attributes:
+        extra: The extra to install (``"qiskit"``, ...).
+    """
+
+    def __init__(self, extra: str, what: str) -> None:
+        super().__init__(
+            f"{what} needs the {extra} extra: pip install 'logosq-os-scheduler[{extra}]'"
+        )
+        self.extra = extra
 
 
 class TaskError(SchedulerError):

@@ -19,6 +19,7 @@ Each failed job counts against the backend's circuit breaker; a circuit that fai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random
@@ -92,20 +93,6 @@ class BackendEntry:
         self.jobs: set[asyncio.Task[None]] = set()
 
 
-def _as_backend(name: str, backend: object) -> Backend:
-    """Accept our Backend, or any Qiskit BackendV2 (wrapped in the Qiskit adapter)."""
-    if isinstance(backend, Backend):
-        return backend
-    if hasattr(backend, "target") and hasattr(backend, "run"):
-        from .backends._qiskit import QiskitBackend
-
-        return QiskitBackend(backend, name=name)
-    raise InvalidTaskError(
-        "backend",
-        f"expected a logosq Backend or a Qiskit BackendV2, got {type(backend).__name__}",
-    )
-
-
 class QuantumMixin:
     """Backend registry, routing, batching and fault handling for QuantumScheduler."""
 
@@ -123,6 +110,7 @@ class QuantumMixin:
         self._rng = random.Random()
         self._default_backend_tried = False
         self._owned_backends: list[Backend] = []
+        self._bg_tasks: set[asyncio.Task[Any]] = set()
         # Quantum tasks that are RUNNING: in a job, or waiting out a retry back-off.
         self._qactive: set[Task[Any]] = set()
 
@@ -138,12 +126,15 @@ class QuantumMixin:
         (Aer, ``GenericBackendV2``, the offline IBM device models), which is wrapped.
 
         Returns:
-            The registered Backend (the adapter, for a Qiskit backend).
+            The registered Backend (the adapter, for a Qiskit backend), started.
 
         Raises:
-            InvalidTaskError: If the name is taken or the object is not a backend.
+            InvalidTaskError: If the name is taken.
+            InvalidConfigError: If the object is not a backend.
         """
-        return self.register_backend_nowait(name, backend)
+        registered = self.register_backend_nowait(name, backend)
+        await registered.start()
+        return registered
 
     def register_backend_nowait(self, name: str, backend: object) -> Backend:
         """:meth:`register_backend` as a plain call."""
@@ -153,7 +144,12 @@ class QuantumMixin:
             raise InvalidTaskError("backend", f"invalid backend name {name!r}")
         if name in self._backends:
             raise InvalidTaskError("backend", f"a backend named {name!r} is already registered")
-        wrapped = _as_backend(name, backend)
+        from .backends._qiskit import as_backend
+
+        wrapped = as_backend(backend, name)
+        if wrapped is not backend:
+            # The scheduler made this adapter, so the scheduler closes it.
+            self._owned_backends.append(wrapped)
         capacity = wrapped.max_concurrent_jobs
         if not isinstance(capacity, int) or capacity < 1:
             raise InvalidTaskError("backend", f"{name!r}: max_concurrent_jobs must be >= 1")
@@ -240,6 +236,16 @@ class QuantumMixin:
             return
         self.register_backend_nowait(backend.name, backend)
         self._owned_backends.append(backend)
+        if self._loop is not None:
+            # Start its workers now: the first job need not wait for them to import Aer.
+            self._background(backend.start())
+
+    def _background(self, coro: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        job = loop.create_task(coro)
+        self._bg_tasks.add(job)
+        job.add_done_callback(self._bg_tasks.discard)
 
     def _views(self) -> list[BackendView]:
         now = self._qnow()
@@ -303,6 +309,8 @@ class QuantumMixin:
                     if best is None or key < best_key:
                         best, best_key, best_head = entry, key, head
                 if best is None or best_head is None:
+                    if self._steal_work(now):
+                        continue
                     break
                 per_job = max(1, best.backend.max_circuits_per_job)
                 limit = int(min(per_job, room))
@@ -323,6 +331,65 @@ class QuantumMixin:
                 self._launch_job(best, batch, now)
         finally:
             self._qdispatching = False
+
+    def _steal_work(self, now: float) -> bool:
+        """Give an idle backend queued work that it would finish sooner than its own backend.
+
+        Routing spreads tasks when they arrive; this keeps them spread when backends run at
+        different speeds, leave rotation and come back. A task moves only if the idle backend
+        can run it, it is not pinned, and its expected completion there (one job from now)
+        beats its expected completion where it waits (the rounds of jobs ahead of it). Tasks
+        are taken from the back of the queue, where waiting is longest. Returns True if
+        anything moved.
+        """
+        moved = False
+        for thief in self._backends.values():
+            tpool = thief.pool
+            if tpool.queue or tpool.busy >= tpool.capacity or thief.removed:
+                continue
+            if not thief.breaker.allows(now):
+                continue
+            t_per_job = max(1, thief.backend.max_circuits_per_job)
+            want = t_per_job * (tpool.capacity - tpool.busy)
+            for donor in self._backends.values():
+                dpool = donor.pool
+                n = len(dpool.queue)
+                if donor is thief or n < 2:
+                    continue
+                d_per_round = max(1, donor.backend.max_circuits_per_job) * dpool.capacity
+                busy_round = 1 if dpool.busy >= dpool.capacity else 0
+                take: list[Task[Any]] = []
+                for back, task in enumerate(reversed(dpool.queue)):
+                    if len(take) >= want:
+                        break
+                    position = n - 1 - back
+                    shots = task.shots
+                    donor_eta = (math.ceil((position + 1) / d_per_round) + busy_round) * (
+                        donor.backend.estimate_job_seconds(t_per_job, shots * t_per_job)
+                    )
+                    thief_eta = thief.backend.estimate_job_seconds(
+                        min(want, t_per_job), shots * min(want, t_per_job)
+                    )
+                    if thief_eta >= donor_eta:
+                        break  # tasks further forward finish sooner where they are
+                    req = task.requirements
+                    if task.backend is None and (
+                        req is None or thief.backend.check_requirements(req) is None
+                    ):
+                        take.append(task)
+                for task in take:
+                    self._core.move(task, tpool, reroute=False)
+                    if isinstance(task.routing, RoutingDecision):
+                        task.routing = dataclasses.replace(
+                            task.routing,
+                            backend=thief.name,
+                            reason=f"{task.routing.reason}; moved from busy {donor.name!r} to "
+                            f"idle {thief.name!r}, expected to finish sooner (work stealing)",
+                        )
+                if take:
+                    moved = True
+                    break
+        return moved
 
     def _arm_batch_timer(self, entry: BackendEntry, when: float, now: float) -> None:
         if entry.batch_timer is not None and entry.batch_timer_when <= when:
@@ -364,6 +431,7 @@ class QuantumMixin:
                 if timer is not None:
                     timer.cancel()
             e.batch_timer = e.probe_timer = None
+        jobs.extend(self._bg_tasks)
         for j in jobs:
             j.cancel()
         if jobs:
@@ -435,8 +503,8 @@ class QuantumMixin:
             entry.failed_attempts += 1
             unavailable = isinstance(job_error, BackendUnavailableError)
             if unavailable:
-                entry.breaker.force_open(now)
-                self._core.breaker_trips += 1
+                if entry.breaker.force_open(now):
+                    self._core.breaker_trips += 1
                 self._breaker_opened(entry)
             elif not _is_permanent(job_error) and entry.breaker.record_failure(now):
                 self._core.breaker_trips += 1
@@ -571,7 +639,7 @@ class QuantumMixin:
         if due is None or loop is None or entry.probe_timer is not None:
             return
         entry.probe_timer = loop.call_later(
-            max(0.0, due - self._qnow()), lambda: loop.create_task(self._probe(entry))
+            max(0.0, due - self._qnow()), lambda: self._background(self._probe(entry))
         )
 
     async def _probe(self, entry: BackendEntry) -> None:

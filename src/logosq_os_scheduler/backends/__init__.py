@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from .._errors import MissingExtraError
 from ._base import Backend, CircuitJob, CircuitRequirements, Counts, JobOutcome
 from ._circuits import (
     CircuitParseError,
@@ -23,7 +24,6 @@ from ._mock import MockBackend, MockBackendStats, MockJobRecord
 
 if _TYPE_CHECKING:
     from ._qiskit import (
-        MissingExtraError,
         PreparedCircuit,
         QiskitBackend,
         as_backend,
@@ -53,7 +53,6 @@ __all__ = [
 
 # Public names whose module is loaded only when first asked for.
 _LAZY = {
-    "MissingExtraError": "._qiskit",
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
     "as_backend": "._qiskit",

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._errors import (
     BackendError,
     InvalidConfigError,
+    MissingExtraError,
     PermanentBackendError,
     SchedulerError,
     TransientBackendError,
@@ -78,20 +79,6 @@ _TRANSPILE_CACHE_SIZE = 256
 _PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
-
-
-class MissingExtraError(SchedulerError, ImportError):
-    """An optional dependency group (an "extra") is needed but not installed.
-
-    Attributes:
-        extra: The extra to install (``"qiskit"``, ...).
-    """
-
-    def __init__(self, extra: str, what: str) -> None:
-        super().__init__(
-            f"{what} needs the {extra} extra: pip install 'logosq-os-scheduler[{extra}]'"
-        )
-        self.extra = extra
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)

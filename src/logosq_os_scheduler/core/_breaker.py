@@ -76,13 +76,18 @@ class CircuitBreaker:
             self.trips -= 1  # re-opening after a failed probe is not a new trip
         return self._state
 
-    def force_open(self, now: float) -> None:
-        """Take the backend out of rotation at once (it reported itself unavailable)."""
+    def force_open(self, now: float) -> bool:
+        """Take the backend out of rotation at once (it reported itself unavailable).
+
+        Returns:
+            True if this opened a closed breaker (a new trip), False if it was open already.
+        """
         if self._state is BreakerState.CLOSED:
             self._open(now)
-        else:
-            self._state = BreakerState.OPEN
-            self.opened_at = now
+            return True
+        self._state = BreakerState.OPEN
+        self.opened_at = now
+        return False
 
     def _open(self, now: float) -> None:
         self._state = BreakerState.OPEN

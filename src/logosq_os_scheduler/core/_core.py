@@ -225,13 +225,15 @@ class SchedulerCore:
         pool.queue.push(task)
         self.waiting += 1
 
-    def move(self, task: Task[Any], to: Pool) -> None:
-        """Move a QUEUED task to another pool's queue (a reroute); it keeps its enqueued_at,
-        so its wait (and aging) carries over."""
+    def move(self, task: Task[Any], to: Pool, *, reroute: bool = True) -> None:
+        """Move a QUEUED task to another pool's queue; it keeps its enqueued_at, so its wait
+        (and aging) carries over. ``reroute`` counts it as a reroute (its backend failed or
+        left); load-balancing moves are not reroutes."""
         self.locate(task).queue.remove(task)
         task.resources = to
         to.queue.push(task)
-        self.reroutes += 1
+        if reroute:
+            self.reroutes += 1
 
     def start(self, task: Task[Any], pool: Pool, now: float) -> None:
         """Move a QUEUED or PREEMPTED task (already out of the queue) to RUNNING in ``pool``.

@@ -83,6 +83,13 @@ class ReadyQueue:
                 if t.status in _WAITING:
                     yield t
 
+    def __reversed__(self) -> Iterator[Task[Any]]:
+        """Iterate over waiting tasks from the back: IDLE level first, newest first."""
+        for dq in reversed(self._levels):
+            for t in reversed(dq):
+                if t.status in _WAITING:
+                    yield t
+
     def peek(self, now: float) -> Task[Any] | None:
         """Return the task :meth:`pop` would return, without removing it."""
         level = self._select(now)
