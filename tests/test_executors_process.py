@@ -522,3 +522,79 @@ def test_works_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(main()) == [i + 1 for i in range(8)]
+
+
+# -- prefetch --------------------------------------------------------------------------------
+
+
+async def test_prefetch_queues_a_task_behind_the_running_one(gate: Gate) -> None:
+    ex = ProcessExecutor(1, prefetch=1)
+    try:
+        assert (ex.capacity, ex.workers) == (2, 1)
+        first = _gated(ex, gate, "a", 1)
+        await gate.arrived("a")
+        rest = [ex.submit(tasks.add, (i, i), {}, task_id=10 + i) for i in range(4)]
+        stats = ex.statistics()
+        assert (stats.running, stats.queued, stats.waiting) == (1, 1, 3)
+        assert ex.suspend(1) is False  # a task is queued behind it on its worker
+        gate.command("a", b"r")
+        assert await first == "a"
+        assert await asyncio.gather(*rest) == [0, 2, 4, 6]
+        assert ex.statistics().workers_started == 1
+    finally:
+        await ex.aclose()
+
+
+async def test_a_cancelled_queued_task_is_skipped_without_killing(gate: Gate) -> None:
+    ex = ProcessExecutor(1, prefetch=1)
+    try:
+        running = _gated(ex, gate, "a", 1)
+        await gate.arrived("a")
+        queued = _gated(ex, gate, "b", 2)  # queued on the same worker, behind "a"
+        assert ex.statistics().queued == 1
+        assert ex.cancel(2) is True
+        assert queued.cancelled()
+        gate.command("a", b"r")
+        assert await running == "a"
+        # Tasks run in order on the worker: had "b" started, it would block this one.
+        assert await ex.submit(tasks.add, (1, 2), {}, task_id=3) == 3
+        stats = ex.statistics()
+        assert (stats.workers_started, stats.cancelled, stats.queued) == (1, 1, 0)
+    finally:
+        await ex.aclose()
+
+
+async def test_a_crash_sends_the_queued_task_to_a_new_worker(gate: Gate) -> None:
+    ex = ProcessExecutor(1, prefetch=1)
+    try:
+        doomed = _gated(ex, gate, "a", 1)
+        first_pid = await gate.arrived("a")
+        queued = _gated(ex, gate, "b", 2)
+        gate.command("a", b"x")
+        with pytest.raises(WorkerCrashedError):
+            await doomed
+        assert await gate.arrived("b") != first_pid  # it ran, once, on the replacement
+        gate.command("b", b"r")
+        assert await queued == "b"
+        stats = ex.statistics()
+        assert (stats.crashed, stats.completed, stats.workers_started) == (1, 1, 2)
+    finally:
+        await ex.aclose()
+
+
+async def test_cancelling_a_task_its_worker_committed_to_kills_it(gate: Gate) -> None:
+    ex = ProcessExecutor(1, prefetch=1)
+    try:
+        first = _gated(ex, gate, "a", 1)
+        await gate.arrived("a")
+        second = _gated(ex, gate, "b", 2)
+        gate.command("a", b"r")
+        await gate.arrived("b")  # the worker has moved on to "b" (whatever the loop knows)
+        assert ex.cancel(2) is True
+        assert second.cancelled()
+        await gate.gone("b")  # stopped: its worker was killed
+        assert await first == "a"
+        assert await ex.submit(tasks.add, (2, 2), {}, task_id=3) == 4
+        assert ex.statistics().workers_started == 2
+    finally:
+        await ex.aclose()

@@ -9,15 +9,24 @@ so dispatch costs a few microseconds of loop time per task whatever the worker c
 
 The wire format, both directions, is a fixed binary header followed by a pickle (protocol 5):
 
-* to a worker: ``<kind, task id, payload length, memory limit, CPU limit>`` then
-  ``pickle((fn, args, kwargs))``; kind is RUN or EXIT.
+* to a worker: ``<kind, task id, payload length, memory limit, CPU limit>``, then for RUN
+  ``pickle((fn, args, kwargs))``; kinds RUN, CANCEL (of a task queued in the worker), EXIT.
 * from a worker: ``<kind, task id, body length>`` then the body: the pickled value, or a packed
-  exception (its chain pickled link by link, plus the worker's formatted traceback).
+  exception (its chain pickled link by link, plus the worker's formatted traceback); SKIPPED
+  says a queued task was cancelled before it started.
+
+Prefetch (``prefetch=1``) hides the round trip: a worker gets its next task while it still
+runs one, and starts it the moment it finishes. A queued task is not yet committed: when a
+worker finishes a task it first reads whatever has arrived, drops the queued tasks the parent
+cancelled (a SKIPPED frame for each), and only then sends the result and starts the next one.
+The parent sees those frames in that order, so when a result arrives it knows exactly which
+task the worker is now running: a cancelled task that the worker committed to before it saw
+the cancel is stopped by killing the worker, as a running task always is.
 
 Crash containment: each worker's exit is watched through its process sentinel, also with
 ``add_reader``. A worker that dies fails only the task it was running, with
-:class:`WorkerCrashedError` naming the exit code or signal, and a replacement is started at
-once so that the pool stays at full capacity.
+:class:`WorkerCrashedError` naming the exit code or signal; tasks queued behind it go to other
+workers, and a replacement is started at once so that the pool stays at full capacity.
 
 Limits are applied inside the worker around one task with ``setrlimit``: ``RLIMIT_AS`` (soft
 limit only, restored afterwards, so the worker is reused) and ``RLIMIT_CPU`` (whose hard
@@ -85,6 +94,7 @@ _CLOSE_GRACE = 5.0
 _HDR_IN = struct.Struct("<BqQQd")
 _RUN = 0
 _EXIT = 1
+_CANCEL = 2
 # worker -> parent: kind, task id, body length
 _HDR_OUT = struct.Struct("<BqQ")
 _READY = 0
@@ -93,6 +103,7 @@ _RAISED = 2
 _BAD_INPUT = 3  # the function or its arguments could not be unpickled in the worker
 _BAD_RESULT = 4  # the value could not be pickled
 _OVER_LIMIT = 5
+_SKIPPED = 6  # a queued task was cancelled before it started
 
 
 # -- the worker process ----------------------------------------------------------------------
@@ -107,32 +118,86 @@ def _on_sigxcpu(signum: int, frame: object) -> None:
     raise _CpuTimeExceededError
 
 
-class _Reader:
-    """Buffered exact reads from a blocking socket (a small task arrives in one recv)."""
+# A task as the worker holds it: id, pickled call, memory limit, CPU limit.
+_Run = tuple[int, bytearray, int, float]
+
+
+class _Inbox:
+    """The worker's end of its socket: frames from the parent, parsed into runs and cancels."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = bytearray()
+        self.runs: deque[_Run] = deque()
+        self.cancelled: set[int] = set()
+        self.exit = False
 
-    def read(self, n: int) -> bytearray | None:
+    def _parse(self) -> None:
         buf = self._buf
-        while len(buf) < n:
-            chunk = self._sock.recv(max(_RECV_SIZE, n - len(buf)))
+        size = _HDR_IN.size
+        pos = 0
+        while len(buf) - pos >= size:
+            kind, task_id, length, memory, cpu = _HDR_IN.unpack_from(buf, pos)
+            end = pos + size + length
+            if end > len(buf):
+                break
+            if kind == _RUN:
+                self.runs.append((task_id, buf[pos + size : end], memory, cpu))
+            elif kind == _CANCEL:
+                self.cancelled.add(task_id)
+            else:
+                self.exit = True
+            pos = end
+        if pos:
+            del buf[:pos]
+
+    def wait(self) -> bool:
+        """Block until a task or EXIT arrives; False at EXIT or end-of-file."""
+        while not self.runs and not self.exit:
+            chunk = self._sock.recv(_RECV_SIZE)
             if not chunk:
-                return None
-            buf += chunk
-        data = buf[:n]
-        del buf[:n]
-        return data
+                return False
+            self._buf += chunk
+            self._parse()
+        return not self.exit or bool(self.runs)
+
+    def poll(self) -> None:
+        """Take in whatever has arrived, without blocking."""
+        while True:
+            try:
+                chunk = self._sock.recv(_RECV_MAX, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not chunk:
+                break  # end-of-file: wait() reports it once the queued tasks are done
+            self._buf += chunk
+        self._parse()
+
+    def skip_cancelled(self) -> list[int]:
+        """Drop queued tasks the parent cancelled; returns their ids."""
+        cancelled = self.cancelled
+        if not cancelled:
+            return []
+        skipped = [run[0] for run in self.runs if run[0] in cancelled]
+        if skipped:
+            self.runs = deque(run for run in self.runs if run[0] not in cancelled)
+        # A cancel for a task not queued here refers to one already committed: the parent
+        # kills this worker for that one, so it can be forgotten.
+        cancelled.clear()
+        return skipped
 
 
-def _send_frame(sock: socket.socket, kind: int, task_id: int, body: bytes) -> None:
-    header = _HDR_OUT.pack(kind, task_id, len(body))
-    if len(body) <= _JOIN_LIMIT:
-        sock.sendall(header + body)
+def _send_frames(sock: socket.socket, frames: list[tuple[int, int, bytes]]) -> None:
+    """Send frames in order, in one write when they are small."""
+    parts: list[bytes] = []
+    for kind, task_id, body in frames:
+        parts.append(_HDR_OUT.pack(kind, task_id, len(body)))
+        parts.append(body)
+    if sum(map(len, parts)) <= _JOIN_LIMIT:
+        sock.sendall(b"".join(parts))
     else:
-        sock.sendall(header)
-        sock.sendall(body)
+        for part in parts:
+            sock.sendall(part)
 
 
 def _pack_exception(exc: BaseException) -> bytes:
@@ -229,29 +294,26 @@ def _run_task(payload: bytearray, memory: int, cpu: float) -> tuple[int, bytes]:
 
 
 def _worker_main(sock: socket.socket) -> None:
-    """The worker process: read a task, run it, write the reply, until EXIT or end-of-file."""
+    """The worker process: run tasks in the order they arrive, until EXIT or end-of-file."""
     # Ctrl-C goes to the whole process group: let the parent decide, and stop us cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A segfault prints the Python stack of the task to stderr before the worker dies.
     faulthandler.enable()
     sock.setblocking(True)
-    reader = _Reader(sock)
+    inbox = _Inbox(sock)
     try:
-        _send_frame(sock, _READY, 0, b"")
-        while True:
-            header = reader.read(_HDR_IN.size)
-            if header is None:
-                return  # the parent closed our socket (or died): nothing left to do
-            kind, task_id, length, memory, cpu = _HDR_IN.unpack(header)
-            if kind == _EXIT:
-                return
-            payload = reader.read(length)
-            if payload is None:
-                return
+        _send_frames(sock, [(_READY, 0, b"")])
+        while inbox.wait():
+            task_id, payload, memory, cpu = inbox.runs.popleft()
             reply, body = _run_task(payload, memory, cpu)
             del payload
-            _send_frame(sock, reply, task_id, body)
-            del body
+            # The commit point: the parent learns which queued tasks were skipped before it
+            # reads this result, so it knows which task runs next.
+            inbox.poll()
+            frames = [(_SKIPPED, skipped, b"") for skipped in inbox.skip_cancelled()]
+            frames.append((reply, task_id, body))
+            _send_frames(sock, frames)
+            del body, frames
     except OSError:
         return  # the parent is gone
     finally:
@@ -338,7 +400,7 @@ def _pickling_error(
 class _Job:
     """One submitted task, from submit until its future is resolved."""
 
-    __slots__ = ("task_id", "future", "payload", "memory", "cpu", "worker")
+    __slots__ = ("task_id", "future", "payload", "memory", "cpu", "worker", "cancelled")
 
     def __init__(
         self,
@@ -350,13 +412,16 @@ class _Job:
     ) -> None:
         self.task_id = task_id
         self.future = future
-        # Kept until the job ends, so that a job whose worker died before reading it can be
-        # sent to another worker.
+        # Kept until the job ends, so that a job that never started on a worker that died
+        # can be sent to another.
         self.payload = payload
         self.memory = memory
         self.cpu = cpu
-        # Invariant: worker is None iff the job waits in the backlog.
+        # Invariant: worker is None iff the job waits in the backlog (or has ended).
         self.worker: _Worker | None = None
+        # A job cancelled while queued behind another on a worker: it stays in that worker's
+        # queue (so positions keep matching the worker's) until the worker skips it.
+        self.cancelled = False
 
 
 class _Worker:
@@ -368,9 +433,10 @@ class _Worker:
         "sock",
         "fd",
         "sentinel",
-        "job",
+        "jobs",
+        "assigned",
+        "closed_to_new",
         "ready",
-        "tasks_done",
         "rbuf",
         "wqueue",
         "reading",
@@ -384,15 +450,21 @@ class _Worker:
         self.sock = sock
         self.fd = sock.fileno()
         self.sentinel: int = process.sentinel
-        # The task this worker runs (sent to it or being sent), or None when it is idle.
-        self.job: _Job | None = None
+        # Jobs sent to the worker, in the order it runs them. Invariant: jobs[0], if any, is
+        # the job it is running (or starts next without a further decision); the rest are
+        # queued (prefetched) and may still be skipped.
+        self.jobs: deque[_Job] = deque()
+        self.assigned = 0
+        # Set when the worker must take no more jobs: it has one under a CPU limit (its hard
+        # limit stays lowered afterwards) or reached max_tasks_per_worker. It is retired
+        # once its queue is empty.
+        self.closed_to_new = False
         self.ready = False
-        self.tasks_done = 0
         self.rbuf = bytearray()
         self.wqueue: deque[memoryview] = deque()
         self.reading = True
         # Set when the worker died with data from us unread (Linux reports that as a reset
-        # rather than end-of-file) or a write to it failed: its job never started.
+        # rather than end-of-file) or a write to it failed: its only job never started.
         self.undelivered = False
         # Resolved when the process has exited and been reaped (created by aclose()).
         self.exited: asyncio.Future[None] | None = None
@@ -403,12 +475,13 @@ class ProcessExecutorStatistics:
     """A snapshot of a :class:`ProcessExecutor` (from :meth:`ProcessExecutor.statistics`).
 
     Attributes:
-        capacity: Tasks it runs at once.
-        workers: Worker processes in service (equal to capacity while it is open and
+        capacity: Tasks it accepts at once (workers times ``1 + prefetch``).
+        workers: Worker processes in service (the ``workers`` setting while it is open and
             started; suspended workers are not counted).
-        idle: Workers waiting for a task.
-        running: Tasks on a worker (suspended ones included).
-        waiting: Tasks submitted beyond capacity, waiting for a worker.
+        idle: Workers with no task.
+        running: Tasks a worker is running (suspended ones included).
+        queued: Tasks sent to a worker behind the one it runs (prefetch).
+        waiting: Tasks not yet sent to any worker.
         suspended: Workers paused with :meth:`ProcessExecutor.suspend`.
         completed: Tasks that returned a value.
         failed: Tasks that raised, went over a limit, or whose worker crashed.
@@ -421,6 +494,7 @@ class ProcessExecutorStatistics:
     workers: int
     idle: int
     running: int
+    queued: int
     waiting: int
     suspended: int
     completed: int
@@ -450,6 +524,12 @@ def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _check_count(name: str, value: object, *, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidConfigError(name, f"must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
 class ProcessExecutor(Executor):
     """Runs task functions in a pool of worker processes: true parallelism, isolated memory.
 
@@ -471,8 +551,12 @@ class ProcessExecutor(Executor):
             )
 
     Args:
-        workers: Worker processes, and so tasks run at once (default: the CPUs this process
-            may use).
+        workers: Worker processes (default: the CPUs this process may use).
+        prefetch: Tasks each worker may hold queued behind the one it runs (default 0).
+            With 1, a worker starts its next task the moment it finishes one, without waiting
+            for a round trip through the event loop: worth it for tasks of a few milliseconds
+            or less. Capacity becomes ``workers * (1 + prefetch)``, so a queued task counts as
+            started for the scheduler; a worker with a queued task cannot be suspended.
         mp_context: ``"forkserver"`` (default where available: a new worker is a cheap fork of
             a small server process) or ``"spawn"`` (a fresh interpreter per worker: slower to
             start, available everywhere). ``"fork"`` is refused (see the module docs).
@@ -493,15 +577,16 @@ class ProcessExecutor(Executor):
         self,
         workers: int | None = None,
         *,
+        prefetch: int = 0,
         mp_context: str | None = None,
         max_tasks_per_worker: int | None = None,
         memory_limit_bytes: int | None = None,
         cpu_time_limit: float | None = None,
     ) -> None:
-        if workers is None:
-            workers = _default_workers()
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise InvalidConfigError("workers", f"must be a positive integer, got {workers!r}")
+        workers = _check_count(
+            "workers", _default_workers() if workers is None else workers, minimum=1
+        )
+        prefetch = _check_count("prefetch", prefetch, minimum=0)
         methods = multiprocessing.get_all_start_methods()
         if mp_context is None:
             mp_context = "forkserver" if "forkserver" in methods else "spawn"
@@ -517,21 +602,15 @@ class ProcessExecutor(Executor):
                 f"start method {mp_context!r} is not available here; choose from "
                 f"{', '.join(m for m in methods if m != 'fork')}",
             )
-        if max_tasks_per_worker is not None and (
-            not isinstance(max_tasks_per_worker, int)
-            or isinstance(max_tasks_per_worker, bool)
-            or max_tasks_per_worker < 1
-        ):
-            raise InvalidConfigError(
-                "max_tasks_per_worker",
-                f"must be a positive integer or None, got {max_tasks_per_worker!r}",
-            )
+        if max_tasks_per_worker is not None:
+            _check_count("max_tasks_per_worker", max_tasks_per_worker, minimum=1)
         try:
             default_memory, default_cpu = self._check_limits(memory_limit_bytes, cpu_time_limit)
         except ValueError as exc:
             name = "memory_limit_bytes" if "memory" in str(exc) else "cpu_time_limit"
             raise InvalidConfigError(name, str(exc)) from None
-        self._capacity = workers
+        self._workers_wanted = workers
+        self._depth = 1 + prefetch
         # Typed as the spawn context: every allowed context has the same Process API.
         self._context = cast(
             multiprocessing.context.SpawnContext, multiprocessing.get_context(mp_context)
@@ -542,15 +621,17 @@ class ProcessExecutor(Executor):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         # Invariants, while open:
-        # - _workers holds the workers in service: len(_workers) == capacity once started,
+        # - _workers holds the workers in service: len(_workers) == workers once started,
         #   except for moments after a failed process start (topped up on the next submit)
-        #   and after resume() (the extra worker is retired when it next becomes free).
-        # - a worker is in _idle iff it is in _workers and its job is None.
-        # - a job is in _backlog iff its worker is None; every job is in _jobs by task id.
-        # - _suspended workers have a job and are stopped with SIGSTOP.
+        #   and after resume() (the extra worker is retired when it next runs empty).
+        # - _idle holds the workers in service with no job that take new ones; _open those
+        #   with 1..depth-1 jobs that take new ones (always empty without prefetch).
+        # - a job is in _backlog iff its worker is None; every job not cancelled is in _jobs.
+        # - _suspended workers hold exactly one job and are stopped with SIGSTOP.
         # - _all holds every started process not reaped yet (in service, suspended or dying).
         self._workers: set[_Worker] = set()
-        self._idle: list[_Worker] = []
+        self._idle: set[_Worker] = set()
+        self._open: set[_Worker] = set()
         self._suspended: set[_Worker] = set()
         self._all: set[_Worker] = set()
         self._jobs: dict[int, _Job] = {}
@@ -567,8 +648,13 @@ class ProcessExecutor(Executor):
 
     @property
     def capacity(self) -> int:
-        """How many tasks run at once: the number of worker processes."""
-        return self._capacity
+        """How many tasks it accepts at once: ``workers * (1 + prefetch)``."""
+        return self._workers_wanted * self._depth
+
+    @property
+    def workers(self) -> int:
+        """The number of worker processes kept in service."""
+        return self._workers_wanted
 
     async def start(self) -> None:
         """Start every worker now rather than on the first :meth:`submit`."""
@@ -589,8 +675,8 @@ class ProcessExecutor(Executor):
         The future raises what ``fn`` raised (type preserved, its ``__cause__`` chain rebuilt,
         the worker's traceback attached as a note), :class:`WorkerCrashedError` if the worker
         died, :class:`ResourceLimitError` past a limit, or :class:`TaskFailedError` if the
-        value cannot be pickled back. Cancelling the future kills the worker, as
-        :meth:`cancel` does. Past capacity, tasks wait for a free worker in submission order.
+        value cannot be pickled back. Cancelling the future stops the task, as :meth:`cancel`
+        does. Past capacity, tasks wait for a worker in submission order.
 
         Args:
             fn: A picklable (module-level) function.
@@ -628,18 +714,20 @@ class ProcessExecutor(Executor):
         job = _Job(task_id, fut, payload, memory, cpu)
         self._jobs[task_id] = job
         fut.add_done_callback(functools.partial(self._on_future_done, job))
-        if len(self._workers) < self._capacity:
+        if len(self._workers) < self._workers_wanted:
             self._top_up()
-        if self._idle:
-            self._send_job(self._idle.pop(), job)
-        else:
+        worker = self._idle.pop() if self._idle else self._open.pop() if self._open else None
+        if worker is None:
             self._backlog.append(job)
+        else:
+            self._send_job(worker, job)
+            self._place(worker)
         return fut
 
     def cancel(self, task_id: int) -> bool:
-        """Stop a task: kill the worker running it (a replacement starts at once).
-
-        A task still waiting for a worker is dropped. Its future is cancelled.
+        """Stop a task. A running task's worker is killed (a replacement starts at once); a
+        task queued on a worker is skipped by it; a task not yet sent is dropped. Its future
+        is cancelled.
 
         Returns:
             True if the task was here and has been stopped; False if it is unknown or done.
@@ -650,10 +738,13 @@ class ProcessExecutor(Executor):
         worker = job.worker
         if worker is None:
             self._backlog.remove(job)
+        elif worker.jobs[0] is job:
+            self._kill_running(worker)
         else:
-            worker.job = None
-            self._take_out(worker, kill=True)
-            self._top_up()
+            # Queued behind another job: the worker skips it, or, if it committed to it
+            # before reading this, the parent kills it when its result shows that.
+            job.cancelled = True
+            self._write(worker, _HDR_IN.pack(_CANCEL, task_id, 0, 0, 0.0))
         self._cancelled += 1
         job.future.cancel()
         return True
@@ -662,20 +753,22 @@ class ProcessExecutor(Executor):
         """Pause the worker running a task with SIGSTOP (its state is kept).
 
         A spare worker starts so that capacity stays available to other tasks; the extra
-        worker is retired once the paused task has resumed and a worker is free.
+        worker is retired once the paused task has resumed and a worker runs empty.
 
         Returns:
-            True if the worker was paused; False if the task is not running here.
+            True if the worker was paused; False if the task is not running here, or has a
+            task queued behind it on its worker (prefetch).
         """
         job = self._jobs.get(task_id)
-        if job is None or job.worker is None or job.worker in self._suspended:
+        worker = None if job is None else job.worker
+        if worker is None or worker not in self._workers or len(worker.jobs) != 1:
             return False
-        worker = job.worker
         try:
             os.kill(worker.pid, signal.SIGSTOP)
         except ProcessLookupError:
             return False  # it has just died: its sentinel will report the crash
         self._workers.discard(worker)
+        self._open.discard(worker)
         self._suspended.add(worker)
         self._top_up()
         return True
@@ -687,14 +780,15 @@ class ProcessExecutor(Executor):
             True if it was paused and now runs again; False otherwise.
         """
         job = self._jobs.get(task_id)
-        if job is None or job.worker is None or job.worker not in self._suspended:
+        worker = None if job is None else job.worker
+        if worker is None or worker not in self._suspended:
             return False
-        worker = job.worker
         self._suspended.discard(worker)
         self._workers.add(worker)
         # If it died while paused, its sentinel reports the crash.
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGCONT)
+        self._place(worker)
         return True
 
     async def aclose(self) -> None:
@@ -713,12 +807,13 @@ class ProcessExecutor(Executor):
         self._jobs.clear()
         self._backlog.clear()
         self._idle.clear()
+        self._open.clear()
         for job in jobs:
             self._cancelled += 1
             job.future.cancel()
         for worker in list(self._workers | self._suspended):
-            busy = worker.job is not None or worker in self._suspended
-            worker.job = None
+            busy = bool(worker.jobs)
+            worker.jobs.clear()
             self._take_out(worker, kill=busy)
         await self._wait_exits(list(self._all))
 
@@ -726,11 +821,20 @@ class ProcessExecutor(Executor):
 
     def statistics(self) -> ProcessExecutorStatistics:
         """A snapshot of the pool: workers, tasks by state, crashes and restarts."""
+        running = queued = 0
+        for worker in self._workers | self._suspended:
+            live = [job for job in worker.jobs if not job.cancelled]
+            if worker.jobs and not worker.jobs[0].cancelled:
+                running += 1
+                queued += len(live) - 1
+            else:
+                queued += len(live)
         return ProcessExecutorStatistics(
-            capacity=self._capacity,
+            capacity=self.capacity,
             workers=len(self._workers),
             idle=len(self._idle),
-            running=len(self._jobs) - len(self._backlog),
+            running=running,
+            queued=queued,
             waiting=len(self._backlog),
             suspended=len(self._suspended),
             completed=self._completed,
@@ -747,8 +851,8 @@ class ProcessExecutor(Executor):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (
-            f"<ProcessExecutor {state} workers={len(self._workers)}/{self._capacity} "
-            f"running={len(self._jobs) - len(self._backlog)} waiting={len(self._backlog)}>"
+            f"<ProcessExecutor {state} workers={len(self._workers)}/{self._workers_wanted} "
+            f"tasks={len(self._jobs)} waiting={len(self._backlog)}>"
         )
 
     # -- limits ------------------------------------------------------------------------------
@@ -809,20 +913,17 @@ class ProcessExecutor(Executor):
         return loop
 
     def _top_up(self) -> None:
-        """Start workers until ``capacity`` are in service."""
+        """Start workers until ``workers`` are in service; give them waiting jobs."""
         if self._closed or self._broken is not None:
             return
-        while len(self._workers) < self._capacity:
+        while len(self._workers) < self._workers_wanted:
             try:
                 worker = self._spawn()
             except OSError as exc:  # out of processes or fds: run short, retry on next submit
                 log.error("ProcessExecutor could not start a worker process: %s", exc)
                 return
             self._workers.add(worker)
-            if self._backlog:
-                self._send_job(worker, self._backlog.popleft())
-            else:
-                self._idle.append(worker)
+            self._fill(worker)
 
     def _spawn(self) -> _Worker:
         loop = self._loop
@@ -852,12 +953,42 @@ class ProcessExecutor(Executor):
         loop.add_reader(worker.sentinel, self._on_exit, worker)
         return worker
 
+    def _place(self, worker: _Worker) -> None:
+        """File a worker in service under _idle or _open by how many jobs it holds."""
+        self._idle.discard(worker)
+        self._open.discard(worker)
+        if worker not in self._workers or worker.closed_to_new:
+            return
+        n = len(worker.jobs)
+        if n == 0:
+            self._idle.add(worker)
+        elif n < self._depth:
+            self._open.add(worker)
+
+    def _fill(self, worker: _Worker) -> None:
+        """Give a worker in service waiting jobs up to its depth; retire it if it is done."""
+        backlog = self._backlog
+        while (
+            backlog
+            and not worker.closed_to_new
+            and len(worker.jobs) < self._depth
+            and worker in self._workers
+        ):
+            self._send_job(worker, backlog.popleft())
+        if not worker.jobs and (
+            worker.closed_to_new or len(self._workers) > self._workers_wanted or self._closed
+        ):
+            self._take_out(worker, kill=False)
+            self._top_up()
+            return
+        self._place(worker)
+
     def _take_out(self, worker: _Worker, *, kill: bool) -> None:
-        """Remove a worker from service; kill it, or ask it to exit once idle."""
+        """Remove a worker from service; kill it, or ask it to exit (it is idle)."""
         self._workers.discard(worker)
         self._suspended.discard(worker)
-        if worker in self._idle:
-            self._idle.remove(worker)
+        self._idle.discard(worker)
+        self._open.discard(worker)
         if worker.reading:
             worker.reading = False
             loop = self._loop
@@ -874,27 +1005,29 @@ class ProcessExecutor(Executor):
         else:
             self._write(worker, _HDR_IN.pack(_EXIT, 0, 0, 0, 0.0))
 
-    def _worker_free(self, worker: _Worker, job: _Job) -> None:
-        """A worker has finished ``job``: give it the next task, idle it, or retire it."""
-        worker.tasks_done += 1
-        retire = (
-            job.cpu > 0
-            or (self._max_tasks is not None and worker.tasks_done >= self._max_tasks)
-            or len(self._workers) > self._capacity
-            or self._closed
-        )
-        if retire:
-            self._take_out(worker, kill=False)
-            self._top_up()
-        elif self._backlog:
-            self._send_job(worker, self._backlog.popleft())
-        else:
-            self._idle.append(worker)
+    def _kill_running(self, worker: _Worker) -> None:
+        """Kill a worker to stop the job it runs; jobs queued behind it go to other workers."""
+        jobs = worker.jobs
+        jobs.popleft().worker = None
+        self._requeue(jobs)
+        self._take_out(worker, kill=True)
+        self._top_up()
+
+    def _requeue(self, jobs: deque[_Job]) -> None:
+        """Jobs that never started on a worker go back to the front of the backlog."""
+        for job in reversed(jobs):
+            job.worker = None
+            if not job.cancelled:
+                self._backlog.appendleft(job)
+        jobs.clear()
 
     # -- writing -----------------------------------------------------------------------------
 
     def _send_job(self, worker: _Worker, job: _Job) -> None:
-        worker.job = job
+        worker.jobs.append(job)
+        worker.assigned += 1
+        if job.cpu or (self._max_tasks is not None and worker.assigned >= self._max_tasks):
+            worker.closed_to_new = True
         job.worker = worker
         payload = job.payload
         header = _HDR_IN.pack(_RUN, job.task_id, len(payload), job.memory, job.cpu)
@@ -976,7 +1109,7 @@ class ProcessExecutor(Executor):
         pos = 0
         hdr = _HDR_OUT.size
         unpack = _HDR_OUT.unpack_from
-        while size - pos >= hdr:
+        while size - pos >= hdr and worker.reading:
             kind, task_id, length = unpack(frames, pos)
             end = pos + hdr + length
             if end > size:
@@ -984,7 +1117,9 @@ class ProcessExecutor(Executor):
             body = frames[pos + hdr : end]
             pos = end
             self._on_frame(worker, kind, task_id, body)
-        if pos == size:
+        if not worker.reading:
+            worker.rbuf = bytearray()  # the worker was killed: the rest does not matter
+        elif pos == size:
             worker.rbuf = bytearray()
         elif pos:
             worker.rbuf = bytearray(frames[pos:])
@@ -996,19 +1131,32 @@ class ProcessExecutor(Executor):
             worker.ready = True
             self._start_failures = 0
             return
-        job = worker.job
-        if job is None or job.task_id != task_id:
-            return  # the task was cancelled after the reply left the worker
-        worker.job = None
-        job.worker = None
-        del self._jobs[task_id]
-        self._resolve(job, kind, body)
+        jobs = worker.jobs
+        if kind == _SKIPPED:
+            for job in jobs:
+                if job.task_id == task_id and job.cancelled:
+                    jobs.remove(job)
+                    job.worker = None
+                    break
+        else:
+            if not jobs or jobs[0].task_id != task_id:
+                return  # not ours to settle (the worker is being killed)
+            job = jobs.popleft()
+            job.worker = None
+            if self._jobs.get(task_id) is job:
+                del self._jobs[task_id]
+            self._resolve(job, kind, body)
+            if jobs and jobs[0].cancelled:
+                # The worker committed to a job cancelled while it was queued: stop it.
+                self._kill_running(worker)
+                return
         if worker in self._workers:
-            self._worker_free(worker, job)
-        elif worker in self._suspended:
+            self._fill(worker)
+        elif worker in self._suspended and not jobs:
             # Paused after it had replied: it is free, and a spare has taken its place.
             self._suspended.discard(worker)
-            os.kill(worker.pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGCONT)
             self._take_out(worker, kill=False)
 
     def _resolve(self, job: _Job, kind: int, body: bytes | bytearray) -> None:
@@ -1082,19 +1230,19 @@ class ProcessExecutor(Executor):
     # -- deaths ------------------------------------------------------------------------------
 
     def _on_exit(self, worker: _Worker) -> None:
-        """A worker process has exited: reap it; if it was in service, fail its task."""
+        """A worker process has exited: reap it; if it was in service, settle its jobs."""
         loop = self._loop
         assert loop is not None
         loop.remove_reader(worker.sentinel)
         unexpected = worker in self._workers or worker in self._suspended
         if unexpected:
-            # Out of service first, so that a reply drained below does not hand it a new task.
+            # Out of service first, so that a reply drained below does not bring it new jobs.
             self._workers.discard(worker)
             self._suspended.discard(worker)
-            if worker in self._idle:
-                self._idle.remove(worker)
+            self._idle.discard(worker)
+            self._open.discard(worker)
             if worker.reading:
-                self._drain(worker)  # a reply written just before the exit still counts
+                self._drain(worker)  # replies written just before the exit still count
         if worker.reading:
             worker.reading = False
             loop.remove_reader(worker.fd)
@@ -1110,21 +1258,21 @@ class ProcessExecutor(Executor):
                 process.kill()
                 process.join()
         exitcode = process.exitcode
-        job = worker.job
-        worker.job = None
-        if unexpected:
-            if job is not None:
-                if worker.undelivered:
-                    # It died before it read the task (an idle worker killed from outside,
-                    # say): the task never started, so it goes first to the next worker.
-                    job.worker = None
-                    self._backlog.appendleft(job)
-                else:
-                    self._crash(job, worker, exitcode)
-            if not worker.ready:
-                self._start_failures += 1
-                if self._start_failures >= _MAX_START_FAILURES:
-                    self._break(exitcode)
+        jobs = worker.jobs
+        if unexpected and jobs:
+            head = jobs.popleft()
+            if worker.undelivered and not jobs and not head.cancelled:
+                # It died before it read its only job (an idle worker killed from outside,
+                # say): the job never started, so it goes first to the next worker.
+                jobs.append(head)
+            elif not head.cancelled:
+                self._crash(head, worker, exitcode)
+            self._requeue(jobs)
+        jobs.clear()
+        if unexpected and not worker.ready:
+            self._start_failures += 1
+            if self._start_failures >= _MAX_START_FAILURES:
+                self._break(exitcode)
         worker.sock.close()
         process.close()
         self._all.discard(worker)
@@ -1194,7 +1342,7 @@ class ProcessExecutor(Executor):
         log.error("ProcessExecutor: %s", self._broken)
         while self._backlog:
             job = self._backlog.popleft()
-            del self._jobs[job.task_id]
+            self._jobs.pop(job.task_id, None)
             self._failed += 1
             job.future.set_exception(WorkerCrashedError(job.task_id, self._broken))
 
