@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from logosq_os_scheduler import run
 from logosq_os_scheduler.executors import ProcessExecutor
 
 
@@ -202,7 +203,8 @@ def machine_info() -> list[str]:
         f"- CPU: {model}; {os.cpu_count()} logical CPUs, {usable_cpus()} usable by this process",
         f"- OS: {platform.platform()}",
         f"- Python: {sys.version.split()[0]} ({platform.python_implementation()}); "
-        f"start method: {start_method()}",
+        f"start method: {start_method()}; event loop: "
+        f"{type(asyncio.get_running_loop()).__module__.split('.')[0]}",
         f"- Load average at start (1/5/15 min): {load or 'n/a'}",
         f"- Command: `python {' '.join(sys.argv)}`",
     ]
@@ -222,6 +224,9 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peers", action="store_true", help="also run ProcessPoolExecutor and Ray")
     parser.add_argument(
         "--only", help="comma-separated runner names to run (default: ours, plus peers)"
+    )
+    parser.add_argument(
+        "--asyncio", action="store_true", help="use asyncio's own loop even if uvloop is installed"
     )
     args = parser.parse_args(argv)
 
@@ -314,4 +319,5 @@ async def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # The project's runtime: uvloop where installed (``--asyncio`` to compare without it).
+    run(main(), use_uvloop=False if "--asyncio" in sys.argv else None)
