@@ -35,6 +35,7 @@ from ._scheduler import QuantumScheduler
 from ._task import Task, TaskBuilder, TaskPriority, TaskResult, TaskStatus, TaskType
 from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec, MockBackend
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
+from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "CircuitRequirements",
     "CircuitSpec",
     "Clock",
+    "Executor",
     "InternalError",
     "InvalidConfigError",
     "InvalidTaskError",
@@ -59,8 +61,11 @@ __all__ = [
     "NoRouteError",
     "PermanentBackendError",
     "PreemptionStrategy",
+    "ProcessExecutor",
     "QuantumScheduler",
     "QueueFullError",
+    "RayExecutor",
+    "ResourceLimitError",
     "RetriesExhaustedError",
     "RoutingCondition",
     "RoutingDecision",
@@ -83,8 +88,18 @@ __all__ = [
     "TaskTimeoutError",
     "TaskType",
     "TransientBackendError",
+    "WorkerCrashedError",
     "__version__",
     "current_context",
     "new_event_loop",
     "run",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # RayExecutor imports Ray: load it only when asked for.
+    if name == "RayExecutor":
+        from .executors._ray import RayExecutor
+
+        return RayExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,8 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── MissingExtraError         an optional dependency group is needed but not installed
      ├── TaskError                 a task ended without a value; carries the task id
      │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
+     │    │    ├── WorkerCrashedError   its worker process died (executors: exit code/signal)
+     │    │    └── ResourceLimitError   it went over its memory or CPU-time limit
      │    ├── TaskTimeoutError     it passed its deadline
      │    ├── TaskCancelledError   it was cancelled
      │    └── RetriesExhaustedError  every allowed attempt failed (last error is ``__cause__``)

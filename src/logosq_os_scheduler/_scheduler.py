@@ -371,8 +371,14 @@ class QuantumScheduler(QuantumMixin):
             if executor is None or executor in _BUILTIN_EXECUTORS:
                 return self._core.classical
             entry = self._executors.get(executor)
+            if entry is None and executor == "process":
+                # The built-in process executor: one worker process per classical worker.
+                from .executors import ProcessExecutor
+
+                self.register_executor("process", ProcessExecutor(self._config.workers))
+                entry = self._executors["process"]
             if entry is None:
-                known = sorted(_BUILTIN_EXECUTORS | self._executors.keys())
+                known = sorted(_BUILTIN_EXECUTORS | self._executors.keys() | {"process"})
                 raise InvalidTaskError(
                     "executor", f"unknown executor {executor!r}; known: {', '.join(known)}"
                 )

@@ -40,8 +40,8 @@ class Executor(abc.ABC):
     ) -> asyncio.Future[Any]:
         """Start ``fn(*args, **kwargs)`` and return a future for its value on the running loop.
 
-        The future raises what ``fn`` raised, or an ``ExecutorError``-family
-        :class:`~logosq_os_scheduler.SchedulerError` if the worker itself died. Must be called
+        The future raises what ``fn`` raised, or a ``WorkerCrashedError`` (a
+        :class:`~logosq_os_scheduler.TaskFailedError`) if the worker itself died. Must be called
         on the event loop's thread.
 
         Raises:
