@@ -388,9 +388,9 @@ class QuantumScheduler(QuantumMixin):
                     f"executor {executor!r} runs plain functions; async functions run on "
                     "the event loop (leave the executor unset)",
                 )
-            validate = getattr(entry[0], "validate", None)
-            if validate is not None:
-                validate(task.fn, task.args, task.kwargs)
+            fn = task.fn
+            assert fn is not None  # classical and function-hybrid tasks have one (build())
+            entry[0].validate(fn, task.args, task.kwargs)
             return entry[1]
         if kind is TaskType.HYBRID:
             raise InvalidTaskError(

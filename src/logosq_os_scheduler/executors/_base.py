@@ -49,6 +49,15 @@ class Executor(abc.ABC):
                 (for example, they do not pickle).
         """
 
+    def validate(  # noqa: B027 - optional hook: most executors accept anything
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Check at submit that the task can be sent to this executor's workers.
+
+        Raises:
+            InvalidTaskError: If it cannot (for example, its arguments do not pickle).
+        """
+
     def cancel(self, task_id: int) -> bool:
         """Stop the task if the executor can (kill or interrupt its worker).
 

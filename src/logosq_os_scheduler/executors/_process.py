@@ -661,6 +661,20 @@ class ProcessExecutor(Executor):
         self._bind()
         self._top_up()
 
+    def validate(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Check at submit that the function and its arguments pickle (they travel to a worker
+        process), so that a task that cannot run fails before it is queued.
+
+        Raises:
+            InvalidTaskError: Naming the function, or the argument, that does not pickle.
+        """
+        try:
+            pickle.dumps((fn, args, dict(kwargs)), _PROTOCOL)
+        except Exception as exc:
+            raise _pickling_error(fn, args, kwargs, exc) from exc
+
     def submit(
         self,
         fn: Callable[..., Any],

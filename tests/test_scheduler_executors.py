@@ -1,0 +1,77 @@
+"""Classical work in worker processes through the scheduler: results, crash containment,
+timeouts that stop the worker, per-task limits, and isolation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import _executor_tasks as tasks
+from logosq_os_scheduler import (
+    InvalidTaskError,
+    QuantumScheduler,
+    ResourceLimitError,
+    Task,
+    TaskFailedError,
+    TaskStatus,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+
+
+async def test_process_work_through_the_scheduler_is_contained_and_limited() -> None:
+    async with QuantumScheduler(2) as s:
+        ok = [
+            await s.submit(
+                Task.classical(f"p{i}").with_function(tasks.add, i, i).with_executor("process")
+            )
+            for i in range(6)
+        ]
+        crash = await s.submit(
+            Task.classical("crash").with_function(os._exit, 3).with_executor("process")
+        )
+        with pytest.raises(TaskFailedError) as info:
+            await crash
+        assert isinstance(info.value.__cause__, WorkerCrashedError)
+        assert [(await h).value for h in ok] == [2 * i for i in range(6)]
+
+        spin = await s.submit(
+            Task.classical("spin")
+            .with_function(tasks.spin_forever)
+            .with_executor("process")
+            .with_timeout(0.5)
+        )
+        with pytest.raises(TaskTimeoutError):
+            await spin
+        assert spin.status is TaskStatus.TIMED_OUT
+
+        hog = await s.submit(
+            Task.classical("hog")
+            .with_function(tasks.allocate, 1 << 30)
+            .with_executor("process")
+            .with_limits(memory_bytes=256 << 20)
+        )
+        with pytest.raises(TaskFailedError) as info:
+            await hog
+        assert isinstance(info.value.__cause__, ResourceLimitError)
+
+        # The pool is whole again, and each task ran in a process other than ours.
+        pids = [
+            (
+                await (
+                    await s.submit(
+                        Task.classical("pid").with_function(tasks.pid).with_executor("process")
+                    )
+                )
+            ).value
+            for _ in range(4)
+        ]
+        assert os.getpid() not in pids
+
+        with pytest.raises(InvalidTaskError, match="args"):
+            await s.submit(
+                Task.classical("bad").with_function(tasks.echo, lambda: 1).with_executor("process")
+            )
+        m = s.metrics()
+    assert (m.completed, m.failed, m.timed_out) == (10, 2, 1)
