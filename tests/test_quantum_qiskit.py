@@ -1,0 +1,129 @@
+"""Real circuits through the scheduler: Aer, offline IBM device models, OpenQASM 2 and 3."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("qiskit_aer")
+pytest.importorskip("qiskit_ibm_runtime")
+
+from qiskit import QuantumCircuit
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit_aer import AerSimulator
+from qiskit_ibm_runtime.fake_provider import FakeBrisbane, FakeManilaV2
+
+from logosq_os_scheduler import (
+    InvalidTaskError,
+    NoRouteError,
+    QuantumScheduler,
+    RoutingRule,
+    Task,
+    TaskPriority,
+)
+
+pytestmark = pytest.mark.qiskit
+
+BELL_QASM2 = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0], q[1];
+measure q -> c;
+"""
+
+BELL_QASM3 = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[2] q;
+bit[2] c;
+h q[0];
+cx q[0], q[1];
+c = measure q;
+"""
+
+
+def bell() -> QuantumCircuit:
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure_all()
+    return qc
+
+
+def ghz(n: int) -> QuantumCircuit:
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    qc.measure_all()
+    return qc
+
+
+def star(n: int) -> QuantumCircuit:
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(1, n):
+        qc.cx(0, i)
+    qc.measure_all()
+    return qc
+
+
+async def test_bell_on_the_default_simulator_and_from_openqasm_2_and_3() -> None:
+    async with QuantumScheduler(2) as s:
+        r = await (await s.submit(Task.quantum("bell").with_circuit(bell()).with_shots(4000)))
+        assert r.backend == "aer" and set(r.value) == {"00", "11"}
+        assert sum(r.value.values()) == 4000
+        assert abs(r.value["00"] - 2000) < 200  # 50/50 within about 6 sigma
+        for text in (BELL_QASM2, BELL_QASM3):
+            q = await (await s.submit(Task.quantum("qasm").with_circuit(text).with_shots(2000)))
+            assert set(q.value) == {"00", "11"} and sum(q.value.values()) == 2000
+        with pytest.raises(InvalidTaskError, match="line 6") as info:
+            await s.submit(Task.quantum("bad").with_circuit(BELL_QASM2.replace("cx q[0]", "cx q[")))
+        assert info.value.field == "circuit"
+        with pytest.raises(InvalidTaskError, match="line") as info:
+            await s.submit(
+                Task.quantum("bad3").with_circuit(BELL_QASM3.replace("h q[0];", "h q[0"))
+            )
+        assert s.metrics().submitted == 3
+
+
+async def test_offline_device_models_show_their_noise_and_rules_route_real_circuits() -> None:
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("manila", FakeManilaV2())
+        await s.register_backend("ibm_brisbane", FakeBrisbane())
+        await s.register_backend("aer", AerSimulator())
+        s.set_routing_rules(
+            [
+                RoutingRule().when_qubit_count_exceeds(5).route_to("ibm_brisbane"),
+                RoutingRule().when_requires_all_to_all().route_to("aer"),
+                RoutingRule().default().route_to("manila"),
+            ]
+        )
+        noisy = await s.submit(Task.quantum("bell").with_circuit(bell()).with_shots(4000))
+        wide = await s.submit(Task.quantum("ghz7").with_circuit(ghz(7)).with_shots(1000))
+        dense = await s.submit(
+            Task.quantum("star").with_circuit(star(5)).with_priority(TaskPriority.HIGH)
+        )
+        r_noisy, r_wide, r_dense = await noisy, await wide, await dense
+
+    assert r_noisy.backend == "manila" and r_noisy.routing.rule_index == 2
+    errors = r_noisy.value.get("01", 0) + r_noisy.value.get("10", 0)
+    assert 0 < errors < 800  # the device model's noise shows, and the state is still a Bell state
+    assert r_wide.backend == "ibm_brisbane"
+    assert r_wide.routing.considered["manila"] == "has 5 qubits, circuit needs 7"
+    assert sum(r_wide.value.values()) == 1000
+    assert r_wide.value.get("0000000", 0) + r_wide.value.get("1111111", 0) > 600
+    assert r_dense.backend == "aer" and r_dense.routing.rule_index == 1
+    assert set(r_dense.value) == {"00000", "11111"}
+
+
+async def test_a_circuit_wider_than_every_device_fails_at_submit_naming_each() -> None:
+    async with QuantumScheduler(1) as s:
+        await s.register_backend("generic5", GenericBackendV2(5, seed=1))
+        await s.register_backend("manila", FakeManilaV2())
+        with pytest.raises(NoRouteError) as info:
+            await s.submit(Task.quantum("wide").with_circuit(ghz(9)))
+    assert info.value.reasons == {
+        "generic5": "has 5 qubits, circuit needs 9",
+        "manila": "has 5 qubits, circuit needs 9",
+    }
