@@ -30,6 +30,7 @@ from ._errors import TaskError
 from ._handle import TaskHandle
 from ._scheduler import QuantumScheduler
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus
+from .core._routing import RoutingRule
 from .observability._listeners import add_listener, remove_listener
 from .observability._logging import LOGGER_NAME, TransitionLogger
 from .observability._metrics import SchedulerMetrics
@@ -45,6 +46,7 @@ __all__ = [
     "Part",
     "build_scheduler",
     "classical_burst",
+    "quantum_burst",
     "main_async",
     "workload_parts",
 ]
@@ -206,14 +208,157 @@ async def classical_burst(ctx: DemoContext) -> None:
         await asyncio.sleep(pause)
 
 
+# -- the quantum burst ----------------------------------------------------------------------------
+
+CLOUD = "cloud_qpu"
+
+
+def _qiskit_available() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("qiskit", "qiskit_aer", "qiskit_ibm_runtime")
+    )
+
+
+def _circuits(rng: random.Random) -> dict[str, Any]:
+    """Named circuits of several shapes: Qiskit circuits with the qiskit extra, else specs."""
+    if not _qiskit_available():
+        from .backends import CircuitSpec
+
+        line = tuple((i, i + 1) for i in range(11))
+        return {
+            "bell": CircuitSpec(2, ((0, 1),)),
+            "ghz5": CircuitSpec(5, line[:4]),
+            "ghz12": CircuitSpec(12, line[:11]),
+            "star6": CircuitSpec(6, tuple((0, i) for i in range(1, 6))),
+        }
+    from qiskit import QuantumCircuit
+
+    def ghz(n: int) -> QuantumCircuit:
+        qc = QuantumCircuit(n)
+        qc.h(0)
+        for i in range(n - 1):
+            qc.cx(i, i + 1)
+        qc.measure_all()
+        return qc
+
+    star = QuantumCircuit(6)
+    star.h(0)
+    for i in range(1, 6):
+        star.cx(0, i)
+    star.measure_all()
+    return {"bell": ghz(2), "ghz5": ghz(5), "ghz12": ghz(12), "star6": star}
+
+
+def _make_backends(seed: int) -> dict[str, Any]:
+    """The embedded default backends: Aer, an offline IBM device model and an all-to-all model
+    (with the qiskit extra; shape-only doubles of them without it), and a cloud-like QPU
+    double with a fixed cost per job and occasional transient faults."""
+    from .backends import MockBackend
+
+    backends: dict[str, Any] = {}
+    if _qiskit_available():
+        from qiskit.providers.fake_provider import GenericBackendV2
+        from qiskit_aer import AerSimulator
+        from qiskit_ibm_runtime.fake_provider import FakeBrisbane
+
+        backends["aer"] = AerSimulator()
+        backends["ibm_brisbane"] = FakeBrisbane()
+        backends["all_to_all_11q"] = GenericBackendV2(11, seed=seed)
+    else:
+        line = [(i, i + 1) for i in range(126)]
+        backends["ibm_brisbane"] = MockBackend(
+            "ibm_brisbane", num_qubits=127, all_to_all=False, coupling_map=line,
+            latency=0.004, seed=seed,
+        )  # fmt: skip
+        backends["all_to_all_11q"] = MockBackend(
+            "all_to_all_11q", num_qubits=11, latency=0.002, seed=seed
+        )
+    backends[CLOUD] = MockBackend(
+        CLOUD,
+        num_qubits=27,
+        latency=(0.02, 0.0002),
+        failure_rate=0.05,
+        max_concurrent_jobs=2,
+        max_circuits_per_job=50,
+        seed=seed,
+    )
+    return backends
+
+
+ROUTING_RULES = (
+    "qubits > 11 -> ibm_brisbane; all-to-all -> all_to_all_11q; "
+    "default -> least expected completion"
+)
+
+
+async def quantum_burst(ctx: DemoContext) -> None:
+    """Circuits at every priority through the routing rules, with a backend outage halfway.
+
+    Small circuits spread across the backends by expected completion time; a 12-qubit GHZ
+    state goes to the 127-qubit device model; a star-shaped circuit goes to the all-to-all
+    model. Halfway, the cloud QPU goes down: its jobs fail, its breaker opens, its queued
+    work moves elsewhere, and it is brought back once a probe finds it healthy.
+    """
+    rng = ctx.rng
+    circuits = _circuits(rng)
+    backend = ctx.scheduler.backends.get(CLOUD)
+    rounds = 2 if ctx.quick else 6
+    per_round = 12 if ctx.quick else 40
+    for r in range(rounds):
+        if r == rounds // 2 and backend is not None:
+            backend.go_down()  # type: ignore[attr-defined]
+        for i in range(per_round):
+            # A 12-qubit GHZ state under the device model's full noise costs about a second
+            # of simulation per 128 shots (one noisy trajectory per shot): keep it rare.
+            name = (
+                "ghz12"
+                if i % 6 == 5 and r % 2 == 0
+                else rng.choice(["bell", "bell", "ghz5", "ghz5", "star6"])
+            )
+            priority = _PRIORITIES[i % len(_PRIORITIES)]
+            builder = (
+                Task.quantum(f"{name}-{r}-{i}")
+                .with_circuit(circuits[name])
+                .with_shots(128 if name == "ghz12" else 256)
+                .with_priority(priority)
+            )
+            await ctx.submit(builder)
+        await asyncio.sleep(0.05 if ctx.quick else 0.2)
+        if r == rounds // 2 and backend is not None:
+            backend.go_up()  # type: ignore[attr-defined]
+
+
 def build_scheduler(options: DemoOptions) -> QuantumScheduler:
-    """The demo's scheduler: classical workers (and, with the quantum extras, backends)."""
-    return QuantumScheduler(options.workers)
+    """The demo's scheduler: classical workers, the default backends and routing rules.
+
+    The backends are built first, so that loading Qiskit's device models is not counted in
+    the scheduler's own time.
+    """
+    from ._config import SchedulerConfig
+
+    backends = _make_backends(options.seed)
+    config = SchedulerConfig(
+        workers=options.workers, max_retries=5, breaker_cooldown=0.2, job_timeout=60.0
+    )
+    scheduler = QuantumScheduler(config=config)
+    for name, backend in backends.items():
+        scheduler.register_backend_nowait(name, backend)
+    scheduler.set_routing_rules(
+        [
+            RoutingRule().when_qubit_count_exceeds(11).route_to("ibm_brisbane"),
+            RoutingRule().when_requires_all_to_all().route_to("all_to_all_11q"),
+            RoutingRule().default().route_to_least_expected_completion(),
+        ]
+    )
+    return scheduler
 
 
 def workload_parts(options: DemoOptions) -> list[tuple[str, Part]]:
     """The parts of the demo, in order, each with its title."""
-    return [("classical burst", classical_burst)]
+    return [("classical burst", classical_burst), ("quantum burst", quantum_burst)]
 
 
 # -- running and reporting ------------------------------------------------------------------------
@@ -229,6 +374,7 @@ class DemoReport:
         latencies: Completed tasks' latencies in seconds, by priority.
         mismatches: Tasks that did not end as planned, described.
         seconds: Wall-clock duration of the run.
+        routing: Completed quantum tasks by (backend, the routing rule that sent them).
     """
 
     metrics: SchedulerMetrics
@@ -236,6 +382,7 @@ class DemoReport:
     latencies: dict[TaskPriority, list[float]]
     mismatches: list[str]
     seconds: float
+    routing: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
 class _Finished:
@@ -267,7 +414,7 @@ async def run_demo(
     rng = random.Random(options.seed)
     started = time.perf_counter()
     scheduler = build_scheduler(options)
-    recorder = TraceRecorder.attach(scheduler, max_events=None)
+    recorder = scheduler.enable_tracing(max_events=None)
     finished = _Finished()
     add_listener(scheduler, finished)
     steps: TransitionLogger | None = None
@@ -301,6 +448,8 @@ async def run_demo(
             await asyncio.sleep(0.1)
 
     async with scheduler:
+        for backend in scheduler.backends.values():
+            await backend.start()  # simulator workers start loading while classical work runs
         live = Live(Group(progress, status), console=console, auto_refresh=False, transient=False)
         follower: asyncio.Task[None] | None = None
         if show:
@@ -330,6 +479,7 @@ async def run_demo(
     outcomes: dict[TaskPriority, Counter[TaskStatus]] = {p: Counter() for p in _PRIORITIES}
     latencies: dict[TaskPriority, list[float]] = {p: [] for p in _PRIORITIES}
     mismatches: list[str] = []
+    routing: Counter[tuple[str, str]] = Counter()
     for planned in ctx.planned:
         handle = planned.handle
         outcomes[handle.priority][handle.status] += 1
@@ -344,7 +494,11 @@ async def run_demo(
             except TaskError:  # pragma: no cover - a completed handle does not raise
                 continue
             latencies[handle.priority].append(result.latency)
-    report = DemoReport(metrics, outcomes, latencies, mismatches, time.perf_counter() - started)
+            if result.routing is not None and result.backend is not None:
+                routing[(result.backend, result.routing.rule)] += 1
+    report = DemoReport(
+        metrics, outcomes, latencies, mismatches, time.perf_counter() - started, dict(routing)
+    )
     return report, recorder
 
 
@@ -405,6 +559,13 @@ def print_report(report: DemoReport, console: Console) -> None:
                 f"{b.utilisation:.0%}",
             )  # fmt: skip
         console.print(backends)
+    if report.routing:
+        routing = Table(title="Routing", title_justify="left")
+        for column in ("backend", "rule", "tasks"):
+            routing.add_column(column, justify="right" if column == "tasks" else "left")
+        for (backend, rule), n in sorted(report.routing.items()):
+            routing.add_row(backend, rule, str(n))
+        console.print(routing)
 
 
 async def main_async(

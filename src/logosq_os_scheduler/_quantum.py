@@ -338,7 +338,8 @@ class QuantumMixin:
         Routing spreads tasks when they arrive; this keeps them spread when backends run at
         different speeds, leave rotation and come back. A task moves only if the idle backend
         can run it, it is not pinned, and its expected completion there (one job from now)
-        beats its expected completion where it waits (the rounds of jobs ahead of it). Tasks
+        beats its expected completion where it waits (the rounds of jobs ahead of it), and the
+        rule that routed it allows the idle backend (a rule naming a backend is kept). Tasks
         are taken from the back of the queue, where waiting is longest. Returns True if
         anything moved.
         """
@@ -373,8 +374,12 @@ class QuantumMixin:
                     if thief_eta >= donor_eta:
                         break  # tasks further forward finish sooner where they are
                     req = task.requirements
-                    if task.backend is None and (
-                        req is None or thief.backend.check_requirements(req) is None
+                    routing = task.routing
+                    allowed = routing.allowed if isinstance(routing, RoutingDecision) else None
+                    if (
+                        task.backend is None
+                        and (allowed is None or thief.name in allowed)
+                        and (req is None or thief.backend.check_requirements(req) is None)
                     ):
                         take.append(task)
                 for task in take:

@@ -261,6 +261,10 @@ class RoutingDecision:
         considered: Every registered backend with what routing thought of it: "chosen",
             "eligible" (could run it, not chosen) or why it could not.
         reason: The decision in one sentence.
+        allowed: The backends the deciding rule allows, when it names them (a pinned task,
+            ``route_to``, ``route_to_any``, and ``route_to_lowest_error_rate``, which chose
+            for quality); None when any eligible backend serves (load-balancing targets and
+            the fallback). Load balancing moves a task only within what is allowed.
     """
 
     backend: str
@@ -268,6 +272,7 @@ class RoutingDecision:
     rule_index: int | None
     considered: Mapping[str, str]
     reason: str
+    allowed: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for traces, logs and signatures."""
@@ -277,6 +282,7 @@ class RoutingDecision:
             "rule_index": self.rule_index,
             "considered": dict(self.considered),
             "reason": self.reason,
+            "allowed": list(self.allowed) if self.allowed is not None else None,
         }
 
 
@@ -355,7 +361,7 @@ def decide_route(
         if pinned in unfit:
             raise NoRouteError(req.describe(), {pinned: unfit[pinned]})
         return RoutingDecision(
-            pinned, "pinned", None, considered(pinned), f"task pinned to {pinned!r}"
+            pinned, "pinned", None, considered(pinned), f"task pinned to {pinned!r}", (pinned,)
         )
 
     notes: list[str] = []
@@ -378,7 +384,15 @@ def decide_route(
         reason = f"rule {index} ({rule.describe()}) chose {chosen.name!r}"
         if notes:
             reason += "; earlier: " + "; ".join(notes)
-        return RoutingDecision(chosen.name, rule.describe(), index, considered(chosen.name), reason)
+        if target.kind in ("backend", "any_of"):
+            allowed: tuple[str, ...] | None = target.names
+        elif target.kind == "lowest_error_rate":
+            allowed = (chosen.name,)
+        else:
+            allowed = None
+        return RoutingDecision(
+            chosen.name, rule.describe(), index, considered(chosen.name), reason, allowed
+        )
 
     if not eligible:
         raise NoRouteError(req.describe(), unfit)
