@@ -49,14 +49,23 @@ T = TypeVar("T")
 log = logging.getLogger("logosq_os_scheduler")
 
 _S = TaskStatus
+_PENDING = _S.PENDING
 _RUNNING = _S.RUNNING
 _COMPLETED = _S.COMPLETED
 _FAILED = _S.FAILED
+_CANCELLED = _S.CANCELLED
+_PREEMPTED = _S.PREEMPTED
+_CLASSICAL = TaskType.CLASSICAL
+_HYBRID = TaskType.HYBRID
+_HIGH = TaskPriority.HIGH
+_PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _CoroutineType = types.CoroutineType
 _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
 # A function that once took this many times the inline threshold inline goes back to threads.
 _DEMOTE_FACTOR = 20.0
 _FAST_TABLE_LIMIT = 4096
+# Longest stretch one _dispatch call keeps the loop before it yields (seconds).
+_DISPATCH_SLICE = 0.002
 
 
 class _ExecutorRun:
@@ -341,7 +350,7 @@ class QuantumScheduler(QuantumMixin):
                 raise InvalidTaskError(
                     "task", f"expected a Task or TaskBuilder, got {type(task).__name__}"
                 )
-        elif task.status is not _S.PENDING:
+        elif task.status is not _PENDING:
             raise InvalidTaskError(
                 "task", f"task {task.task_id} ({task.name!r}) was already submitted"
             )
@@ -357,16 +366,13 @@ class QuantumScheduler(QuantumMixin):
             self._run(task)
         elif not pool.direct:
             self._dispatch_quantum()
-        elif (
-            task.priority >= TaskPriority.HIGH
-            and self._config.preemption is PreemptionStrategy.PREEMPTIVE
-        ):
+        elif task.priority >= _HIGH and self._config.preemption is _PREEMPTIVE:
             self._preempt_for(task, pool)
         return handle
 
     def _pool_for(self, task: Task[Any]) -> Pool:
         kind = task.task_type
-        if kind is TaskType.CLASSICAL or (kind is TaskType.HYBRID and task.fn is not None):
+        if kind is _CLASSICAL or (kind is _HYBRID and task.fn is not None):
             executor = task.executor
             if executor is None or executor in _BUILTIN_EXECUTORS:
                 return self._core.classical
@@ -392,7 +398,7 @@ class QuantumScheduler(QuantumMixin):
             assert fn is not None  # classical and function-hybrid tasks have one (build())
             entry[0].validate(fn, task.args, task.kwargs)
             return entry[1]
-        if kind is TaskType.HYBRID:
+        if kind is _HYBRID:
             raise InvalidTaskError(
                 "algorithm",
                 "hybrid algorithms run through workflows; give the task a function with "
@@ -467,15 +473,42 @@ class QuantumScheduler(QuantumMixin):
             _current_task.reset(token)
             if entry is None:
                 self._note_duration(fn, seconds)
-            elif seconds > self._demote_after:
-                entry[1] = seconds  # one slow run is enough to stop running it inline
             else:
-                entry[1] = 0.75 * entry[1] + 0.25 * seconds
+                self._update_duration(entry, seconds)
         if value.__class__ is _CoroutineType:
             self._active.add(task)
             self._drive(task, value)
             return
-        self._finish_run(task, _COMPLETED, value)
+        # The common case, finished without the generic steps an inline run does not need
+        # (it was never in _active, has no runner, and its pool is the classical one).
+        core = self._core
+        now = self._now()
+        pool = core.classical
+        if task.slot_held:
+            task.slot_held = False
+            core.release(pool, task.started_at, now)
+        if task.status is _RUNNING:
+            task.value = value
+            core.transition(task, _COMPLETED, now)
+            self._settle(task)
+        if pool.queue:
+            self._dispatch(pool)
+
+    def _update_duration(self, entry: list[Any], seconds: float) -> None:
+        """Fold one run's duration into a function's estimate.
+
+        A run longer than 20x the inline threshold is a strike; two strikes in a row, or one
+        run longer than 200x (10 ms by default), send the function back to the threads. A
+        single pause of the machine or a garbage collection inside a tiny function does not.
+        """
+        if seconds > self._demote_after:
+            entry[2] += 1
+            if entry[2] >= 2 or seconds > self._demote_after * 10:
+                entry[1] = seconds
+                entry[2] = 0
+        else:
+            entry[2] = 0
+            entry[1] = 0.75 * entry[1] + 0.25 * seconds
 
     def _note_duration(self, fn: Callable[..., Any], seconds: float) -> None:
         key_obj = getattr(fn, "__code__", fn)
@@ -485,12 +518,11 @@ class QuantumScheduler(QuantumMixin):
         if entry is None:
             if len(fast) >= _FAST_TABLE_LIMIT:
                 fast.clear()
-            # The key object is kept alive in the entry so that its id is never reused.
-            fast[key] = [key_obj, seconds]
-        elif seconds > self._demote_after:
-            entry[1] = seconds
+            # [key object, seconds (EWMA), consecutive slow runs]. The key object is kept
+            # alive in the entry so that its id is never reused for another function.
+            fast[key] = [key_obj, seconds, 0]
         else:
-            entry[1] = 0.75 * entry[1] + 0.25 * seconds
+            self._update_duration(entry, seconds)
 
     def _run_async(self, task: Task[Any]) -> None:
         fn = task.fn
@@ -623,7 +655,8 @@ class QuantumScheduler(QuantumMixin):
                     )
             core.transition(task, status, now)
             self._settle(task)
-        self._dispatch(pool)
+        if pool.queue:
+            self._dispatch(pool)
 
     def _dispatch(self, pool: Pool) -> None:
         """Start queued tasks of ``pool`` while it has free slots (never re-entered per pool)."""
@@ -635,11 +668,21 @@ class QuantumScheduler(QuantumMixin):
         try:
             core = self._core
             now_fn = self._now
+            started = time.perf_counter()
+            n = 0
             while True:
                 task = core.next_ready(pool, now_fn())
                 if task is None:
                     break
                 self._run(task)
+                n += 1
+                if not n & 63 and time.perf_counter() - started > _DISPATCH_SLICE:
+                    # A long queue of inline tasks would otherwise hold the loop: let timers,
+                    # I/O and other coroutines in, and carry on in the next iteration.
+                    loop = self._loop
+                    assert loop is not None
+                    loop.call_soon(self._dispatch, pool)
+                    break
         finally:
             dispatching.discard(name)
 
@@ -647,7 +690,7 @@ class QuantumScheduler(QuantumMixin):
 
     def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
         """Cancel or time out a task that has not finished; stop its execution if possible."""
-        was_running = task.status is _RUNNING or task.status is _S.PREEMPTED
+        was_running = task.status is _RUNNING or task.status is _PREEMPTED
         if not self._core.finish(task, status, now):
             return False
         self._settle(task)

@@ -71,6 +71,8 @@ class TaskType(enum.Enum):
     QUANTUM = "quantum"
     HYBRID = "hybrid"
 
+    __hash__ = object.__hash__  # identity: members are singletons (see TaskStatus)
+
 
 class TaskStatus(enum.Enum):
     """Where a task is in its life. The last four are terminal: a task reaches one of them once.
@@ -102,6 +104,15 @@ class TaskStatus(enum.Enum):
 _TERMINAL = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
+
+# Members as module constants: on Python 3.11 reading a member through its enum class goes
+# through EnumType.__getattr__ (about 90 ns); the hot paths below read these instead.
+_PENDING = TaskStatus.PENDING
+_COMPLETED = TaskStatus.COMPLETED
+_CLASSICAL = TaskType.CLASSICAL
+_QUANTUM = TaskType.QUANTUM
+_HYBRID = TaskType.HYBRID
+_NORMAL = TaskPriority.NORMAL
 
 _ids = itertools.count(1)
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
@@ -212,7 +223,7 @@ class Task(Generic[T]):
         self.restartable: bool = builder._restartable
         self.limits: dict[str, float] | None = builder._limits
         # Invariant: status changes only through SchedulerCore.transition().
-        self.status: TaskStatus = TaskStatus.PENDING
+        self.status: TaskStatus = _PENDING
         self.seq: int = 0
         self.submitted_at: float | None = None
         self.enqueued_at: float = 0.0
@@ -255,17 +266,17 @@ class Task(Generic[T]):
             >>> Task.classical("optimize").with_function(sum, [1, 2]).build().name
             'optimize'
         """
-        return TaskBuilder(name, TaskType.CLASSICAL)
+        return TaskBuilder(name, _CLASSICAL)
 
     @staticmethod
     def quantum(name: str) -> TaskBuilder[Any]:
         """Start building a quantum task (a circuit run on a backend)."""
-        return TaskBuilder(name, TaskType.QUANTUM)
+        return TaskBuilder(name, _QUANTUM)
 
     @staticmethod
     def hybrid(name: str) -> TaskBuilder[Any]:
         """Start building a hybrid task (an algorithm that interleaves both kinds of work)."""
-        return TaskBuilder(name, TaskType.HYBRID)
+        return TaskBuilder(name, _HYBRID)
 
 
 class TaskBuilder(Generic[T]):
@@ -307,7 +318,7 @@ class TaskBuilder(Generic[T]):
             raise InvalidTaskError("name", f"must be a non-empty string, got {name!r}")
         self._name = name
         self._task_type = task_type
-        self._priority = TaskPriority.NORMAL
+        self._priority = _NORMAL
         self._fn: Callable[..., Any] | None = None
         self._args: tuple[Any, ...] = ()
         self._kwargs: dict[str, Any] = _EMPTY_KWARGS
@@ -369,7 +380,7 @@ class TaskBuilder(Generic[T]):
         """
         if not callable(fn):
             raise InvalidTaskError("function", f"must be callable, got {type(fn).__name__}")
-        if self._task_type is TaskType.QUANTUM:
+        if self._task_type is _QUANTUM:
             raise InvalidTaskError(
                 "function", "a quantum task runs a circuit, not a function: use with_circuit()"
             )
@@ -397,7 +408,7 @@ class TaskBuilder(Generic[T]):
             raise InvalidTaskError("circuit", "must be a QuantumCircuit or OpenQASM text, got None")
         if isinstance(circuit, str) and not circuit.strip():
             raise InvalidTaskError("circuit", "OpenQASM text is empty")
-        if self._task_type is TaskType.CLASSICAL:
+        if self._task_type is _CLASSICAL:
             raise InvalidTaskError(
                 "circuit", "a classical task runs a function: use Task.quantum() for circuits"
             )
@@ -516,7 +527,7 @@ class TaskBuilder(Generic[T]):
 
     def with_algorithm(self, algorithm: object) -> TaskBuilder[T]:
         """Set the algorithm a hybrid task runs (for example a VQE)."""
-        if self._task_type is not TaskType.HYBRID:
+        if self._task_type is not _HYBRID:
             raise InvalidTaskError("algorithm", "only hybrid tasks (Task.hybrid) take an algorithm")
         if algorithm is None:
             raise InvalidTaskError("algorithm", "must not be None")
@@ -525,7 +536,7 @@ class TaskBuilder(Generic[T]):
 
     def with_optimizer(self, optimizer: object) -> TaskBuilder[T]:
         """Set the classical optimiser a hybrid task's algorithm uses."""
-        if self._task_type is not TaskType.HYBRID:
+        if self._task_type is not _HYBRID:
             raise InvalidTaskError("optimizer", "only hybrid tasks (Task.hybrid) take an optimizer")
         if optimizer is None:
             raise InvalidTaskError("optimizer", "must not be None")
@@ -540,10 +551,10 @@ class TaskBuilder(Generic[T]):
                 circuit for quantum ones, a function or algorithm for hybrid ones).
         """
         kind = self._task_type
-        if kind is TaskType.CLASSICAL:
+        if kind is _CLASSICAL:
             if self._fn is None:
                 raise InvalidTaskError("function", "a classical task needs with_function(fn)")
-        elif kind is TaskType.QUANTUM:
+        elif kind is _QUANTUM:
             if self._circuit is None:
                 raise InvalidTaskError("circuit", "a quantum task needs with_circuit(circuit)")
         elif self._fn is None and self._algorithm is None:
@@ -622,7 +633,7 @@ class TaskResult(Generic[T]):
         Raises:
             InvalidTaskError: If this is not a quantum task's result.
         """
-        if self.task_type is not TaskType.QUANTUM or not isinstance(self.value, dict):
+        if self.task_type is not _QUANTUM or not isinstance(self.value, dict):
             raise InvalidTaskError("counts", f"task {self.task_id} is not a quantum task")
         return self.value
 
@@ -641,7 +652,7 @@ class TaskResult(Generic[T]):
     @property
     def ok(self) -> bool:
         """Whether the task completed."""
-        return self.status is TaskStatus.COMPLETED
+        return self.status is _COMPLETED
 
     def __repr__(self) -> str:
         return (
