@@ -450,9 +450,12 @@ def test_keys_load_from_an_environment_variable(
     pem = _pem(key).decode()
     monkeypatch.setenv("LOGOSQ_SIGNING_KEY", pem)
     assert ResultSigner.from_env().key_id == key_fingerprint(key.public_key())
+    # Once loaded, the key leaves the environment: processes started later do not inherit it.
+    assert "LOGOSQ_SIGNING_KEY" not in os.environ
     # Env files cannot hold newlines: escaped ones are read as newlines.
     monkeypatch.setenv("LOGOSQ_SIGNING_KEY", pem.replace("\n", "\\n"))
-    assert ResultSigner.from_env().key_id == key_fingerprint(key.public_key())
+    assert ResultSigner.from_env(unset=False).key_id == key_fingerprint(key.public_key())
+    assert os.environ["LOGOSQ_SIGNING_KEY"] == pem.replace("\n", "\\n")
     path = tmp_path / "key.pem"
     path.write_text(pem)
     path.chmod(0o600)

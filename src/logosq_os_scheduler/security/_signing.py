@@ -617,9 +617,18 @@ class ResultSigner:
         *,
         password: bytes | str | None = None,
         strict: bool = False,
+        unset: bool = True,
     ) -> ResultSigner:
         """A signer whose key comes from the environment variable ``var``: PEM text (real
         newlines, or ``\\n`` escapes as env files need), or the path of a key file.
+
+        Args:
+            var: The variable's name.
+            password: The password of an encrypted key.
+            strict: As for the constructor.
+            unset: Remove the variable from ``os.environ`` once the key is loaded, so that
+                processes started later (process workers, simulator workers, anything a task
+                starts) do not inherit the key.
 
         Raises:
             SigningKeyError: If the variable is unset or empty, or its key cannot be loaded.
@@ -641,9 +650,12 @@ class ResultSigner:
         else:
             source = text
         try:
-            return cls(source, password=password, strict=strict)
+            signer = cls(source, password=password, strict=strict)
         except SigningKeyError as exc:
             raise SigningKeyError(f"from environment variable {var}: {exc.problem}") from exc
+        if unset:
+            os.environ.pop(var, None)
+        return signer
 
     @property
     def public_key(self) -> Ed25519PublicKey:
