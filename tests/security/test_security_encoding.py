@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import enum
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -389,3 +391,35 @@ def test_decoding_arbitrary_json_raises_only_malformed_record_error(encoded: Any
     except MalformedRecordError:
         return
     encode_value(back)  # whatever decodes, encodes
+
+
+# --- the package's face ---------------------------------------------------------------------
+
+
+def test_security_all_lists_exactly_the_public_names() -> None:
+    import logosq_os_scheduler.security as security
+
+    public = {n for n in dir(security) if not n.startswith("_")}
+    assert set(security.__all__) == public
+    errors = [getattr(security, n) for n in security.__all__ if n.endswith("Error")]
+    assert len(errors) == 4 and all(issubclass(e, SchedulerError) for e in errors)
+
+
+def test_importing_security_does_not_import_cryptography() -> None:
+    code = (
+        "import sys\n"
+        "import logosq_os_scheduler.security as s\n"
+        "assert 'cryptography' not in sys.modules, 'imported too early'\n"
+        "print(s.circuit_digest('OPENQASM 3.0;'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("qasm-sha256:")
+
+
+def test_signing_without_cryptography_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from logosq_os_scheduler.security import ResultSigner
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # as if it were not installed
+    with pytest.raises(SchedulerError, match=r"logosq-os-scheduler\[security\]") as info:
+        ResultSigner("key.pem")
+    assert isinstance(info.value, ImportError)
