@@ -600,3 +600,19 @@ def test_cyclic_values_and_bad_inputs_are_refused(signer: ResultSigner) -> None:
         signer.sign_result("nope")  # type: ignore[arg-type]
     with pytest.raises(UnsignableValueError, match="task"):
         signer.sign_task("nope")  # type: ignore[arg-type]
+
+
+def test_hostile_fields_give_false_or_a_scheduler_error(signer: ResultSigner) -> None:
+    class Sneaky(list[int]):
+        def __iter__(self) -> Any:
+            raise RuntimeError("no iterating")
+
+    with pytest.raises(UnsignableValueError, match="no iterating"):
+        signer.sign_result(_finished_result(Sneaky([1])))
+    result = _finished_result(1)
+    record = signer.sign_result(result)
+    attach(result, record)
+    result.backends_tried = 5  # type: ignore[assignment]
+    assert not verify_result(result, signer.public_key, record=record)
+    with pytest.raises(UnsignableValueError, match="reading its fields"):
+        signer.sign_result(result)

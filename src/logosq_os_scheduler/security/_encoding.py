@@ -287,8 +287,12 @@ def encode_value(value: object, *, field: str = "value", strict: bool = False) -
     encoder = _Encoder(strict, field)
     try:
         return encoder.encode(value, (), 0)
+    except UnsignableValueError:
+        raise
     except RecursionError as exc:  # a deep object's repr or tolist() recursing on its own
         raise encoder.fail((), "encoding recursed too deeply") from exc
+    except Exception as exc:  # a subclass's own __iter__, __str__, ... raised
+        raise encoder.fail((), f"reading the value raised {exc!r}") from exc
 
 
 def _reject_constant(name: str) -> object:

@@ -535,7 +535,21 @@ def _routing_data(routing: object) -> object:
 
 
 def _common_fields(obj: Task[Any] | TaskResult[Any]) -> dict[str, object]:
-    """The signed fields a Task and a TaskResult both hold, read the same way from each."""
+    """The signed fields a Task and a TaskResult both hold, read the same way from each.
+
+    Raises:
+        UnsignableValueError: If a field cannot be read (say, it was replaced by an object
+            of another kind).
+    """
+    try:
+        return _read_fields(obj)
+    except UnsignableValueError:
+        raise
+    except Exception as exc:
+        raise UnsignableValueError("result", f"reading its fields raised {exc!r}") from exc
+
+
+def _read_fields(obj: Task[Any] | TaskResult[Any]) -> dict[str, object]:
     backend = obj.backend_used if isinstance(obj, Task) else obj.backend
     return {
         "task_id": obj.task_id,
