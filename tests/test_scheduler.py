@@ -350,3 +350,14 @@ async def test_timeout_and_config_validation() -> None:
     with pytest.raises(InvalidTaskError, match="executor"):
         async with QuantumScheduler(1) as s:
             await s.submit(Task.classical("x").with_function(add, 1, 1).with_executor("gpu"))
+
+
+async def test_limits_are_refused_where_they_cannot_be_enforced() -> None:
+    async with QuantumScheduler(1) as s:
+        for executor in (None, "thread", "inline"):
+            b = Task.classical("x").with_function(add, 1, 1).with_limits(memory_bytes=64 << 20)
+            if executor is not None:
+                b.with_executor(executor)
+            with pytest.raises(InvalidTaskError, match="worker processes") as info:
+                await s.submit(b)
+            assert info.value.field == "limits"

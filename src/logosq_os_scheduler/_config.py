@@ -42,7 +42,10 @@ def _seconds(
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidConfigError(name, f"duration {value!r} is too large") from None
     else:
         raise InvalidConfigError(
             name, f"expected seconds or a timedelta, got {type(value).__name__}"

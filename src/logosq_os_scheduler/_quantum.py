@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -49,6 +49,7 @@ from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
     from ._config import SchedulerConfig
+    from .security import ResultSigner
 
 __all__ = ["BackendEntry", "QuantumMixin"]
 
@@ -186,6 +187,8 @@ class QuantumMixin:
         Raises:
             InvalidTaskError: If an item is not a complete RoutingRule.
         """
+        if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+            raise InvalidTaskError("routing", f"expected a list of RoutingRule, got {rules!r}")
         checked = []
         for rule in rules:
             if not isinstance(rule, RoutingRule):
@@ -523,6 +526,12 @@ class QuantumMixin:
                     self._attempt_failed(t, entry, out, reroute=False)
                 elif t.status is _RUNNING:
                     t.value = out
+                    if self._signer is not None:
+                        unsigned = self._seal(t, now)
+                        if unsigned is not None:
+                            t.value = None
+                            self._attempt_failed(t, entry, unsigned, reroute=False)
+                            continue
                     entry.completed += 1
                     self._core.transition(t, _S.COMPLETED, now)
                     self._settle(t)
@@ -707,6 +716,11 @@ class QuantumMixin:
         return out
 
     # Hooks QuantumScheduler provides.
+    _signer: ResultSigner | None
+
+    def _seal(self, task: Task[Any], now: float) -> BaseException | None:
+        raise NotImplementedError
+
     def _qnow(self) -> float:
         raise NotImplementedError
 

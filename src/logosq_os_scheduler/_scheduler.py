@@ -19,7 +19,7 @@ import time
 import types
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock, MonotonicClock
 from ._config import PreemptionStrategy, SchedulerConfig
@@ -29,6 +29,7 @@ from ._errors import (
     InvalidConfigError,
     InvalidTaskError,
     SchedulerClosedError,
+    SchedulerError,
 )
 from ._handle import TaskHandle
 from ._quantum import QuantumMixin
@@ -41,6 +42,9 @@ from .executors._threads import Completion, ThreadWorkers
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics, percentile
 from .observability._trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from .security import ResultSigner
 
 __all__ = ["QuantumScheduler"]
 
@@ -146,6 +150,7 @@ class QuantumScheduler(QuantumMixin):
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._executors: dict[str, tuple[Executor, Pool]] = {}
         self._trace: TraceRecorder | None = None
+        self._signer: ResultSigner | None = None
         self._init_quantum()
 
     # -- configuration -----------------------------------------------------------------------
@@ -212,6 +217,74 @@ class QuantumScheduler(QuantumMixin):
     def with_aging(self, threshold: float | timedelta | None) -> QuantumScheduler:
         """Set the aging threshold in seconds (None turns aging off)."""
         return self.configure(aging_threshold=threshold)
+
+    def with_result_signing(
+        self, key: ResultSigner | object, *, strict: bool = False
+    ) -> QuantumScheduler:
+        """Sign every task that completes from now on with an Ed25519 key.
+
+        Each completed task's result carries ``signature`` and ``signed_record`` (every signed
+        field: see ``SECURITY.md``); check it with
+        :func:`~logosq_os_scheduler.security.verify_result` and the public key
+        (``scheduler.signer.public_key_pem()``). A task whose result cannot be signed (a
+        cyclic value; in strict mode, a value that is not plain data) fails with
+        ``UnsignableValueError`` instead of completing unsigned.
+
+        Args:
+            key: A :class:`~logosq_os_scheduler.security.ResultSigner`, an
+                ``Ed25519PrivateKey``, or the path of a key file (never a key in code; see
+                ``ResultSigner.from_env`` for environment variables).
+            strict: Refuse results that are not plain data (ignored for a ResultSigner).
+
+        Raises:
+            SigningKeyError: If the key cannot be loaded.
+            SchedulerClosedError: If the scheduler is closed.
+        """
+        from .security import ResultSigner
+
+        if self.closed:
+            raise SchedulerClosedError("the scheduler is closed; signing can no longer change")
+        signer = key if isinstance(key, ResultSigner) else ResultSigner(key, strict=strict)  # type: ignore[arg-type]
+        self._signer = signer
+        return self
+
+    @property
+    def signer(self) -> ResultSigner | None:
+        """The result signer, or None when results are not signed."""
+        return self._signer
+
+    def _seal(self, task: Task[Any], now: float) -> BaseException | None:
+        """Sign a task about to complete at ``now``; return the error that fails it instead.
+
+        Runs before the move to COMPLETED, so that nobody (another thread waiting on a
+        handle included) sees the task completed but unsigned.
+        """
+        signer = self._signer
+        assert signer is not None
+        from .security import UnsignableValueError
+
+        props = None
+        name = task.backend_used
+        if name is not None:
+            entry = self._backends.get(name)
+            if entry is not None:
+                try:
+                    props = entry.backend.properties()
+                except Exception as exc:  # a backend's own bug: the task cannot be signed
+                    error = UnsignableValueError(
+                        "backend_properties", f"{name!r}.properties() raised {exc!r}"
+                    )
+                    error.__cause__ = exc
+                    return error
+        try:
+            record = signer.sign_task(
+                task, backend_properties=props, status=_COMPLETED, finished_at=now
+            )
+        except SchedulerError as exc:
+            return exc
+        task.signature = record.signature
+        task.signed_record = record
+        return None
 
     def enable_tracing(self, *, max_events: int | None = 1_000_000) -> TraceRecorder:
         """Record every status change of every task from now on (before submitting work).
@@ -375,6 +448,13 @@ class QuantumScheduler(QuantumMixin):
         if kind is _CLASSICAL or (kind is _HYBRID and task.fn is not None):
             executor = task.executor
             if executor is None or executor in _BUILTIN_EXECUTORS:
+                if task.limits is not None:
+                    raise InvalidTaskError(
+                        "limits",
+                        "memory and CPU-time limits are enforced only in worker processes: "
+                        "add .with_executor('process') (threads and the event loop share the "
+                        "scheduler's own process)",
+                    )
                 return self._core.classical
             entry = self._executors.get(executor)
             if entry is None and executor == "process":
@@ -478,6 +558,9 @@ class QuantumScheduler(QuantumMixin):
         if value.__class__ is _CoroutineType:
             self._active.add(task)
             self._drive(task, value)
+            return
+        if self._signer is not None:
+            self._finish_run(task, _COMPLETED, value)  # results are signed there
             return
         # The common case, finished without the generic steps an inline run does not need
         # (it was never in _active, has no runner, and its pool is the classical one).
@@ -642,7 +725,12 @@ class QuantumScheduler(QuantumMixin):
         if task.status is _RUNNING:
             if status is _COMPLETED:
                 task.value = value
-            else:
+                if self._signer is not None:
+                    unsigned = self._seal(task, now)
+                    if unsigned is not None:
+                        task.value = None
+                        status, value = _FAILED, unsigned
+            if status is not _COMPLETED:
                 task.error = value
                 if log.isEnabledFor(logging.INFO):
                     log.info(

@@ -131,7 +131,10 @@ def coerce_seconds(field: str, value: object, *, allow_none: bool = True) -> flo
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidTaskError(field, f"duration {value!r} is too large") from None
     else:
         raise InvalidTaskError(
             field, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
@@ -188,6 +191,7 @@ class Task(Generic[T]):
         "routing",
         "backends_tried",
         "signature",
+        "signed_record",
         "future",
         "runner",
         "resources",
@@ -237,6 +241,8 @@ class Task(Generic[T]):
         self.routing: Any = None
         self.backends_tried: list[str] | None = None
         self.signature: bytes | None = None
+        # The SignedRecord behind ``signature`` (a security.SignedRecord), set with it.
+        self.signed_record: Any = None
         # Created only when someone waits on an unfinished task; resolved (to None) when it ends.
         self.future: asyncio.Future[None] | None = None
         self.runner: Any = None
@@ -587,6 +593,8 @@ class TaskResult(Generic[T]):
         routing: The routing decision with its reason (quantum tasks), else None.
         metadata: The labels given with ``with_metadata``.
         signature: The Ed25519 signature over the result, when result signing is on.
+        signed_record: The :class:`~logosq_os_scheduler.security.SignedRecord` it signs: every
+            signed field, for ``verify_result``. None when signing is off.
     """
 
     __slots__ = (
@@ -605,6 +613,7 @@ class TaskResult(Generic[T]):
         "routing",
         "metadata",
         "signature",
+        "signed_record",
         "error",
     )
 
@@ -624,6 +633,7 @@ class TaskResult(Generic[T]):
         self.routing: Any = task.routing
         self.metadata: Mapping[str, Any] = task.metadata
         self.signature: bytes | None = task.signature
+        self.signed_record: Any = task.signed_record
         self.error: BaseException | None = task.error
 
     @property

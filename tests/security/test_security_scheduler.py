@@ -35,13 +35,7 @@ from logosq_os_scheduler.security import (
     verify_result,
 )
 
-pytestmark = [
-    pytest.mark.security,
-    pytest.mark.skipif(
-        not hasattr(QuantumScheduler, "with_result_signing"),
-        reason="awaiting QuantumScheduler.with_result_signing",
-    ),
-]
+pytestmark = pytest.mark.security
 
 
 def cyclic() -> list[Any]:

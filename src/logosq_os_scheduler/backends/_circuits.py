@@ -90,7 +90,22 @@ class CircuitSpec:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidTaskError("circuit", f"CircuitSpec needs num_qubits >= 1, got {n!r}")
         pairs: list[tuple[int, int]] = []
-        for pair in self.interactions:
+        try:
+            items = list(self.interactions)
+        except TypeError:
+            raise InvalidTaskError(
+                "circuit",
+                f"CircuitSpec interactions must be pairs of qubits, got {self.interactions!r}",
+            ) from None
+        for pair in items:
+            if (
+                not isinstance(pair, (tuple, list))
+                or len(pair) != 2
+                or not all(isinstance(q, int) and not isinstance(q, bool) for q in pair)
+            ):
+                raise InvalidTaskError(
+                    "circuit", f"CircuitSpec interaction {pair!r} must be a pair of qubit indices"
+                )
             a, b = pair
             if not (0 <= a < n and 0 <= b < n) or a == b:
                 raise InvalidTaskError(
@@ -304,6 +319,7 @@ def _parse_qasm_cached(text: str, qasm3_parser: QASM3Parser) -> QuantumCircuit:
     if not text.strip():
         raise InvalidTaskError("circuit", "OpenQASM text is empty")
     version = _detect_version(text)
+    _check_register_sizes(text, version)
     try:
         import qiskit  # noqa: F401 - imported to tell a missing extra from a parse failure
     except ImportError as exc:
@@ -320,6 +336,45 @@ def _parse_qasm_cached(text: str, qasm3_parser: QASM3Parser) -> QuantumCircuit:
 
 
 _QASM2_POSITION = re.compile(r"^<input>:(?P<line>[0-9]+),(?P<column>[0-9]+):\s*(?P<problem>.*)$")
+
+
+# The most qubits or bits one register may declare. No backend comes near it, and it keeps a
+# hostile declaration (qubit[1000000000]) from reaching Qiskit, whose allocation of it can
+# abort the whole process.
+MAX_REGISTER_SIZE = 100_000
+
+_CONST_INT = re.compile(r"\bconst\s+u?int(?:\s*\[\s*\d+\s*\])?\s+(\w+)\s*=\s*([^;]+);")
+_DECLARATION = re.compile(r"\b(?:(?:qreg|creg)\s+\w+\s*\[([^\]]*)\]|(?:qubit|bit)\s*\[([^\]]*)\])")
+
+
+def _check_register_sizes(text: str, version: int) -> None:
+    """Refuse register declarations larger than :data:`MAX_REGISTER_SIZE`, before parsing.
+
+    A size must be an integer literal or (OpenQASM 3) a ``const`` integer defined by one.
+    """
+    consts: dict[str, str] = {m.group(1): m.group(2).strip() for m in _CONST_INT.finditer(text)}
+    for match in _DECLARATION.finditer(text):
+        size_text = (match.group(1) or match.group(2) or "").strip()
+        resolved = consts.get(size_text, size_text)
+        line = text.count("\n", 0, match.start()) + 1
+        if not resolved.isdigit():
+            raise CircuitParseError(
+                version,
+                line,
+                None,
+                f"register size {size_text!r} must be an integer literal or a const integer "
+                "defined by one",
+            )
+        # Compare as text first: a number with more digits than the cap is refused without
+        # converting an arbitrarily long string.
+        digits = resolved.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_REGISTER_SIZE)) or int(digits) > MAX_REGISTER_SIZE:
+            raise CircuitParseError(
+                version,
+                line,
+                None,
+                f"a register of {resolved} is larger than the {MAX_REGISTER_SIZE:,} allowed",
+            )
 
 
 def _parse_qasm2(text: str) -> QuantumCircuit:

@@ -178,19 +178,36 @@ class MockBackend(Backend):
         _check_positive("max_circuits_per_job", max_circuits_per_job)
         _check_positive("idempotency_capacity", idempotency_capacity)
         _check_positive("history", history)
+        if history > 10_000_000 or idempotency_capacity > 10_000_000:
+            raise InvalidConfigError(
+                "history" if history > 10_000_000 else "idempotency_capacity",
+                "must be at most 10,000,000",
+            )
         for setting, rate in (
             ("failure_rate", failure_rate),
             ("hang_rate", hang_rate),
             ("circuit_failure_rate", circuit_failure_rate),
         ):
-            if not 0.0 <= rate <= 1.0:
-                raise InvalidConfigError(setting, f"must be a probability in [0, 1], got {rate}")
-        if isinstance(latency, tuple):
+            if not _is_real(rate) or not 0.0 <= rate <= 1.0:
+                raise InvalidConfigError(setting, f"must be a probability in [0, 1], got {rate!r}")
+        if isinstance(latency, tuple) and len(latency) == 2:
             fixed, per_circuit = latency
-        else:
+        elif _is_real(latency):
             fixed, per_circuit = latency, 0.0
-        if not (math.isfinite(fixed) and math.isfinite(per_circuit)) or min(fixed, per_circuit) < 0:
+        else:
+            raise InvalidConfigError(
+                "latency", f"expected seconds or a (per_job, per_circuit) pair, got {latency!r}"
+            )
+        if not (_is_real(fixed) and _is_real(per_circuit)):
+            raise InvalidConfigError("latency", f"must be numbers of seconds, got {latency!r}")
+        try:
+            finite = math.isfinite(fixed) and math.isfinite(per_circuit)
+        except OverflowError:
+            finite = False
+        if not finite or min(fixed, per_circuit) < 0:
             raise InvalidConfigError("latency", f"must be finite and >= 0, got {latency!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidConfigError("seed", f"must be an integer or None, got {seed!r}")
         if sampling not in ("uniform", "exact"):
             raise InvalidConfigError("sampling", f"must be 'uniform' or 'exact', got {sampling!r}")
 
@@ -663,9 +680,26 @@ def _merge(outcomes: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return sorted(merged.items())
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _symmetric(pairs: Iterable[tuple[int, int]], num_qubits: int) -> frozenset[tuple[int, int]]:
     result: set[tuple[int, int]] = set()
-    for a, b in pairs:
+    try:
+        items = list(pairs)
+    except TypeError:
+        raise InvalidConfigError(
+            "coupling_map", f"expected pairs of qubits, got {pairs!r}"
+        ) from None
+    for pair in items:
+        if (
+            not isinstance(pair, (tuple, list))
+            or len(pair) != 2
+            or not all(isinstance(q, int) and not isinstance(q, bool) for q in pair)
+        ):
+            raise InvalidConfigError("coupling_map", f"{pair!r} is not a pair of qubit indices")
+        a, b = pair
         if not (0 <= a < num_qubits and 0 <= b < num_qubits) or a == b:
             raise InvalidConfigError(
                 "coupling_map",
