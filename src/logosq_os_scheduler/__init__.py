@@ -37,6 +37,7 @@ from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec, Moc
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
+from .security import ResultSigner, SignedRecord, verify_result
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "QueueFullError",
     "RayExecutor",
     "ResourceLimitError",
+    "ResultSigner",
     "RetriesExhaustedError",
     "RoutingCondition",
     "RoutingDecision",
@@ -75,6 +77,7 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerError",
     "SchedulerMetrics",
+    "SignedRecord",
     "Task",
     "TaskBuilder",
     "TaskCancelledError",
@@ -93,6 +96,7 @@ __all__ = [
     "current_context",
     "new_event_loop",
     "run",
+    "verify_result",
 ]
 
 
