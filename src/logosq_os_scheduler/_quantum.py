@@ -107,6 +107,7 @@ class QuantumMixin:
         self._backends: dict[str, BackendEntry] = {}
         self._rules: list[RoutingRule] = []
         self._qdispatching = False
+        self._qdispatch_pending = False
         self._uid = uuid.uuid4().hex[:12]
         self._rng = random.Random()
         self._default_backend_tried = False
@@ -273,6 +274,24 @@ class QuantumMixin:
         return decide_route(task, req, self._rules, self._views(), exclude=exclude)
 
     # -- dispatch and batching ---------------------------------------------------------------
+
+    def _dispatch_quantum_soon(self) -> None:
+        """Dispatch at the loop's next turn, once however many tasks arrive meanwhile.
+
+        Submitting is synchronous, so a burst of submits lands in one turn of the loop: one
+        dispatch after it sees the whole burst and fills whole batches, where a dispatch per
+        submit would send a partial first batch and scan the backends each time.
+        """
+        if self._qdispatch_pending:
+            return
+        loop = self._loop
+        assert loop is not None
+        self._qdispatch_pending = True
+        loop.call_soon(self._deferred_dispatch)
+
+    def _deferred_dispatch(self) -> None:
+        self._qdispatch_pending = False
+        self._dispatch_quantum()
 
     def _dispatch_quantum(self) -> None:
         """Start jobs while backends have free slots and the global quantum cap allows.

@@ -438,7 +438,7 @@ class QuantumScheduler(QuantumMixin):
         if started:
             self._run(task)
         elif not pool.direct:
-            self._dispatch_quantum()
+            self._dispatch_quantum_soon()
         elif task.priority >= _HIGH and self._config.preemption is _PREEMPTIVE:
             self._preempt_for(task, pool)
         return handle

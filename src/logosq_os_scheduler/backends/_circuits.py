@@ -197,6 +197,13 @@ def normalize_circuit(
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _analyze_spec(spec: CircuitSpec) -> CircuitRequirements:
+    # A CircuitSpec is frozen and hashable: the same shape submitted again is not re-analysed.
+    pairs = frozenset((min(a, b), max(a, b)) for a, b in spec.interactions)
+    return CircuitRequirements.from_interactions(spec.num_qubits, pairs)
+
+
 def analyze_circuit(circuit: object) -> CircuitRequirements:
     """Derive what a circuit needs from a backend.
 
@@ -223,8 +230,7 @@ def analyze_circuit(circuit: object) -> CircuitRequirements:
     """
     circuit = normalize_circuit(circuit) if isinstance(circuit, str) else circuit
     if isinstance(circuit, CircuitSpec):
-        pairs = frozenset((min(a, b), max(a, b)) for a, b in circuit.interactions)
-        return CircuitRequirements.from_interactions(circuit.num_qubits, pairs)
+        return _analyze_spec(circuit)
     if _is_quantum_circuit(circuit):
         return _analyze_quantum_circuit(circuit)
     normalized = normalize_circuit(circuit)
