@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._algorithms import QAOA, VQE, QAOAResult, VQEResult
     from ._optimizers import COBYLA, SPSA, Adam, Objective, Optimizer, OptimizerResult
     from ._primitives import SchedulerEstimator, SchedulerPrimitiveJob, SchedulerSampler
-    from ._problems import h2_hamiltonian, maxcut_hamiltonian
+    from ._problems import cut_value, h2_ansatz, h2_hamiltonian, maxcut_hamiltonian
 
 __all__ = [
     "COBYLA",
@@ -55,6 +55,8 @@ __all__ = [
     "WorkflowProgress",
     "WorkflowResult",
     "WorkflowStep",
+    "cut_value",
+    "h2_ansatz",
     "h2_hamiltonian",
     "maxcut_hamiltonian",
     "run_hybrid",
@@ -77,6 +79,8 @@ _LAZY = {
     "SchedulerEstimator": "_primitives",
     "SchedulerSampler": "_primitives",
     "SchedulerPrimitiveJob": "_primitives",
+    "cut_value": "_problems",
+    "h2_ansatz": "_problems",
     "h2_hamiltonian": "_problems",
     "maxcut_hamiltonian": "_problems",
 }

@@ -307,7 +307,7 @@ def _metadata(
 
 def _ramp(reps: int) -> Vector:
     """A linear-ramp start (a discretised annealing schedule, Sack and Serbyn 2021): betas
-    falling, gammas rising, as ``QAOAAnsatz`` orders them (all betas, then all gammas)."""
+    falling, gammas rising, as ``qaoa_ansatz`` orders them (all betas, then all gammas)."""
     steps = (np.arange(reps) + 0.5) / reps
     dt = 0.75
     return np.concatenate([(1 - steps) * dt, steps * dt])
@@ -316,7 +316,7 @@ def _ramp(reps: int) -> Vector:
 class QAOA:
     """The quantum approximate optimisation algorithm, run through the scheduler.
 
-    Minimises the expected cost of Qiskit's ``QAOAAnsatz(cost, reps)`` state, then samples the
+    Minimises the expected cost of Qiskit's ``qaoa_ansatz(cost, reps)`` state, then samples the
     optimised circuit and reports the lowest-cost bitstring it saw.
 
     Args:
@@ -324,7 +324,8 @@ class QAOA:
             :func:`maxcut_hamiltonian`.
         reps: QAOA layers ``p``.
         optimizer: The optimiser (default ``COBYLA()``); a hybrid task's own wins.
-        initial_point: Starting ``(betas..., gammas...)`` (default: a linear ramp).
+        initial_point: Starting ``(betas..., gammas...)``, the order of the circuit's
+            parameters (default: a linear ramp).
         shots: Shots per energy evaluation, or None for exact energies.
         final_shots: Shots of the final sampling of the optimised circuit.
         seed: Seeds the exact path.
@@ -346,7 +347,7 @@ class QAOA:
         seed: int | None = None,
         callback: IterationCallback | None = None,
     ) -> None:
-        from qiskit.circuit.library import QAOAAnsatz
+        from qiskit.circuit.library import qaoa_ansatz
 
         if not isinstance(cost, SparsePauliOp):
             raise InvalidTaskError("cost", f"expected a SparsePauliOp, got {type(cost).__name__}")
@@ -356,9 +357,9 @@ class QAOA:
             raise InvalidTaskError("reps", f"must be a positive integer, got {reps!r}")
         self.cost = cost
         self.reps = reps
-        # Flattened into rzz / rx rotations, so that every optimiser (and the parameter-shift
-        # rule) sees plain gates.
-        self.ansatz = shiftable_circuit(QAOAAnsatz(cost, reps=reps))
+        # Qiskit's QAOA circuit, flat rzz / rx rotations (the parameter-shift rule needs
+        # plain rotations; any other optimiser does not mind).
+        self.ansatz = shiftable_circuit(qaoa_ansatz(cost, reps=reps))
         self.optimizer = as_optimizer(optimizer) if optimizer is not None else None
         self.initial_point = (
             _ramp(reps) if initial_point is None else _initial_point(initial_point, 2 * reps, seed)

@@ -139,6 +139,12 @@ class COBYLA:
             point = np.array(x, dtype=float)
             fut = asyncio.run_coroutine_threadsafe(objective.evaluate(point[None, :]), loop)
             pending[:] = [fut]
+            if stop.is_set():
+                # Cancelled between the check above and now: the canceller may have missed
+                # this evaluation, so cancel it here (it then submits nothing, or cancels
+                # what it submitted).
+                fut.cancel()
+                raise _Stopped
             try:
                 value = float(fut.result()[0])
             except concurrent.futures.CancelledError:
@@ -201,6 +207,8 @@ class SPSA:
         target_magnitude: The calibrated size of the first step.
         calibration_samples: Perturbation pairs used to calibrate ``a``.
         resamplings: Perturbation pairs averaged per iteration.
+        last_avg: Return the mean of the last ``last_avg`` iterates (as Qiskit's SPSA does):
+            on a noisy objective the mean sits closer to the optimum than any one iterate.
         seed: Seeds the perturbations.
     """
 
@@ -216,6 +224,7 @@ class SPSA:
         target_magnitude: float = 2 * math.pi / 10,
         calibration_samples: int = 25,
         resamplings: int = 1,
+        last_avg: int = 1,
         seed: int | None = None,
     ) -> None:
         self.maxiter = _positive_int("maxiter", maxiter)
@@ -229,6 +238,9 @@ class SPSA:
         self.target_magnitude = _positive("target_magnitude", target_magnitude)
         self.calibration_samples = _positive_int("calibration_samples", calibration_samples)
         self.resamplings = _positive_int("resamplings", resamplings)
+        self.last_avg = _positive_int("last_avg", last_avg)
+        if self.last_avg > self.maxiter:
+            raise InvalidTaskError("last_avg", f"must be at most maxiter={maxiter}")
         self.seed = seed
 
     async def _calibrate(self, objective: Objective, x0: Vector, rng: np.random.Generator) -> float:
@@ -250,6 +262,7 @@ class SPSA:
         if a is None:
             a = await self._calibrate(objective, x, rng)
         r = self.resamplings
+        tail: list[Vector] = []
         for k in range(self.maxiter):
             ak = a / (k + 1 + self.stability) ** self.alpha
             ck = self.perturbation / (k + 1) ** self.gamma
@@ -259,6 +272,9 @@ class SPSA:
             gradient = np.mean(((plus - minus) / (2 * ck))[:, None] * deltas, axis=0)
             objective.report(k, x.copy(), float(np.mean(values)))
             x = x - ak * gradient
+            if k >= self.maxiter - self.last_avg:
+                tail.append(x)
+        x = np.mean(tail, axis=0)
         (fun,) = await objective.evaluate(x[None, :])
         return OptimizerResult(
             x=x,
@@ -271,7 +287,8 @@ class SPSA:
     def __repr__(self) -> str:
         return (
             f"SPSA(maxiter={self.maxiter}, learning_rate={self.learning_rate}, "
-            f"perturbation={self.perturbation}, resamplings={self.resamplings})"
+            f"perturbation={self.perturbation}, resamplings={self.resamplings}, "
+            f"last_avg={self.last_avg})"
         )
 
 

@@ -82,6 +82,10 @@ __all__ = [
     "await_all",
 ]
 
+# Jobs binding at least this many parameter sets are prepared (bound, measured) in a worker
+# thread, so that the event loop keeps scheduling meanwhile; smaller ones are cheaper inline.
+_OFFLOAD_BINDINGS = 32
+
 DEFAULT_PRECISION = 0.015625
 """The estimator's default precision, as Qiskit's ``BackendEstimatorV2``: 1 / sqrt(4096)."""
 
@@ -122,6 +126,10 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def _bindings(pubs: list[Any]) -> int:
+    return sum(int(pub.parameter_values.size) for pub in pubs)
 
 
 async def await_all(handles: Sequence[TaskHandle[Any]]) -> list[Any]:
@@ -300,12 +308,19 @@ def _measurement_circuit(num_qubits: int, basis: Any) -> tuple[QuantumCircuit, n
 
 
 def _measurements_for(
-    circuit: QuantumCircuit, param_index: tuple[int, ...], labels: Iterable[str]
+    circuit: QuantumCircuit,
+    param_index: tuple[int, ...],
+    labels: Iterable[str],
+    grouping: bool = True,
 ) -> list[_Measurement]:
-    """The circuits that estimate every Pauli in ``labels`` on ``circuit``, one per group of
-    qubit-wise commuting Paulis (``PauliList.group_commuting(qubit_wise=True)``)."""
+    """The circuits that estimate every Pauli in ``labels`` on ``circuit``: one per group of
+    qubit-wise commuting Paulis (``PauliList.group_commuting(qubit_wise=True)``), or one per
+    Pauli without ``grouping``."""
     out: list[_Measurement] = []
-    for group in PauliList(sorted(labels)).group_commuting(qubit_wise=True):
+    paulis = PauliList(sorted(labels))
+    groups = paulis.group_commuting(qubit_wise=True) if grouping else [p for p in paulis]
+    for group in groups:
+        group = PauliList(group)
         basis = Pauli((np.logical_or.reduce(group.z), np.logical_or.reduce(group.x)))
         meas, support = _measurement_circuit(circuit.num_qubits, basis)
         for creg in circuit.cregs:
@@ -356,7 +371,6 @@ class _SampledPub:
     param_indices: np.ndarray
     observables: np.ndarray
     measurements: list[_Measurement]
-    handles: list[TaskHandle[Any]]
 
 
 def _exact_pub(pub: Any, seed: Any) -> Any:
@@ -385,6 +399,8 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         backend: Pin every circuit to this backend (default: the routing rules decide).
         priority: Priority of the estimator's tasks.
         seed: Seed for the exact path (``StatevectorEstimator``'s ``seed``).
+        abelian_grouping: Measure qubit-wise commuting Paulis together (one circuit per
+            group, as Qiskit's ``BackendEstimatorV2`` by default), or each Pauli on its own.
 
     Raises:
         TypeError: If ``scheduler`` is not a scheduler.
@@ -399,6 +415,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         backend: str | None = None,
         priority: TaskPriority = TaskPriority.NORMAL,
         seed: np.random.Generator | int | None = None,
+        abelian_grouping: bool = True,
     ) -> None:
         if not isinstance(default_precision, (int, float)) or default_precision < 0:
             raise ValueError(f"default_precision must be >= 0, got {default_precision!r}")
@@ -407,6 +424,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         self._backend = backend
         self._priority = priority
         self._seed = seed
+        self.abelian_grouping = bool(abelian_grouping)
 
     @property
     def default_precision(self) -> float:
@@ -459,48 +477,25 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         ``ceil(1 / precision**2)`` as the shots of sampled PUBs (for callers that think in
         shots, where the round trip through a precision could add one).
         """
-        scheduler = self._scheduler
-        plans: list[_SampledPub | TaskHandle[Any]] = []
+        # Build every circuit first, then submit them all in one burst: the scheduler holds
+        # a partial batch only for batch_window from its first circuit, so circuits built
+        # between submissions could miss the batch.
+        if _bindings(pubs) >= _OFFLOAD_BINDINGS:
+            work = await asyncio.to_thread(self._prepare, pubs, shots)
+        else:
+            work = self._prepare(pubs, shots)
         submitted: list[TaskHandle[Any]] = []
-
-        def submit(builder: Any) -> TaskHandle[Any]:
-            handle: TaskHandle[Any] = scheduler.submit_nowait(builder)
-            submitted.append(handle)
-            if task_ids is not None:
-                task_ids.append(handle.task_id)
-            return handle
-
+        handles: list[list[TaskHandle[Any]]] = []
         try:
-            for i, pub in enumerate(pubs):
-                if pub.precision == 0:
-                    plans.append(
-                        submit(
-                            Task.classical(f"estimator.exact[{i}]")
-                            .with_function(_exact_pub, pub, self._seed)
-                            .with_priority(self._priority)
-                        )
-                    )
-                    continue
-                plan = self._plan(pub, shots)
-                for k, m in enumerate(plan.measurements):
-                    builder = (
-                        Task.quantum(f"estimator[{i}].{k}")
-                        .with_circuit(m.circuit)
-                        .with_shots(plan.shots)
-                        .with_priority(self._priority)
-                    )
-                    if self._backend is not None:
-                        builder = builder.with_backend(self._backend)
-                    plan.handles.append(submit(builder))
-                plans.append(plan)
+            for _, builders in work:
+                handles.append([self._submit(b, submitted, task_ids) for b in builders])
             results = []
-            for item in plans:
-                if isinstance(item, _SampledPub):
-                    counts = await await_all(item.handles)
-                    results.append(self._postprocess(item, counts))
+            for (plan, _), pub_handles in zip(work, handles, strict=True):
+                values = await await_all(pub_handles)
+                if plan is None:
+                    results.append(values[0])  # the exact path's PubResult
                 else:
-                    (exact,) = await await_all([item])
-                    results.append(exact)
+                    results.append(self._postprocess(plan, values))
         except BaseException:
             for h in submitted:
                 if not h.done():
@@ -508,8 +503,46 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
             raise
         return PrimitiveResult(results, metadata={"version": 2})
 
+    def _submit(
+        self, builder: Any, submitted: list[TaskHandle[Any]], task_ids: list[int] | None
+    ) -> TaskHandle[Any]:
+        handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+        submitted.append(handle)
+        if task_ids is not None:
+            task_ids.append(handle.task_id)
+        return handle
+
+    def _prepare(
+        self, pubs: list[Any], shots: int | None
+    ) -> list[tuple[_SampledPub | None, list[Any]]]:
+        """For each PUB, its measurement plan (None on the exact path) and task builders."""
+        work: list[tuple[_SampledPub | None, list[Any]]] = []
+        for i, pub in enumerate(pubs):
+            if pub.precision == 0:
+                exact = (
+                    Task.classical(f"estimator.exact[{i}]")
+                    .with_function(_exact_pub, pub, self._seed)
+                    .with_priority(self._priority)
+                )
+                work.append((None, [exact]))
+                continue
+            plan = self._plan(pub, shots, self.abelian_grouping)
+            builders = []
+            for k, m in enumerate(plan.measurements):
+                builder = (
+                    Task.quantum(f"estimator[{i}].{k}")
+                    .with_circuit(m.circuit)
+                    .with_shots(plan.shots)
+                    .with_priority(self._priority)
+                )
+                if self._backend is not None:
+                    builder = builder.with_backend(self._backend)
+                builders.append(builder)
+            work.append((plan, builders))
+        return work
+
     @staticmethod
-    def _plan(pub: Any, shots: int | None) -> _SampledPub:
+    def _plan(pub: Any, shots: int | None, grouping: bool = True) -> _SampledPub:
         """Bind and measure, as Qiskit's BackendEstimatorV2 preprocesses a PUB."""
         if shots is None:
             shots = math.ceil(1.0 / pub.precision**2)
@@ -523,8 +556,8 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         measurements: list[_Measurement] = []
         for param_index, labels in needed.items():
             bound = parameter_values.bind(pub.circuit, param_index)
-            measurements.extend(_measurements_for(bound, param_index, labels))
-        return _SampledPub(pub, shots, bc_param_ind, bc_obs, measurements, [])
+            measurements.extend(_measurements_for(bound, param_index, labels, grouping))
+        return _SampledPub(pub, shots, bc_param_ind, bc_obs, measurements)
 
     @staticmethod
     def _postprocess(plan: _SampledPub, counts: list[dict[str, int]]) -> PubResult:
@@ -648,39 +681,59 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
     async def _execute(
         self, pubs: list[Any], task_ids: list[int] | None
     ) -> PrimitiveResult[SamplerPubResult]:
-        scheduler = self._scheduler
-        per_pub: list[tuple[Any, np.ndarray, list[TaskHandle[Any]]]] = []
+        # Bind everything first, then submit in one burst (see SchedulerEstimator._execute).
+        if _bindings(pubs) >= _OFFLOAD_BINDINGS:
+            work = await asyncio.to_thread(self._prepare, pubs)
+        else:
+            work = self._prepare(pubs)
         submitted: list[TaskHandle[Any]] = []
         try:
-            for i, pub in enumerate(pubs):
-                bound = pub.parameter_values.bind_all(pub.circuit)
-                handles: list[TaskHandle[Any]] = []
-                if pub.circuit.cregs:
-                    for k, circuit in enumerate(bound.ravel()):
-                        builder = (
-                            Task.quantum(f"sampler[{i}].{k}")
-                            .with_circuit(circuit)
-                            .with_shots(pub.shots)
-                            .with_priority(self._priority)
-                        )
-                        if self._backend is not None:
-                            builder = builder.with_backend(self._backend)
-                        handle: TaskHandle[Any] = scheduler.submit_nowait(builder)
-                        submitted.append(handle)
-                        handles.append(handle)
-                        if task_ids is not None:
-                            task_ids.append(handle.task_id)
-                per_pub.append((pub, bound, handles))
+            handles = []
+            for _, _, builders in work:
+                pub_handles = []
+                for builder in builders:
+                    handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+                    submitted.append(handle)
+                    pub_handles.append(handle)
+                    if task_ids is not None:
+                        task_ids.append(handle.task_id)
+                handles.append(pub_handles)
             results = []
-            for pub, bound, handles in per_pub:
-                counts = await await_all(handles)
-                results.append(self._postprocess(pub, bound.shape, counts))
+            for (pub, shape, _), pub_handles in zip(work, handles, strict=True):
+                if pub_handles:
+                    counts = await await_all(pub_handles)
+                else:
+                    size = math.prod(shape)
+                    counts = [{"0" * pub.circuit.num_clbits: pub.shots}] * size
+                results.append(self._postprocess(pub, shape, counts))
         except BaseException:
             for h in submitted:
                 if not h.done():
                     h.cancel()
             raise
         return PrimitiveResult(results, metadata={"version": 2})
+
+    def _prepare(self, pubs: list[Any]) -> list[tuple[Any, tuple[int, ...], list[Any]]]:
+        """For each PUB: the PUB, its shape, and a task builder per bound circuit."""
+        work: list[tuple[Any, tuple[int, ...], list[Any]]] = []
+        for i, pub in enumerate(pubs):
+            bound = pub.parameter_values.bind_all(pub.circuit)
+            builders = []
+            # A circuit whose classical bits nothing writes reads all zeros (Qiskit's
+            # reference samplers say so too); backends give no counts for it at all.
+            if pub.circuit.cregs and any(inst.clbits for inst in pub.circuit.data):
+                for k, circuit in enumerate(bound.ravel()):
+                    builder = (
+                        Task.quantum(f"sampler[{i}].{k}")
+                        .with_circuit(circuit)
+                        .with_shots(pub.shots)
+                        .with_priority(self._priority)
+                    )
+                    if self._backend is not None:
+                        builder = builder.with_backend(self._backend)
+                    builders.append(builder)
+            work.append((pub, tuple(bound.shape), builders))
+        return work
 
     def _postprocess(
         self, pub: Any, shape: tuple[int, ...], counts: list[dict[str, int]]
