@@ -54,3 +54,22 @@ class Recording(Backend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def runs_hybrid_algorithms() -> bool:
+    """Whether this scheduler runs ``Task.hybrid(...).with_algorithm(...)`` tasks."""
+    from logosq_os_scheduler import InvalidTaskError, QuantumScheduler, Task
+    from logosq_os_scheduler.workflows import AlgorithmResult
+
+    class Nothing:
+        async def run(self, scheduler: Any, **_: Any) -> AlgorithmResult:
+            return AlgorithmResult(0.0, (), (), 0, 0, (), 0.0, True)
+
+    async with QuantumScheduler(1) as s:
+        try:
+            await (await s.submit(Task.hybrid("probe").with_algorithm(Nothing())))
+        except InvalidTaskError as exc:
+            if exc.field == "algorithm":
+                return False
+            raise
+    return True
