@@ -362,3 +362,19 @@ async def test_an_empty_workflow_is_refused() -> None:
     async with QuantumScheduler(config=config()) as s:
         with pytest.raises(InvalidTaskError, match="no steps"):
             await run_workflow(s, HybridWorkflow("empty"))
+
+
+def test_the_workflow_machinery_imports_with_the_standard_library_alone() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from logosq_os_scheduler.workflows import HybridWorkflow, WorkflowStep, run_hybrid\n"
+        "heavy = {'qiskit', 'qiskit_aer', 'numpy', 'scipy'}\n"
+        "loaded = heavy & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not loaded, loaded\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
