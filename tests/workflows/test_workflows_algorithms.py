@@ -235,6 +235,33 @@ async def test_cancelling_an_algorithm_cancels_its_outstanding_tasks() -> None:
     assert recording.jobs == []
 
 
+async def test_cancelling_a_hybrid_task_cancels_the_tasks_it_submitted() -> None:
+    recording = Recording(aer_backend())
+    task = Task.hybrid("vqe").with_algorithm(
+        VQE(
+            h2_hamiltonian(),
+            real_amplitudes(2, reps=1),
+            optimizer=SPSA(maxiter=1000, calibration_samples=10, seed=1),
+            shots=256,
+        )
+    )
+    async with QuantumScheduler(config=config(batch_window=5.0)) as s:
+        await s.register_backend("aer", recording)
+        try:
+            handle = await s.submit(task)
+        except InvalidTaskError as exc:
+            if exc.field == "algorithm":
+                pytest.skip("this scheduler does not run hybrid algorithms yet")
+            raise
+        await asyncio.sleep(0)  # one pass of the loop: the algorithm submits its first batch
+        assert s.metrics().queued == 40
+        assert handle.cancel() is True
+        await s.join()
+        metrics = s.metrics()
+    assert metrics.cancelled == 41  # the hybrid task and its 40 circuits
+    assert recording.jobs == []
+
+
 async def test_cancelling_cobyla_stops_scipy_and_its_evaluation() -> None:
     started = asyncio.Event()
     calls = 0  # SciPy's thread reports through the loop, so this is only touched there
