@@ -1,0 +1,765 @@
+"""Qiskit's Sampler and Estimator V2 primitives, run through the scheduler.
+
+:class:`SchedulerSampler` and :class:`SchedulerEstimator` implement ``BaseSamplerV2`` and
+``BaseEstimatorV2``, so code written for Qiskit's primitives (qiskit-algorithms' VQE and QAOA,
+for instance) gets the scheduler's priorities, routing, batching and retries unchanged. They
+follow Qiskit's semantics: PUBs are coerced with ``SamplerPub.coerce`` / ``EstimatorPub.coerce``
+(so malformed PUBs raise the same ``ValueError`` / ``TypeError`` as Qiskit's reference
+primitives, at ``run()``), parameters broadcast as Qiskit broadcasts them, and results come
+in Qiskit's containers with Qiskit's metadata.
+
+How work reaches the scheduler: every circuit a job needs (every parameter set of every PUB,
+and for the estimator every measurement basis) becomes one quantum task, and all of a job's
+tasks are submitted together before any is awaited, so the scheduler batches them into as few
+backend jobs as the backends allow and fans them out across backends.
+
+Threads and loops: ``run()`` is synchronous in Qiskit's API and returns a job; the scheduler
+lives on an event loop. ``run()`` may be called
+
+* from a thread other than the scheduler's loop (plain scripts with
+  :class:`~logosq_os_scheduler.BlockingScheduler`, or code handed to ``asyncio.to_thread``):
+  the job is handed to the loop and ``job.result()`` blocks that thread until it is done;
+* on the loop itself (inside a coroutine): the job starts at once; there, ``await job`` (or
+  use :meth:`SchedulerEstimator.arun` / :meth:`SchedulerSampler.arun`), since a blocking
+  ``job.result()`` on the loop would wait forever and raises instead.
+
+Estimator precision: a PUB with ``precision > 0`` is estimated from samples, with
+``ceil(1 / precision**2)`` shots per measurement basis, and its ``stds`` and metadata follow
+Qiskit's ``BackendEstimatorV2``. ``precision == 0`` asks for the exact expectation value: it is
+computed by Qiskit's ``StatevectorEstimator`` in a classical task on the scheduler (no backend
+is involved, and ``backend`` does not apply), with ``StatevectorEstimator``'s metadata.
+
+Sampler shot order: the scheduler's quantum tasks return counts, not per-shot memory, so a
+``BitArray`` is built from counts and the order of shots is lost. Shots of one circuit are
+exchangeable (independent and identically distributed), so each PUB's shots are put in a
+random order (seeded by ``seed``) rather than grouped by outcome; joint statistics across
+classical registers are kept exactly, since every register is cut from the same shots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import math
+import threading
+import uuid
+import warnings
+from collections import defaultdict
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from qiskit.circuit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BasePrimitiveJob,
+    BaseSamplerV2,
+    PrimitiveResult,
+    PubResult,
+    SamplerPubResult,
+    StatevectorEstimator,
+)
+from qiskit.primitives.containers import BitArray, DataBin
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.sampler_pub import SamplerPub
+from qiskit.providers import JobStatus
+from qiskit.quantum_info import Pauli, PauliList
+from qiskit.result import sampled_expectation_value
+
+from .._errors import SchedulerError
+from .._task import Task, TaskPriority
+
+if TYPE_CHECKING:
+    from .._blocking import BlockingScheduler
+    from .._handle import TaskHandle
+    from .._scheduler import QuantumScheduler
+
+__all__ = [
+    "SchedulerEstimator",
+    "SchedulerPrimitiveJob",
+    "SchedulerSampler",
+    "await_all",
+]
+
+# Jobs binding at least this many parameter sets are prepared (bound, measured) in a worker
+# thread, so that the event loop keeps scheduling meanwhile; smaller ones are cheaper inline.
+_OFFLOAD_BINDINGS = 32
+
+DEFAULT_PRECISION = 0.015625
+"""The estimator's default precision, as Qiskit's ``BackendEstimatorV2``: 1 / sqrt(4096)."""
+
+
+# --- the scheduler and its loop ------------------------------------------------------------
+
+
+def _as_scheduler(scheduler: QuantumScheduler | BlockingScheduler) -> QuantumScheduler:
+    from .._blocking import BlockingScheduler
+    from .._scheduler import QuantumScheduler
+
+    if isinstance(scheduler, BlockingScheduler):
+        return scheduler.scheduler
+    if isinstance(scheduler, QuantumScheduler):
+        return scheduler
+    raise TypeError(
+        f"expected a QuantumScheduler or BlockingScheduler, got {type(scheduler).__name__}"
+    )
+
+
+def _loop_of(scheduler: QuantumScheduler) -> asyncio.AbstractEventLoop:
+    """The loop the scheduler runs on.
+
+    Raises:
+        SchedulerError: If the scheduler has not started (it binds to a loop on first use).
+    """
+    loop: asyncio.AbstractEventLoop | None = scheduler._loop
+    if loop is None:
+        raise SchedulerError(
+            "the scheduler has not started: use it in `async with QuantumScheduler()` first, "
+            "or use a BlockingScheduler from synchronous code"
+        )
+    return loop
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _bindings(pubs: list[Any]) -> int:
+    return sum(int(pub.parameter_values.size) for pub in pubs)
+
+
+async def await_all(handles: Sequence[TaskHandle[Any]]) -> list[Any]:
+    """Wait for every handle and return their values in order.
+
+    If any task fails, or the waiting coroutine is cancelled, every task still unfinished is
+    cancelled before the error propagates: nothing outlives the caller.
+
+    Raises:
+        TaskError: The first failure's error (TaskFailedError, TaskCancelledError, ...).
+    """
+    try:
+        return [(await h).value for h in handles]
+    except BaseException:
+        for h in handles:
+            if not h.done():
+                h.cancel()
+        raise
+
+
+class SchedulerPrimitiveJob(BasePrimitiveJob[PrimitiveResult[Any], JobStatus]):  # type: ignore[misc]
+    """The job a :class:`SchedulerSampler` or :class:`SchedulerEstimator` ``run()`` returns.
+
+    ``result()`` blocks the calling thread (not the scheduler's loop) until the job is done;
+    on the loop, ``await job`` instead. ``cancel()`` cancels every task of the job, from any
+    thread. Statuses are Qiskit's ``JobStatus``: RUNNING while any of its tasks is in the
+    scheduler, then DONE, ERROR or CANCELLED.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: Coroutine[Any, Any, PrimitiveResult[Any]],
+    ) -> None:
+        super().__init__(str(uuid.uuid4()))
+        self._loop = loop
+        self._task: asyncio.Task[PrimitiveResult[Any]] | None = None
+        self._future: concurrent.futures.Future[PrimitiveResult[Any]]
+        if _on_loop(loop):
+            # On the loop: start now and mirror the outcome for status() and result().
+            task = loop.create_task(work)
+            self._task = task
+            self._future = concurrent.futures.Future()
+            self._future.set_running_or_notify_cancel()
+            task.add_done_callback(self._mirror)
+        else:
+            # From another thread: the loop runs the work; cancelling this future cancels it.
+            self._future = asyncio.run_coroutine_threadsafe(work, loop)
+
+    def _mirror(self, task: asyncio.Task[PrimitiveResult[Any]]) -> None:
+        if task.cancelled():
+            # A running concurrent future cannot be cancelled: record it as CancelledError.
+            self._future.set_exception(concurrent.futures.CancelledError())
+        elif (exc := task.exception()) is not None:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(task.result())
+
+    def result(self) -> PrimitiveResult[Any]:
+        """Block until the job is done and return its result.
+
+        Raises:
+            SchedulerError: If called on the scheduler's loop while the job is not done.
+            TaskError: If one of its tasks failed (the backend's error is ``__cause__``).
+            concurrent.futures.CancelledError: If the job was cancelled.
+        """
+        if not self._future.done() and _on_loop(self._loop):
+            raise SchedulerError(
+                "job.result() would block the scheduler's event loop: `await job` instead"
+            )
+        return self._future.result()
+
+    def __await__(self) -> Any:
+        if self._task is not None:
+            return self._task.__await__()
+        return asyncio.wrap_future(self._future).__await__()
+
+    def status(self) -> JobStatus:
+        """The job's status."""
+        fut = self._future
+        if self._task is not None and self._task.cancelled():
+            return JobStatus.CANCELLED
+        if fut.cancelled():
+            return JobStatus.CANCELLED
+        if not fut.done():
+            return JobStatus.RUNNING
+        exc = fut.exception()
+        if isinstance(exc, concurrent.futures.CancelledError):
+            return JobStatus.CANCELLED
+        return JobStatus.DONE if exc is None else JobStatus.ERROR
+
+    def done(self) -> bool:
+        """Whether the job finished successfully."""
+        return self.status() is JobStatus.DONE
+
+    def running(self) -> bool:
+        """Whether the job is still in the scheduler."""
+        return self.status() is JobStatus.RUNNING
+
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled."""
+        return self.status() is JobStatus.CANCELLED
+
+    def in_final_state(self) -> bool:
+        """Whether the job is DONE, ERROR or CANCELLED."""
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Cancel the job and its unfinished tasks. Safe from any thread.
+
+        Returns:
+            True if the job was still running.
+        """
+        if self._future.done():
+            return False
+        if self._task is not None:
+            task = self._task
+            if _on_loop(self._loop):
+                task.cancel()
+            else:
+                self._loop.call_soon_threadsafe(task.cancel)
+            return True
+        return self._future.cancel()
+
+
+def _start_job(
+    scheduler: QuantumScheduler, work: Coroutine[Any, Any, PrimitiveResult[Any]]
+) -> SchedulerPrimitiveJob:
+    try:
+        loop = _loop_of(scheduler)
+    except BaseException:
+        work.close()
+        raise
+    return SchedulerPrimitiveJob(loop, work)
+
+
+# --- the estimator --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Measurement:
+    """One circuit an estimator PUB needs: the bound circuit measured in one Pauli basis.
+
+    ``labels`` are the Pauli terms (full width) it estimates; ``diagonal`` their Z/I form on
+    the measured qubits only, in the order of the measurement register's bits.
+    """
+
+    circuit: QuantumCircuit
+    param_index: tuple[int, ...]
+    labels: tuple[str, ...]
+    diagonal: tuple[str, ...]
+    width: int
+
+
+def _measurement_circuit(num_qubits: int, basis: Any) -> tuple[QuantumCircuit, np.ndarray]:
+    """A circuit rotating ``basis`` (a Pauli) to the Z basis and measuring its support.
+
+    The same construction as Qiskit's ``BackendEstimatorV2``: ``H`` turns X into Z,
+    ``Sdg`` then ``H`` turns Y into Z. A basis that is all identity measures qubit 0, so that
+    the circuit still has counts.
+    """
+    support = np.arange(basis.num_qubits)[basis.z | basis.x]
+    if support.size == 0:
+        support = np.array([0])
+    meas = QuantumCircuit(
+        QuantumRegister(num_qubits, "q"),
+        ClassicalRegister(len(support), f"__c_{basis.to_label()}"),
+    )
+    for clbit, qubit in enumerate(support):
+        if basis.x[qubit]:
+            if basis.z[qubit]:
+                meas.sdg(qubit)
+            meas.h(qubit)
+        meas.measure(qubit, clbit)
+    return meas, support
+
+
+def _measurements_for(
+    circuit: QuantumCircuit,
+    param_index: tuple[int, ...],
+    labels: Iterable[str],
+    grouping: bool = True,
+) -> list[_Measurement]:
+    """The circuits that estimate every Pauli in ``labels`` on ``circuit``: one per group of
+    qubit-wise commuting Paulis (``PauliList.group_commuting(qubit_wise=True)``), or one per
+    Pauli without ``grouping``."""
+    out: list[_Measurement] = []
+    paulis = PauliList(sorted(labels))
+    groups = paulis.group_commuting(qubit_wise=True) if grouping else [p for p in paulis]
+    for group in groups:
+        group = PauliList(group)
+        basis = Pauli((np.logical_or.reduce(group.z), np.logical_or.reduce(group.x)))
+        meas, support = _measurement_circuit(circuit.num_qubits, basis)
+        for creg in circuit.cregs:
+            if creg.name == meas.cregs[0].name:
+                raise ValueError(
+                    "Classical register for measurements conflict with those of the input "
+                    f"circuit: {meas.cregs[0]}. Avoid register names starting with '__'."
+                )
+        measured = circuit.copy()
+        measured.add_register(meas.cregs[0])
+        measured.compose(meas, clbits=meas.cregs[0], inplace=True)
+        # Each term in Z form on the measured qubits; the label's leftmost character is the
+        # highest measured qubit, matching the register's bitstring order.
+        nonidentity = group.z[:, support] | group.x[:, support]
+        diagonal = tuple("".join("Z" if bit else "I" for bit in row[::-1]) for row in nonidentity)
+        out.append(
+            _Measurement(
+                circuit=measured,
+                param_index=param_index,
+                labels=tuple(p.to_label() for p in group),
+                diagonal=diagonal,
+                width=len(support),
+            )
+        )
+    return out
+
+
+def _expvals(counts: dict[str, int], m: _Measurement) -> list[tuple[str, float, float]]:
+    """Expectation value and single-shot variance of each Pauli of ``m`` from its counts.
+
+    Only the measurement register (the leftmost ``width`` bits of each key) matters; the
+    circuit's own registers, if any, are summed over.
+    """
+    marginal: dict[str, int] = defaultdict(int)
+    for key, n in counts.items():
+        marginal[key.replace(" ", "")[: m.width]] += n
+    out = []
+    for label, diag in zip(m.labels, m.diagonal, strict=True):
+        ev = float(sampled_expectation_value(marginal, diag))
+        out.append((label, ev, 1.0 - ev * ev))
+    return out
+
+
+@dataclasses.dataclass(slots=True)
+class _SampledPub:
+    pub: Any
+    shots: int
+    param_indices: np.ndarray
+    observables: np.ndarray
+    measurements: list[_Measurement]
+
+
+def _exact_pub(pub: Any, seed: Any) -> Any:
+    """Run one PUB on Qiskit's reference StatevectorEstimator (on a worker thread)."""
+    return StatevectorEstimator(seed=seed).run([pub]).result()[0]
+
+
+class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
+    """Qiskit's ``BaseEstimatorV2`` on top of the scheduler.
+
+    Every measurement circuit of a job becomes a quantum task with the estimator's priority
+    (and backend, if pinned); all are submitted together so that they batch. See the module
+    documentation for precision, exact mode and threads.
+
+    Example (synchronous code)::
+
+        with BlockingScheduler() as bs:
+            bs.call(lambda s: s.register_backend("aer", AerSimulator()))
+            estimator = SchedulerEstimator(bs, backend="aer")
+            evs = estimator.run([(ansatz, hamiltonian, params)]).result()[0].data.evs
+
+    Args:
+        scheduler: A started :class:`~logosq_os_scheduler.QuantumScheduler`, or a
+            :class:`~logosq_os_scheduler.BlockingScheduler`.
+        default_precision: Precision of PUBs that set none; ``0`` means exact.
+        backend: Pin every circuit to this backend (default: the routing rules decide).
+        priority: Priority of the estimator's tasks.
+        seed: Seed for the exact path (``StatevectorEstimator``'s ``seed``).
+        abelian_grouping: Measure qubit-wise commuting Paulis together (one circuit per
+            group, as Qiskit's ``BackendEstimatorV2`` by default), or each Pauli on its own.
+
+    Raises:
+        TypeError: If ``scheduler`` is not a scheduler.
+        ValueError: If ``default_precision`` is negative.
+    """
+
+    def __init__(
+        self,
+        scheduler: QuantumScheduler | BlockingScheduler,
+        *,
+        default_precision: float = DEFAULT_PRECISION,
+        backend: str | None = None,
+        priority: TaskPriority = TaskPriority.NORMAL,
+        seed: np.random.Generator | int | None = None,
+        abelian_grouping: bool = True,
+    ) -> None:
+        if not isinstance(default_precision, (int, float)) or default_precision < 0:
+            raise ValueError(f"default_precision must be >= 0, got {default_precision!r}")
+        self._scheduler = _as_scheduler(scheduler)
+        self._default_precision = float(default_precision)
+        self._backend = backend
+        self._priority = priority
+        self._seed = seed
+        self.abelian_grouping = bool(abelian_grouping)
+
+    @property
+    def default_precision(self) -> float:
+        """The precision of PUBs that set none (0: exact)."""
+        return self._default_precision
+
+    @property
+    def backend(self) -> str | None:
+        """The backend the circuits are pinned to, or None."""
+        return self._backend
+
+    @property
+    def priority(self) -> TaskPriority:
+        """The priority of the estimator's tasks."""
+        return self._priority
+
+    @property
+    def seed(self) -> np.random.Generator | int | None:
+        """The seed of the exact path."""
+        return self._seed
+
+    def _coerce(self, pubs: Iterable[Any], precision: float | None) -> list[Any]:
+        if precision is None:
+            precision = self._default_precision
+        return [EstimatorPub.coerce(pub, precision) for pub in pubs]
+
+    def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> SchedulerPrimitiveJob:
+        """Estimate expectation values of PUBs ``(circuit, observables[, parameter values
+        [, precision]])``; returns a job at once.
+
+        Raises:
+            ValueError, TypeError: If a PUB is malformed (as Qiskit's primitives raise).
+            SchedulerError: If the scheduler has not started.
+        """
+        coerced = self._coerce(pubs, precision)
+        return _start_job(self._scheduler, self._execute(coerced, None))
+
+    async def arun(
+        self, pubs: Iterable[Any], *, precision: float | None = None
+    ) -> PrimitiveResult[PubResult]:
+        """:meth:`run` for coroutines on the scheduler's loop: returns the result."""
+        return await self._execute(self._coerce(pubs, precision), None)
+
+    async def _execute(
+        self, pubs: list[Any], task_ids: list[int] | None, shots: int | None = None
+    ) -> PrimitiveResult[PubResult]:
+        """Submit every task of every PUB, then wait.
+
+        ``task_ids`` collects the ids of the tasks; ``shots``, if given, replaces
+        ``ceil(1 / precision**2)`` as the shots of sampled PUBs (for callers that think in
+        shots, where the round trip through a precision could add one).
+        """
+        # Build every circuit first, then submit them all in one burst: the scheduler holds
+        # a partial batch only for batch_window from its first circuit, so circuits built
+        # between submissions could miss the batch.
+        if _bindings(pubs) >= _OFFLOAD_BINDINGS:
+            work = await asyncio.to_thread(self._prepare, pubs, shots)
+        else:
+            work = self._prepare(pubs, shots)
+        submitted: list[TaskHandle[Any]] = []
+        handles: list[list[TaskHandle[Any]]] = []
+        try:
+            for _, builders in work:
+                handles.append([self._submit(b, submitted, task_ids) for b in builders])
+            results = []
+            for (plan, _), pub_handles in zip(work, handles, strict=True):
+                values = await await_all(pub_handles)
+                if plan is None:
+                    results.append(values[0])  # the exact path's PubResult
+                else:
+                    results.append(self._postprocess(plan, values))
+        except BaseException:
+            for h in submitted:
+                if not h.done():
+                    h.cancel()
+            raise
+        return PrimitiveResult(results, metadata={"version": 2})
+
+    def _submit(
+        self, builder: Any, submitted: list[TaskHandle[Any]], task_ids: list[int] | None
+    ) -> TaskHandle[Any]:
+        handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+        submitted.append(handle)
+        if task_ids is not None:
+            task_ids.append(handle.task_id)
+        return handle
+
+    def _prepare(
+        self, pubs: list[Any], shots: int | None
+    ) -> list[tuple[_SampledPub | None, list[Any]]]:
+        """For each PUB, its measurement plan (None on the exact path) and task builders."""
+        work: list[tuple[_SampledPub | None, list[Any]]] = []
+        for i, pub in enumerate(pubs):
+            if pub.precision == 0:
+                exact = (
+                    Task.classical(f"estimator.exact[{i}]")
+                    .with_function(_exact_pub, pub, self._seed)
+                    .with_priority(self._priority)
+                )
+                work.append((None, [exact]))
+                continue
+            plan = self._plan(pub, shots, self.abelian_grouping)
+            builders = []
+            for k, m in enumerate(plan.measurements):
+                builder = (
+                    Task.quantum(f"estimator[{i}].{k}")
+                    .with_circuit(m.circuit)
+                    .with_shots(plan.shots)
+                    .with_priority(self._priority)
+                )
+                if self._backend is not None:
+                    builder = builder.with_backend(self._backend)
+                builders.append(builder)
+            work.append((plan, builders))
+        return work
+
+    @staticmethod
+    def _plan(pub: Any, shots: int | None, grouping: bool = True) -> _SampledPub:
+        """Bind and measure, as Qiskit's BackendEstimatorV2 preprocesses a PUB."""
+        if shots is None:
+            shots = math.ceil(1.0 / pub.precision**2)
+        parameter_values = pub.parameter_values
+        param_shape = parameter_values.shape
+        param_indices = np.fromiter(np.ndindex(param_shape), dtype=object).reshape(param_shape)
+        bc_param_ind, bc_obs = np.broadcast_arrays(param_indices, pub.observables)
+        needed: dict[tuple[int, ...], set[str]] = defaultdict(set)
+        for index in np.ndindex(*bc_param_ind.shape):
+            needed[tuple(bc_param_ind[index])].update(bc_obs[index])
+        measurements: list[_Measurement] = []
+        for param_index, labels in needed.items():
+            bound = parameter_values.bind(pub.circuit, param_index)
+            measurements.extend(_measurements_for(bound, param_index, labels, grouping))
+        return _SampledPub(pub, shots, bc_param_ind, bc_obs, measurements)
+
+    @staticmethod
+    def _postprocess(plan: _SampledPub, counts: list[dict[str, int]]) -> PubResult:
+        expval: dict[tuple[tuple[int, ...], str], tuple[float, float]] = {}
+        for m, c in zip(plan.measurements, counts, strict=True):
+            for label, ev, var in _expvals(c, m):
+                expval[m.param_index, label] = (ev, var)
+        shape = plan.param_indices.shape
+        evs = np.zeros(shape, dtype=float)
+        spread = np.zeros(shape, dtype=float)
+        for index in np.ndindex(*shape):
+            param_index = tuple(plan.param_indices[index])
+            observable = cast("dict[str, float]", plan.observables[index])
+            for label, coeff in observable.items():
+                ev, var = expval[param_index, label]
+                evs[index] += ev * coeff
+                spread[index] += abs(coeff) * math.sqrt(max(var, 0.0))
+        stds = spread / math.sqrt(plan.shots)
+        return PubResult(
+            DataBin(evs=evs, stds=stds, shape=evs.shape),
+            metadata={
+                "target_precision": plan.pub.precision,
+                "shots": plan.shots,
+                "circuit_metadata": plan.pub.circuit.metadata,
+            },
+        )
+
+
+# --- the sampler ----------------------------------------------------------------------------
+
+
+class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
+    """Qiskit's ``BaseSamplerV2`` on top of the scheduler.
+
+    Each bound circuit of a job (every parameter set of every PUB) becomes one quantum task
+    with the sampler's priority; all are submitted together so that they batch. Results hold
+    one ``BitArray`` per classical register, shaped as the PUB; see the module documentation
+    for threads and for shot order.
+
+    Args:
+        scheduler: A started QuantumScheduler, or a BlockingScheduler.
+        default_shots: Shots of PUBs that set none.
+        backend: Pin every circuit to this backend (default: the routing rules decide).
+        priority: Priority of the sampler's tasks.
+        seed: Seeds the order in which shots are laid out (not the simulation).
+
+    Raises:
+        TypeError: If ``scheduler`` is not a scheduler.
+        ValueError: If ``default_shots`` is not positive.
+    """
+
+    def __init__(
+        self,
+        scheduler: QuantumScheduler | BlockingScheduler,
+        *,
+        default_shots: int = 1024,
+        backend: str | None = None,
+        priority: TaskPriority = TaskPriority.NORMAL,
+        seed: np.random.Generator | int | None = None,
+    ) -> None:
+        if not isinstance(default_shots, int) or default_shots <= 0:
+            raise ValueError(f"default_shots must be a positive integer, got {default_shots!r}")
+        self._scheduler = _as_scheduler(scheduler)
+        self._default_shots = default_shots
+        self._backend = backend
+        self._priority = priority
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._rng_lock = threading.Lock()
+
+    @property
+    def default_shots(self) -> int:
+        """Shots of PUBs that set none."""
+        return self._default_shots
+
+    @property
+    def backend(self) -> str | None:
+        """The backend the circuits are pinned to, or None."""
+        return self._backend
+
+    @property
+    def priority(self) -> TaskPriority:
+        """The priority of the sampler's tasks."""
+        return self._priority
+
+    @property
+    def seed(self) -> np.random.Generator | int | None:
+        """The seed of the shot order."""
+        return self._seed
+
+    def _coerce(self, pubs: Iterable[Any], shots: int | None) -> list[Any]:
+        if shots is None:
+            shots = self._default_shots
+        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        for i, pub in enumerate(coerced):
+            if len(pub.circuit.cregs) == 0:
+                warnings.warn(
+                    f"The {i}-th pub's circuit has no output classical registers and so the "
+                    "result will be empty. Did you mean to add measurement instructions?",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return coerced
+
+    def run(self, pubs: Iterable[Any], *, shots: int | None = None) -> SchedulerPrimitiveJob:
+        """Sample PUBs ``(circuit[, parameter values[, shots]])``; returns a job at once.
+
+        Raises:
+            ValueError, TypeError: If a PUB is malformed (as Qiskit's primitives raise).
+            SchedulerError: If the scheduler has not started.
+        """
+        coerced = self._coerce(pubs, shots)
+        return _start_job(self._scheduler, self._execute(coerced, None))
+
+    async def arun(
+        self, pubs: Iterable[Any], *, shots: int | None = None
+    ) -> PrimitiveResult[SamplerPubResult]:
+        """:meth:`run` for coroutines on the scheduler's loop: returns the result."""
+        return await self._execute(self._coerce(pubs, shots), None)
+
+    async def _execute(
+        self, pubs: list[Any], task_ids: list[int] | None
+    ) -> PrimitiveResult[SamplerPubResult]:
+        # Bind everything first, then submit in one burst (see SchedulerEstimator._execute).
+        if _bindings(pubs) >= _OFFLOAD_BINDINGS:
+            work = await asyncio.to_thread(self._prepare, pubs)
+        else:
+            work = self._prepare(pubs)
+        submitted: list[TaskHandle[Any]] = []
+        try:
+            handles = []
+            for _, _, builders in work:
+                pub_handles = []
+                for builder in builders:
+                    handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+                    submitted.append(handle)
+                    pub_handles.append(handle)
+                    if task_ids is not None:
+                        task_ids.append(handle.task_id)
+                handles.append(pub_handles)
+            results = []
+            for (pub, shape, _), pub_handles in zip(work, handles, strict=True):
+                if pub_handles:
+                    counts = await await_all(pub_handles)
+                else:
+                    size = math.prod(shape)
+                    counts = [{"0" * pub.circuit.num_clbits: pub.shots}] * size
+                results.append(self._postprocess(pub, shape, counts))
+        except BaseException:
+            for h in submitted:
+                if not h.done():
+                    h.cancel()
+            raise
+        return PrimitiveResult(results, metadata={"version": 2})
+
+    def _prepare(self, pubs: list[Any]) -> list[tuple[Any, tuple[int, ...], list[Any]]]:
+        """For each PUB: the PUB, its shape, and a task builder per bound circuit."""
+        work: list[tuple[Any, tuple[int, ...], list[Any]]] = []
+        for i, pub in enumerate(pubs):
+            bound = pub.parameter_values.bind_all(pub.circuit)
+            builders = []
+            # A circuit whose classical bits nothing writes reads all zeros (Qiskit's
+            # reference samplers say so too); backends give no counts for it at all.
+            if pub.circuit.cregs and any(inst.clbits for inst in pub.circuit.data):
+                for k, circuit in enumerate(bound.ravel()):
+                    builder = (
+                        Task.quantum(f"sampler[{i}].{k}")
+                        .with_circuit(circuit)
+                        .with_shots(pub.shots)
+                        .with_priority(self._priority)
+                    )
+                    if self._backend is not None:
+                        builder = builder.with_backend(self._backend)
+                    builders.append(builder)
+            work.append((pub, tuple(bound.shape), builders))
+        return work
+
+    def _postprocess(
+        self, pub: Any, shape: tuple[int, ...], counts: list[dict[str, int]]
+    ) -> SamplerPubResult:
+        circuit = pub.circuit
+        num_clbits = circuit.num_clbits
+        meas: dict[str, BitArray] = {}
+        if circuit.cregs:
+            # All registers are cut from one array of whole shots, so the joint statistics
+            # across registers are those measured.
+            rows = []
+            for c in counts:
+                samples = BitArray.from_counts(
+                    {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
+                )
+                with self._rng_lock:
+                    order = self._rng.permutation(samples.num_shots)
+                rows.append(samples.array[order])
+            whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
+            for creg in circuit.cregs:
+                indices = [circuit.find_bit(bit).index for bit in creg]
+                if indices:
+                    meas[creg.name] = whole.slice_bits(indices)
+                else:
+                    meas[creg.name] = BitArray(np.zeros((*shape, pub.shots, 0), dtype=np.uint8), 0)
+        return SamplerPubResult(
+            DataBin(**meas, shape=shape),
+            metadata={"shots": pub.shots, "circuit_metadata": circuit.metadata},
+        )
