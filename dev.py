@@ -71,7 +71,7 @@ def cmd_demo(args: list[str]) -> None:
 
 
 def cmd_test(args: list[str]) -> None:
-    py = ensure_env("dev-all", "all,dev")
+    py = ensure_env("dev-all", "all,dev,algorithms")
     run([py, "-m", "ruff", "check", "src", "tests", "benchmarks"])
     run([py, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks"])
     run([py, "-m", "mypy"])

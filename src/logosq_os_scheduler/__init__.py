@@ -38,6 +38,14 @@ from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, Routi
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
 from .security import ResultSigner, SignedRecord, verify_result
+from .workflows import (
+    HybridWorkflow,
+    WorkflowError,
+    WorkflowResult,
+    WorkflowStep,
+    run_workflow,
+    start_workflow,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +63,7 @@ __all__ = [
     "InternalError",
     "InvalidConfigError",
     "InvalidTaskError",
+    "HybridWorkflow",
     "ManualClock",
     "MissingExtraError",
     "MockBackend",
@@ -91,11 +100,16 @@ __all__ = [
     "TaskTimeoutError",
     "TaskType",
     "TransientBackendError",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowStep",
     "WorkerCrashedError",
     "__version__",
     "current_context",
     "new_event_loop",
     "run",
+    "run_workflow",
+    "start_workflow",
     "verify_result",
 ]
 

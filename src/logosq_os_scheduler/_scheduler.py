@@ -45,6 +45,7 @@ from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
     from .security import ResultSigner
+    from .workflows import HybridWorkflow, WorkflowResult
 
 __all__ = ["QuantumScheduler"]
 
@@ -70,6 +71,8 @@ _DEMOTE_FACTOR = 20.0
 _FAST_TABLE_LIMIT = 4096
 # Longest stretch one _dispatch call keeps the loop before it yields (seconds).
 _DISPATCH_SLICE = 0.002
+# Hybrid algorithms that may run at once (each is a coroutine waiting on its own tasks).
+_HYBRID_SLOTS = 64
 
 
 class _ExecutorRun:
@@ -479,11 +482,7 @@ class QuantumScheduler(QuantumMixin):
             entry[0].validate(fn, task.args, task.kwargs)
             return entry[1]
         if kind is _HYBRID:
-            raise InvalidTaskError(
-                "algorithm",
-                "hybrid algorithms run through workflows; give the task a function with "
-                "with_function(fn), or use run_workflow()",
-            )
+            return self._hybrid_pool_for(task)
         return self._quantum_pool_for(task)
 
     # -- execution ---------------------------------------------------------------------------
@@ -655,6 +654,29 @@ class QuantumScheduler(QuantumMixin):
             raise
         else:
             self._finish_run(task, _COMPLETED, value, attempt)
+
+    def _hybrid_pool_for(self, task: Task[Any]) -> Pool:
+        """A hybrid task with an algorithm runs ``run_hybrid(self, algorithm, ...)`` as a
+        coroutine on the loop. It takes a slot of its own pool, not a classical one: it only
+        waits on the tasks it submits, and holding a worker slot while its own classical tasks
+        queue for one could deadlock a small scheduler."""
+        from .workflows import run_hybrid
+
+        task.fn = run_hybrid
+        task.args = (self, task.algorithm)
+        task.kwargs = {
+            "priority": task.priority,
+            "backend": task.backend,
+            "optimizer": task.optimizer,
+        }
+        task.is_async = True
+        return self._core.add_pool("hybrid:algorithms", _HYBRID_SLOTS)
+
+    async def run_workflow(self, workflow: HybridWorkflow) -> WorkflowResult:
+        """Run a hybrid workflow to its end; see :func:`~logosq_os_scheduler.run_workflow`."""
+        from .workflows import run_workflow
+
+        return await run_workflow(self, workflow)
 
     def _run_on_executor(self, task: Task[Any], executor: Executor) -> None:
         fn = task.fn

@@ -173,12 +173,7 @@ async def test_a_hybrid_task_runs_vqe_through_the_scheduler() -> None:
         .with_priority(TaskPriority.HIGH)
     )
     async with QuantumScheduler(config=config(workers=1)) as s:
-        try:
-            handle = await s.submit(task)
-        except InvalidTaskError as exc:
-            if exc.field == "algorithm":
-                pytest.skip("this scheduler does not run hybrid algorithms yet")
-            raise
+        handle = await s.submit(task)
         result = await handle
         by_priority = dict(s.metrics().by_priority)
     assert abs(result.value.energy - H2_FCI_ELECTRONIC_ENERGY) < CHEMICAL_ACCURACY
