@@ -337,3 +337,72 @@ def test_capacity_and_global_quantum_limit_are_never_exceeded(
             assert shared[1] <= global_cap
 
     asyncio.run(scenario())
+
+
+async def test_rerouting_after_a_failure_respects_the_circuits_needs() -> None:
+    def gone(jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        raise BackendUnavailableError("a", "down")
+
+    a = ScriptedBackend("a", 5, script=gone, job_seconds=0.0001)
+    tiny = ScriptedBackend("tiny", 2, job_seconds=0.00001)  # fastest, but too small
+    c = ScriptedBackend("c", 5, job_seconds=0.01)
+    async with QuantumScheduler(config=fast_config(breaker_cooldown=60)) as s:
+        for b in (a, tiny, c):
+            await s.register_backend(b.name, b)
+        r = await (await s.submit(q("ghz4", spec(4, (0, 1), (1, 2), (2, 3)))))
+    assert r.backends_tried == ("a", "c")
+    assert r.routing.considered["tiny"] == "has 2 qubits, circuit needs 4"
+    assert tiny.batches == []
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    caps=st.lists(st.tuples(st.integers(1, 3), st.integers(1, 5)), min_size=2, max_size=3),
+    global_cap=st.one_of(st.none(), st.integers(1, 8)),
+    n=st.integers(1, 60),
+    seed=st.integers(0, 1000),
+)
+def test_mock_backends_capacity_and_global_limit_hold_under_faults(
+    caps: list[tuple[int, int]], global_cap: int | None, n: int, seed: int
+) -> None:
+    from logosq_os_scheduler import MockBackend
+
+    async def scenario() -> None:
+        backends = [
+            MockBackend(
+                f"m{i}",
+                num_qubits=4,
+                latency=(0.0005, 0.0),
+                failure_rate=0.2,
+                max_concurrent_jobs=jobs,
+                max_circuits_per_job=per_job,
+                seed=seed + i,
+            )
+            for i, (jobs, per_job) in enumerate(caps)
+        ]
+        config = fast_config(max_concurrent_quantum=global_cap, max_retries=10)
+        peak = 0
+        async with QuantumScheduler(config=config) as s:
+            core = s._core
+
+            def watch(task: object, old: object, new: object, now: float) -> None:
+                nonlocal peak
+                peak = max(peak, core.quantum_in_flight)
+
+            core.listener = watch
+            for b in backends:
+                await s.register_backend(b.name, b)
+            handles = [await s.submit(q(f"t{i}", spec(2, (0, 1)))) for i in range(n)]
+            for h in handles:
+                await h
+            m = s.metrics()
+        # A MockBackend refuses a job larger than max_circuits_per_job, failing its tasks for
+        # good: all n completing also says no batch was ever too large.
+        assert m.completed == n
+        for b, (jobs, _per_job) in zip(backends, caps, strict=True):
+            st_ = b.statistics()
+            assert st_.max_concurrent_observed <= jobs
+        if global_cap is not None:
+            assert peak <= global_cap
+
+    asyncio.run(scenario())

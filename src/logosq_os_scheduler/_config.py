@@ -167,3 +167,28 @@ class SchedulerConfig:
             if key not in names:
                 raise InvalidConfigError(key, f"no such setting; known: {', '.join(sorted(names))}")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SchedulerConfig))
+_dataclass_init = SchedulerConfig.__init__
+
+
+def _checked_init(self: SchedulerConfig, *args: object, **kwargs: object) -> None:
+    # The dataclass's own __init__ answers an unknown or surplus argument with a bare
+    # TypeError; name the setting instead, as every other refusal does.
+    if len(args) > len(_FIELD_NAMES):
+        raise InvalidConfigError(
+            "config", f"takes at most {len(_FIELD_NAMES)} settings, got {len(args)} positional"
+        )
+    for key in kwargs:
+        if key not in _FIELD_NAMES:
+            raise InvalidConfigError(
+                key, f"no such setting; known: {', '.join(sorted(_FIELD_NAMES))}"
+            )
+    for key in _FIELD_NAMES[: len(args)]:
+        if key in kwargs:
+            raise InvalidConfigError(key, "given both by position and by name")
+    _dataclass_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+
+SchedulerConfig.__init__ = _checked_init  # type: ignore[method-assign]
