@@ -51,6 +51,8 @@ class ScriptedBackend(Backend):
         # Shared across backends: circuits in flight everywhere, and the most seen at once.
         self.in_flight = in_flight if in_flight is not None else [0, 0]
         self.healthy = True
+        # Seconds each job really takes (what estimate_job_seconds does not know).
+        self.delay = 0.0
 
     @property
     def name(self) -> str:
@@ -94,7 +96,7 @@ class ScriptedBackend(Backend):
             if self.hold is not None:
                 await self.hold.wait()
             else:
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.delay)
             return self.script(jobs)
         finally:
             self.running -= 1

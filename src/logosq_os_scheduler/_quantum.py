@@ -76,6 +76,7 @@ class BackendEntry:
         "removed",
         "needs_prepare",
         "jobs",
+        "per_circuit",
     )
 
     def __init__(self, name: str, backend: Backend, pool: Pool, breaker: CircuitBreaker) -> None:
@@ -92,6 +93,8 @@ class BackendEntry:
         # Backends that keep the base prepare() run circuits as given: no thread hop needed.
         self.needs_prepare = type(backend).prepare is not Backend.prepare
         self.jobs: set[asyncio.Task[None]] = set()
+        # Seconds per circuit of its recent jobs (exponentially weighted), 0 before any.
+        self.per_circuit = 0.0
 
 
 class QuantumMixin:
@@ -260,6 +263,7 @@ class QuantumMixin:
                 queued=len(e.pool.queue),
                 busy=e.pool.busy,
                 in_rotation=not e.removed and e.breaker.allows(now),
+                observed_per_circuit=e.per_circuit,
             )
             for e in self._backends.values()
         ]
@@ -387,11 +391,13 @@ class QuantumMixin:
                         break
                     position = n - 1 - back
                     shots = task.shots
-                    donor_eta = (math.ceil((position + 1) / d_per_round) + busy_round) * (
-                        donor.backend.estimate_job_seconds(t_per_job, shots * t_per_job)
+                    donor_eta = (math.ceil((position + 1) / d_per_round) + busy_round) * max(
+                        donor.backend.estimate_job_seconds(t_per_job, shots * t_per_job),
+                        donor.per_circuit * t_per_job,
                     )
-                    thief_eta = thief.backend.estimate_job_seconds(
-                        min(want, t_per_job), shots * min(want, t_per_job)
+                    k = min(want, t_per_job)
+                    thief_eta = max(
+                        thief.backend.estimate_job_seconds(k, shots * k), thief.per_circuit * k
                     )
                     if thief_eta >= donor_eta:
                         break  # tasks further forward finish sooner where they are
@@ -559,6 +565,8 @@ class QuantumMixin:
     def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
         now = self._qnow()
         self._core.job_done(entry.pool, len(batch), started, now)
+        per = (now - started) / max(1, len(batch))
+        entry.per_circuit = per if entry.per_circuit == 0.0 else 0.7 * entry.per_circuit + 0.3 * per
         if self._trace is not None:
             self._trace.record_batch(entry.name, [t.task_id for t in batch], started, now)
 

@@ -222,6 +222,8 @@ class BackendView:
         queued: Tasks waiting for it in this scheduler.
         busy: Jobs it runs now.
         in_rotation: False while its circuit breaker is open or it is being removed.
+        observed_per_circuit: Seconds per circuit its recent jobs took (an average that
+            forgets), 0 before its first job.
     """
 
     name: str
@@ -229,6 +231,14 @@ class BackendView:
     queued: int
     busy: int
     in_rotation: bool = True
+    observed_per_circuit: float = 0.0
+
+    def job_seconds(self, circuits: int, shots: int) -> float:
+        """Expected seconds of a job: the backend's own estimate, or what its jobs have been
+        observed to cost per circuit here, whichever is larger (a backend that simulates
+        noise on many qubits can be far slower than it declares)."""
+        declared = self.backend.estimate_job_seconds(circuits, shots)
+        return max(declared, self.observed_per_circuit * circuits)
 
 
 def expected_completion(view: BackendView, shots: int) -> float:
@@ -247,7 +257,7 @@ def expected_completion(view: BackendView, shots: int) -> float:
     # Jobs queued at the backend itself, outside this scheduler, run before ours.
     rounds += b.pending_jobs() / slots
     batch = min(per_job, load)
-    return rounds * b.estimate_job_seconds(batch, batch * shots)
+    return rounds * view.job_seconds(batch, batch * shots)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
