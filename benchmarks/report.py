@@ -202,6 +202,21 @@ def _scenario_tables(block: Mapping[str, Any], scenario: Scenario, md: bool) -> 
             notes += [f"{label}: {s}." for s in res.get("skipped", [])]
             if res.get("bad_results"):
                 notes.append(f"{label}: {res['bad_results']} wrong or missing burst results!")
+            for p in res["open_loop"]:
+                achieved = p["achieved"]["median"]
+                if achieved < 0.99 * p["rate"]:
+                    notes.append(
+                        f"{label}: did not keep up at {_num(p['rate'])}/s (median achieved "
+                        f"{_num(achieved)}/s): arrivals queued, so its latencies grow with the "
+                        "length of the run"
+                        + (
+                            "; the generator and the engine share one thread here, so this "
+                            "rate is beyond what one thread can both generate and run"
+                            if p["label"] == "half" and name == "asyncio"
+                            else ""
+                        )
+                        + "."
+                    )
             lb, la = res["load"]
             notes.append(f"{label}: 1-min load average {lb:.2f} before, {la:.2f} after.")
     if notes:
@@ -396,10 +411,27 @@ under visible load were repeated. Treat differences of a few percent as noise.
 """
 
 
+def _noise_floor(meta: Mapping[str, Any]) -> str:
+    parts = []
+    for key, when in (("noise_start", "at the start"), ("noise_end", "at the end")):
+        n = meta.get(key)
+        if n:
+            parts.append(f"p99 {_ms(n['null_p99'])} ms and p99.9 {_ms(n['null_p999'])} ms {when}")
+    if not parts:
+        return ""
+    return (
+        "The latency bounds sit close to this machine's own noise: with no engine at all, the "
+        f"loop generator at {meta['noise_start']['null_rate']:,.0f}/s measured "
+        + "; ".join(parts)
+        + " (see Machine)."
+    )
+
+
 def render_markdown(
     results: Mapping[str, Any],
     scenarios: Mapping[str, Scenario],
     systems: Mapping[str, Any],
+    analysis: str | None = None,
 ) -> str:
     """BENCHMARKS.md, complete: machine, command, method, tables, targets."""
     meta = results["meta"]
@@ -445,7 +477,11 @@ def render_markdown(
         "",
         _table(["target", "verdict", "by how much"], _targets(results, scenarios), True),
         "",
+        _noise_floor(meta),
+        "",
     ]
+    if analysis:
+        out += [analysis.strip(), ""]
     for name, block in results["scenarios"].items():
         sc = scenarios[name]
         out += [f"## {sc.title}", "", sc.description, ""]

@@ -311,7 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_end"] = loadavg()
     print(render_text(results, SCENARIOS))
     if output is not None:
-        output.write_text(render_markdown(results, SCENARIOS, SYSTEMS))
+        analysis = HERE / "analysis.md"
+        output.write_text(
+            render_markdown(
+                results,
+                SCENARIOS,
+                SYSTEMS,
+                analysis.read_text() if analysis.exists() else None,
+            )
+        )
         _progress(f"wrote {output}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
