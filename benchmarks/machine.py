@@ -69,7 +69,8 @@ def machine_info(use_uvloop: bool, systems: list[Any]) -> dict[str, Any]:
         loop = f"uvloop {importlib.metadata.version('uvloop')}"
     versions: dict[str, str] = {}
     for cls in systems:
-        versions.update(cls.versions())
+        if cls.name != "logosq":  # ours is listed as the package, not as a peer
+            versions.update(cls.versions())
     import logosq_os_scheduler
 
     return {
