@@ -295,6 +295,30 @@ def _spin_pauses(duration: float, threshold: float = 50e-6) -> dict[str, float]:
     }
 
 
+# A run starts only once a short probe finds the machine quiet, or once this long has passed.
+QUIET_PROBE_S = 0.02
+QUIET_SHARE = 0.05
+QUIET_WAIT_MAX_S = 15.0
+
+
+def wait_for_quiet(max_wait: float = QUIET_WAIT_MAX_S) -> float:
+    """Wait (up to ``max_wait`` seconds) until the machine is quiet; return seconds waited.
+
+    The machine is shared. A probe spins for ``QUIET_PROBE_S`` reading the clock; if other
+    work paused it for more than ``QUIET_SHARE`` of that time, it sleeps a little and probes
+    again. Every system gets the same treatment, so figures describe the engine rather than
+    its neighbours; what could not be avoided stays in the figures.
+    """
+    start = perf()
+    if max_wait <= 0:
+        return 0.0
+    while _spin_pauses(QUIET_PROBE_S)["paused_share"] > QUIET_SHARE:
+        if perf() - start > max_wait:
+            break
+        time.sleep(0.25)
+    return perf() - start
+
+
 def calibrate(duration: float, use_uvloop: bool, rate: float = 50_000.0) -> dict[str, Any]:
     """Measure the machine's own noise: what any engine's tail latency sits on top of.
 

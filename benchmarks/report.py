@@ -218,7 +218,11 @@ def _scenario_tables(block: Mapping[str, Any], scenario: Scenario, md: bool) -> 
                         + "."
                     )
             lb, la = res["load"]
-            notes.append(f"{label}: 1-min load average {lb:.2f} before, {la:.2f} after.")
+            wait = res.get("quiet_wait_s", 0.0)
+            notes.append(
+                f"{label}: 1-min load average {lb:.2f} before, {la:.2f} after; "
+                f"{wait:.1f} s spent waiting for a quiet machine before its runs."
+            )
     if notes:
         out.append(("#### " if md else "") + "Notes")
         out.append("\n".join(("- " if md else "  ") + n for n in notes))
@@ -407,9 +411,18 @@ as much and adds nothing the floor needs. Its completion callback runs one loop 
 result is set, as asyncio does for every future. Our scheduler runs a function measured to be
 tiny inline, inside `submit_nowait`, so its results can be available sooner than the floor's.
 
-**Shared machine.** This machine has 2 cores shared with other jobs; the 1-minute load
-average before and after each system's runs is in the notes under each scenario, and runs
-under visible load were repeated. Treat differences of a few percent as noise.
+**Run lengths.** Bursts of 100,000 tasks (Ray 2,000, Dask 1,000); open-loop runs of 1 s of
+arrivals (at least 1,000; at most 200,000, Ray 4,000, Dask 2,000). `--quick`: bursts of
+20,000 (Ray 300, Dask 200) and open-loop runs of 0.2 s (at least 100).
+
+**Shared machine.** This machine has 2 cores shared with other jobs, which pause ours at
+random. Before each measured run a 20 ms probe spins reading the clock; if something else
+paused it for more than 5 % of that time, the run waits (up to 15 s) and probes again
+(`--quick` does not wait, to stay under a minute). Every system gets the same treatment; what
+happens during a run stays in its figures. The notes under each scenario give the 1-minute
+load average before and after each system's runs and how long it waited; the Machine section
+gives the noise at the start and the end. Treat differences of a few percent as noise, and
+compare systems within one run.
 """
 
 

@@ -28,7 +28,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-from harness import Figure, OpenLoopRun, calibrate, loadavg, quiesce  # noqa: E402
+from harness import (  # noqa: E402
+    QUIET_WAIT_MAX_S,
+    Figure,
+    OpenLoopRun,
+    calibrate,
+    loadavg,
+    quiesce,
+    wait_for_quiet,
+)
 from machine import machine_info  # noqa: E402
 from report import render_markdown, render_text  # noqa: E402
 from scenarios import SCENARIOS, Scenario  # noqa: E402
@@ -43,19 +51,21 @@ SCALE = "scale"
 
 
 def _open_loop_size(rate: float, system: type[System], quick: bool) -> int:
-    duration = 0.2 if quick else 2.0
+    duration = 0.2 if quick else 1.0
     floor = 100 if quick else 1_000
     return max(floor, min(int(rate * duration), system.max_open_loop_tasks))
 
 
 def _open_loop_point(
-    sys_obj: System, label: str, rate: float, n: int, repeats: int
+    sys_obj: System, label: str, rate: float, n: int, repeats: int, quiet: float
 ) -> dict[str, Any]:
     quiesce()
     sys_obj.open_loop(rate, max(n // 4, min(n, 100)))  # warm-up
     runs: list[OpenLoopRun] = []
+    waited = 0.0
     for _ in range(repeats):
         quiesce()
+        waited += wait_for_quiet(quiet)
         runs.append(sys_obj.open_loop(rate, n))
 
     def fig(attr: str) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def _open_loop_point(
         "achieved": fig("achieved"),
         "release_lag_p99": fig("release_lag_p99"),
         "incomplete": sum(r.incomplete for r in runs),
+        "quiet_wait_s": waited,
     }
 
 
@@ -81,6 +92,7 @@ def measure_pair(spec: dict[str, Any]) -> dict[str, Any]:
     cls = SYSTEMS[spec["system"]]
     quick: bool = spec["quick"]
     repeats: int = spec["repeats"]
+    quiet: float = spec["quiet_wait"]
     workers = scenario.workers or spec["workers"]
     load_before = loadavg()
     sys_obj = cls(scenario, workers, spec["use_uvloop"])
@@ -93,8 +105,10 @@ def measure_pair(spec: dict[str, Any]) -> dict[str, Any]:
         warm_s, warm_bad = sys_obj.burst(n)
         rates: list[float] = []
         bad = warm_bad
+        waited = 0.0
         for _ in range(repeats):
             quiesce()
+            waited += wait_for_quiet(quiet)
             elapsed, wrong = sys_obj.burst(n)
             rates.append(n / elapsed)
             bad += wrong
@@ -106,6 +120,7 @@ def measure_pair(spec: dict[str, Any]) -> dict[str, Any]:
                 burst.median / 2,
                 _open_loop_size(burst.median / 2, cls, quick),
                 repeats,
+                quiet,
             )
         ]
         ref = scenario.reference_rate
@@ -113,7 +128,7 @@ def measure_pair(spec: dict[str, Any]) -> dict[str, Any]:
         if burst.median >= ref:
             points.append(
                 _open_loop_point(
-                    sys_obj, "reference", ref, _open_loop_size(ref, cls, quick), repeats
+                    sys_obj, "reference", ref, _open_loop_size(ref, cls, quick), repeats, quiet
                 )
             )
         else:
@@ -132,6 +147,7 @@ def measure_pair(spec: dict[str, Any]) -> dict[str, Any]:
         "warmup_burst": n / warm_s,
         "burst": burst.as_dict(),
         "bad_results": bad,
+        "quiet_wait_s": waited + sum(p["quiet_wait_s"] for p in points),
         "open_loop": points,
         "skipped": skipped,
         "load": [load_before, loadavg()],
@@ -153,6 +169,7 @@ def child_main(spec: dict[str, Any], out: Path) -> int:
             depths=spec["depths"],
             repeats=spec["repeats"],
             use_uvloop=spec["use_uvloop"],
+            quiet=spec["quiet_wait"],
         )
         result["load"] = [load_before, loadavg()]
     else:
@@ -268,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "workers": args.workers,
         "use_uvloop": use_uvloop,
+        # Quick mode must stay under a minute on a busy CI machine: it does not wait.
+        "quiet_wait": 0.0 if args.quick else QUIET_WAIT_MAX_S,
     }
 
     for name in scenarios:

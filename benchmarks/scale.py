@@ -25,7 +25,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from harness import Figure
+from harness import Figure, wait_for_quiet
 from logosq_os_scheduler import QuantumScheduler, Task, new_event_loop
 from scenarios import work
 
@@ -146,13 +146,16 @@ async def _fill_and_drain(s: QuantumScheduler, depth: int) -> tuple[float, float
     return (t1 - t0) / depth, (t2 - t1) / depth
 
 
-async def _sweep(depths: list[int], repeats: int) -> list[dict[str, Any]]:
+async def _sweep(depths: list[int], repeats: int, quiet: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     async with QuantumScheduler(1) as s:
         await _teach_fast_path(s)
         await _fill_and_drain(s, depths[0])  # warm-up of the code paths
         for depth in depths:
-            runs = [await _fill_and_drain(s, depth) for _ in range(repeats)]
+            runs = []
+            for _ in range(repeats):
+                wait_for_quiet(quiet)
+                runs.append(await _fill_and_drain(s, depth))
             out.append(
                 {
                     "depth": depth,
@@ -171,6 +174,7 @@ def measure_scale(
     depths: list[int],
     repeats: int,
     use_uvloop: bool,
+    quiet: float,
 ) -> dict[str, Any]:
     """Run the scale measurements of our scheduler (and TPE's memory for comparison).
 
@@ -186,5 +190,5 @@ def measure_scale(
     rss = run(_rss_memory(memory_count))
     memory = {"count": memory_count, "rss_bytes_per_task": rss, **run(_traced_memory(traced_count))}
     tpe_memory = _tpe_memory(tpe_traced_count)
-    sweep = run(_sweep(depths, repeats))
+    sweep = run(_sweep(depths, repeats, quiet))
     return {"memory": memory, "tpe_memory": tpe_memory, "sweep": sweep}
