@@ -435,8 +435,8 @@ def _noise_floor(meta: Mapping[str, Any]) -> str:
     if not parts:
         return ""
     return (
-        "The latency bounds sit close to this machine's own noise: with no engine at all, the "
-        f"loop generator at {meta['noise_start']['null_rate']:,.0f}/s measured "
+        "For scale, this machine's own noise: with no engine at all, the loop generator at "
+        f"{meta['noise_start']['null_rate']:,.0f}/s measured "
         + "; ".join(parts)
         + " (see Machine)."
     )

@@ -5,6 +5,8 @@ Usage::
     python benchmarks/run.py                      # everything; rewrites BENCHMARKS.md
     python benchmarks/run.py --quick              # < 1 minute, for CI; writes no file
     python benchmarks/run.py --scenarios classical --peers tpe,asyncio --output out.md
+    python benchmarks/run.py --json r.json        # keep the raw results ...
+    python benchmarks/run.py --render r.json      # ... and rewrite the report from them
 
 Each (scenario, system) pair, and the scale measurements, run in a fresh child process, so one
 engine's threads, processes and garbage never disturb the next one's figures. Every figure is
@@ -247,7 +249,19 @@ def main(argv: list[str] | None = None) -> int:
         "full run, none for --quick; '-' for none",
     )
     parser.add_argument("--json", help="also write the raw results as JSON here")
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: rewrite the report from results saved with --json (for "
+        "example after editing benchmarks/analysis.md)",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        saved: dict[str, Any] = json.loads(Path(args.render).read_text())
+        target = Path(args.output) if args.output and args.output != "-" else ROOT / "BENCHMARKS.md"
+        _write_report(saved, target)
+        print(render_text(saved, SCENARIOS))
+        return 0
 
     scenarios = _parse_list(args.scenarios, {*SCENARIOS, SCALE}, "scenario")
     peers = _parse_list(args.peers, set(PEERS), "peer")
@@ -330,16 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_end"] = loadavg()
     print(render_text(results, SCENARIOS))
     if output is not None:
-        analysis = HERE / "analysis.md"
-        output.write_text(
-            render_markdown(
-                results,
-                SCENARIOS,
-                SYSTEMS,
-                analysis.read_text() if analysis.exists() else None,
-            )
-        )
-        _progress(f"wrote {output}")
+        _write_report(results, output)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     failed = [
@@ -354,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         _progress("failed: " + ", ".join(failed))
         return 1
     return 0
+
+
+def _write_report(results: dict[str, Any], output: Path) -> None:
+    analysis = HERE / "analysis.md"
+    output.write_text(
+        render_markdown(
+            results, SCENARIOS, SYSTEMS, analysis.read_text() if analysis.exists() else None
+        )
+    )
+    _progress(f"wrote {output}")
 
 
 def _progress(msg: str) -> None:
