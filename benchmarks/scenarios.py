@@ -97,15 +97,13 @@ def _classical_check(i: int, value: Any) -> bool:
 
 
 def _ours(results: dict[str, Any]) -> dict[str, Any] | None:
-    ours: dict[str, Any] | None = results.get("systems", {}).get("logosq")
-    if ours is None or ours.get("error"):
-        return None
-    return ours
+    return _peer(results, "logosq")
 
 
 def _peer(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The measured results of one system, or None if it failed or was not run."""
     peer: dict[str, Any] | None = results.get("systems", {}).get(name)
-    if peer is None or peer.get("error"):
+    if peer is None or "burst" not in peer:
         return None
     return peer
 
