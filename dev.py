@@ -9,7 +9,8 @@ and runs.
     python3 dev.py test [PYTEST ARGS...]
                                     ruff, mypy, the full test suite with every extra, then the
                                     core suite again with no extras (the embedded profile)
-    python3 dev.py bench [ARGS...]  the benchmark suite (benchmarks/run.py ARGS)
+    python3 dev.py bench [ARGS...]  the benchmark suite: benchmarks/run.py ARGS, which rewrites
+                                    BENCHMARKS.md, then benchmarks/bench_quantum.py, appended
 """
 
 from __future__ import annotations
@@ -82,8 +83,17 @@ def cmd_test(args: list[str]) -> None:
 
 
 def cmd_bench(args: list[str]) -> None:
+    """The classical suite against its peers (rewrites BENCHMARKS.md), then the quantum,
+    batching and preemption figures, appended to it."""
     py = ensure_env("bench", "all,bench")
     run([py, "benchmarks/run.py", *args])
+    quick = ["--quick"] if "--quick" in args else []
+    quantum = ROOT / "benchmarks" / ".quantum.md"
+    run([py, "benchmarks/bench_quantum.py", *quick, "--output", quantum])
+    if "--output" not in args:
+        report = ROOT / "BENCHMARKS.md"
+        report.write_text(report.read_text() + "\n" + quantum.read_text())
+    quantum.unlink()
 
 
 def main() -> None:

@@ -454,7 +454,8 @@ def render_markdown(
     out = [
         "# Benchmarks",
         "",
-        "This file is written by `python benchmarks/run.py`; edit the script, not this file. "
+        "This file is written by `python3 dev.py bench` (`python benchmarks/run.py`, then "
+        "`python benchmarks/bench_quantum.py` appended); edit the scripts, not this file. "
         "A claim we do not measure is a claim we do not make.",
         "",
         "## Command",
