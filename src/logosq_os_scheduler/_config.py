@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
-from datetime import timedelta
 
 from ._errors import InvalidConfigError
+from ._task import coerce_seconds
 
 __all__ = ["PreemptionStrategy", "SchedulerConfig"]
 
@@ -35,24 +34,9 @@ def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None
 def _seconds(
     name: str, value: object, *, allow_none: bool, allow_zero: bool = False
 ) -> float | None:
-    if value is None:
-        if allow_none:
-            return None
-        raise InvalidConfigError(name, "must be a duration, got None")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise InvalidConfigError(name, f"duration {value!r} is too large") from None
-    else:
-        raise InvalidConfigError(
-            name, f"expected seconds or a timedelta, got {type(value).__name__}"
-        )
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        raise InvalidConfigError(name, f"must be a positive, finite duration, got {value!r}")
-    return seconds
+    return coerce_seconds(
+        name, value, allow_none=allow_none, allow_zero=allow_zero, error=InvalidConfigError
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from ._errors import InvalidTaskError
+from ._errors import InvalidTaskError, SchedulerError
 
 if TYPE_CHECKING:
     import asyncio
@@ -118,29 +118,43 @@ _ids = itertools.count(1)
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
-def coerce_seconds(field: str, value: object, *, allow_none: bool = True) -> float | None:
-    """Turn a duration given as seconds or :class:`~datetime.timedelta` into positive seconds.
+def coerce_seconds(
+    field: str,
+    value: object,
+    *,
+    allow_none: bool = True,
+    allow_zero: bool = False,
+    error: Callable[[str, str], SchedulerError] = InvalidTaskError,
+) -> float | None:
+    """Turn a duration given as seconds or :class:`~datetime.timedelta` into seconds.
+
+    Args:
+        field: The name of the task field or setting, for the error.
+        value: The duration.
+        allow_none: Whether None (no duration) is accepted.
+        allow_zero: Whether 0 is accepted.
+        error: The error class to raise, called as ``error(field, problem)``.
 
     Raises:
-        InvalidTaskError: If the value is not a positive, finite duration.
+        InvalidTaskError: (or ``error``) If the value is not a positive, finite duration.
     """
     if value is None:
         if allow_none:
             return None
-        raise InvalidTaskError(field, "a duration is required, got None")
+        raise error(field, "a duration is required, got None")
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             seconds = float(value)
         except OverflowError:
-            raise InvalidTaskError(field, f"duration {value!r} is too large") from None
+            raise error(field, f"duration {value!r} is too large") from None
     else:
-        raise InvalidTaskError(
+        raise error(
             field, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
         )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidTaskError(field, f"must be a positive, finite duration, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise error(field, f"must be a positive, finite duration, got {value!r}")
     return seconds
 
 
