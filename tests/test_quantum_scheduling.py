@@ -421,3 +421,27 @@ async def test_routing_learns_a_backend_is_slower_than_it_declares() -> None:
         assert {(await h).backend for h in first} == {"b_quick", "a_sluggish"}
         later = [await (await s.submit(q(f"t{i}", spec(2)))) for i in range(10)]
     assert [r.backend for r in later] == ["b_quick"] * 10
+
+
+async def test_unregistering_fails_the_tasks_no_other_backend_can_run() -> None:
+    a = ScriptedBackend("a", 5)
+    a.hold = asyncio.Event()
+    small = ScriptedBackend("small", 2)
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("a", a)
+        await s.register_backend("small", small)
+        first = await s.submit(q("first", spec(2)).with_backend("a"))  # type: ignore[attr-defined]
+        await a.started.wait()
+        wide = await s.submit(q("wide", spec(4, (0, 1), (2, 3))))
+        pinned = await s.submit(q("pinned", spec(2)).with_backend("a"))  # type: ignore[attr-defined]
+        removing = asyncio.ensure_future(s.unregister_backend("a"))
+        await asyncio.sleep(0)
+        a.hold.set()
+        await removing
+        for h in (wide, pinned):
+            with pytest.raises(TaskFailedError) as info:
+                await h
+            assert isinstance(info.value.__cause__, NoRouteError)
+        assert "being unregistered" in info.value.__cause__.reasons["a"]  # type: ignore[union-attr]
+        assert (await first).backend == "a"
+        assert s.metrics().failed == 2

@@ -612,10 +612,11 @@ class QuantumMixin:
         if (
             reroute or same_backend_failures >= 2 or not entry.breaker.allows(now) or entry.removed
         ) and task.backend is None:
+            no_route: NoRouteError | None = None
             try:
                 decision = self._route(task, frozenset({entry.name}))
-            except NoRouteError:
-                decision = None
+            except NoRouteError as exc:
+                decision, no_route = None, exc
             if decision is not None and decision.backend != entry.name:
                 task.routing = decision
                 target = self._backends[decision.backend]
@@ -626,7 +627,7 @@ class QuantumMixin:
             self._dispatch_quantum()
             return
         if entry.removed:
-            self._fail_no_route(task, now)
+            self._fail_no_route(task, now, no_route if task.backend is None else None, entry)
             return
         retry = task.attempts  # 1 after the first failure
         cfg = self._config
@@ -649,8 +650,8 @@ class QuantumMixin:
         if entry.removed:
             try:
                 decision = self._route(task, frozenset({entry.name}))
-            except NoRouteError:
-                self._fail_no_route(task, now)
+            except NoRouteError as exc:
+                self._fail_no_route(task, now, exc, entry)
                 return
             task.routing = decision
             entry = self._backends[decision.backend]
@@ -658,9 +659,20 @@ class QuantumMixin:
         self._core.requeue(task, entry.pool, now)
         self._dispatch_quantum()
 
-    def _fail_no_route(self, task: Task[Any], now: float) -> None:
-        req = task.requirements
-        error = NoRouteError(req.describe() if req is not None else "a backend", {})
+    def _fail_no_route(
+        self,
+        task: Task[Any],
+        now: float,
+        error: NoRouteError | None,
+        gone: BackendEntry,
+    ) -> None:
+        """Fail a task whose backend was unregistered and that no other backend can run."""
+        if error is None:
+            req = task.requirements
+            error = NoRouteError(
+                req.describe() if req is not None else "a backend",
+                {gone.name: "unregistered while the task waited for it"},
+            )
         task.error = error
         if task.status is _S.QUEUED:
             self._core.finish(task, _S.FAILED, now)
@@ -710,9 +722,9 @@ class QuantumMixin:
                 continue  # pinned here: it waits for the backend to come back
             try:
                 decision = self._route(task, frozenset({entry.name}))
-            except NoRouteError:
+            except NoRouteError as exc:
                 if entry.removed:
-                    self._fail_no_route(task, now)
+                    self._fail_no_route(task, now, exc, entry)
                 continue  # nowhere else to go: it waits for the backend to come back
             task.routing = decision
             self._core.move(task, self._backends[decision.backend].pool)

@@ -348,7 +348,7 @@ def decide_route(
     for v in views:
         why = v.backend.check_requirements(req)
         if why is None and not v.in_rotation:
-            why = "out of rotation (circuit breaker open)"
+            why = "out of rotation (its breaker is open, or it is being unregistered)"
         if why is None and v.name in exclude:
             why = "excluded after a failed attempt"
         if why is None:
