@@ -92,8 +92,9 @@ def test_entries_that_left_the_queue_are_skipped() -> None:
     for t in (a, b, c):
         q.push(t)
     b.status = TaskStatus.CANCELLED
-    q.discard()
+    q.discard(b)
     assert len(q) == 2
+    assert q.depth_by_level() == [0, 0, 2, 0, 0]
     assert list(q) == [a, c]
     assert _drain(q) == [a, c]
     assert q.pop(0.0) is None

@@ -355,7 +355,7 @@ class SchedulerCore:
         if old in TERMINAL:
             return False
         if old is _QUEUED or old is _PREEMPTED:
-            self.locate(task).queue.discard()
+            self.locate(task).queue.discard(task)
             self.waiting -= 1
         self.transition(task, status, now)
         return True
@@ -416,7 +416,8 @@ class SchedulerCore:
         live = sum(len(p.queue) for p in self.pools.values())
         walked = sum(1 for p in self.pools.values() for _ in p.queue)
         queued = self.counts[_QUEUED] + self.counts[_S.PREEMPTED]
-        if not live == walked == self.waiting == queued:
+        by_level = sum(sum(p.queue.depth_by_level()) for p in self.pools.values())
+        if not live == walked == self.waiting == queued == by_level:
             raise InternalError(
                 f"queue accounting broken: live={live} walked={walked} waiting={self.waiting} "
                 f"queued+preempted={queued}"

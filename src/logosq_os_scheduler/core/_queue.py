@@ -33,14 +33,16 @@ class ReadyQueue:
         aging: Seconds of waiting per level lifted; None turns aging off.
     """
 
-    __slots__ = ("_levels", "_live", "_aging")
+    __slots__ = ("_levels", "_live", "_aging", "_per_level")
 
     def __init__(self, aging: float | None = None) -> None:
         # Invariant: each deque is in arrival order (ascending seq), because tasks are only
         # appended with a fresh seq. So each level's head is its oldest, most-aged task.
         self._levels: tuple[deque[Task[Any]], ...] = tuple(deque() for _ in range(5))
-        # Invariant: _live == number of entries whose task is QUEUED or PREEMPTED.
+        # Invariant: _live == number of entries whose task is QUEUED or PREEMPTED, and
+        # _per_level[i] == how many of those are on level i (so snapshots cost O(1)).
         self._live = 0
+        self._per_level = [0] * 5
         self._aging = aging
 
     def __len__(self) -> int:
@@ -56,8 +58,10 @@ class ReadyQueue:
 
     def push(self, task: Task[Any]) -> None:
         """Append a waiting (QUEUED or PREEMPTED) task at the back of its priority level."""
-        self._levels[4 - task.priority].append(task)
+        level = 4 - task.priority
+        self._levels[level].append(task)
         self._live += 1
+        self._per_level[level] += 1
 
     def remove(self, task: Task[Any]) -> None:
         """Take a QUEUED task out of the queue now (O(level length): for moves, not hot paths).
@@ -65,16 +69,19 @@ class ReadyQueue:
         Raises:
             ValueError: If the task is not in the queue.
         """
-        self._levels[4 - task.priority].remove(task)
+        level = 4 - task.priority
+        self._levels[level].remove(task)
         self._live -= 1
+        self._per_level[level] -= 1
 
-    def discard(self) -> None:
-        """Record that one entry left the queue without being popped (it is skipped later)."""
+    def discard(self, task: Task[Any]) -> None:
+        """Record that ``task`` left the queue without being popped (it is skipped later)."""
         self._live -= 1
+        self._per_level[4 - task.priority] -= 1
 
     def depth_by_level(self) -> list[int]:
-        """Count of waiting tasks per level, CRITICAL first (O(n): for snapshots only)."""
-        return [sum(1 for t in dq if t.status in _WAITING) for dq in self._levels]
+        """Count of waiting tasks per level, CRITICAL first."""
+        return list(self._per_level)
 
     def __iter__(self) -> Iterator[Task[Any]]:
         """Iterate over waiting tasks, level by level (not in pop order when aging applies)."""
@@ -101,6 +108,7 @@ class ReadyQueue:
         if level < 0:
             return None
         self._live -= 1
+        self._per_level[level] -= 1
         return self._levels[level].popleft()
 
     def _select(self, now: float) -> int:
