@@ -517,9 +517,7 @@ class QuantumMixin:
                 merged[i] = err
             for i, out in zip(live, run_outcomes, strict=True):
                 merged[i] = out
-            for i, t in enumerate(batch):
-                if i in live and jobs:
-                    t.circuit_run = circuits[i]
+                batch[i].circuit_run = circuits[i]  # the circuit as this backend ran it
             outcomes = merged
         except asyncio.CancelledError:
             # The scheduler is closing with this job in flight: its tasks end CANCELLED.
