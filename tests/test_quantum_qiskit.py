@@ -127,3 +127,33 @@ async def test_a_circuit_wider_than_every_device_fails_at_submit_naming_each() -
         "generic5": "has 5 qubits, circuit needs 9",
         "manila": "has 5 qubits, circuit needs 9",
     }
+
+
+async def test_run_options_reach_the_simulator_so_a_seeded_run_repeats() -> None:
+    circuit = QuantumCircuit(3)
+    circuit.h(range(3))
+    circuit.measure_all()
+    async with QuantumScheduler(2) as s:
+
+        def seeded(seed: int) -> object:
+            return (
+                Task.quantum(f"seeded-{seed}")
+                .with_circuit(circuit)
+                .with_shots(500)
+                .with_run_options(seed_simulator=seed)
+            )
+
+        # Submitted together, so they share a batch: the backend must still keep each
+        # circuit's options (one simulator call per distinct set of options).
+        handles = [s.submit_nowait(seeded(seed)) for seed in (11, 11, 12)]
+        first, again, other = [(await h).value for h in handles]
+        assert first == again
+        assert first != other
+        assert sum(first.values()) == 500 and len(first) == 8
+        later = await (await s.submit(seeded(11)))
+        assert later.value == first
+    with pytest.raises(InvalidTaskError, match="with_shots") as info:
+        Task.quantum("q").with_run_options(shots=10)
+    assert info.value.field == "run_options"
+    with pytest.raises(InvalidTaskError, match="only quantum"):
+        Task.classical("c").with_run_options(seed_simulator=1)

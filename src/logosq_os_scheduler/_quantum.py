@@ -490,6 +490,7 @@ class QuantumMixin:
                     circuit=circuits[i],
                     shots=batch[i].shots,
                     task_id=batch[i].task_id,
+                    options=batch[i].run_options,
                     idempotency_key=f"{self._uid}-{batch[i].task_id}",
                 )
                 for i in live

@@ -187,6 +187,7 @@ class Task(Generic[T]):
         "optimizer",
         "num_qubits",
         "requires_all_to_all",
+        "run_options",
         "max_retries",
         "restartable",
         "limits",
@@ -237,6 +238,7 @@ class Task(Generic[T]):
         self.optimizer: Any = builder._optimizer
         self.num_qubits: int | None = builder._num_qubits
         self.requires_all_to_all: bool | None = builder._requires_all_to_all
+        self.run_options: dict[str, Any] = builder._run_options
         self.max_retries: int | None = builder._max_retries
         self.restartable: bool = builder._restartable
         self.limits: dict[str, float] | None = builder._limits
@@ -328,6 +330,7 @@ class TaskBuilder(Generic[T]):
         "_optimizer",
         "_num_qubits",
         "_requires_all_to_all",
+        "_run_options",
         "_max_retries",
         "_restartable",
         "_limits",
@@ -354,6 +357,7 @@ class TaskBuilder(Generic[T]):
         self._optimizer: Any = None
         self._num_qubits: int | None = None
         self._requires_all_to_all: bool | None = None
+        self._run_options: dict[str, Any] = _EMPTY_KWARGS
         self._max_retries: int | None = None
         self._restartable = False
         self._limits: dict[str, float] | None = None
@@ -529,6 +533,26 @@ class TaskBuilder(Generic[T]):
         if not isinstance(required, bool):
             raise InvalidTaskError("requires_all_to_all", f"must be a bool, got {required!r}")
         self._requires_all_to_all = required
+        return self
+
+    def with_run_options(self, **options: object) -> TaskBuilder[T]:
+        """Pass run options to the backend with the circuit (``seed_simulator=7``, ...).
+
+        They reach the backend's ``run`` call unchanged, as :attr:`CircuitJob.options
+        <logosq_os_scheduler.backends.CircuitJob.options>`; circuits with different options are
+        never merged into one backend call. Later calls add to (and override) earlier ones.
+
+        Raises:
+            InvalidTaskError: If the task is not quantum, or an option is named ``shots``
+                (use :meth:`with_shots`).
+        """
+        if self._task_type is not _QUANTUM:
+            raise InvalidTaskError("run_options", "only quantum tasks (Task.quantum) take them")
+        if "shots" in options:
+            raise InvalidTaskError("run_options", "give shots with with_shots(n), not here")
+        merged = dict(self._run_options)
+        merged.update(options)
+        self._run_options = merged
         return self
 
     def with_retries(self, max_retries: int) -> TaskBuilder[T]:

@@ -15,7 +15,9 @@ Works with ``AerSimulator()``, ``GenericBackendV2(n)`` and the offline device mo
   with noise restricted to the physical qubits the circuits use (5 to 15 ms, same counts
   for the same seed); see :mod:`._aer_worker`.
 * **One simulator call per batch.** :meth:`QiskitBackend.run` sends every circuit of a job
-  with the same shots and options in one call.
+  with the same shots and options in one call. A circuit given its own ``seed_simulator``
+  runs in a call of its own: Aer seeds the i-th circuit of a call with the seed plus
+  ``i * 2113``, so a seeded circuit would give other counts in a batch than alone.
 * **Simulation off the event loop.** Aer's Python side holds the GIL for much of a run: with
   a 1,000-circuit batch in a worker thread, a pure-Python event loop ran at 2% of its idle
   speed; with the batch in a worker process, at 74 to 87%. Local simulations therefore run
@@ -441,7 +443,7 @@ class QiskitBackend(Backend):
             except SchedulerError as exc:  # this circuit alone cannot run
                 outcomes[i] = exc
                 continue
-            groups.setdefault(_group_key(job), []).append((i, prepared))
+            groups.setdefault(_group_key(job, i), []).append((i, prepared))
         for members in groups.values():
             job = jobs[members[0][0]]
             options = dict(job.options)
@@ -788,7 +790,10 @@ def _job_error(backend: str, kind: str, message: str) -> BackendError:
     return PermanentBackendError(backend, message)
 
 
-def _group_key(job: CircuitJob) -> tuple[Any, ...]:
+def _group_key(job: CircuitJob, index: int) -> tuple[Any, ...]:
+    if "seed_simulator" in job.options:
+        # Alone in its call, so that its counts do not depend on its place in a batch.
+        return ("seeded", index)
     options: tuple[Any, ...]
     try:
         options = tuple(sorted(job.options.items()))
