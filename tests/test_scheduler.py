@@ -25,6 +25,7 @@ from logosq_os_scheduler import (
     TaskPriority,
     TaskStatus,
     TaskTimeoutError,
+    current_context,
 )
 
 S = TaskStatus
@@ -361,3 +362,47 @@ async def test_limits_are_refused_where_they_cannot_be_enforced() -> None:
             with pytest.raises(InvalidTaskError, match="worker processes") as info:
                 await s.submit(b)
             assert info.value.field == "limits"
+
+
+async def test_a_plain_task_carries_no_side_parts_and_rare_fields_read_through() -> None:
+    # A queued task is what the scheduler holds most of: a plain classical task keeps only
+    # the fields every task uses (no quantum part, no extras) and has no __dict__.
+    plain = Task.classical("plain").with_function(int, 1).build()
+    assert plain.extras is None and plain.quantum_part is None
+    assert not hasattr(plain, "__dict__")
+    assert (plain.timeout, plain.executor, plain.preemptible, plain.metadata) == (
+        None,
+        None,
+        True,
+        {},
+    )
+    assert (plain.error, plain.backend_used, plain.shots, plain.preemptions) == (
+        None,
+        None,
+        1024,
+        0,
+    )
+    # Setting a rare field creates the side part; the builder's values read through.
+    labelled = Task.classical("l").with_function(int).with_timeout(5).with_metadata(k=1).build()
+    assert labelled.extras is not None and labelled.quantum_part is None
+    assert (labelled.timeout, labelled.metadata) == (5.0, {"k": 1})
+    quantum = Task.quantum("q").with_circuit("c").with_shots(10).with_backend("b").build()
+    assert quantum.quantum_part is not None and quantum.extras is None
+    assert (quantum.circuit, quantum.shots, quantum.backend) == ("c", 10, "b")
+    plain.preemptions += 1
+    assert plain.extras is not None and plain.preemptions == 1
+
+    async with QuantumScheduler(1) as s:
+        # A failure lands in the extras, and the context finds its scheduler through the pool.
+        def boom() -> None:
+            raise ValueError("no")
+
+        def priority_from_context() -> str:
+            return current_context().priority.name
+
+        failed = await s.submit(Task.classical("boom").with_function(boom))
+        with pytest.raises(TaskFailedError) as info:
+            await failed
+        assert isinstance(info.value.__cause__, ValueError)
+        ctx = await s.submit(Task.classical("ctx").with_function(priority_from_context))
+        assert (await ctx).value == "NORMAL"

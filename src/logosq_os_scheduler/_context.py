@@ -65,7 +65,8 @@ class TaskContext:
         return self._task.status in _TERMINAL
 
     def _scheduler(self) -> QuantumScheduler:
-        owner = self._task.owner
+        pool = self._task.resources
+        owner = None if pool is None else pool.owner
         if owner is None:
             raise SchedulerError(f"task {self._task.task_id} was not submitted to a scheduler")
         return owner  # type: ignore[no-any-return]

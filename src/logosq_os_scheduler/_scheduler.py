@@ -138,7 +138,7 @@ class QuantumScheduler(QuantumMixin):
         self._now: Callable[[], float] = (
             time.monotonic if type(clock) is MonotonicClock else clock.now
         )
-        self._core = SchedulerCore(config, clock)
+        self._core = SchedulerCore(config, clock, owner=self)
         self._state = _State.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -432,7 +432,6 @@ class QuantumScheduler(QuantumMixin):
             )
         pool = self._pool_for(task)
         core = self._core
-        task.owner = self
         started = core.admit(task, pool, self._now())
         deadline = task.deadline
         if deadline is not None and deadline < self._timer_when:
@@ -449,9 +448,10 @@ class QuantumScheduler(QuantumMixin):
     def _pool_for(self, task: Task[Any]) -> Pool:
         kind = task.task_type
         if kind is _CLASSICAL or (kind is _HYBRID and task.fn is not None):
-            executor = task.executor
+            extras = task.extras
+            executor = None if extras is None else extras.executor
             if executor is None or executor in _BUILTIN_EXECUTORS:
-                if task.limits is not None:
+                if extras is not None and extras.limits is not None:
                     raise InvalidTaskError(
                         "limits",
                         "memory and CPU-time limits are enforced only in worker processes: "
@@ -495,7 +495,8 @@ class QuantumScheduler(QuantumMixin):
         Invariant: a task is in ``_active`` iff its execution is under way off the loop stack
         (on a thread or as a coroutine); inline runs start and end within this call.
         """
-        resume = task.resume
+        extras = task.extras
+        resume = None if extras is None else extras.resume
         if resume is not None:
             # A task preempted at a checkpoint has its slot again: let it continue.
             task.resume = None
@@ -515,7 +516,7 @@ class QuantumScheduler(QuantumMixin):
             self._active.add(task)
             self._run_async(task)
             return
-        executor = task.executor
+        executor = None if extras is None else extras.executor
         if executor is None or executor == "auto":
             fn = task.fn
             entry = self._fast.get(id(getattr(fn, "__code__", fn)))

@@ -115,6 +115,7 @@ _HYBRID = TaskType.HYBRID
 _NORMAL = TaskPriority.NORMAL
 
 _ids = itertools.count(1)
+_EMPTY_KWARGS: dict[str, Any] = {}
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
 
@@ -158,12 +159,156 @@ def coerce_seconds(
     return seconds
 
 
+V = TypeVar("V")
+
+
+class _Extras:
+    """The fields of a :class:`Task` that most tasks leave at their defaults.
+
+    Kept out of the task itself so that a queued task costs less memory: most tasks never
+    set a timeout, an executor, limits or metadata, are never preempted, never signed and
+    do not fail.
+    Created on the first write of one of them.
+    """
+
+    __slots__ = (
+        "timeout",
+        "executor",
+        "preemptible",
+        "metadata",
+        "max_retries",
+        "restartable",
+        "limits",
+        "preemptions",
+        "resume",
+        "signature",
+        "signed_record",
+        "error",
+    )
+
+    def __init__(self) -> None:
+        self.timeout: float | None = None
+        self.executor: str | None = None
+        self.preemptible = True
+        self.metadata: dict[str, Any] = _EMPTY_KWARGS
+        self.max_retries: int | None = None
+        self.restartable = False
+        self.limits: dict[str, float] | None = None
+        self.preemptions = 0
+        # Set while PREEMPTED: what to signal so that the task resumes.
+        self.resume: Any = None
+        self.signature: bytes | None = None
+        # The SignedRecord behind ``signature`` (a security.SignedRecord), set with it.
+        self.signed_record: Any = None
+        self.error: BaseException | None = None
+
+
+class _QuantumPart:
+    """The fields of a :class:`Task` that only quantum and hybrid tasks use."""
+
+    __slots__ = (
+        "circuit",
+        "shots",
+        "backend",
+        "num_qubits",
+        "requires_all_to_all",
+        "run_options",
+        "algorithm",
+        "optimizer",
+        "routing",
+        "backends_tried",
+        "backend_used",
+        "requirements",
+        "circuit_run",
+    )
+
+    def __init__(self) -> None:
+        self.circuit: Any = None
+        self.shots = 1024
+        self.backend: str | None = None
+        self.num_qubits: int | None = None
+        self.requires_all_to_all: bool | None = None
+        self.run_options: dict[str, Any] = _EMPTY_KWARGS
+        self.algorithm: Any = None
+        self.optimizer: Any = None
+        self.routing: Any = None
+        self.backends_tried: list[str] | None = None
+        self.backend_used: str | None = None
+        # What the circuit needs, and the circuit as the backend ran it.
+        self.requirements: Any = None
+        self.circuit_run: Any = None
+
+
+class _ExtraField(Generic[V]):
+    """A :class:`Task` attribute stored in its :class:`_Extras` (default until first set)."""
+
+    __slots__ = ("name", "default")
+
+    def __init__(self, default: V) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _ExtraField[V]: ...
+    @overload
+    def __get__(self, obj: Task[Any], objtype: type | None = None) -> V: ...
+    def __get__(self, obj: Task[Any] | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        extras = obj.extras
+        return self.default if extras is None else getattr(extras, self.name)
+
+    def __set__(self, obj: Task[Any], value: V) -> None:
+        extras = obj.extras
+        if extras is None:
+            extras = obj.extras = _Extras()
+        setattr(extras, self.name, value)
+
+
+class _QuantumField(Generic[V]):
+    """A :class:`Task` attribute stored in its :class:`_QuantumPart` (default until set)."""
+
+    __slots__ = ("name", "default")
+
+    def __init__(self, default: V) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _QuantumField[V]: ...
+    @overload
+    def __get__(self, obj: Task[Any], objtype: type | None = None) -> V: ...
+    def __get__(self, obj: Task[Any] | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        part = obj.quantum_part
+        return self.default if part is None else getattr(part, self.name)
+
+    def __set__(self, obj: Task[Any], value: V) -> None:
+        part = obj.quantum_part
+        if part is None:
+            part = obj.quantum_part = _QuantumPart()
+        setattr(part, self.name, value)
+
+
 class Task(Generic[T]):
     """A unit of work for the scheduler: a classical function, a quantum circuit, or a hybrid.
 
     Build tasks with :meth:`classical`, :meth:`quantum` or :meth:`hybrid`; do not construct
     them directly. The spec fields are fixed once built; the runtime fields belong to the
     scheduler and change only through its state machine.
+
+    Memory: a queued task is what the scheduler holds most of, so the task itself keeps only
+    the fields every task uses. The fields of quantum and hybrid tasks live in
+    ``quantum_part`` and the rarely set ones in ``extras``; both read as plain attributes
+    (``task.shots``, ``task.timeout``) and are created on first write. Hot paths read
+    ``task.extras`` once and take the defaults when it is None.
     """
 
     __slots__ = (
@@ -176,21 +321,6 @@ class Task(Generic[T]):
         "args",
         "kwargs",
         "is_async",
-        "circuit",
-        "shots",
-        "timeout",
-        "backend",
-        "executor",
-        "preemptible",
-        "metadata",
-        "algorithm",
-        "optimizer",
-        "num_qubits",
-        "requires_all_to_all",
-        "run_options",
-        "max_retries",
-        "restartable",
-        "limits",
         # runtime: owned by the scheduler
         "status",
         "seq",
@@ -201,22 +331,46 @@ class Task(Generic[T]):
         "deadline",
         "attempts",
         "value",
-        "error",
-        "backend_used",
-        "routing",
-        "backends_tried",
-        "signature",
-        "signed_record",
         "future",
         "runner",
         "resources",
-        "requirements",
-        "circuit_run",
         "slot_held",
-        "preemptions",
-        "resume",
-        "owner",
+        # side objects, None until needed
+        "extras",
+        "quantum_part",
     )
+
+    # Spec fields most tasks leave at their defaults.
+    timeout: _ExtraField[float | None] = _ExtraField(None)
+    executor: _ExtraField[str | None] = _ExtraField(None)
+    preemptible: _ExtraField[bool] = _ExtraField(True)
+    metadata: _ExtraField[dict[str, Any]] = _ExtraField(_EMPTY_KWARGS)
+    max_retries: _ExtraField[int | None] = _ExtraField(None)
+    restartable: _ExtraField[bool] = _ExtraField(False)
+    limits: _ExtraField[dict[str, float] | None] = _ExtraField(None)
+    # Runtime fields set only by preemption and signing.
+    preemptions: _ExtraField[int] = _ExtraField(0)
+    resume: _ExtraField[Any] = _ExtraField(None)
+    signature: _ExtraField[bytes | None] = _ExtraField(None)
+    signed_record: _ExtraField[Any] = _ExtraField(None)
+    # Why the task failed (set only when it did).
+    error: _ExtraField[BaseException | None] = _ExtraField(None)
+    # Quantum and hybrid spec fields.
+    circuit: _QuantumField[Any] = _QuantumField(None)
+    shots: _QuantumField[int] = _QuantumField(1024)
+    backend: _QuantumField[str | None] = _QuantumField(None)
+    num_qubits: _QuantumField[int | None] = _QuantumField(None)
+    requires_all_to_all: _QuantumField[bool | None] = _QuantumField(None)
+    run_options: _QuantumField[dict[str, Any]] = _QuantumField(_EMPTY_KWARGS)
+    algorithm: _QuantumField[Any] = _QuantumField(None)
+    optimizer: _QuantumField[Any] = _QuantumField(None)
+    # Quantum runtime fields: the routing decision, every backend tried, the one that ran
+    # it, what the circuit needs and the circuit as the backend ran it.
+    routing: _QuantumField[Any] = _QuantumField(None)
+    backends_tried: _QuantumField[list[str] | None] = _QuantumField(None)
+    backend_used: _QuantumField[str | None] = _QuantumField(None)
+    requirements: _QuantumField[Any] = _QuantumField(None)
+    circuit_run: _QuantumField[Any] = _QuantumField(None)
 
     def __init__(self, builder: TaskBuilder[T]) -> None:
         self.task_id: int = next(_ids)
@@ -227,21 +381,6 @@ class Task(Generic[T]):
         self.args: tuple[Any, ...] = builder._args
         self.kwargs: dict[str, Any] = builder._kwargs
         self.is_async: bool = builder._is_async
-        self.circuit: Any = builder._circuit
-        self.shots: int = builder._shots
-        self.timeout: float | None = builder._timeout
-        self.backend: str | None = builder._backend
-        self.executor: str | None = builder._executor
-        self.preemptible: bool = builder._preemptible
-        self.metadata: dict[str, Any] = builder._metadata
-        self.algorithm: Any = builder._algorithm
-        self.optimizer: Any = builder._optimizer
-        self.num_qubits: int | None = builder._num_qubits
-        self.requires_all_to_all: bool | None = builder._requires_all_to_all
-        self.run_options: dict[str, Any] = builder._run_options
-        self.max_retries: int | None = builder._max_retries
-        self.restartable: bool = builder._restartable
-        self.limits: dict[str, float] | None = builder._limits
         # Invariant: status changes only through SchedulerCore.transition().
         self.status: TaskStatus = _PENDING
         self.seq: int = 0
@@ -252,27 +391,24 @@ class Task(Generic[T]):
         self.deadline: float | None = None
         self.attempts: int = 0
         self.value: Any = None
-        self.error: BaseException | None = None
-        self.backend_used: str | None = None
-        self.routing: Any = None
-        self.backends_tried: list[str] | None = None
-        self.signature: bytes | None = None
-        # The SignedRecord behind ``signature`` (a security.SignedRecord), set with it.
-        self.signed_record: Any = None
         # Created only when someone waits on an unfinished task; resolved (to None) when it ends.
         self.future: asyncio.Future[None] | None = None
         self.runner: Any = None
         self.resources: Any = None
-        # Quantum tasks: what the circuit needs, and the circuit as the backend ran it.
-        self.requirements: Any = None
-        self.circuit_run: Any = None
         # Invariant: slot_held is True iff the task holds one slot of a direct pool.
         self.slot_held = False
-        self.preemptions = 0
-        # Set while PREEMPTED at a checkpoint: what to signal so that it resumes.
-        self.resume: Any = None
-        # The scheduler the task was submitted to (for its TaskContext).
-        self.owner: Any = None
+        self.extras: _Extras | None = builder._extras()
+        self.quantum_part: _QuantumPart | None = None
+        if self.task_type is not _CLASSICAL:
+            part = self.quantum_part = _QuantumPart()
+            part.circuit = builder._circuit
+            part.shots = builder._shots
+            part.backend = builder._backend
+            part.num_qubits = builder._num_qubits
+            part.requires_all_to_all = builder._requires_all_to_all
+            part.run_options = builder._run_options
+            part.algorithm = builder._algorithm
+            part.optimizer = builder._optimizer
 
     def __repr__(self) -> str:
         return (
@@ -587,6 +723,28 @@ class TaskBuilder(Generic[T]):
         self._optimizer = optimizer
         return self
 
+    def _extras(self) -> _Extras | None:
+        """The task's :class:`_Extras`, or None when every such field is at its default."""
+        if (
+            self._timeout is None
+            and self._executor is None
+            and self._preemptible
+            and not self._metadata
+            and self._max_retries is None
+            and not self._restartable
+            and self._limits is None
+        ):
+            return None
+        extras = _Extras()
+        extras.timeout = self._timeout
+        extras.executor = self._executor
+        extras.preemptible = self._preemptible
+        extras.metadata = self._metadata
+        extras.max_retries = self._max_retries
+        extras.restartable = self._restartable
+        extras.limits = self._limits
+        return extras
+
     def build(self) -> Task[T]:
         """Check the builder is complete and return a new :class:`Task`.
 
@@ -609,9 +767,6 @@ class TaskBuilder(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<TaskBuilder {self._name!r} {self._task_type.value} {self._priority.name}>"
-
-
-_EMPTY_KWARGS: dict[str, Any] = {}
 
 
 class TaskResult(Generic[T]):
@@ -662,17 +817,31 @@ class TaskResult(Generic[T]):
         self.value: T = task.value
         self.task_type = task.task_type
         self.priority = task.priority
-        self.backend = task.backend_used
         self.submitted_at: float = task.submitted_at if task.submitted_at is not None else 0.0
         self.started_at = task.started_at
         self.finished_at: float = task.finished_at if task.finished_at is not None else 0.0
         self.attempts = task.attempts
-        self.backends_tried: tuple[str, ...] = tuple(task.backends_tried or ())
-        self.routing: Any = task.routing
-        self.metadata: Mapping[str, Any] = task.metadata
-        self.signature: bytes | None = task.signature
-        self.signed_record: Any = task.signed_record
-        self.error: BaseException | None = task.error
+        # The side parts are read once: most classical tasks have neither.
+        part = task.quantum_part
+        if part is None:
+            self.backend: str | None = None
+            self.backends_tried: tuple[str, ...] = ()
+            self.routing: Any = None
+        else:
+            self.backend = part.backend_used
+            self.backends_tried = tuple(part.backends_tried or ())
+            self.routing = part.routing
+        extras = task.extras
+        if extras is None:
+            self.metadata: Mapping[str, Any] = _EMPTY_KWARGS
+            self.signature: bytes | None = None
+            self.signed_record: Any = None
+            self.error: BaseException | None = None
+        else:
+            self.metadata = extras.metadata
+            self.signature = extras.signature
+            self.signed_record = extras.signed_record
+            self.error = extras.error
 
     @property
     def counts(self) -> dict[str, int]:

@@ -45,7 +45,7 @@ class Pool:
         busy_time: Seconds of slot time used by tasks that ran here, summed.
     """
 
-    __slots__ = ("name", "capacity", "busy", "queue", "busy_time", "direct")
+    __slots__ = ("name", "capacity", "busy", "queue", "busy_time", "direct", "owner")
 
     def __init__(
         self, name: str, capacity: int, aging: float | None, *, direct: bool = True
@@ -60,6 +60,8 @@ class Pool:
         self.busy = 0
         self.queue = ReadyQueue(aging)
         self.busy_time = 0.0
+        # The runtime driving the core that made this pool (opaque to the core).
+        self.owner: Any = None
 
     @property
     def free(self) -> int:
@@ -81,11 +83,15 @@ class SchedulerCore:
     Args:
         config: The scheduler's settings.
         clock: Where time comes from.
+        owner: The runtime driving it (kept on each pool as ``owner``; never used here).
     """
 
-    def __init__(self, config: SchedulerConfig, clock: Clock) -> None:
+    def __init__(self, config: SchedulerConfig, clock: Clock, owner: object = None) -> None:
         self.config = config
         self.clock = clock
+        # The runtime driving this core, opaque to it: its pools carry it so that a task
+        # can find its scheduler through ``task.resources``.
+        self.owner = owner
         self.pools: dict[str, Pool] = {}
         self.classical = self.add_pool("classical", config.workers)
         self._seq = itertools.count()
@@ -126,6 +132,7 @@ class SchedulerCore:
         pool = self.pools.get(name)
         if pool is None:
             pool = Pool(name, capacity, self.config.aging_threshold, direct=direct)
+            pool.owner = self.owner
             self.pools[name] = pool
         return pool
 
@@ -200,7 +207,10 @@ class SchedulerCore:
         task.enqueued_at = now
         task.seq = next(self._seq)
         task.resources = pool
-        timeout = task.timeout if task.timeout is not None else self.config.task_timeout
+        extras = task.extras
+        timeout = None if extras is None else extras.timeout
+        if timeout is None:
+            timeout = self.config.task_timeout
         if timeout is not None:
             task.deadline = now + timeout
             heapq.heappush(self._deadlines, (task.deadline, task.seq, task))
@@ -257,7 +267,8 @@ class SchedulerCore:
         batching pools).
         """
         self.transition(task, _RUNNING, now)
-        if task.resume is None:
+        extras = task.extras
+        if extras is None or extras.resume is None:
             # A fresh start (or a restart); a task resuming at its checkpoint continues its
             # attempt.
             task.attempts += 1
