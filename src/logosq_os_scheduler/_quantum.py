@@ -215,23 +215,25 @@ class QuantumMixin:
         if not self._backends and not self._default_backend_tried:
             self._default_backend_tried = True
             self._register_default_backend()
-        circuit = normalize_circuit(task.circuit)
+        part = task.quantum_part
+        assert part is not None  # quantum tasks are built with one
+        circuit = normalize_circuit(part.circuit)
         req = analyze_circuit(circuit)
-        if task.num_qubits is not None or task.requires_all_to_all is not None:
+        if part.num_qubits is not None or part.requires_all_to_all is not None:
             req = CircuitRequirements(
-                num_qubits=task.num_qubits if task.num_qubits is not None else req.num_qubits,
+                num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,
                 interactions=req.interactions,
                 requires_all_to_all=(
-                    task.requires_all_to_all
-                    if task.requires_all_to_all is not None
+                    part.requires_all_to_all
+                    if part.requires_all_to_all is not None
                     else req.requires_all_to_all
                 ),
                 max_degree=req.max_degree,
             )
-        task.circuit_run = circuit
-        task.requirements = req
+        part.circuit_run = circuit
+        part.requirements = req
         decision = self._route(task, frozenset())
-        task.routing = decision
+        part.routing = decision
         return self._backends[decision.backend].pool
 
     def _register_default_backend(self) -> None:
@@ -258,12 +260,12 @@ class QuantumMixin:
         now = self._qnow()
         return [
             BackendView(
-                name=e.name,
-                backend=e.backend,
-                queued=len(e.pool.queue),
-                busy=e.pool.busy,
-                in_rotation=not e.removed and e.breaker.allows(now),
-                observed_per_circuit=e.per_circuit,
+                e.name,
+                e.backend,
+                len(e.pool.queue),
+                e.pool.busy,
+                not e.removed and e.breaker.allows(now),
+                e.per_circuit,
             )
             for e in self._backends.values()
         ]

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import InvalidTaskError, NoRouteError
 from .._task import Task, TaskPriority
@@ -212,9 +211,11 @@ class RoutingRule:
         return f"<RoutingRule {self.describe()}>"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BackendView:
+class BackendView(NamedTuple):
     """What routing knows of a backend at decision time (filled in by the runtime).
+
+    A named tuple: the runtime makes one per backend for every routing decision, so it must
+    be cheap to build, and it is a snapshot that routing only reads.
 
     Attributes:
         name: Registered name.
@@ -238,7 +239,8 @@ class BackendView:
         observed to cost per circuit here, whichever is larger (a backend that simulates
         noise on many qubits can be far slower than it declares)."""
         declared = self.backend.estimate_job_seconds(circuits, shots)
-        return max(declared, self.observed_per_circuit * circuits)
+        observed = self.observed_per_circuit * circuits
+        return declared if declared >= observed else observed
 
 
 def expected_completion(view: BackendView, shots: int) -> float:
@@ -248,16 +250,56 @@ def expected_completion(view: BackendView, shots: int) -> float:
     spread over its ``max_concurrent_jobs`` slots, plus one round if every slot is busy.
     """
     b = view.backend
-    per_job = max(1, b.max_circuits_per_job)
-    slots = max(1, b.max_concurrent_jobs)
+    per_job = b.max_circuits_per_job
+    if per_job < 1:
+        per_job = 1
+    slots = b.max_concurrent_jobs
+    if slots < 1:
+        slots = 1
     load = view.queued + 1
-    rounds: float = math.ceil(load / (per_job * slots))
+    rounds: float = -(-load // (per_job * slots))  # ceil, in integers
     if view.busy >= slots:
         rounds += 1
     # Jobs queued at the backend itself, outside this scheduler, run before ours.
-    rounds += b.pending_jobs() / slots
-    batch = min(per_job, load)
+    pending = b.pending_jobs()
+    if pending:
+        rounds += pending / slots
+    batch = per_job if per_job < load else load
     return rounds * view.job_seconds(batch, batch * shots)
+
+
+class _Considered(Mapping[str, str]):
+    """``RoutingDecision.considered``: every backend with what routing thought of it.
+
+    Built on every decision but read rarely (traces, errors, signatures), so it keeps what
+    it is made of and answers from that instead of building a dictionary up front.
+    """
+
+    __slots__ = ("_views", "_unfit", "_chosen")
+
+    def __init__(self, views: Sequence[BackendView], unfit: Mapping[str, str], chosen: str) -> None:
+        self._views = views
+        self._unfit = unfit
+        self._chosen = chosen
+
+    def __getitem__(self, name: str) -> str:
+        if name == self._chosen:
+            return "chosen"
+        why = self._unfit.get(name)
+        if why is not None:
+            return why
+        if any(v.name == name for v in self._views):
+            return "eligible"
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (v.name for v in self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -342,28 +384,29 @@ def decide_route(
     Raises:
         NoRouteError: If no backend can run the circuit, naming what each one lacks.
     """
-    by_name = {v.name: v for v in views}
     unfit: dict[str, str] = {}
     eligible: list[BackendView] = []
     for v in views:
         why = v.backend.check_requirements(req)
-        if why is None and not v.in_rotation:
-            why = "out of rotation (its breaker is open, or it is being unregistered)"
-        if why is None and v.name in exclude:
-            why = "excluded after a failed attempt"
+        if why is None:
+            if not v.in_rotation:
+                why = "out of rotation (its breaker is open, or it is being unregistered)"
+            elif exclude and v.name in exclude:
+                why = "excluded after a failed attempt"
         if why is None:
             eligible.append(v)
         else:
             unfit[v.name] = why
+    views = tuple(views)  # kept by the decision's ``considered``: a snapshot
 
     def considered(chosen: str) -> Mapping[str, str]:
-        out = {v.name: unfit.get(v.name, "eligible") for v in views}
-        out[chosen] = "chosen"
-        return MappingProxyType(out)
+        return _Considered(views, unfit, chosen)
 
-    pinned = task.backend
+    part = task.quantum_part
+    pinned = None if part is None else part.backend
+    shots = 1024 if part is None else part.shots
     if pinned is not None:
-        if pinned not in by_name:
+        if not any(v.name == pinned for v in views):
             raise NoRouteError(
                 req.describe(),
                 {pinned: "no backend is registered under this name"} | unfit,
@@ -375,6 +418,7 @@ def decide_route(
         )
 
     notes: list[str] = []
+    by_name = {v.name: v for v in views} if rules else {}
     for index, rule in enumerate(rules):
         if not all(c.matches(task, req) for c in rule.conditions):
             continue
@@ -387,7 +431,7 @@ def decide_route(
                 continue
         else:
             pool = eligible
-        chosen = _pick(target, pool, task.shots)
+        chosen = _pick(target, pool, shots)
         if chosen is None:
             notes.append(f"rule {index} matched but no eligible backend")
             continue
@@ -406,8 +450,15 @@ def decide_route(
 
     if not eligible:
         raise NoRouteError(req.describe(), unfit)
-    chosen = _pick(RoutingTarget("least_expected_completion"), eligible, task.shots)
-    assert chosen is not None
+    # The fallback, least expected completion, written out: it runs on every submit of a
+    # task that no rule decides.
+    chosen = eligible[0]
+    if len(eligible) > 1:
+        best = (expected_completion(chosen, shots), chosen.name)
+        for v in eligible[1:]:
+            key = (expected_completion(v, shots), v.name)
+            if key < best:
+                best, chosen = key, v
     reason = f"no rule decided; least expected completion chose {chosen.name!r}"
     if notes:
         reason += "; " + "; ".join(notes)
