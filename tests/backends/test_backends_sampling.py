@@ -76,3 +76,41 @@ def test_uniform_counts_are_uniform() -> None:
 def test_same_seed_same_counts() -> None:
     assert uniform_counts(random.Random(5), 3, 1000) == uniform_counts(random.Random(5), 3, 1000)
     assert uniform_counts(random.Random(5), 3, 1000) != uniform_counts(random.Random(6), 3, 1000)
+
+
+@pytest.mark.parametrize(
+    ("width", "shots", "draws"),
+    [
+        (1, 100, 400),  # random bytes, counted
+        (2, 100, 400),
+        (3, 200, 200),
+        (8, 256, 200),
+        (2, 5_000, 10),  # the binomial chain
+        (12, 100, 40),  # one draw per shot (more outcomes than shots)
+    ],
+)
+def test_uniform_counts_is_uniform_on_every_path(width: int, shots: int, draws: int) -> None:
+    rng = random.Random(1234)
+    total: dict[str, int] = {}
+    for _ in range(draws):
+        counts = uniform_counts(rng, width, shots)
+        assert sum(counts.values()) == shots
+        assert all(len(key) == width and set(key) <= {"0", "1"} for key in counts)
+        assert all(n > 0 for n in counts.values())
+        for key, n in counts.items():
+            total[key] = total.get(key, 0) + n
+    samples = shots * draws
+    # Each bit is a fair coin on its own: its share of ones is 1/2 within 5 sigma.
+    for bit in range(width):
+        ones = sum(n for key, n in total.items() if key[bit] == "1")
+        assert abs(ones - samples / 2) < 5 * math.sqrt(samples / 4)
+    if width <= 3:
+        # Every outcome, not just every bit: each has probability 2**-width.
+        p = 1 / (1 << width)
+        assert len(total) == 1 << width
+        for n in total.values():
+            assert abs(n - samples * p) < 5 * math.sqrt(samples * p * (1 - p))
+    # Reproducible from the seed.
+    assert uniform_counts(random.Random(7), width, shots) == uniform_counts(
+        random.Random(7), width, shots
+    )

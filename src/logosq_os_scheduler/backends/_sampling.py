@@ -17,6 +17,11 @@ from collections.abc import Sequence
 
 __all__ = ["binomial", "multinomial_counts", "uniform_counts"]
 
+# For widths up to 8: a byte-translation table keeping the low ``width`` bits, and the
+# outcome strings by value.
+_LOW_BITS = {w: bytes(b & ((1 << w) - 1) for b in range(256)) for w in range(1, 9)}
+_KEYS = {w: tuple(format(v, f"0{w}b") for v in range(1 << w)) for w in range(1, 9)}
+
 
 def binomial(rng: random.Random, n: int, p: float) -> int:
     """Draw from Binomial(n, p) exactly.
@@ -154,9 +159,21 @@ def uniform_counts(rng: random.Random, width: int, shots: int) -> dict[str, int]
     """
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
-    if width <= 20 and (1 << width) <= shots:
-        size = 1 << width
-        counts: dict[str, int] = {}
+    size = 1 << min(width, 21)  # the number of outcomes, where it matters below
+    counts: dict[str, int] = {}
+    if width <= 8 and shots * (17 + size) < 6300 * (size - 1):
+        # One random byte per shot, its low ``width`` bits kept: exact (every byte value is
+        # equally likely, so every masked value is) and counted in C by ``bytes.count``.
+        # Measured on CPython 3.11: about 12 ns a shot plus 0.7 ns a shot per outcome, where
+        # the binomial chain below costs about 4.4 us per outcome; the test above picks the
+        # cheaper (3 us instead of 13 us for 100 shots of 2 bits).
+        shots_bytes = rng.randbytes(shots).translate(_LOW_BITS[width])
+        for value, key in enumerate(_KEYS[width]):
+            n = shots_bytes.count(value)
+            if n:
+                counts[key] = n
+        return counts
+    if width <= 20 and size <= shots:
         remaining = shots
         for value in range(size):
             if remaining == 0:
@@ -167,7 +184,6 @@ def uniform_counts(rng: random.Random, width: int, shots: int) -> dict[str, int]
                 counts[format(value, f"0{width}b")] = drawn
                 remaining -= drawn
         return counts
-    counts = {}
     for _ in range(shots):
         key = format(rng.getrandbits(width), f"0{width}b")
         counts[key] = counts.get(key, 0) + 1
