@@ -663,7 +663,7 @@ def cli() -> None:
     parser.add_argument("--sizes", default="1,5", help="task sizes in milliseconds (1,5)")
     parser.add_argument("--tasks-per-worker", type=int, help="tasks per worker per run (300)")
     parser.add_argument("--repeats", type=int, help="passes; figures are medians (5)")
-    parser.add_argument("--noop-tasks", type=int, help="tasks in a no-op run (5000)")
+    parser.add_argument("--noop-tasks", type=int, help="tasks in a no-op run (3000)")
     parser.add_argument(
         "--quiet", type=float, default=0.25, help="others' CPU share to wait below (0.25)"
     )
@@ -686,7 +686,7 @@ def cli() -> None:
     if args.repeats is None:
         args.repeats = 1 if quick else 5
     if args.noop_tasks is None:
-        args.noop_tasks = 1000 if quick else 5000
+        args.noop_tasks = 1000 if quick else 3000
     if args.quiet_wait is None:
         args.quiet_wait = 0.0 if quick else 60.0
     # No-op tasks run at as many workers as leave the parent a core of its own.
