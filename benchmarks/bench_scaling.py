@@ -438,6 +438,9 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
     names = [n for n in RUNNER_NAMES if n in args.only.split(",")] if args.only else []
     if not args.only:
         names = list(RUNNER_NAMES)
+    # Before Ray starts: its start-up keeps every CPU busy for seconds, and a calibration
+    # taken meanwhile would make the tasks shorter than their nominal size.
+    rate = calibrate()
     ray_driver: RayDriver | None = None
     ray_note = ""
     if RAY in names:
@@ -462,7 +465,6 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
         RAY: ray_run,
     }
 
-    rate = calibrate()
     rounds_for = {ms: max(1, round(rate * ms / 1000)) for ms in sizes}
     points = [(ms, w) for ms in sizes for w in counts] + [(0.0, w) for w in args.noop_workers]
     # samples[(ms, workers, runner)] = one Sample per pass, in pass order
