@@ -26,11 +26,11 @@ lives on an event loop. ``run()`` may be called
 Options: each primitive has a mutable ``options`` dataclass with the fields of the matching
 Qiskit primitive's options (``BackendSamplerV2``: ``default_shots``, ``seed_simulator``,
 ``run_options``; ``BackendEstimatorV2``: ``default_precision``, ``abelian_grouping``,
-``seed_simulator``, ``run_options``), given as a dict or the dataclass at construction and
-read at every ``run()``. ``run_options`` reach the backend with every circuit
-(:meth:`~logosq_os_scheduler.TaskBuilder.with_run_options`). The scheduler's quantum tasks
-return counts, so only ``meas_level=2`` (classified bits) can be asked for; another
-``meas_level`` raises ``QiskitError`` at ``run()``.
+``seed_simulator``, and ``run_options`` as the sampler has them), given as a dict or the
+dataclass at construction and read at every ``run()``. ``run_options`` reach the backend
+with every circuit (:meth:`~logosq_os_scheduler.TaskBuilder.with_run_options`). The
+scheduler's quantum tasks return counts, so only ``meas_level=2`` (classified bits) can be
+asked for; another ``meas_level`` raises ``QiskitError`` at ``run()``.
 
 Seeds: ``seed_simulator`` (an int) seeds the simulation as ``BackendSamplerV2`` does on Aer:
 the ``k``-th circuit of a job (in PUB order, then parameter order, then, for the estimator,
@@ -146,7 +146,8 @@ class SchedulerSamplerOptions:
 @dataclasses.dataclass
 class SchedulerEstimatorOptions:
     """Options of :class:`SchedulerEstimator`: the fields of Qiskit's ``BackendEstimatorV2``
-    options, with the same meaning and defaults."""
+    options, with the same meaning and defaults, and ``run_options`` as
+    ``BackendSamplerV2`` has them."""
 
     default_precision: float = DEFAULT_PRECISION
     """Precision of PUBs that set none; ``0`` asks for exact values (see the module
