@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import math
+from collections.abc import Sequence
 
 import pytest
 
@@ -36,7 +38,14 @@ from logosq_os_scheduler import (
     TaskPriority,
     TaskType,
 )
-from logosq_os_scheduler.workflows import SchedulerEstimator, SchedulerSampler, h2_hamiltonian
+from logosq_os_scheduler.backends import Backend, CircuitJob, JobOutcome
+from logosq_os_scheduler.workflows import (
+    SchedulerEstimator,
+    SchedulerEstimatorOptions,
+    SchedulerSampler,
+    SchedulerSamplerOptions,
+    h2_hamiltonian,
+)
 
 pytestmark = pytest.mark.qiskit
 
@@ -327,3 +336,211 @@ def test_qiskit_algorithms_vqe_on_sampled_estimates_from_aer() -> None:
     # 10,000 shots per basis: each estimate's standard error is below 3 mHa.
     assert ours.eigenvalue == pytest.approx(reference.eigenvalue, abs=0.015)
     assert ours.optimal_point[0] == pytest.approx(reference.optimal_point[0], abs=0.2)
+
+
+# --- Qiskit's options, seeds and precision semantics ----------------------------------------
+
+
+class OptionsLog(Recording):
+    """Recording, plus the run options each circuit reached the backend with."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.options: list[dict[str, object]] = []
+
+    async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        self.options.extend(dict(job.options) for job in jobs)
+        return await super().run(jobs)
+
+
+def plain_aer(name: str = "aer") -> Backend:
+    """Aer as Qiskit's own primitives see it: an AerSimulator with no seed of its own."""
+    from qiskit_aer import AerSimulator
+
+    from logosq_os_scheduler.backends._qiskit import QiskitBackend
+
+    return QiskitBackend(AerSimulator(), name=name, isolation="thread", simulator_threads=1)
+
+
+def test_options_have_the_fields_and_defaults_of_qiskits_backend_primitives() -> None:
+    from qiskit.primitives import backend_estimator_v2, backend_sampler_v2
+
+    assert dataclasses.asdict(SchedulerSamplerOptions()) == dataclasses.asdict(
+        backend_sampler_v2.Options()
+    )
+    # BackendEstimatorV2 has no run_options; ours takes them as BackendSamplerV2 does.
+    theirs = dataclasses.asdict(backend_estimator_v2.Options())
+    assert dataclasses.asdict(SchedulerEstimatorOptions()) == {**theirs, "run_options": None}
+    s = QuantumScheduler(1)
+    sampler = SchedulerSampler(s, options={"default_shots": 10, "seed_simulator": 4})
+    assert sampler.options == SchedulerSamplerOptions(default_shots=10, seed_simulator=4)
+    assert sampler.default_shots == 10
+    # A keyword wins over the options it names; the dataclass given is copied, not shared.
+    given = SchedulerEstimatorOptions(default_precision=0.1)
+    estimator = SchedulerEstimator(s, default_precision=0.2, abelian_grouping=False, options=given)
+    assert estimator.options == SchedulerEstimatorOptions(0.2, False, None, None)
+    assert given.default_precision == 0.1
+    estimator.abelian_grouping = True
+    assert estimator.options.abelian_grouping is True
+    with pytest.raises(TypeError):
+        SchedulerSampler(s, options={"default_precision": 0.1})
+    with pytest.raises(TypeError):
+        SchedulerEstimator(s, options={"default_shots": 10})
+
+
+async def test_options_are_read_at_every_run() -> None:
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", aer_backend())
+        sampler = SchedulerSampler(s, options={"default_shots": 50})
+        first = (await sampler.arun([bell()]))[0]
+        sampler.options.default_shots = 70
+        second = (await sampler.arun([bell()]))[0]
+    assert first.data.meas.num_shots == 50 and first.metadata["shots"] == 50
+    assert second.data.meas.num_shots == 70 and second.metadata["shots"] == 70
+
+
+async def test_seeded_sampler_gives_the_counts_of_qiskits_backend_sampler_on_aer() -> None:
+    from qiskit.primitives import BackendSamplerV2
+    from qiskit_aer import AerSimulator
+
+    qc = real_amplitudes(2, reps=1)
+    qc.measure_all()
+    params = np.random.default_rng(3).uniform(-2, 2, size=(3, 4))
+    pubs = [(qc, params), (bell(), None)]
+    reference = (
+        BackendSamplerV2(backend=AerSimulator(), options={"seed_simulator": 11})
+        .run([(qc.decompose(), params), bell()], shots=300)
+        .result()
+    )
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", plain_aer())
+        sampler = SchedulerSampler(s, backend="aer", options={"seed_simulator": 11})
+        ours = await sampler.arun(pubs, shots=300)
+    # Circuit k of the job ran with seed 11 + 2113 k: Aer's seed for the k-th circuit of one
+    # call, which is what BackendSamplerV2 makes.
+    for index in range(3):
+        assert ours[0].data.meas.get_counts(index) == reference[0].data.meas.get_counts(index)
+    assert ours[1].data.meas.get_counts() == reference[1].data.meas.get_counts()
+    assert [r.metadata for r in ours] == [r.metadata for r in reference]
+
+
+@pytest.mark.parametrize("grouping", [True, False])
+async def test_seeded_estimator_gives_the_values_of_qiskits_backend_estimator_on_aer(
+    grouping: bool,
+) -> None:
+    from qiskit.primitives import BackendEstimatorV2
+    from qiskit_aer import AerSimulator
+
+    points = np.random.default_rng(5).uniform(-2, 2, size=(2, 6))
+    options = {"seed_simulator": 7, "abelian_grouping": grouping}
+    reference = (
+        BackendEstimatorV2(backend=AerSimulator(), options=options)
+        .run([(ansatz().decompose(), h2_hamiltonian(), points)], precision=0.05)
+        .result()[0]
+    )
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", plain_aer())
+        estimator = SchedulerEstimator(s, backend="aer", options=options)
+        ours = (await estimator.arun([(ansatz(), h2_hamiltonian(), points)], precision=0.05))[0]
+    np.testing.assert_array_equal(ours.data.evs, reference.data.evs)
+    np.testing.assert_array_equal(ours.data.stds, reference.data.stds)
+    assert (
+        ours.metadata
+        == reference.metadata
+        == {
+            "target_precision": 0.05,
+            "shots": 400,
+            "circuit_metadata": {},
+        }
+    )
+
+
+async def test_an_int_seed_repeats_a_job_and_a_generator_seed_advances() -> None:
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", aer_backend())
+        by_int = SchedulerSampler(s, seed=5)
+        first = (await by_int.arun([bell()], shots=200))[0].data.meas
+        again = (await by_int.arun([bell()], shots=200))[0].data.meas
+        by_generator = SchedulerSampler(s, seed=np.random.default_rng(5))
+        twin = SchedulerSampler(s, seed=np.random.default_rng(5))
+        g1 = (await by_generator.arun([bell()], shots=200))[0].data.meas
+        g2 = (await by_generator.arun([bell()], shots=200))[0].data.meas
+        t1 = (await twin.arun([bell()], shots=200))[0].data.meas
+    # Same shots in the same order; not all alike, so the equality says something.
+    np.testing.assert_array_equal(first.array, again.array)
+    assert set(first.get_counts()) == {"00", "11"}
+    np.testing.assert_array_equal(g1.array, t1.array)
+    assert not np.array_equal(g1.array, g2.array)
+
+
+async def test_a_seeded_job_gives_the_same_result_however_it_is_batched() -> None:
+    points = np.random.default_rng(2).uniform(-1, 1, size=(3, 6))
+    pub = (ansatz(), h2_hamiltonian(), points)
+    log = OptionsLog(aer_backend())
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", log)
+        seeded = SchedulerEstimator(s, default_precision=0.05, seed=9)
+        alone = (await seeded.arun([pub]))[0].data.evs
+        crowd = SchedulerEstimator(s, default_precision=0.05)
+        with_others, _ = await asyncio.gather(seeded.arun([pub]), crowd.arun([pub, pub]))
+    # The second time its six circuits shared one backend job with twelve unseeded ones.
+    assert log.jobs == [6, 18]
+    np.testing.assert_array_equal(with_others[0].data.evs, alone)
+
+
+async def test_run_options_reach_the_backend_with_each_circuits_seed() -> None:
+    qc = real_amplitudes(2, reps=1)
+    qc.measure_all()
+    log = OptionsLog(aer_backend())
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", log)
+        sampler = SchedulerSampler(
+            s,
+            options={"seed_simulator": 3, "run_options": {"max_parallel_shots": 1}},
+        )
+        await sampler.arun([(qc, np.zeros((2, 4))), bell()], shots=20)
+    expected = [{"max_parallel_shots": 1, "seed_simulator": 3 + 2113 * k} for k in range(3)]
+    assert sorted(log.options, key=lambda o: int(o["seed_simulator"])) == expected  # type: ignore[call-overload]
+
+
+async def test_only_meas_level_2_is_accepted_and_refusals_come_before_any_task() -> None:
+    from qiskit.exceptions import QiskitError
+
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", aer_backend())
+        level1 = {"run_options": {"meas_level": 1, "meas_return": "single"}}
+        with pytest.raises(QiskitError, match="Unsupported meas_level: 1"):
+            SchedulerSampler(s, options=level1).run([bell()])
+        with pytest.raises(QiskitError, match="Unsupported meas_level: 1"):
+            SchedulerEstimator(s, options=level1).run([(ansatz(), "ZZ", THETA)])
+        with pytest.raises(ValueError, match="cannot set shots"):
+            SchedulerSampler(s, options={"run_options": {"shots": 5}}).run([bell()])
+        assert s.metrics().submitted == 0
+        level2 = SchedulerSampler(s, options={"run_options": {"meas_level": 2}})
+        counts = (await level2.arun([bell()], shots=30))[0].data.meas.get_counts()
+    assert sum(counts.values()) == 30 and set(counts) <= {"00", "11"}
+
+
+async def test_precision_zero_is_exact_unpinned_and_refused_pinned() -> None:
+    # A reset of half a Bell pair makes even the exact values random: seeded, the job's
+    # exact PUBs give what StatevectorEstimator(seed) gives them in one call.
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.reset(0)
+    pubs = [(qc, [SparsePauliOp("ZI")] * 50), (ansatz(), h2_hamiltonian(), THETA)]
+    reference = StatevectorEstimator(seed=12).run(pubs).result()
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", aer_backend())
+        exact = await SchedulerEstimator(s, default_precision=0.0, seed=12).arun(pubs)
+        by_type = dict(s.metrics().by_type)
+        pinned = SchedulerEstimator(s, backend="aer")
+        with pytest.raises(ValueError, match=r"0-th pub has precision less than or equal to 0"):
+            pinned.run(pubs, precision=0)
+        with pytest.raises(ValueError, match=r"1-th pub has precision less than or equal to 0"):
+            pinned.run([(qc, "ZI"), (qc, "ZI", None, 0.0)])
+    assert by_type[TaskType.CLASSICAL] == 1 and by_type[TaskType.QUANTUM] == 0
+    for ours, theirs in zip(exact, reference, strict=True):
+        np.testing.assert_array_equal(ours.data.evs, theirs.data.evs)
+        assert ours.metadata == theirs.metadata
+    assert 0 < np.count_nonzero(exact[0].data.evs == 1.0) < 50

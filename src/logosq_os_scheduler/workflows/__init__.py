@@ -28,7 +28,13 @@ from ._workflow import (
 if TYPE_CHECKING:
     from ._algorithms import QAOA, VQE, QAOAResult, VQEResult
     from ._optimizers import COBYLA, SPSA, Adam, Objective, Optimizer, OptimizerResult
-    from ._primitives import SchedulerEstimator, SchedulerPrimitiveJob, SchedulerSampler
+    from ._primitives import (
+        SchedulerEstimator,
+        SchedulerEstimatorOptions,
+        SchedulerPrimitiveJob,
+        SchedulerSampler,
+        SchedulerSamplerOptions,
+    )
     from ._problems import cut_value, h2_ansatz, h2_hamiltonian, maxcut_hamiltonian
 
 __all__ = [
@@ -46,8 +52,10 @@ __all__ = [
     "OptimizerResult",
     "QAOAResult",
     "SchedulerEstimator",
+    "SchedulerEstimatorOptions",
     "SchedulerPrimitiveJob",
     "SchedulerSampler",
+    "SchedulerSamplerOptions",
     "StepKind",
     "VQEResult",
     "WorkflowError",
@@ -79,6 +87,8 @@ _LAZY = {
     "SchedulerEstimator": "_primitives",
     "SchedulerSampler": "_primitives",
     "SchedulerPrimitiveJob": "_primitives",
+    "SchedulerSamplerOptions": "_primitives",
+    "SchedulerEstimatorOptions": "_primitives",
     "cut_value": "_problems",
     "h2_ansatz": "_problems",
     "h2_hamiltonian": "_problems",

@@ -23,17 +23,44 @@ lives on an event loop. ``run()`` may be called
   use :meth:`SchedulerEstimator.arun` / :meth:`SchedulerSampler.arun`), since a blocking
   ``job.result()`` on the loop would wait forever and raises instead.
 
+Options: each primitive has a mutable ``options`` dataclass with the fields of the matching
+Qiskit primitive's options (``BackendSamplerV2``: ``default_shots``, ``seed_simulator``,
+``run_options``; ``BackendEstimatorV2``: ``default_precision``, ``abelian_grouping``,
+``seed_simulator``, and ``run_options`` as the sampler has them), given as a dict or the
+dataclass at construction and read at every ``run()``. ``run_options`` reach the backend
+with every circuit (:meth:`~logosq_os_scheduler.TaskBuilder.with_run_options`). The
+scheduler's quantum tasks return counts, so only ``meas_level=2`` (classified bits) can be
+asked for; another ``meas_level`` raises ``QiskitError`` at ``run()``.
+
+Seeds: ``seed_simulator`` (an int) seeds the simulation as ``BackendSamplerV2`` does on Aer:
+the ``k``-th circuit of a job (in PUB order, then parameter order, then, for the estimator,
+measurement basis) runs with ``seed_simulator + 2113 * k``, the seed Aer gives the ``k``-th
+circuit of one call, so a job whose circuits fit one Aer call gives the counts
+``backend.run(circuits, seed_simulator=...)`` gives. ``seed`` (an int or a NumPy
+``Generator``, as ``StatevectorSampler`` / ``StatevectorEstimator`` take it) seeds a job's
+randomness as a whole: an int makes every job start from the same state, so the same job
+gives the same result every time; a ``Generator`` is drawn from and advances, so repeated
+jobs differ. When ``seed`` is set and ``seed_simulator`` is not, the simulator seed is drawn
+from ``seed``. A seeded circuit runs in a simulator call of its own (see
+:class:`~logosq_os_scheduler.backends.QiskitBackend`), so its counts do not depend on how
+the scheduler batches it; unseeded circuits batch freely.
+
 Estimator precision: a PUB with ``precision > 0`` is estimated from samples, with
 ``ceil(1 / precision**2)`` shots per measurement basis, and its ``stds`` and metadata follow
-Qiskit's ``BackendEstimatorV2``. ``precision == 0`` asks for the exact expectation value: it is
-computed by Qiskit's ``StatevectorEstimator`` in a classical task on the scheduler (no backend
-is involved, and ``backend`` does not apply), with ``StatevectorEstimator``'s metadata.
+Qiskit's ``BackendEstimatorV2``. ``precision == 0`` asks for the exact expectation value, as
+it does of Qiskit's ``StatevectorEstimator``: the job's exact PUBs are computed together by
+``StatevectorEstimator(seed=seed)`` in one classical task on the scheduler (no backend is
+involved), with ``StatevectorEstimator``'s results and metadata. An estimator pinned to a
+backend refuses ``precision == 0`` with the ``ValueError`` of ``BackendEstimatorV2``: a
+backend can only estimate from shots, and an exact value computed elsewhere would silently
+drop the backend's noise.
 
 Sampler shot order: the scheduler's quantum tasks return counts, not per-shot memory, so a
 ``BitArray`` is built from counts and the order of shots is lost. Shots of one circuit are
 exchangeable (independent and identically distributed), so each PUB's shots are put in a
-random order (seeded by ``seed``) rather than grouped by outcome; joint statistics across
-classical registers are kept exactly, since every register is cut from the same shots.
+random order (from the job's seeded randomness, see Seeds) rather than grouped by outcome;
+joint statistics across classical registers are kept exactly, since every register is cut
+from the same shots.
 """
 
 from __future__ import annotations
@@ -42,15 +69,15 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
-import threading
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.exceptions import QiskitError
 from qiskit.primitives import (
     BaseEstimatorV2,
     BasePrimitiveJob,
@@ -77,8 +104,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SchedulerEstimator",
+    "SchedulerEstimatorOptions",
     "SchedulerPrimitiveJob",
     "SchedulerSampler",
+    "SchedulerSamplerOptions",
     "await_all",
 ]
 
@@ -88,6 +117,117 @@ _OFFLOAD_BINDINGS = 32
 
 DEFAULT_PRECISION = 0.015625
 """The estimator's default precision, as Qiskit's ``BackendEstimatorV2``: 1 / sqrt(4096)."""
+
+# Aer seeds the i-th circuit of one call with seed_simulator + i * 2113; the k-th circuit of
+# a job is given that seed, so that it runs alone with the seed it would have had in a call.
+_AER_SEED_STRIDE = 2113
+
+Seed: TypeAlias = np.random.Generator | int | None
+
+
+# --- options and seeds ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SchedulerSamplerOptions:
+    """Options of :class:`SchedulerSampler`: the fields of Qiskit's ``BackendSamplerV2``
+    options, with the same meaning and defaults."""
+
+    default_shots: int = 1024
+    """Shots of PUBs that set none."""
+
+    seed_simulator: int | None = None
+    """Seed of the simulation (see the module documentation); None: unseeded."""
+
+    run_options: dict[str, Any] | None = None
+    """Options passed to the backend with every circuit (``shots`` excepted)."""
+
+
+@dataclasses.dataclass
+class SchedulerEstimatorOptions:
+    """Options of :class:`SchedulerEstimator`: the fields of Qiskit's ``BackendEstimatorV2``
+    options, with the same meaning and defaults, and ``run_options`` as
+    ``BackendSamplerV2`` has them."""
+
+    default_precision: float = DEFAULT_PRECISION
+    """Precision of PUBs that set none; ``0`` asks for exact values (see the module
+    documentation)."""
+
+    abelian_grouping: bool = True
+    """Measure qubit-wise commuting Paulis together (one circuit per group), or each Pauli
+    on its own."""
+
+    seed_simulator: int | None = None
+    """Seed of the simulation (see the module documentation); None: unseeded."""
+
+    run_options: dict[str, Any] | None = None
+    """Options passed to the backend with every circuit (``shots`` excepted)."""
+
+
+def _options_of(cls: type[Any], options: Any) -> Any:
+    """``options`` (None, a mapping or a ``cls``) as a fresh ``cls``.
+
+    Raises:
+        TypeError: On a field ``cls`` does not have (as Qiskit's ``Options(**options)``).
+    """
+    if options is None:
+        return cls()
+    if isinstance(options, cls):
+        return dataclasses.replace(options)
+    if isinstance(options, Mapping):
+        return cls(**options)
+    raise TypeError(f"options must be a dict or {cls.__name__}, got {type(options).__name__}")
+
+
+def _checked_run_options(run_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run options to pass with every circuit, checked before anything is submitted.
+
+    Raises:
+        QiskitError: If they ask for a ``meas_level`` other than 2 (counts are all the
+            scheduler's quantum tasks return), as Qiskit raises for a level it cannot read.
+        ValueError: If they set ``shots`` (PUBs and ``run(shots=)`` set shots).
+    """
+    opts = dict(run_options or {})
+    level = opts.get("meas_level")
+    if level is not None and int(level) != 2:
+        raise QiskitError(
+            f"Unsupported meas_level: {level}. The scheduler's quantum tasks return counts, "
+            "so only meas_level=2 (classified bits) is available."
+        )
+    if "shots" in opts:
+        raise ValueError("run_options cannot set shots: give them in the PUB or in run(shots=)")
+    return opts
+
+
+def _job_rng(seed: Seed, seed_simulator: int | None) -> np.random.Generator:
+    """The randomness of one job. An int seed starts every job from the same state (the same
+    job, the same result); a Generator is used as is and advances. Without ``seed``, the
+    job's other randomness follows ``seed_simulator``, so that a job seeded either way is
+    reproducible."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None:
+        return np.random.default_rng(seed_simulator)
+    return np.random.default_rng(seed)
+
+
+def _seed_base(seed: Seed, seed_simulator: int | None, rng: np.random.Generator) -> int | None:
+    """The simulator seed of a job's first circuit, or None for an unseeded job."""
+    if seed_simulator is not None:
+        return int(seed_simulator)
+    if seed is None:
+        return None
+    return int(rng.integers(0, 2**31))
+
+
+def _with_run_options(
+    builder: Any, run_options: dict[str, Any], base: int | None, index: int
+) -> Any:
+    """``builder`` with the job's run options and, in a seeded job, circuit ``index``'s seed."""
+    opts = dict(run_options)
+    if base is not None:
+        opts["seed_simulator"] = base + _AER_SEED_STRIDE * index
+    return builder.with_run_options(**opts) if opts else builder
 
 
 # --- the scheduler and its loop ------------------------------------------------------------
@@ -373,9 +513,19 @@ class _SampledPub:
     measurements: list[_Measurement]
 
 
-def _exact_pub(pub: Any, seed: Any) -> Any:
-    """Run one PUB on Qiskit's reference StatevectorEstimator (on a worker thread)."""
-    return StatevectorEstimator(seed=seed).run([pub]).result()[0]
+@dataclasses.dataclass(slots=True)
+class _EstimatorWork:
+    """A job's tasks, built before any is submitted."""
+
+    exact_indices: list[int] = dataclasses.field(default_factory=list)
+    exact_task: Any = None
+    sampled: list[tuple[int, _SampledPub, list[Any]]] = dataclasses.field(default_factory=list)
+
+
+def _exact_pubs(pubs: list[Any], seed: Seed) -> list[Any]:
+    """Run a job's exact PUBs on Qiskit's reference StatevectorEstimator, in one call (on a
+    worker thread), so that its seed is used as StatevectorEstimator uses it."""
+    return list(StatevectorEstimator(seed=seed).run(pubs).result())
 
 
 class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
@@ -383,7 +533,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
 
     Every measurement circuit of a job becomes a quantum task with the estimator's priority
     (and backend, if pinned); all are submitted together so that they batch. See the module
-    documentation for precision, exact mode and threads.
+    documentation for options, seeds, precision, exact values and threads.
 
     Example (synchronous code)::
 
@@ -395,15 +545,17 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
     Args:
         scheduler: A started :class:`~logosq_os_scheduler.QuantumScheduler`, or a
             :class:`~logosq_os_scheduler.BlockingScheduler`.
-        default_precision: Precision of PUBs that set none; ``0`` means exact.
+        default_precision: Precision of PUBs that set none; ``0`` means exact. Overrides
+            ``options``' field when given.
         backend: Pin every circuit to this backend (default: the routing rules decide).
         priority: Priority of the estimator's tasks.
-        seed: Seed for the exact path (``StatevectorEstimator``'s ``seed``).
-        abelian_grouping: Measure qubit-wise commuting Paulis together (one circuit per
-            group, as Qiskit's ``BackendEstimatorV2`` by default), or each Pauli on its own.
+        seed: Seed of the job's randomness (``StatevectorEstimator``'s ``seed``).
+        abelian_grouping: Overrides ``options``' field when given.
+        options: A :class:`SchedulerEstimatorOptions` or a dict of its fields (as
+            ``BackendEstimatorV2`` takes them).
 
     Raises:
-        TypeError: If ``scheduler`` is not a scheduler.
+        TypeError: If ``scheduler`` is not a scheduler, or ``options`` has an unknown field.
         ValueError: If ``default_precision`` is negative.
     """
 
@@ -411,25 +563,46 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         self,
         scheduler: QuantumScheduler | BlockingScheduler,
         *,
-        default_precision: float = DEFAULT_PRECISION,
+        default_precision: float | None = None,
         backend: str | None = None,
         priority: TaskPriority = TaskPriority.NORMAL,
-        seed: np.random.Generator | int | None = None,
-        abelian_grouping: bool = True,
+        seed: Seed = None,
+        abelian_grouping: bool | None = None,
+        options: SchedulerEstimatorOptions | Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(default_precision, (int, float)) or default_precision < 0:
-            raise ValueError(f"default_precision must be >= 0, got {default_precision!r}")
+        opts: SchedulerEstimatorOptions = _options_of(SchedulerEstimatorOptions, options)
+        if default_precision is not None:
+            opts.default_precision = default_precision
+        if abelian_grouping is not None:
+            opts.abelian_grouping = bool(abelian_grouping)
+        precision = opts.default_precision
+        if not isinstance(precision, (int, float)) or precision < 0:
+            raise ValueError(f"default_precision must be >= 0, got {precision!r}")
+        opts.default_precision = float(precision)
         self._scheduler = _as_scheduler(scheduler)
-        self._default_precision = float(default_precision)
+        self._options = opts
         self._backend = backend
         self._priority = priority
         self._seed = seed
-        self.abelian_grouping = bool(abelian_grouping)
+
+    @property
+    def options(self) -> SchedulerEstimatorOptions:
+        """The options (mutable, read at every ``run()``), as ``BackendEstimatorV2.options``."""
+        return self._options
 
     @property
     def default_precision(self) -> float:
         """The precision of PUBs that set none (0: exact)."""
-        return self._default_precision
+        return float(self._options.default_precision)
+
+    @property
+    def abelian_grouping(self) -> bool:
+        """Whether qubit-wise commuting Paulis are measured together."""
+        return bool(self._options.abelian_grouping)
+
+    @abelian_grouping.setter
+    def abelian_grouping(self, value: bool) -> None:
+        self._options.abelian_grouping = bool(value)
 
     @property
     def backend(self) -> str | None:
@@ -442,21 +615,35 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         return self._priority
 
     @property
-    def seed(self) -> np.random.Generator | int | None:
-        """The seed of the exact path."""
+    def seed(self) -> Seed:
+        """The seed of the job's randomness."""
         return self._seed
 
     def _coerce(self, pubs: Iterable[Any], precision: float | None) -> list[Any]:
         if precision is None:
-            precision = self._default_precision
-        return [EstimatorPub.coerce(pub, precision) for pub in pubs]
+            precision = self._options.default_precision
+        coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        if self._backend is not None:
+            for i, pub in enumerate(coerced):
+                if pub.precision <= 0.0:
+                    # BackendEstimatorV2's refusal: a backend can only estimate from shots.
+                    raise ValueError(
+                        f"The {i}-th pub has precision less than or equal to 0 "
+                        f"({pub.precision}). But precision should be larger than 0. (This "
+                        f"estimator is pinned to backend {self._backend!r}, which estimates "
+                        "from shots; an unpinned estimator computes exact values.)"
+                    )
+        _checked_run_options(self._options.run_options)
+        return coerced
 
     def run(self, pubs: Iterable[Any], *, precision: float | None = None) -> SchedulerPrimitiveJob:
         """Estimate expectation values of PUBs ``(circuit, observables[, parameter values
         [, precision]])``; returns a job at once.
 
         Raises:
-            ValueError, TypeError: If a PUB is malformed (as Qiskit's primitives raise).
+            ValueError, TypeError: If a PUB is malformed (as Qiskit's primitives raise), or
+                a precision is 0 on an estimator pinned to a backend.
+            QiskitError: If ``options.run_options`` asks for a ``meas_level`` other than 2.
             SchedulerError: If the scheduler has not started.
         """
         coerced = self._coerce(pubs, precision)
@@ -485,17 +672,23 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         else:
             work = self._prepare(pubs, shots)
         submitted: list[TaskHandle[Any]] = []
-        handles: list[list[TaskHandle[Any]]] = []
         try:
-            for _, builders in work:
-                handles.append([self._submit(b, submitted, task_ids) for b in builders])
-            results = []
-            for (plan, _), pub_handles in zip(work, handles, strict=True):
-                values = await await_all(pub_handles)
-                if plan is None:
-                    results.append(values[0])  # the exact path's PubResult
-                else:
-                    results.append(self._postprocess(plan, values))
+            exact_handle = (
+                self._submit(work.exact_task, submitted, task_ids)
+                if work.exact_task is not None
+                else None
+            )
+            handles = [
+                [self._submit(b, submitted, task_ids) for b in builders]
+                for _, _, builders in work.sampled
+            ]
+            results: list[Any] = [None] * len(pubs)
+            for (i, plan, _), pub_handles in zip(work.sampled, handles, strict=True):
+                results[i] = self._postprocess(plan, await await_all(pub_handles))
+            if exact_handle is not None:
+                exact = (await await_all([exact_handle]))[0]
+                for i, result in zip(work.exact_indices, exact, strict=True):
+                    results[i] = result
         except BaseException:
             for h in submitted:
                 if not h.done():
@@ -512,33 +705,42 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
             task_ids.append(handle.task_id)
         return handle
 
-    def _prepare(
-        self, pubs: list[Any], shots: int | None
-    ) -> list[tuple[_SampledPub | None, list[Any]]]:
-        """For each PUB, its measurement plan (None on the exact path) and task builders."""
-        work: list[tuple[_SampledPub | None, list[Any]]] = []
+    def _prepare(self, pubs: list[Any], shots: int | None) -> _EstimatorWork:
+        """The job's tasks: one classical task for all exact PUBs, and for each sampled PUB
+        its measurement plan and one quantum task per measurement circuit."""
+        opts = self._options
+        run_options = _checked_run_options(opts.run_options)
+        rng = _job_rng(self._seed, opts.seed_simulator)
+        work = _EstimatorWork()
+        exact = [(i, pub) for i, pub in enumerate(pubs) if pub.precision == 0]
+        if exact:
+            work.exact_indices = [i for i, _ in exact]
+            # A Generator seed is shared (it advances, as StatevectorEstimator's does); an
+            # int seed gives the exact values StatevectorEstimator(seed) gives.
+            work.exact_task = (
+                Task.classical("estimator.exact")
+                .with_function(_exact_pubs, [pub for _, pub in exact], self._seed)
+                .with_priority(self._priority)
+            )
+        base = _seed_base(self._seed, opts.seed_simulator, rng)
+        k = 0
         for i, pub in enumerate(pubs):
             if pub.precision == 0:
-                exact = (
-                    Task.classical(f"estimator.exact[{i}]")
-                    .with_function(_exact_pub, pub, self._seed)
-                    .with_priority(self._priority)
-                )
-                work.append((None, [exact]))
                 continue
-            plan = self._plan(pub, shots, self.abelian_grouping)
+            plan = self._plan(pub, shots, bool(opts.abelian_grouping))
             builders = []
-            for k, m in enumerate(plan.measurements):
+            for j, m in enumerate(plan.measurements):
                 builder = (
-                    Task.quantum(f"estimator[{i}].{k}")
+                    Task.quantum(f"estimator[{i}].{j}")
                     .with_circuit(m.circuit)
                     .with_shots(plan.shots)
                     .with_priority(self._priority)
                 )
                 if self._backend is not None:
                     builder = builder.with_backend(self._backend)
-                builders.append(builder)
-            work.append((plan, builders))
+                builders.append(_with_run_options(builder, run_options, base, k))
+                k += 1
+            work.sampled.append((i, plan, builders))
         return work
 
     @staticmethod
@@ -595,17 +797,20 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
     Each bound circuit of a job (every parameter set of every PUB) becomes one quantum task
     with the sampler's priority; all are submitted together so that they batch. Results hold
     one ``BitArray`` per classical register, shaped as the PUB; see the module documentation
-    for threads and for shot order.
+    for options, seeds, threads and shot order.
 
     Args:
         scheduler: A started QuantumScheduler, or a BlockingScheduler.
-        default_shots: Shots of PUBs that set none.
+        default_shots: Shots of PUBs that set none. Overrides ``options``' field when given.
         backend: Pin every circuit to this backend (default: the routing rules decide).
         priority: Priority of the sampler's tasks.
-        seed: Seeds the order in which shots are laid out (not the simulation).
+        seed: Seed of the job's randomness (``StatevectorSampler``'s ``seed``): the shot
+            order and, unless ``options.seed_simulator`` is set, the simulator seeds.
+        options: A :class:`SchedulerSamplerOptions` or a dict of its fields (as
+            ``BackendSamplerV2`` takes them).
 
     Raises:
-        TypeError: If ``scheduler`` is not a scheduler.
+        TypeError: If ``scheduler`` is not a scheduler, or ``options`` has an unknown field.
         ValueError: If ``default_shots`` is not positive.
     """
 
@@ -613,25 +818,33 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
         self,
         scheduler: QuantumScheduler | BlockingScheduler,
         *,
-        default_shots: int = 1024,
+        default_shots: int | None = None,
         backend: str | None = None,
         priority: TaskPriority = TaskPriority.NORMAL,
-        seed: np.random.Generator | int | None = None,
+        seed: Seed = None,
+        options: SchedulerSamplerOptions | Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(default_shots, int) or default_shots <= 0:
-            raise ValueError(f"default_shots must be a positive integer, got {default_shots!r}")
+        opts: SchedulerSamplerOptions = _options_of(SchedulerSamplerOptions, options)
+        if default_shots is not None:
+            opts.default_shots = default_shots
+        shots = opts.default_shots
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots <= 0:
+            raise ValueError(f"default_shots must be a positive integer, got {shots!r}")
         self._scheduler = _as_scheduler(scheduler)
-        self._default_shots = default_shots
+        self._options = opts
         self._backend = backend
         self._priority = priority
         self._seed = seed
-        self._rng = np.random.default_rng(seed)
-        self._rng_lock = threading.Lock()
+
+    @property
+    def options(self) -> SchedulerSamplerOptions:
+        """The options (mutable, read at every ``run()``), as ``BackendSamplerV2.options``."""
+        return self._options
 
     @property
     def default_shots(self) -> int:
         """Shots of PUBs that set none."""
-        return self._default_shots
+        return int(self._options.default_shots)
 
     @property
     def backend(self) -> str | None:
@@ -644,14 +857,15 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
         return self._priority
 
     @property
-    def seed(self) -> np.random.Generator | int | None:
-        """The seed of the shot order."""
+    def seed(self) -> Seed:
+        """The seed of the job's randomness."""
         return self._seed
 
     def _coerce(self, pubs: Iterable[Any], shots: int | None) -> list[Any]:
         if shots is None:
-            shots = self._default_shots
+            shots = self._options.default_shots
         coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        _checked_run_options(self._options.run_options)
         for i, pub in enumerate(coerced):
             if len(pub.circuit.cregs) == 0:
                 warnings.warn(
@@ -667,6 +881,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
 
         Raises:
             ValueError, TypeError: If a PUB is malformed (as Qiskit's primitives raise).
+            QiskitError: If ``options.run_options`` asks for a ``meas_level`` other than 2.
             SchedulerError: If the scheduler has not started.
         """
         coerced = self._coerce(pubs, shots)
@@ -681,11 +896,12 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
     async def _execute(
         self, pubs: list[Any], task_ids: list[int] | None
     ) -> PrimitiveResult[SamplerPubResult]:
+        rng = _job_rng(self._seed, self._options.seed_simulator)
         # Bind everything first, then submit in one burst (see SchedulerEstimator._execute).
         if _bindings(pubs) >= _OFFLOAD_BINDINGS:
-            work = await asyncio.to_thread(self._prepare, pubs)
+            work = await asyncio.to_thread(self._prepare, pubs, rng)
         else:
-            work = self._prepare(pubs)
+            work = self._prepare(pubs, rng)
         submitted: list[TaskHandle[Any]] = []
         try:
             handles = []
@@ -705,7 +921,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                 else:
                     size = math.prod(shape)
                     counts = [{"0" * pub.circuit.num_clbits: pub.shots}] * size
-                results.append(self._postprocess(pub, shape, counts))
+                results.append(self._postprocess(pub, shape, counts, rng))
         except BaseException:
             for h in submitted:
                 if not h.done():
@@ -713,30 +929,38 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             raise
         return PrimitiveResult(results, metadata={"version": 2})
 
-    def _prepare(self, pubs: list[Any]) -> list[tuple[Any, tuple[int, ...], list[Any]]]:
+    def _prepare(
+        self, pubs: list[Any], rng: np.random.Generator
+    ) -> list[tuple[Any, tuple[int, ...], list[Any]]]:
         """For each PUB: the PUB, its shape, and a task builder per bound circuit."""
+        opts = self._options
+        run_options = _checked_run_options(opts.run_options)
+        base = _seed_base(self._seed, opts.seed_simulator, rng)
         work: list[tuple[Any, tuple[int, ...], list[Any]]] = []
+        k = 0
         for i, pub in enumerate(pubs):
             bound = pub.parameter_values.bind_all(pub.circuit)
             builders = []
             # A circuit whose classical bits nothing writes reads all zeros (Qiskit's
             # reference samplers say so too); backends give no counts for it at all.
             if pub.circuit.cregs and any(inst.clbits for inst in pub.circuit.data):
-                for k, circuit in enumerate(bound.ravel()):
+                for j, circuit in enumerate(bound.ravel()):
                     builder = (
-                        Task.quantum(f"sampler[{i}].{k}")
+                        Task.quantum(f"sampler[{i}].{j}")
                         .with_circuit(circuit)
                         .with_shots(pub.shots)
                         .with_priority(self._priority)
                     )
                     if self._backend is not None:
                         builder = builder.with_backend(self._backend)
-                    builders.append(builder)
+                    builders.append(_with_run_options(builder, run_options, base, k))
+                    k += 1
             work.append((pub, tuple(bound.shape), builders))
         return work
 
+    @staticmethod
     def _postprocess(
-        self, pub: Any, shape: tuple[int, ...], counts: list[dict[str, int]]
+        pub: Any, shape: tuple[int, ...], counts: list[dict[str, int]], rng: np.random.Generator
     ) -> SamplerPubResult:
         circuit = pub.circuit
         num_clbits = circuit.num_clbits
@@ -749,9 +973,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                 samples = BitArray.from_counts(
                     {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
                 )
-                with self._rng_lock:
-                    order = self._rng.permutation(samples.num_shots)
-                rows.append(samples.array[order])
+                rows.append(samples.array[rng.permutation(samples.num_shots)])
             whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
             for creg in circuit.cregs:
                 indices = [circuit.find_bit(bit).index for bit in creg]
