@@ -11,6 +11,7 @@ import asyncio
 
 import pytest
 
+from _turns import Turns
 from logosq_os_scheduler import InvalidConfigError, ManualClock
 from logosq_os_scheduler.backends import (
     CircuitJob,
@@ -18,35 +19,6 @@ from logosq_os_scheduler.backends import (
     JobWithdrawnError,
     MockBackend,
 )
-
-
-class Turns:
-    """The mock's job latency under the test's control (see the module docstring)."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.executing: list[asyncio.Future[None]] = []
-        self.begun = 0
-        self._changed = asyncio.Event()
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.executing.append(future)
-        self.begun += 1
-        self._changed.set()
-        await future
-
-    async def wait_begun(self, n: int) -> None:
-        """Wait until ``n`` jobs in all have begun executing."""
-        async with asyncio.timeout(10):  # a bound, not a pause
-            while self.begun < n:
-                self._changed.clear()
-                await self._changed.wait()
-
-    def finish(self) -> None:
-        """One second later, the oldest executing job ends."""
-        self.clock.advance(1.0)
-        self.executing.pop(0).set_result(None)
 
 
 def job(task_id: int, qubits: int, shots: int) -> list[CircuitJob]:
