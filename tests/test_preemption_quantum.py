@@ -337,3 +337,28 @@ async def test_a_withdrawn_batch_requeues_every_task_and_a_cancelled_one_ends_cl
     assert _executed(rig.qpu) == [("withdrawn", 0), ("completed", 101), ("completed", 206)]
     assert (m.preemptions, m.cancelled, m.completed, m.queue_depth) == (2, 1, 3, 0)
     assert rig.log.of("b") == [S.QUEUED, S.RUNNING, S.PREEMPTED, S.CANCELLED]
+
+
+@pytest.mark.observability
+async def test_withdrawals_are_exported_to_prometheus() -> None:
+    pytest.importorskip("prometheus_client")
+    from logosq_os_scheduler.observability import PrometheusExporter
+
+    async with Rig() as rig:
+        exporter = PrometheusExporter(rig.s)
+        low = await rig.submit("low", P.LOW, 1)
+        await rig.turns.wait_begun(1)
+        waiting = await rig.submit("waiting", P.LOW, 2)
+        await rig.sent(waiting)
+        assert 'logosq_backend_withdrawn_jobs_total{backend="qpu"} 0.0' in exporter.exposition()
+        high = await rig.submit("high", P.HIGH, 3)
+        await rig.sent(high)
+        text = exporter.exposition()
+        for n in range(2, 4):
+            rig.turns.finish()
+            await rig.turns.wait_begun(n)
+        rig.turns.finish()
+        for handle, qubits in ((low, 1), (high, 3), (waiting, 2)):
+            await _check(handle, qubits)
+    assert 'logosq_backend_withdrawn_jobs_total{backend="qpu"} 1.0' in text
+    assert "logosq_preemptions_total 1.0" in text
