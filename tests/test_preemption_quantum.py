@@ -47,6 +47,7 @@ class Qpu(MockBackend):
             max_running_jobs=kw.pop("max_running_jobs", 1),
             max_circuits_per_job=kw.pop("max_circuits_per_job", 1),
             seed=5,
+            sampling=kw.pop("sampling", "uniform"),
             clock=turns.clock,
             sleep=turns.sleep,
         )
@@ -362,3 +363,48 @@ async def test_withdrawals_are_exported_to_prometheus() -> None:
             await _check(handle, qubits)
     assert 'logosq_backend_withdrawn_jobs_total{backend="qpu"} 1.0' in text
     assert "logosq_preemptions_total 1.0" in text
+
+
+@pytest.mark.qiskit
+async def test_each_withdrawn_task_gets_its_own_circuit_outcome_exactly() -> None:
+    qiskit = pytest.importorskip("qiskit")
+
+    def basis(bits: str) -> Any:
+        """A circuit that measures ``bits`` with certainty (qubit 0 is the rightmost bit)."""
+        qc = qiskit.QuantumCircuit(len(bits))
+        for i, bit in enumerate(reversed(bits)):
+            if bit == "1":
+                qc.x(i)
+        qc.measure_all()
+        return qc
+
+    async with Rig(sampling="exact", max_circuits_per_job=2) as rig:
+        patterns = {"low": "001", "a": "010", "b": "011", "crit": "100"}
+        priorities = {"low": P.LOW, "a": P.LOW, "b": P.LOW, "crit": P.CRITICAL}
+
+        async def submit(name: str) -> TaskHandle[Any]:
+            return await rig.s.submit(
+                Task.quantum(name)
+                .with_circuit(basis(patterns[name]))
+                .with_shots(64)
+                .with_priority(priorities[name])
+            )
+
+        low = await submit("low")
+        await rig.turns.wait_begun(1)
+        a, b = await submit("a"), await submit("b")
+        await rig.sent(b)
+        crit = await submit("crit")
+        await rig.sent(crit)
+        assert rig.qpu.asked == [([a.task_id, b.task_id], True)]
+        # The next job carries the CRITICAL task and a; b waits for a later one.
+        for n in range(2, 4):
+            rig.turns.finish()
+            await rig.turns.wait_begun(n)
+        rig.turns.finish()
+        results = {name: await h for name, h in (("low", low), ("a", a), ("b", b), ("crit", crit))}
+    assert {name: r.value for name, r in results.items()} == {
+        name: {bits: 64} for name, bits in patterns.items()
+    }
+    assert {r.attempts for r in results.values()} == {1}
+    assert rig.qpu.statistics().circuits_run == 4
