@@ -14,6 +14,12 @@ Fault classes (see the error tree in ``_errors``):
 
 Each failed job counts against the backend's circuit breaker; a circuit that failed alone
 (one outcome of a good job) does not.
+
+Preemption (PREEMPTIVE only): a backend may hold jobs in a queue of its own before it runs
+them. When a HIGH or CRITICAL task waits for a backend whose slots are all taken, a job of
+less urgent, preemptible tasks still waiting unstarted at that backend is withdrawn
+(:meth:`Backend.withdraw`); its tasks turn PREEMPTED, wait in the scheduler's queue at their
+priority and are sent again later, their attempt not spent, and the urgent task takes the slot.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._config import PreemptionStrategy
 from ._errors import (
     BackendError,
     BackendUnavailableError,
@@ -39,9 +46,10 @@ from ._errors import (
     TransientBackendError,
 )
 from ._task import Task, TaskPriority, TaskStatus
-from .backends._base import Backend, CircuitJob, CircuitRequirements
+from .backends._base import Backend, CircuitJob, CircuitRequirements, JobOutcome
 from .core import Pool, SchedulerCore
 from .core._breaker import BreakerState, CircuitBreaker
+from .core._preemption import may_be_preempted
 from .core._routing import BackendView, RoutingDecision, RoutingRule, decide_route
 from .observability._logging import task_fields
 from .observability._metrics import BackendMetrics
@@ -58,6 +66,36 @@ log = logging.getLogger("logosq_os_scheduler")
 _S = TaskStatus
 _RUNNING = _S.RUNNING
 _HIGH = TaskPriority.HIGH
+_PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
+
+
+class _Flight:
+    """A job handed to a backend that can withdraw jobs, from its ``run()`` call to its end."""
+
+    __slots__ = ("batch", "jobs", "launched", "started", "withdrawn")
+
+    def __init__(self, batch: list[Task[Any]], jobs: list[CircuitJob], launched: float) -> None:
+        self.batch = batch
+        # The very sequence passed to run(): the backend knows the job by it.
+        self.jobs = jobs
+        self.launched = launched
+        # Set once withdraw() refused it: it has started, so it never waits again.
+        self.started = False
+        self.withdrawn = False
+
+
+class _Withdrawn:
+    """Marks a task whose job was withdrawn unstarted (kept in ``task.resume`` while it
+    waits): the core does not count its next start as a new attempt."""
+
+    __slots__ = ("since",)
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+
+
+class _JobWithdrawnSignal(Exception):
+    """Raised out of a withdrawn job's run(): its tasks were requeued; nothing is left to do."""
 
 
 class BackendEntry:
@@ -77,6 +115,8 @@ class BackendEntry:
         "needs_prepare",
         "jobs",
         "per_circuit",
+        "flights",
+        "withdrawn_jobs",
     )
 
     def __init__(self, name: str, backend: Backend, pool: Pool, breaker: CircuitBreaker) -> None:
@@ -95,6 +135,11 @@ class BackendEntry:
         self.jobs: set[asyncio.Task[None]] = set()
         # Seconds per circuit of its recent jobs (exponentially weighted), 0 before any.
         self.per_circuit = 0.0
+        # Invariant: flights holds, oldest first, every job of this backend whose run() call
+        # is under way, if the backend supports withdrawal (empty otherwise); a job leaves it
+        # when run() ends or when it is withdrawn.
+        self.flights: list[_Flight] = []
+        self.withdrawn_jobs = 0
 
 
 class QuantumMixin:
@@ -316,6 +361,8 @@ class QuantumMixin:
                 cap = self._config.max_concurrent_quantum
                 room = math.inf if cap is None else cap - core.quantum_in_flight
                 if room <= 0:
+                    if self._withdraw_for_urgent(self._qnow()):
+                        continue
                     break
                 now = self._qnow()
                 best: BackendEntry | None = None
@@ -337,7 +384,7 @@ class QuantumMixin:
                     if best is None or key < best_key:
                         best, best_key, best_head = entry, key, head
                 if best is None or best_head is None:
-                    if self._steal_work(now):
+                    if self._steal_work(now) or self._withdraw_for_urgent(now):
                         continue
                     break
                 per_job = max(1, best.backend.max_circuits_per_job)
@@ -447,6 +494,10 @@ class QuantumMixin:
         qactive = self._qactive
         for task in batch:
             qactive.add(task)
+            resume = task.resume
+            if resume is not None and resume.__class__ is _Withdrawn:
+                task.resume = None
+                self._core.preempted_seconds += now - resume.since
             task.backend_used = entry.name
             tried = task.backends_tried
             if tried is None:
@@ -481,6 +532,7 @@ class QuantumMixin:
         job_error: BaseException | None = None
         outcomes: Sequence[Any] = ()
         hung = False
+        flight: _Flight | None = None
         try:
             circuits: list[Any] = [t.circuit_run for t in batch]
             prepared_errors: dict[int, BaseException] = {}
@@ -500,7 +552,11 @@ class QuantumMixin:
             run_outcomes: Sequence[Any] = ()
             if jobs:
                 timeout = self._config.job_timeout
-                coro = backend.run(jobs)
+                if backend.supports_withdrawal:
+                    flight = _Flight(batch, jobs, started)
+                    coro = self._run_flight(entry, flight)
+                else:
+                    coro = backend.run(jobs)
                 if timeout is None:
                     run_outcomes = await coro
                 else:
@@ -522,7 +578,11 @@ class QuantumMixin:
                 merged[i] = out
                 batch[i].circuit_run = circuits[i]  # the circuit as this backend ran it
             outcomes = merged
+        except _JobWithdrawnSignal:
+            return  # withdrawn unstarted: _withdraw() has requeued its tasks and freed its slot
         except asyncio.CancelledError:
+            if flight is not None and flight.withdrawn:
+                raise  # its tasks are back in the queue: they are no longer this job's
             # The scheduler is closing with this job in flight: its tasks end CANCELLED.
             self._job_finished(entry, batch, started)
             now = self._qnow()
@@ -675,7 +735,7 @@ class QuantumMixin:
                 {gone.name: "unregistered while the task waited for it"},
             )
         task.error = error
-        if task.status is _S.QUEUED:
+        if task.status is _S.QUEUED or task.status is _S.PREEMPTED:
             self._core.finish(task, _S.FAILED, now)
         else:
             self._core.transition(task, _S.FAILED, now)
@@ -735,6 +795,123 @@ class QuantumMixin:
                 )
         self._dispatch_quantum()
 
+    # -- preemption: withdrawing jobs that wait unstarted at a backend ------------------------
+
+    async def _run_flight(self, entry: BackendEntry, flight: _Flight) -> Sequence[JobOutcome]:
+        """Run a job on a backend that can withdraw jobs, known to :meth:`_withdraw_for_urgent`
+        while it is under way. Raises _JobWithdrawnSignal if it was withdrawn."""
+        entry.flights.append(flight)
+        try:
+            outcomes = await entry.backend.run(flight.jobs)
+        except Exception:
+            if flight.withdrawn:
+                raise _JobWithdrawnSignal from None
+            raise
+        finally:
+            if not flight.withdrawn:
+                entry.flights.remove(flight)
+        if flight.withdrawn:
+            # A backend that ran a job after agreeing to withdraw it: its tasks were requeued
+            # and will run again, so these outcomes belong to nobody.
+            log.warning("backend %r returned a job it had withdrawn; outcomes dropped", entry.name)
+            raise _JobWithdrawnSignal
+        return outcomes
+
+    def _withdraw_for_urgent(self, now: float) -> bool:
+        """PREEMPTIVE: free a slot for a HIGH or CRITICAL task that cannot be dispatched.
+
+        For each backend whose most urgent waiting task is HIGH or CRITICAL and finds no free
+        slot (or no room under ``max_concurrent_quantum``), most urgent first, try to withdraw
+        one job of that backend that waits unstarted there (see :meth:`_withdraw_one`).
+
+        Returns:
+            True if a job was withdrawn (a slot is free now); False otherwise.
+        """
+        cfg = self._config
+        if cfg.preemption is not _PREEMPTIVE:
+            return False
+        cap = cfg.max_concurrent_quantum
+        room = cap is None or cap > self._core.quantum_in_flight
+        waiting: list[tuple[int, int, BackendEntry, TaskPriority]] = []
+        for entry in self._backends.values():
+            pool = entry.pool
+            if (
+                not entry.flights
+                or not pool.queue
+                or (room and pool.busy < pool.capacity)
+                or entry.removed
+                or not entry.breaker.allows(now)
+            ):
+                continue
+            head = pool.queue.peek(now)
+            if head is not None and head.priority >= _HIGH:
+                waiting.append((-int(head.priority), head.seq, entry, head.priority))
+        waiting.sort(key=lambda w: (w[0], w[1]))
+        return any(self._withdraw_one(entry, prio, now) for _, _, entry, prio in waiting)
+
+    def _withdraw_one(self, entry: BackendEntry, urgent: TaskPriority, now: float) -> bool:
+        """Withdraw one job of ``entry`` whose tasks an ``urgent`` task may preempt.
+
+        Candidates are jobs not known to have started whose tasks still running are all
+        preemptible, below ``urgent`` (equal or higher priority never yields) and under
+        ``max_preemptions``. The least urgent job (by its most urgent task) is tried first,
+        and among equals the one sent last, which has waited least. A job the backend refuses
+        to withdraw has started: it is not asked again.
+        """
+        limit = self._config.max_preemptions
+        candidates: list[tuple[int, int, _Flight]] = []
+        for order, flight in enumerate(entry.flights):
+            if flight.started:
+                continue
+            live = [t for t in flight.batch if t.status is _RUNNING]
+            if all(t.priority < urgent and may_be_preempted(t, limit) for t in live):
+                top = max((int(t.priority) for t in live), default=-1)
+                candidates.append((top, -order, flight))
+        candidates.sort(key=lambda c: (c[0], c[1]))
+        backend = entry.backend
+        for _, _, flight in candidates:
+            if backend.withdraw(flight.jobs):
+                self._withdrawn(entry, flight, now)
+                return True
+            flight.started = True
+        return False
+
+    def _withdrawn(self, entry: BackendEntry, flight: _Flight, now: float) -> None:
+        """A job was withdrawn unstarted: free its slot; its running tasks turn PREEMPTED and
+        wait in the queue at their priority (behind tasks of that priority already waiting)."""
+        flight.withdrawn = True
+        entry.flights.remove(flight)
+        entry.withdrawn_jobs += 1
+        core = self._core
+        pool = entry.pool
+        batch = flight.batch
+        core.job_done(pool, len(batch), flight.launched, now)
+        ids = []
+        for task in batch:
+            self._qactive.discard(task)
+            if task.status is not _RUNNING:
+                continue  # it ended while the job waited (cancelled, timed out)
+            ids.append(task.task_id)
+            tried = task.backends_tried
+            if tried:
+                tried.pop()  # the job never ran: this was no attempt on the backend
+            # Its next start continues this attempt rather than counting a new one.
+            task.resume = _Withdrawn(now)
+            core.transition(task, _S.PREEMPTED, now)
+            task.preemptions += 1
+            core.preemptions += 1
+            # As SchedulerCore.preempt does for a direct pool, whose slot accounting (a slot
+            # per task) does not fit a job's: a fresh place at the back of its level.
+            task.enqueued_at = now
+            task.seq = next(core._seq)
+            pool.queue.push(task)
+            core.waiting += 1
+        log.info(
+            "withdrew a job of %d tasks from backend %r before it started", len(ids), entry.name
+        )
+        if self._trace is not None:
+            self._trace.record_instant(entry.name, "withdrawn", now, task_ids=ids)
+
     # -- views -------------------------------------------------------------------------------
 
     def _backend_metrics(self, now: float, uptime: float) -> dict[str, BackendMetrics]:
@@ -752,6 +929,7 @@ class QuantumMixin:
                 healthy=state is BreakerState.CLOSED,
                 breaker_state=state.value,
                 utilisation=min(1.0, pool.busy_time / (pool.capacity * uptime)),
+                withdrawn_jobs=e.withdrawn_jobs,
             )
         return out
 

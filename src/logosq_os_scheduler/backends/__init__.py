@@ -12,7 +12,14 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .._errors import MissingExtraError
-from ._base import Backend, CircuitJob, CircuitRequirements, Counts, JobOutcome
+from ._base import (
+    Backend,
+    CircuitJob,
+    CircuitRequirements,
+    Counts,
+    JobOutcome,
+    JobWithdrawnError,
+)
 from ._circuits import (
     CircuitParseError,
     CircuitSpec,
@@ -38,6 +45,7 @@ __all__ = [
     "CircuitSpec",
     "Counts",
     "JobOutcome",
+    "JobWithdrawnError",
     "MissingExtraError",
     "MockBackend",
     "MockBackendStats",

@@ -5,6 +5,11 @@ per circuit (its counts, or the exception that circuit raised), so one bad circu
 its neighbours. Everything about capacity (how many jobs at once, how many circuits per job),
 shape (qubits, coupling map) and quality (error rate, cost) is declared here, so the
 scheduler's routing and batching can decide without running anything.
+
+A backend may also keep a queue of its own (a cloud service queues jobs before it runs them,
+as Qiskit Runtime's jobs sit ``QUEUED`` until the device takes them). Such a backend may offer
+:meth:`Backend.withdraw`: a submitted job that has not started is taken back and never runs,
+which lets the scheduler's PREEMPTIVE strategy give the place to more urgent work.
 """
 
 from __future__ import annotations
@@ -14,13 +19,33 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Backend", "CircuitJob", "CircuitRequirements", "Counts", "JobOutcome"]
+from .._errors import BackendError
+
+__all__ = [
+    "Backend",
+    "CircuitJob",
+    "CircuitRequirements",
+    "Counts",
+    "JobOutcome",
+    "JobWithdrawnError",
+]
 
 Counts = dict[str, int]
 """Measurement counts: bitstring (Qiskit's order, qubit 0 rightmost) to number of shots."""
 
 JobOutcome = Counts | BaseException
 """What one circuit of a job produced: its counts, or the error that circuit alone raised."""
+
+
+class JobWithdrawnError(BackendError):
+    """The job was withdrawn from the backend's queue before it started: no circuit of it ran.
+
+    :meth:`Backend.run` raises it for a job that :meth:`Backend.withdraw` took back. The
+    scheduler requeues the job's tasks itself; a job withdrawn by anyone else is worth sending
+    again, since nothing of it ran.
+    """
+
+    retryable = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -141,6 +166,26 @@ class Backend(abc.ABC):
     @property
     def supports_idempotency(self) -> bool:
         """Whether it remembers idempotency keys and never runs one twice."""
+        return False
+
+    @property
+    def supports_withdrawal(self) -> bool:
+        """Whether :meth:`withdraw` can take back a submitted job that has not started."""
+        return False
+
+    def withdraw(self, jobs: Sequence[CircuitJob]) -> bool:
+        """Take back a job submitted with :meth:`run` that has not started executing.
+
+        ``jobs`` is the very sequence (the same :class:`CircuitJob` objects) passed to the
+        :meth:`run` call that is waiting. Called on the event loop; must not block. A job
+        withdrawn never runs any of its circuits, and its :meth:`run` call raises
+        :class:`JobWithdrawnError`. A job that has started (or ended, or is unknown) cannot
+        be withdrawn: it runs on and its :meth:`run` returns as usual.
+
+        Returns:
+            True if the job was withdrawn; False otherwise (the default: no queue to take
+            jobs back from).
+        """
         return False
 
     def estimate_job_seconds(self, circuits: int, shots: int) -> float:

@@ -12,6 +12,11 @@ Faults, each reproducible from the seed:
   neighbours in the job still complete.
 * :meth:`MockBackend.go_down` / :meth:`MockBackend.go_up`: while down, every job raises
   :class:`BackendUnavailableError`, and so does a job whose latency ends while down.
+
+A backend-side queue, as a cloud service has: with ``max_running_jobs`` below
+``max_concurrent_jobs`` the scheduler may send more jobs than the mock executes at once, and
+the rest wait at the backend in arrival order, not started. :meth:`MockBackend.withdraw` takes
+such a waiting job back (it never runs); a job that has started cannot be withdrawn.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .._errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from ._base import Backend, CircuitJob, Counts, JobOutcome
+from ._base import Backend, CircuitJob, Counts, JobOutcome, JobWithdrawnError
 from ._circuits import CircuitSpec, _is_quantum_circuit, analyze_circuit, normalize_circuit
 from ._sampling import multinomial_counts, uniform_counts
 
@@ -55,8 +60,10 @@ class MockJobRecord:
         shots: Total shots over the executed circuits.
         outcome: ``"completed"``, ``"failed"`` (transient job failure), ``"unavailable"``
             (went down mid-job), ``"rejected"`` (too many circuits), ``"cancelled"``
-            (includes every hang, which only ever ends by cancellation) or ``"error"``
-            (anything else raised, such as an injected ``sleep``).
+            (includes every hang, which only ever ends by cancellation, and jobs cancelled
+            while they waited at the backend), ``"withdrawn"`` (taken back by
+            :meth:`MockBackend.withdraw` before it started; ``started`` is then when it was
+            submitted) or ``"error"`` (anything else raised, such as an injected ``sleep``).
     """
 
     started: float
@@ -84,6 +91,8 @@ class MockBackendStats:
         active_jobs: Jobs running now.
         hanging_jobs: Jobs hung now.
         max_concurrent_observed: The most jobs that ever ran at once.
+        queued_jobs: Jobs waiting at the backend now, submitted but not started.
+        withdrawn_jobs: Jobs taken back by :meth:`MockBackend.withdraw` before they started.
     """
 
     jobs: int
@@ -98,6 +107,19 @@ class MockBackendStats:
     active_jobs: int
     hanging_jobs: int
     max_concurrent_observed: int
+    queued_jobs: int
+    withdrawn_jobs: int
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Waiting:
+    """A job waiting at the backend: submitted by ``run()``, not started."""
+
+    jobs: tuple[CircuitJob, ...]
+    # Resolved (None) when the job is admitted to run; failed with JobWithdrawnError when
+    # it is withdrawn.
+    turn: asyncio.Future[None]
+    submitted: float
 
 
 class MockBackend(Backend):
@@ -128,8 +150,11 @@ class MockBackend(Backend):
         failure_rate: Probability that a job fails as a whole (transiently).
         hang_rate: Probability that a job hangs until cancelled.
         circuit_failure_rate: Probability that one circuit fails (transiently) on its own.
-        max_concurrent_jobs: Jobs it runs at once (declared for the scheduler; a mock asked
-            to run more still runs them, and ``max_concurrent_observed`` shows it).
+        max_concurrent_jobs: Jobs it takes at once (declared for the scheduler; a mock asked
+            to take more still takes them, and ``max_concurrent_observed`` shows it).
+        max_running_jobs: Jobs it executes at once (default: ``max_concurrent_jobs``, no
+            queue). Jobs taken beyond it wait at the backend in arrival order, not started,
+            where :meth:`withdraw` can take them back.
         max_circuits_per_job: Circuits one job may carry; a larger job is refused with
             :class:`PermanentBackendError`.
         error_rate: A two-qubit error rate to declare (routing may prefer lower).
@@ -160,6 +185,7 @@ class MockBackend(Backend):
         hang_rate: float = 0.0,
         circuit_failure_rate: float = 0.0,
         max_concurrent_jobs: int = 1,
+        max_running_jobs: int | None = None,
         max_circuits_per_job: int = 100,
         error_rate: float | None = None,
         cost_per_shot: float | None = None,
@@ -175,6 +201,15 @@ class MockBackend(Backend):
             raise InvalidConfigError("name", "a backend needs a non-empty name")
         _check_positive("num_qubits", num_qubits)
         _check_positive("max_concurrent_jobs", max_concurrent_jobs)
+        if max_running_jobs is None:
+            max_running_jobs = max_concurrent_jobs
+        _check_positive("max_running_jobs", max_running_jobs)
+        if max_running_jobs > max_concurrent_jobs:
+            raise InvalidConfigError(
+                "max_running_jobs",
+                f"must be at most max_concurrent_jobs={max_concurrent_jobs} (the scheduler "
+                f"never sends more), got {max_running_jobs}",
+            )
         _check_positive("max_circuits_per_job", max_circuits_per_job)
         _check_positive("idempotency_capacity", idempotency_capacity)
         _check_positive("history", history)
@@ -226,6 +261,7 @@ class MockBackend(Backend):
         self._hang_rate = hang_rate
         self._circuit_failure_rate = circuit_failure_rate
         self._max_concurrent_jobs = max_concurrent_jobs
+        self._max_running_jobs = max_running_jobs
         self._max_circuits_per_job = max_circuits_per_job
         self._error_rate = error_rate
         self._cost_per_shot = cost_per_shot
@@ -260,6 +296,14 @@ class MockBackend(Backend):
         self._active = 0
         self._max_active = 0
         self._hanging = 0
+        # Invariants: _running counts the jobs holding one of the max_running_jobs execution
+        # turns, from admission to the end of their run() call, so it never exceeds that
+        # limit. A job is in _queue iff it waits for a turn (its turn future not done); it
+        # leaves when admitted (oldest first), withdrawn or cancelled. A job never waits
+        # while a turn is free: admission happens whenever a turn is given back.
+        self._running = 0
+        self._queue: collections.deque[_Waiting] = collections.deque()
+        self._withdrawn = 0
 
     # --- declared shape and capacity --------------------------------------------------------
 
@@ -346,6 +390,8 @@ class MockBackend(Backend):
             active_jobs=self._active,
             hanging_jobs=self._hanging,
             max_concurrent_observed=self._max_active,
+            queued_jobs=len(self._queue),
+            withdrawn_jobs=self._withdrawn,
         )
 
     # --- health switch ----------------------------------------------------------------------
@@ -370,14 +416,16 @@ class MockBackend(Backend):
     async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
         """Run one job (see :meth:`Backend.run`), with the configured latency and faults.
 
-        Each circuit is checked against the backend's qubits and connectivity; one that does
-        not fit fails alone with :class:`PermanentBackendError`.
+        If ``max_running_jobs`` jobs are executing, the job first waits at the backend behind
+        those that came before it. Each circuit is checked against the backend's qubits and
+        connectivity; one that does not fit fails alone with :class:`PermanentBackendError`.
 
         Raises:
             BackendUnavailableError: If it is down, or went down while the job ran.
             TransientBackendError: If the job drew an injected failure.
             PermanentBackendError: If the job carries more than ``max_circuits_per_job``
                 circuits.
+            JobWithdrawnError: If :meth:`withdraw` took the job back before it started.
         """
         jobs = list(jobs)
         if self._down:
@@ -393,6 +441,77 @@ class MockBackend(Backend):
                 f"a job of {len(jobs)} circuits exceeds max_circuits_per_job="
                 f"{self._max_circuits_per_job}",
             )
+        await self._take_turn(jobs)
+        try:
+            return await self._run_started(jobs)
+        finally:
+            self._running -= 1
+            self._admit_next()
+
+    @property
+    def supports_withdrawal(self) -> bool:
+        """True: a job waiting at the backend (see ``max_running_jobs``) can be withdrawn."""
+        return True
+
+    def withdraw(self, jobs: Sequence[CircuitJob]) -> bool:
+        """Take back a job waiting at the backend, not started (see :meth:`Backend.withdraw`).
+
+        Returns:
+            True if the job was waiting: it leaves the queue, none of its circuits runs, and
+            its ``run()`` raises :class:`JobWithdrawnError`. False if it has started or is
+            not here.
+        """
+        for waiting in self._queue:
+            if len(waiting.jobs) == len(jobs) and all(
+                a is b for a, b in zip(waiting.jobs, jobs, strict=True)
+            ):
+                self._queue.remove(waiting)
+                self._withdrawn += 1
+                self._record(waiting.submitted, len(jobs), 0, 0, "withdrawn")
+                waiting.turn.set_exception(
+                    JobWithdrawnError(
+                        self._name, f"job of {len(jobs)} circuits withdrawn before it started"
+                    )
+                )
+                return True
+        return False
+
+    async def _take_turn(self, jobs: list[CircuitJob]) -> None:
+        """Take an execution turn, waiting at the backend behind earlier jobs if none is
+        free. Raises JobWithdrawnError if the job is withdrawn meanwhile."""
+        if self._running < self._max_running_jobs and not self._queue:
+            self._running += 1
+            return
+        waiting = _Waiting(
+            tuple(jobs), asyncio.get_running_loop().create_future(), self._clock.now()
+        )
+        self._queue.append(waiting)
+        try:
+            await waiting.turn
+        except asyncio.CancelledError:
+            turn = waiting.turn
+            if not turn.done() or turn.cancelled():
+                # Cancelled while waiting: it leaves the queue, having run nothing.
+                self._queue.remove(waiting)
+                self._cancelled += 1
+                self._record(waiting.submitted, len(jobs), 0, 0, "cancelled")
+            elif turn.exception() is None:
+                # Admitted just before the cancellation arrived: give the turn on.
+                self._running -= 1
+                self._admit_next()
+            raise
+
+    def _admit_next(self) -> None:
+        """Give free execution turns to the jobs waiting longest."""
+        queue = self._queue
+        while queue and self._running < self._max_running_jobs:
+            waiting = queue.popleft()
+            self._running += 1
+            waiting.turn.set_result(None)
+
+    async def _run_started(self, jobs: list[CircuitJob]) -> Sequence[JobOutcome]:
+        """Execute a job that holds an execution turn."""
+        started = self._clock.now()
         self._jobs += 1
         # One generator per job, drawn when it starts: its faults and counts then depend
         # only on the seed and the order jobs started, not on how their awaits interleave.

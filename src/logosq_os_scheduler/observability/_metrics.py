@@ -35,6 +35,8 @@ class BackendMetrics:
         healthy: Whether it is in rotation (its circuit breaker is closed).
         breaker_state: "closed", "open" or "half_open".
         utilisation: Share of its slot time in use since the scheduler started (0..1).
+        withdrawn_jobs: Jobs taken back from its queue unstarted to make room for more
+            urgent work (PREEMPTIVE).
     """
 
     name: str
@@ -46,6 +48,7 @@ class BackendMetrics:
     healthy: bool
     breaker_state: str
     utilisation: float
+    withdrawn_jobs: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -29,7 +29,8 @@ backend_queue_depth, backend_healthy,
 backend_utilisation_ratio
 backend_breaker_state                   gauge      backend, state (1 for the current state)
 backend_completed_total,                counter    backend
-backend_failed_attempts_total
+backend_failed_attempts_total,
+backend_withdrawn_jobs_total
 ======================================  =========  =========================================
 """
 
@@ -191,6 +192,11 @@ class SchedulerCollector(Collector):
         b_failed = counter(
             "backend_failed_attempts", "Attempts on a backend that raised.", ["backend"]
         )
+        b_withdrawn = counter(
+            "backend_withdrawn_jobs",
+            "Jobs taken back unstarted from a backend's queue for more urgent work.",
+            ["backend"],
+        )
         families: list[Metric] = [
             submitted,
             by_priority,
@@ -216,6 +222,7 @@ class SchedulerCollector(Collector):
             b_state,
             b_done,
             b_failed,
+            b_withdrawn,
         ]
         if m is None:
             yield from families
@@ -274,6 +281,7 @@ class SchedulerCollector(Collector):
                 b_state.add_metric([name, state], 1.0 if b.breaker_state == state else 0.0)
             b_done.add_metric([name], b.completed)
             b_failed.add_metric([name], b.failed_attempts)
+            b_withdrawn.add_metric([name], b.withdrawn_jobs)
         yield from families
 
 
