@@ -108,11 +108,6 @@ async def test_a_critical_task_suspends_the_latest_low_worker_which_resumes_inta
     assert (m.preemptions, m.preempted_seconds, m.completed) == (1, 2.5, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_preempt_for suspends every process victim; restartable ones need the patch "
-    "that stops and restarts them (see the preemption report)",
-)
 async def test_a_restartable_victim_is_stopped_and_restarted_from_scratch() -> None:
     clock = ManualClock()
     async with Gate() as gate, _scheduler(1, clock) as s:

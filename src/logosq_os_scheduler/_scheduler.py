@@ -874,30 +874,40 @@ class QuantumScheduler(QuantumMixin):
     def _preempt_for(self, urgent: Task[Any], pool: Pool) -> None:
         """PREEMPTIVE: an urgent task found no free slot; take one from a less urgent task.
 
-        A restartable coroutine is stopped at once and will start again from scratch; any
-        other victim (a thread cannot be interrupted) is preempted at its next checkpoint.
+        A restartable victim (a coroutine, or a function in a process worker, which is
+        killed) is stopped at once and will start again from scratch; a function in a process
+        worker that is not restartable is paused with SIGSTOP and continues where it stood;
+        any other victim (a thread cannot be interrupted) is preempted at its next checkpoint.
         """
         candidates = [t for t in self._active if t.resources is pool and t.status is _RUNNING]
         victim = choose_victim(candidates, urgent.priority, self._config.max_preemptions)
         if victim is None:
             return
-        if isinstance(victim.runner, _ExecutorRun) and victim.runner.executor.suspend(
-            victim.task_id
-        ):
-            # A process worker paused with SIGSTOP keeps its state; it resumes when popped.
-            victim.resume = victim.runner
-            self._core.preempt(victim, pool, self._now())
-            self._active.discard(victim)
-            self._dispatch(pool)
-            return
-        if not (victim.restartable and isinstance(victim.runner, asyncio.Task)):
-            return
         runner = victim.runner
-        victim.resume = None
+        if isinstance(runner, _ExecutorRun):
+            executor = runner.executor
+            if victim.restartable:
+                # Its future is cancelled; _executor_done then finds it PREEMPTED holding no
+                # slot (nothing to do) or, once restarted, of an older attempt (ignored).
+                stopped = executor.cancel(victim.task_id)
+                victim.resume = None
+                victim.runner = None
+            else:
+                # A process worker paused with SIGSTOP keeps its state; it resumes when popped.
+                stopped = executor.suspend(victim.task_id)
+                victim.resume = runner
+            if not stopped:
+                victim.resume = None
+                victim.runner = runner
+                return
+        elif victim.restartable and isinstance(runner, asyncio.Task):
+            victim.resume = None
+            victim.runner = None
+            runner.cancel()
+        else:
+            return
         self._core.preempt(victim, pool, self._now())
         self._active.discard(victim)
-        victim.runner = None
-        runner.cancel()
         self._dispatch(pool)
 
     def _call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None:
