@@ -159,3 +159,24 @@ def test_latency_statistics_come_from_the_clock(clock: ManualClock) -> None:
     core.finish(b, S.COMPLETED, 4.0)
     assert list(core.queue_waits) == [0.0, 3.0]
     assert list(core.latencies) == [2.0, 4.0]
+
+
+def test_a_withdrawn_job_requeues_its_tasks_behind_their_level(clock: ManualClock) -> None:
+    core = SchedulerCore(SchedulerConfig(workers=1), clock)
+    pool = core.add_pool("qpu", 1, direct=False)
+    a, b = _task(TaskPriority.LOW), _task(TaskPriority.LOW)
+    for t in (a, b):
+        core.admit(t, pool, 0.0)
+    batch = core.take_batch(pool, 1.0, 2)
+    assert batch == [a, b] and pool.busy == 1 and core.quantum_in_flight == 2
+    waiting = _task(TaskPriority.LOW)
+    core.admit(waiting, pool, 1.5)
+    for t in batch:
+        core.withdraw(t, pool, 2.0)
+    core.job_done(pool, len(batch), 1.0, 2.0)  # one slot for the whole job
+    assert (a.status, b.status) == (S.PREEMPTED, S.PREEMPTED)
+    assert (a.preemptions, core.preemptions, core.waiting, pool.busy) == (1, 2, 3, 0)
+    # Behind the task of their level that already waited, in their own order.
+    assert core.take_batch(pool, 3.0, 3) == [waiting, a, b]
+    assert a.status is S.RUNNING
+    core.check_invariants()

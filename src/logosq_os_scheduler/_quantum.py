@@ -897,15 +897,7 @@ class QuantumMixin:
                 tried.pop()  # the job never ran: this was no attempt on the backend
             # Its next start continues this attempt rather than counting a new one.
             task.resume = _Withdrawn(now)
-            core.transition(task, _S.PREEMPTED, now)
-            task.preemptions += 1
-            core.preemptions += 1
-            # As SchedulerCore.preempt does for a direct pool, whose slot accounting (a slot
-            # per task) does not fit a job's: a fresh place at the back of its level.
-            task.enqueued_at = now
-            task.seq = next(core._seq)
-            pool.queue.push(task)
-            core.waiting += 1
+            core.withdraw(task, pool, now)
         log.info(
             "withdrew a job of %d tasks from backend %r before it started", len(ids), entry.name
         )

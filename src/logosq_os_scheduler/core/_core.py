@@ -307,6 +307,21 @@ class SchedulerCore:
         pool.queue.push(task)
         self.waiting += 1
 
+    def withdraw(self, task: Task[Any], pool: Pool, now: float) -> None:
+        """A RUNNING task whose backend job was withdrawn before it started turns PREEMPTED and
+        waits in the queue at its priority, behind tasks of that priority already waiting.
+
+        Unlike :meth:`preempt` it frees no slot: a job holds one slot for all its tasks, and
+        the caller releases it once with :meth:`job_done`.
+        """
+        self.transition(task, _PREEMPTED, now)
+        task.preemptions += 1
+        self.preemptions += 1
+        task.enqueued_at = now
+        task.seq = next(self._seq)
+        pool.queue.push(task)
+        self.waiting += 1
+
     def take_batch(self, pool: Pool, now: float, limit: int) -> list[Task[Any]]:
         """Start up to ``limit`` queued tasks of ``pool`` as one job holding one slot.
 
