@@ -170,6 +170,24 @@ async def test_partial_batch_waits_for_the_window_but_high_priority_never_waits(
     assert b.batches == [[urgent.task_id] + [h.task_id for h in normals]]
 
 
+async def test_flush_batches_sends_what_is_queued_and_holds_what_comes_later() -> None:
+    b = ScriptedBackend("b", 5, per_job=8)
+    async with QuantumScheduler(config=fast_config(batch_window=30.0)) as s:
+        await s.register_backend("b", b)
+        early = [await s.submit(q(f"n{i}", spec(2))) for i in range(3)]
+        await asyncio.sleep(0)
+        assert b.batches == []
+        s.flush_batches()
+        for h in early:
+            await h
+        late = await s.submit(q("late", spec(2)))
+        await asyncio.sleep(0)
+        assert late.status is S.QUEUED  # a flush covers only what was queued before it
+        s.flush_batches()
+        await late
+    assert b.batches == [[h.task_id for h in early], [late.task_id]]
+
+
 async def test_partial_batch_is_sent_when_the_window_passes() -> None:
     b = ScriptedBackend("b", 5, per_job=8)
     async with QuantumScheduler(config=fast_config(batch_window=0.02)) as s:

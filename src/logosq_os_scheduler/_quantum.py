@@ -156,6 +156,9 @@ class QuantumMixin:
         self._rules: list[RoutingRule] = []
         self._qdispatching = False
         self._qdispatch_pending = False
+        # Partial batches whose first task was queued at or before this time are not held
+        # for the batch window (see flush_batches).
+        self._flushed_at = -math.inf
         self._uid = uuid.uuid4().hex[:12]
         self._rng = random.Random()
         self._default_backend_tried = False
@@ -326,6 +329,21 @@ class QuantumMixin:
 
     # -- dispatch and batching ---------------------------------------------------------------
 
+    def flush_batches(self) -> None:
+        """Send the quantum tasks queued so far without waiting out the batch window.
+
+        A partial batch normally waits up to ``batch_window`` for more circuits. A caller that
+        has just submitted everything it will submit for now (the evaluations of one
+        optimiser iteration, say) knows no more are coming, and calls this to have them sent
+        at the loop's next turn, batched as far as backends allow. Tasks submitted later are
+        held as usual. Call it on the scheduler's event-loop thread; it does nothing before
+        the scheduler has started.
+        """
+        if self._loop is None:
+            return
+        self._flushed_at = self._qnow()
+        self._dispatch_quantum_soon()
+
     def _dispatch_quantum_soon(self) -> None:
         """Dispatch at the loop's next turn, once however many tasks arrive meanwhile.
 
@@ -395,6 +413,7 @@ class QuantumMixin:
                     and window > 0
                     and best_head.priority < _HIGH
                     and now - best_head.enqueued_at < window
+                    and best_head.enqueued_at > self._flushed_at
                 ):
                     held.add(best.name)
                     self._arm_batch_timer(best, best_head.enqueued_at + window, now)

@@ -35,7 +35,9 @@ from logosq_os_scheduler import (
     QuantumScheduler,
     SchedulerConfig,
     SchedulerError,
+    Task,
     TaskPriority,
+    TaskStatus,
     TaskType,
 )
 from logosq_os_scheduler.backends import Backend, CircuitJob, JobOutcome
@@ -205,18 +207,40 @@ async def _barrier(_: QuantumScheduler) -> None:
     """Runs on the loop after every callback queued before it (the loop is FIFO)."""
 
 
+class _Held(Recording):
+    """Runs each job only once the test opens the backend."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.opened = asyncio.Event()
+
+    async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        await self.opened.wait()
+        return await super().run(jobs)
+
+
 def test_cancel_from_another_thread() -> None:
-    with BlockingScheduler(config=SchedulerConfig(workers=2, batch_window=5.0)) as bs:
-        bs.call(lambda s: s.register_backend("aer", aer_backend()))
+    held = _Held(aer_backend())
+
+    async def open_backend(_: QuantumScheduler) -> None:
+        held.opened.set()
+
+    config = SchedulerConfig(workers=2, batch_window=0, max_concurrent_quantum=1)
+    with BlockingScheduler(config=config) as bs:
+        bs.call(lambda s: s.register_backend("aer", held))
+        blocker = bs.submit(Task.quantum("blocker").with_circuit(bell()))
         job = SchedulerSampler(bs).run([bell()])
-        bs.call(_barrier)  # the job has submitted its task, which waits in the queue
+        bs.call(_barrier)  # its task waits: the one quantum slot holds the blocker's job
         assert bs.metrics().queued == 1
         assert job.cancel() is True
         with pytest.raises(concurrent.futures.CancelledError):
             job.result()
+        bs.call(open_backend)
         bs.join(timeout=10)
         assert job.status() is JobStatus.CANCELLED
-        assert bs.metrics().cancelled == 1
+        assert blocker.status is TaskStatus.COMPLETED
+        assert (bs.metrics().cancelled, bs.metrics().completed) == (1, 1)
+    assert held.jobs == [1]  # the cancelled task never reached the backend
 
 
 def test_an_unstarted_scheduler_is_refused() -> None:

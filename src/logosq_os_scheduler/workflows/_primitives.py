@@ -11,7 +11,9 @@ in Qiskit's containers with Qiskit's metadata.
 How work reaches the scheduler: every circuit a job needs (every parameter set of every PUB,
 and for the estimator every measurement basis) becomes one quantum task, and all of a job's
 tasks are submitted together before any is awaited, so the scheduler batches them into as few
-backend jobs as the backends allow and fans them out across backends.
+backend jobs as the backends allow and fans them out across backends. Once all are in, the
+job flushes them (:meth:`~logosq_os_scheduler.QuantumScheduler.flush_batches`): none waits
+out the batch window for circuits that are not coming.
 
 Threads and loops: ``run()`` is synchronous in Qiskit's API and returns a job; the scheduler
 lives on an event loop. ``run()`` may be called
@@ -682,6 +684,8 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
                 [self._submit(b, submitted, task_ids) for b in builders]
                 for _, _, builders in work.sampled
             ]
+            # The job's circuits are all in: send them without waiting out the batch window.
+            self._scheduler.flush_batches()
             results: list[Any] = [None] * len(pubs)
             for (i, plan, _), pub_handles in zip(work.sampled, handles, strict=True):
                 results[i] = self._postprocess(plan, await await_all(pub_handles))
@@ -914,6 +918,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                     if task_ids is not None:
                         task_ids.append(handle.task_id)
                 handles.append(pub_handles)
+            self._scheduler.flush_batches()  # all in: see SchedulerEstimator._execute
             results = []
             for (pub, shape, _), pub_handles in zip(work, handles, strict=True):
                 if pub_handles:

@@ -567,6 +567,8 @@ class _Run:
             if step.backend is not None:
                 builder = builder.with_backend(step.backend)
             handles.append(self._submit(builder, ids))
+        # The step's circuits are all in: no need to wait out the batch window for more.
+        self.scheduler.flush_batches()
         results = await self._wait(handles)
         counts = [r.value for r in results]
         return counts[0] if single else counts
