@@ -131,7 +131,10 @@ class BackendEntry:
         self.probe_timer: asyncio.TimerHandle | None = None
         self.removed = False
         # Backends that keep the base prepare() run circuits as given: no thread hop needed.
-        self.needs_prepare = type(backend).prepare is not Backend.prepare
+        self.needs_prepare = (
+            type(backend).prepare is not Backend.prepare
+            or type(backend).prepare_many is not Backend.prepare_many
+        )
         self.jobs: set[asyncio.Task[None]] = set()
         # Seconds per circuit of its recent jobs (exponentially weighted), 0 before any.
         self.per_circuit = 0.0
@@ -974,18 +977,23 @@ def _prepare_all(
     backend: Backend, circuits: list[Any]
 ) -> tuple[list[Any], dict[int, BaseException]]:
     """Prepare every circuit for ``backend``; a circuit that cannot be prepared fails alone."""
-    out: list[Any] = []
+    try:
+        out = backend.prepare_many(circuits)
+        if len(out) != len(circuits):
+            raise TypeError(f"prepare_many returned {len(out)} entries for {len(circuits)}")
+    except Exception as exc:
+        failure = PermanentBackendError(backend.name, f"cannot prepare the job: {exc}")
+        failure.__cause__ = exc
+        return [None] * len(circuits), dict.fromkeys(range(len(circuits)), failure)
     errors: dict[int, BaseException] = {}
-    for i, c in enumerate(circuits):
-        try:
-            out.append(backend.prepare(c))
-        except Exception as exc:
-            out.append(None)
-            errors[i] = (
-                exc
-                if isinstance(exc, BackendError)
-                else PermanentBackendError(backend.name, f"cannot prepare circuit: {exc}")
-            )
-            if not isinstance(exc, BackendError):
-                errors[i].__cause__ = exc
+    for i, prepared in enumerate(out):
+        if isinstance(prepared, BaseException):
+            out[i] = None
+            if isinstance(prepared, BackendError):
+                errors[i] = prepared
+            else:
+                errors[i] = PermanentBackendError(
+                    backend.name, f"cannot prepare circuit: {prepared}"
+                )
+                errors[i].__cause__ = prepared
     return out, errors

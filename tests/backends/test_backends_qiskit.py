@@ -253,6 +253,32 @@ def test_prepare_reuses_its_work() -> None:
     assert set(again.circuit.count_ops()) <= set(other.backend.target.operation_names)
 
 
+def test_prepare_many_transpiles_together_and_a_bad_circuit_fails_alone() -> None:
+    backend = QiskitBackend(fake_provider.FakeManilaV2(), seed=1, isolation="thread")
+    alone = QiskitBackend(fake_provider.FakeManilaV2(), seed=1, isolation="thread")
+    seen = backend.prepare(bell())
+    tilted = []
+    for angle in (0.1, 0.2):
+        c = bell()
+        c.rz(angle, 1)
+        tilted.append(c)
+    wide = QuantumCircuit(6, 6)
+    wide.h(0)
+    for q in range(5):
+        wide.cx(q, q + 1)
+    wide.measure(range(6), range(6))
+    unmeasured = QuantumCircuit(2)
+    unmeasured.h(0)
+    out = backend.prepare_many([bell(), tilted[0], wide, unmeasured, tilted[1]])
+    assert out[0].circuit is seen.circuit  # from the transpile cache
+    assert isinstance(out[2], PermanentBackendError) and "transpile" in str(out[2])
+    assert isinstance(out[3], PermanentBackendError) and "measures nothing" in str(out[3])
+    for got, circuit in zip((out[1], out[4]), tilted, strict=True):
+        assert isinstance(got, PreparedCircuit) and got.source is circuit
+        assert got.circuit == alone.prepare(circuit).circuit
+        assert backend.prepare(circuit).circuit is got.circuit  # now cached too
+
+
 async def test_aprepare_matches_prepare_for_large_circuits() -> None:
     backend = QiskitBackend(AerSimulator(), seed=1, isolation="thread")
     large = QuantumCircuit(4, 4)

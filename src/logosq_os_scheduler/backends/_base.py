@@ -226,6 +226,21 @@ class Backend(abc.ABC):
         """
         return circuit
 
+    def prepare_many(self, circuits: Sequence[Any]) -> list[Any]:
+        """:meth:`prepare` for the circuits of one job; the scheduler calls it in a thread.
+
+        Returns one entry per circuit: what :meth:`prepare` makes of it, or the exception
+        preparing it raised (such a circuit fails alone). The default prepares them one at a
+        time; a backend that prepares many at once faster (one transpiler call) overrides it.
+        """
+        out: list[Any] = []
+        for circuit in circuits:
+            try:
+                out.append(self.prepare(circuit))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     async def aprepare(self, circuit: Any) -> Any:
         """:meth:`prepare` for callers on the event loop.
 

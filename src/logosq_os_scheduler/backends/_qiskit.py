@@ -349,6 +349,65 @@ class QiskitBackend(Backend):
             PermanentBackendError: If the circuit is not a Qiskit circuit, measures nothing,
                 or cannot be transpiled for this backend (too wide, unsupported operation).
         """
+        found = self._lookup(circuit)
+        if isinstance(found, PreparedCircuit):
+            return found
+        qc, source, fingerprint = found
+        try:
+            with self._transpile_lock:
+                transpiled = call_guarding_panics(
+                    lambda: self._pass_manager.run(qc), what="Qiskit transpiler"
+                )
+        except Exception as exc:
+            raise PermanentBackendError(
+                self._name, f"cannot transpile the circuit for this backend: {exc}"
+            ) from exc
+        return self._keep(transpiled, source, fingerprint)
+
+    def prepare_many(self, circuits: Sequence[Any]) -> list[Any]:
+        """:meth:`prepare` for a job's circuits: those not seen before are transpiled in one
+        pass-manager call, which costs less than one call each (a circuit that fails it is
+        then transpiled alone, so that it fails alone)."""
+        out: list[Any] = []
+        todo: list[tuple[int, Any, Any, Hashable | None]] = []
+        for i, circuit in enumerate(circuits):
+            try:
+                found = self._lookup(circuit)
+            except Exception as exc:
+                out.append(exc)
+                continue
+            out.append(found)
+            if not isinstance(found, PreparedCircuit):
+                todo.append((i, *found))
+        if len(todo) == 1:
+            i, _, source, _ = todo[0]
+            out[i] = self._prepare_one(source)
+        elif todo:
+            qcs = [qc for _, qc, _, _ in todo]
+            try:
+                with self._transpile_lock:
+                    transpiled = call_guarding_panics(
+                        lambda: self._pass_manager.run(qcs, num_processes=1),
+                        what="Qiskit transpiler",
+                    )
+            except Exception:
+                for i, _, source, _ in todo:
+                    out[i] = self._prepare_one(source)
+            else:
+                for (i, _, source, fingerprint), t in zip(todo, transpiled, strict=True):
+                    out[i] = self._keep(t, source, fingerprint)
+        return out
+
+    def _prepare_one(self, circuit: Any) -> Any:
+        try:
+            return self.prepare(circuit)
+        except Exception as exc:
+            return exc
+
+    def _lookup(self, circuit: Any) -> PreparedCircuit | tuple[Any, Any, Hashable | None]:
+        """The circuit prepared already (a PreparedCircuit of this backend, or one in the
+        transpile cache), or what transpiling it needs: the circuit to transpile, its source
+        and its fingerprint. Raises what :meth:`prepare` raises for a circuit it refuses."""
         if isinstance(circuit, PreparedCircuit):
             if circuit.backend_token is self._token:
                 return circuit
@@ -377,15 +436,10 @@ class QiskitBackend(Backend):
             return PreparedCircuit(transpiled, source, physical, self._token, payload)
         if qc.num_qubits > self._num_qubits:
             qc = _without_idle_qubits(qc)
-        try:
-            with self._transpile_lock:
-                transpiled = call_guarding_panics(
-                    lambda: self._pass_manager.run(qc), what="Qiskit transpiler"
-                )
-        except Exception as exc:
-            raise PermanentBackendError(
-                self._name, f"cannot transpile the circuit for this backend: {exc}"
-            ) from exc
+        return qc, source, fingerprint
+
+    def _keep(self, transpiled: Any, source: Any, fingerprint: Hashable | None) -> PreparedCircuit:
+        """Wrap a freshly transpiled circuit, and remember it under its fingerprint."""
         physical = _physical_qubits(transpiled)
         payload = None
         if self._isolation == "process":
