@@ -10,7 +10,8 @@ and runs.
                                     ruff, mypy, the full test suite with every extra, then the
                                     core suite again with no extras (the embedded profile)
     python3 dev.py bench [ARGS...]  the benchmark suite: benchmarks/run.py ARGS, which rewrites
-                                    BENCHMARKS.md, then benchmarks/bench_quantum.py, appended
+                                    BENCHMARKS.md, then bench_quantum.py, bench_vqe.py and
+                                    bench_scaling.py, each appended
 """
 
 from __future__ import annotations
@@ -84,16 +85,22 @@ def cmd_test(args: list[str]) -> None:
 
 def cmd_bench(args: list[str]) -> None:
     """The classical suite against its peers (rewrites BENCHMARKS.md), then the quantum,
-    batching and preemption figures, appended to it."""
+    batching and preemption figures, the VQE iteration overhead and the multi-core scaling
+    table, each appended to it."""
     py = ensure_env("bench", "all,bench")
     run([py, "benchmarks/run.py", *args])
     quick = ["--quick"] if "--quick" in args else []
-    quantum = ROOT / "benchmarks" / ".quantum.md"
-    run([py, "benchmarks/bench_quantum.py", *quick, "--output", quantum])
-    if "--output" not in args:
-        report = ROOT / "BENCHMARKS.md"
-        report.write_text(report.read_text() + "\n" + quantum.read_text())
-    quantum.unlink()
+    for script, part in (
+        ("bench_quantum.py", ".quantum.md"),
+        ("bench_vqe.py", ".vqe.md"),
+        ("bench_scaling.py", ".scaling.md"),
+    ):
+        section = ROOT / "benchmarks" / part
+        run([py, f"benchmarks/{script}", *quick, "--output", section])
+        if "--output" not in args:
+            report = ROOT / "BENCHMARKS.md"
+            report.write_text(report.read_text() + "\n" + section.read_text())
+        section.unlink()
 
 
 def main() -> None:
