@@ -461,8 +461,9 @@ def render_markdown(
     out = [
         "# Benchmarks",
         "",
-        "This file is written by `python3 dev.py bench` (`python benchmarks/run.py`, then "
-        "`python benchmarks/bench_quantum.py` appended); edit the scripts, not this file. "
+        "This file is written by `python3 dev.py bench`: `python benchmarks/run.py`, then the "
+        "reports of `bench_quantum.py`, `bench_vqe.py` and `bench_scaling.py` appended, each "
+        "with its own command and machine. Edit the scripts, not this file. "
         "A claim we do not measure is a claim we do not make.",
         "",
         "## Command",
