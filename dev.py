@@ -96,7 +96,7 @@ def cmd_bench(args: list[str]) -> None:
         ("bench_scaling.py", ".scaling.md"),
     ):
         section = ROOT / "benchmarks" / part
-        run([py, f"benchmarks/{script}", *quick, "--output", section])
+        run([py, f"benchmarks/{script}", *quick, "--output", f"benchmarks/{part}"])
         if "--output" not in args:
             report = ROOT / "BENCHMARKS.md"
             report.write_text(report.read_text() + "\n" + section.read_text())
