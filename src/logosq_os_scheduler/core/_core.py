@@ -300,12 +300,7 @@ class SchedulerCore:
         self.transition(task, _PREEMPTED, now)
         self.release(pool, task.started_at, now)
         task.slot_held = False
-        task.preemptions += 1
-        self.preemptions += 1
-        task.enqueued_at = now
-        task.seq = next(self._seq)
-        pool.queue.push(task)
-        self.waiting += 1
+        self._requeue_preempted(task, pool, now)
 
     def withdraw(self, task: Task[Any], pool: Pool, now: float) -> None:
         """A RUNNING task whose backend job was withdrawn before it started turns PREEMPTED and
@@ -315,6 +310,10 @@ class SchedulerCore:
         the caller releases it once with :meth:`job_done`.
         """
         self.transition(task, _PREEMPTED, now)
+        self._requeue_preempted(task, pool, now)
+
+    def _requeue_preempted(self, task: Task[Any], pool: Pool, now: float) -> None:
+        """Count a preemption and queue the task afresh at the back of its priority level."""
         task.preemptions += 1
         self.preemptions += 1
         task.enqueued_at = now
