@@ -37,7 +37,6 @@ import importlib.metadata
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from fig import Fig
 from logosq_os_scheduler import (
     PreemptionStrategy,
     QuantumScheduler,
@@ -87,32 +87,6 @@ SPEC = CircuitSpec(2, ((0, 1),))
 
 
 # -- figures and tables -----------------------------------------------------------------------
-
-
-class Fig:
-    """Median, min and max of repeated runs (NaN runs ignored)."""
-
-    def __init__(self, values: Sequence[float]) -> None:
-        finite = [v for v in values if not math.isnan(v)]
-        self.runs = list(values)
-        self.median = statistics.median(finite) if finite else math.nan
-        self.lo = min(finite) if finite else math.nan
-        self.hi = max(finite) if finite else math.nan
-
-    def fmt(self, scale: float = 1.0, digits: int = 0, unit: str = "") -> str:
-        if math.isnan(self.median):
-            return "n/a"
-
-        def f(v: float) -> str:
-            return f"{v * scale:,.{digits}f}"
-
-        return f"{f(self.median)}{unit} ({f(self.lo)}-{f(self.hi)})"
-
-    def ms(self, digits: int = 2) -> str:
-        return self.fmt(1e3, digits, " ms")
-
-    def rate(self) -> str:
-        return self.fmt(1.0, 0, "/s")
 
 
 class Report:

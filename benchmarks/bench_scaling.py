@@ -56,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fig import Fig
 from logosq_os_scheduler import (
     QuantumScheduler,
     SchedulerConfig,
@@ -349,27 +350,6 @@ class RayDriver:
 
 
 # -- figures and Markdown ---------------------------------------------------------------------
-
-
-class Fig:
-    """Median, min and max of repeated runs (NaN runs ignored)."""
-
-    def __init__(self, values: Sequence[float]) -> None:
-        finite = [v for v in values if not math.isnan(v)]
-        self.median = statistics.median(finite) if finite else math.nan
-        self.lo = min(finite) if finite else math.nan
-        self.hi = max(finite) if finite else math.nan
-
-    def fmt(self, scale: float = 1.0, digits: int = 0, unit: str = "") -> str:
-        if math.isnan(self.median):
-            return "n/a"
-
-        def f(v: float) -> str:
-            return f"{v * scale:,.{digits}f}"
-
-        if f(self.lo) == f(self.hi):
-            return f"{f(self.median)}{unit}"
-        return f"{f(self.median)}{unit} ({f(self.lo)}-{f(self.hi)})"
 
 
 class Report:
