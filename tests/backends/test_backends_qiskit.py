@@ -240,6 +240,13 @@ def test_prepare_reuses_its_work() -> None:
     tilted = bell()
     tilted.rz(0.25, 0)
     assert backend.prepare(tilted).circuit is not prepared.circuit
+    # A delay's unit is part of the key: 100 ns and 100 dt are different circuits.
+    delays = []
+    for unit in ("ns", "dt", "ns"):
+        c = bell()
+        c.delay(100, 0, unit=unit)
+        delays.append(backend.prepare(c).circuit)
+    assert delays[0] is not delays[1] and delays[0] is delays[2]
     # A custom gate's name says nothing about its definition: never served from the cache.
     custom = QuantumCircuit(2, 2)
     inner = QuantumCircuit(2, name="mine")

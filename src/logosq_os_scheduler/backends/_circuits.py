@@ -263,14 +263,15 @@ def _collect(
     """Walk ``qc`` whose i-th qubit is outer qubit ``outer[i]``, recording use and pairs."""
     local = {bit: outer[i] for i, bit in enumerate(qc.qubits)}
     for instruction in qc.data:
-        op = instruction.operation
-        if op.name in _NON_OPERATIONS:
+        # The name and the control-flow flag come from Qiskit's Rust core; `.operation` would
+        # build a Python gate object for every instruction (most of the cost for bound
+        # parametrised circuits), so it is read only for control flow.
+        if instruction.name in _NON_OPERATIONS:
             continue
         qubits = [local[q] for q in instruction.qubits]
-        blocks = getattr(op, "blocks", ())
-        if blocks:
+        if instruction.is_control_flow():
             # A control-flow block's qubits are, position by position, the instruction's.
-            for block in blocks:
+            for block in instruction.operation.blocks:
                 _collect(block, qubits, active, pairs)
             continue
         active.update(qubits)

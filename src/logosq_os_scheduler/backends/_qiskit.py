@@ -932,12 +932,13 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
                 name not in _PLAIN_INSTRUCTIONS or not isinstance(instruction.operation, plain)
             ):
                 return None
-            operation = instruction.operation
+            # `.operation` builds a Python gate object: read it only for a delay's unit.
+            unit = getattr(instruction.operation, "unit", None) if name == "delay" else None
             parts.append(
                 (
                     name,
                     tuple(instruction.params),
-                    getattr(operation, "unit", None),
+                    unit,
                     tuple(qubit[q] for q in instruction.qubits),
                     tuple(clbit[c] for c in instruction.clbits),
                 )
