@@ -4,7 +4,9 @@ reasons, batching, capacity, retries, rerouting, breakers and timeouts."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -243,6 +245,48 @@ async def test_one_bad_circuit_does_not_fail_its_batch_neighbours() -> None:
         hs = [await s.submit(q(f"t{i}", spec(2))) for i in range(3)]
         await s.join()
     assert [h.status for h in hs] == [S.COMPLETED, S.FAILED, S.COMPLETED]
+
+
+async def test_a_preparing_backend_prepares_within_the_job_and_a_bad_circuit_fails_alone() -> None:
+    """A backend that prepares circuits gets them prepared off the event loop, as part of
+    the job (Backend.prepare_and_run); one that cannot be prepared fails alone."""
+
+    class Prepared:
+        def __init__(self, source: Any) -> None:
+            self.source = source
+            self.num_qubits = source.num_qubits
+
+    class Preparing(ScriptedBackend):
+        def __init__(self) -> None:
+            super().__init__("b", 5, per_job=3)
+            self.prepared_in: set[int] = set()
+            self.ran: list[Any] = []
+
+        def prepare(self, circuit: Any) -> Any:
+            self.prepared_in.add(threading.get_ident())
+            if circuit.num_qubits == 3:
+                raise ValueError("three qubits are not allowed here")
+            return Prepared(circuit)
+
+        async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+            self.ran.extend(j.circuit for j in jobs)
+            return await super().run(jobs)
+
+    b = Preparing()
+    async with QuantumScheduler(config=fast_config(batch_window=30.0)) as s:
+        await s.register_backend("b", b)
+        hs = [await s.submit(q(f"t{i}", spec(n))) for i, n in enumerate((2, 3, 4))]
+        await s.join()
+    assert [h.status for h in hs] == [S.COMPLETED, S.FAILED, S.COMPLETED]
+    assert b.batches == [[hs[0].task_id, hs[2].task_id]]  # one job, the bad circuit left out
+    assert [type(c) for c in b.ran] == [Prepared, Prepared]
+    assert threading.get_ident() not in b.prepared_in
+    with pytest.raises(TaskFailedError) as info:
+        await hs[1]
+    cause = info.value.__cause__
+    assert isinstance(cause, PermanentBackendError)
+    assert "cannot prepare circuit: three qubits are not allowed here" in str(cause)
+    assert hs[1].attempts == 1  # a circuit that cannot be prepared is not retried
 
 
 async def test_retry_budget_runs_out_and_says_so() -> None:

@@ -39,14 +39,13 @@ from ._errors import (
     BackendUnavailableError,
     InvalidTaskError,
     NoRouteError,
-    PermanentBackendError,
     RetriesExhaustedError,
     SchedulerClosedError,
     SchedulerError,
     TransientBackendError,
 )
 from ._task import Task, TaskPriority, TaskStatus
-from .backends._base import Backend, CircuitJob, CircuitRequirements, JobOutcome
+from .backends._base import Backend, CircuitJob, CircuitRequirements, JobOutcome, prepare_all
 from .core import Pool, SchedulerCore
 from .core._breaker import BreakerState, CircuitBreaker
 from .core._preemption import may_be_preempted
@@ -558,8 +557,12 @@ class QuantumMixin:
         try:
             circuits: list[Any] = [t.circuit_run for t in batch]
             prepared_errors: dict[int, BaseException] = {}
-            if entry.needs_prepare:
-                circuits, prepared_errors = await asyncio.to_thread(_prepare_all, backend, circuits)
+            # A backend that prepares circuits does it within the job (one hand-off from the
+            # loop where it can), unless it may withdraw the job: a flight holds circuits
+            # prepared beforehand.
+            together = entry.needs_prepare and not backend.supports_withdrawal
+            if entry.needs_prepare and not together:
+                circuits, prepared_errors = await asyncio.to_thread(prepare_all, backend, circuits)
             live = [i for i in range(len(batch)) if i not in prepared_errors]
             jobs = [
                 CircuitJob(
@@ -577,6 +580,8 @@ class QuantumMixin:
                 if backend.supports_withdrawal:
                     flight = _Flight(batch, jobs, started)
                     coro = self._run_flight(entry, flight)
+                elif together:
+                    coro = _prepare_and_run(backend, jobs, circuits)
                 else:
                     coro = backend.run(jobs)
                 if timeout is None:
@@ -598,7 +603,8 @@ class QuantumMixin:
                 merged[i] = err
             for i, out in zip(live, run_outcomes, strict=True):
                 merged[i] = out
-                batch[i].circuit_run = circuits[i]  # the circuit as this backend ran it
+                if circuits[i] is not None:
+                    batch[i].circuit_run = circuits[i]  # the circuit as this backend ran it
             outcomes = merged
         except _JobWithdrawnSignal:
             return  # withdrawn unstarted: _withdraw() has requeued its tasks and freed its slot
@@ -973,27 +979,15 @@ def _is_permanent(error: BaseException) -> bool:
     return isinstance(error, SchedulerError)
 
 
-def _prepare_all(
-    backend: Backend, circuits: list[Any]
-) -> tuple[list[Any], dict[int, BaseException]]:
-    """Prepare every circuit for ``backend``; a circuit that cannot be prepared fails alone."""
-    try:
-        out = backend.prepare_many(circuits)
-        if len(out) != len(circuits):
-            raise TypeError(f"prepare_many returned {len(out)} entries for {len(circuits)}")
-    except Exception as exc:
-        failure = PermanentBackendError(backend.name, f"cannot prepare the job: {exc}")
-        failure.__cause__ = exc
-        return [None] * len(circuits), dict.fromkeys(range(len(circuits)), failure)
-    errors: dict[int, BaseException] = {}
-    for i, prepared in enumerate(out):
-        if isinstance(prepared, BaseException):
-            out[i] = None
-            if isinstance(prepared, BackendError):
-                errors[i] = prepared
-            else:
-                errors[i] = PermanentBackendError(
-                    backend.name, f"cannot prepare circuit: {prepared}"
-                )
-                errors[i].__cause__ = prepared
-    return out, errors
+async def _prepare_and_run(
+    backend: Backend, jobs: list[CircuitJob], circuits: list[Any]
+) -> Sequence[Any]:
+    """``backend.prepare_and_run(jobs)``; puts the prepared circuits in ``circuits`` (None
+    where preparing failed) and returns the outcomes."""
+    prepared, outcomes = await backend.prepare_and_run(jobs)
+    if len(prepared) != len(jobs):
+        raise TransientBackendError(
+            backend.name, f"returned {len(prepared)} prepared circuits for {len(jobs)}"
+        )
+    circuits[:] = prepared
+    return outcomes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from typing import Any
 
@@ -284,6 +285,52 @@ def test_prepare_many_transpiles_together_and_a_bad_circuit_fails_alone() -> Non
         assert isinstance(got, PreparedCircuit) and got.source is circuit
         assert got.circuit == alone.prepare(circuit).circuit
         assert backend.prepare(circuit).circuit is got.circuit  # now cached too
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_prepare_and_run_prepares_in_the_thread_that_runs_the_job(isolation: str) -> None:
+    """One hand-off per job: the circuits are transpiled in the thread that then simulates
+    them (or talks to the worker process), never on the event loop."""
+    threads: dict[str, int] = {}
+
+    class Watched(QiskitBackend):
+        def prepare_many(self, circuits: Any) -> list[Any]:
+            threads["prepare"] = threading.get_ident()
+            return super().prepare_many(circuits)
+
+        def _simulator_call(self, call: Any) -> Any:
+            simulate = super()._simulator_call(call)
+
+            def watched(*args: Any) -> Any:
+                threads["simulate"] = threading.get_ident()
+                return simulate(*args)
+
+            return watched
+
+    device = fake_provider.FakeManilaV2()
+    backend = Watched(device, seed=3, isolation=isolation)  # type: ignore[arg-type]
+    reference = QiskitBackend(device, seed=3, isolation="thread")
+    unmeasured = QuantumCircuit(2)
+    unmeasured.h(0)
+    try:
+        prepared, outcomes = await backend.prepare_and_run(
+            [job(bell(), key="a"), job(unmeasured, key="b"), job(bell(), shots=0, key="c")]
+        )
+        assert threads["prepare"] == threads["simulate"] != threading.get_ident()
+        # What it ran: the transpiled circuit, as prepare() makes it (and now caches).
+        assert isinstance(prepared[0], PreparedCircuit)
+        assert prepared[0].circuit == reference.prepare(bell()).circuit
+        assert backend.prepare(bell()).circuit is prepared[0].circuit
+        assert prepared[1] is None  # could not be prepared: fails alone
+        assert isinstance(outcomes[1], PermanentBackendError)
+        assert "measures nothing" in str(outcomes[1])
+        assert isinstance(outcomes[2], PermanentBackendError) and "shots" in str(outcomes[2])
+        # Same seed, same counts as a backend that prepares first and runs after.
+        assert outcomes[0] == (await reference.run([job(reference.prepare(bell()))]))[0]
+        with pytest.raises(PermanentBackendError, match="max_circuits_per_job"):
+            await backend.prepare_and_run([job(bell(), key=str(i)) for i in range(1001)])
+    finally:
+        await backend.aclose()
 
 
 async def test_aprepare_matches_prepare_for_large_circuits() -> None:

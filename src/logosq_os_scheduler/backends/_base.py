@@ -15,11 +15,12 @@ which lets the scheduler's PREEMPTIVE strategy give the place to more urgent wor
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import BackendError
+from .._errors import BackendError, PermanentBackendError, TransientBackendError
 
 __all__ = [
     "Backend",
@@ -28,6 +29,7 @@ __all__ = [
     "Counts",
     "JobOutcome",
     "JobWithdrawnError",
+    "prepare_all",
 ]
 
 Counts = dict[str, int]
@@ -267,6 +269,40 @@ class Backend(abc.ABC):
             PermanentBackendError: The whole job is invalid; do not retry.
         """
 
+    async def prepare_and_run(
+        self, jobs: Sequence[CircuitJob]
+    ) -> tuple[list[Any], list[JobOutcome]]:
+        """Prepare the circuits of a job (as submitted) and run those that could be prepared.
+
+        What the scheduler calls for a job on a backend that prepares circuits (one that
+        overrides :meth:`prepare` or :meth:`prepare_many`) and takes no jobs back
+        (:attr:`supports_withdrawal` is False). The default prepares them all with
+        :func:`prepare_all` in a worker thread, then calls :meth:`run` with those that could
+        be prepared: two hand-offs from the event loop. A backend that does both in one
+        hand-off to its worker overrides it, which saves a thread round trip per job.
+
+        Returns:
+            The circuits as prepared (None for one that could not be), and one outcome per
+            circuit as :meth:`run` returns them (a circuit that could not be prepared gets
+            the error that says why).
+
+        Raises:
+            What :meth:`run` raises when the job fails as a whole.
+        """
+        jobs = list(jobs)
+        prepared, errors = await asyncio.to_thread(prepare_all, self, [j.circuit for j in jobs])
+        live = [i for i in range(len(jobs)) if i not in errors]
+        outcomes: dict[int, JobOutcome] = dict(errors)
+        if live:
+            ran = await self.run([dataclasses.replace(jobs[i], circuit=prepared[i]) for i in live])
+            if len(ran) != len(live):
+                raise TransientBackendError(
+                    self.name, f"returned {len(ran)} outcomes for {len(live)} circuits"
+                )
+            for i, outcome in zip(live, ran, strict=True):
+                outcomes[i] = outcome
+        return prepared, [outcomes[i] for i in range(len(jobs))]
+
     async def check_health(self) -> bool:
         """Probe the backend; True if it can take work (used to close a tripped breaker)."""
         return True
@@ -276,3 +312,37 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.num_qubits} qubits>"
+
+
+def prepare_all(
+    backend: Backend, circuits: Sequence[Any]
+) -> tuple[list[Any], dict[int, BaseException]]:
+    """Prepare every circuit of a job for ``backend`` with :meth:`Backend.prepare_many`.
+
+    Blocking: call it in a worker thread. A circuit that cannot be prepared fails alone.
+
+    Returns:
+        The prepared circuits (None where preparing failed) and, by index, the errors of
+        those that failed: a ``BackendError`` as raised, anything else wrapped in a
+        ``PermanentBackendError`` that says the circuit could not be prepared.
+    """
+    try:
+        out = backend.prepare_many(circuits)
+        if len(out) != len(circuits):
+            raise TypeError(f"prepare_many returned {len(out)} entries for {len(circuits)}")
+    except Exception as exc:
+        failure = PermanentBackendError(backend.name, f"cannot prepare the job: {exc}")
+        failure.__cause__ = exc
+        return [None] * len(circuits), dict.fromkeys(range(len(circuits)), failure)
+    errors: dict[int, BaseException] = {}
+    for i, prepared in enumerate(out):
+        if isinstance(prepared, BaseException):
+            out[i] = None
+            if isinstance(prepared, BackendError):
+                errors[i] = prepared
+            else:
+                errors[i] = PermanentBackendError(
+                    backend.name, f"cannot prepare circuit: {prepared}"
+                )
+                errors[i].__cause__ = prepared
+    return out, errors

@@ -40,9 +40,10 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._errors import (
     BackendError,
@@ -53,11 +54,15 @@ from .._errors import (
     TransientBackendError,
 )
 from . import _aer_worker
-from ._base import Backend, CircuitJob, Counts, JobOutcome
+from ._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all
 from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, normalize_circuit
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
+
+_R = TypeVar("_R")
+_Simulate = Callable[[list["PreparedCircuit"], int, dict[str, Any]], list[_aer_worker.Outcome]]
+"""Simulates prepared circuits (shots, options) in the calling thread: their outcomes."""
 
 __all__ = [
     "MissingExtraError",
@@ -480,6 +485,27 @@ class QiskitBackend(Backend):
                 (a worker process died, memory ran short).
             PermanentBackendError: It failed as a whole for a reason retrying cannot fix.
         """
+        jobs = self._checked(jobs)
+        entries: list[Any] = []
+        for job in jobs:
+            try:
+                entries.append(self.prepare(job.circuit))
+            except SchedulerError as exc:  # this circuit alone cannot run
+                entries.append(exc)
+        _, outcomes = await self._execute(jobs, entries, prepare=False)
+        return outcomes
+
+    async def prepare_and_run(
+        self, jobs: Sequence[CircuitJob]
+    ) -> tuple[list[Any], list[JobOutcome]]:
+        """:meth:`prepare_many` and :meth:`run` in one hand-off: the job's circuits are
+        transpiled in the thread that then simulates them (or, in process isolation, that
+        then talks to the worker process), so a job costs the event loop one thread round
+        trip, not two. Returns and raises what :meth:`Backend.prepare_and_run` does."""
+        jobs = self._checked(jobs)
+        return await self._execute(jobs, [job.circuit for job in jobs], prepare=True)
+
+    def _checked(self, jobs: Sequence[CircuitJob]) -> list[CircuitJob]:
         jobs = list(jobs)
         if len(jobs) > self._max_circuits_per_job:
             raise PermanentBackendError(
@@ -487,82 +513,127 @@ class QiskitBackend(Backend):
                 f"a job of {len(jobs)} circuits exceeds max_circuits_per_job="
                 f"{self._max_circuits_per_job}",
             )
-        outcomes: list[JobOutcome | None] = [None] * len(jobs)
-        groups: dict[tuple[Any, ...], list[tuple[int, PreparedCircuit]]] = {}
-        for i, job in enumerate(jobs):
-            try:
-                if job.shots < 1:
-                    raise PermanentBackendError(self._name, f"shots must be >= 1, got {job.shots}")
-                prepared = self.prepare(job.circuit)
-            except SchedulerError as exc:  # this circuit alone cannot run
-                outcomes[i] = exc
-                continue
-            groups.setdefault(_group_key(job, i), []).append((i, prepared))
-        for members in groups.values():
-            job = jobs[members[0][0]]
-            options = dict(job.options)
-            try:
-                results = await self._run_group(
-                    [prepared for _, prepared in members], job.shots, options
-                )
-            except BackendError as exc:
-                if len(members) == len(jobs):
-                    raise  # the group is the whole job: the job failed
-                # One simulator call of several failed: its circuits fail, the others stand.
-                results = [exc] * len(members)
-            for (i, _), outcome in zip(members, results, strict=True):
-                outcomes[i] = outcome
-        assert all(outcome is not None for outcome in outcomes)
-        return [outcome for outcome in outcomes if outcome is not None]
+        return jobs
 
-    async def _run_group(
-        self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
-    ) -> list[JobOutcome]:
+    async def _execute(
+        self, jobs: list[CircuitJob], entries: list[Any], *, prepare: bool
+    ) -> tuple[list[Any], list[JobOutcome]]:
+        """Run ``jobs`` in one hand-off to a worker thread: their circuits (``entries``,
+        prepared, or as submitted if ``prepare``; an exception for one that cannot run),
+        one simulator call per group of equal shots and options. Returns the prepared
+        circuits (None where preparing failed) and one outcome per job."""
+        outcomes: list[JobOutcome | None] = [None] * len(jobs)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, job in enumerate(jobs):
+            if isinstance(entries[i], BaseException):
+                outcomes[i] = entries[i]
+                entries[i] = None
+            elif job.shots < 1:
+                outcomes[i] = PermanentBackendError(
+                    self._name, f"shots must be >= 1, got {job.shots}"
+                )
+            else:
+                groups.setdefault(_group_key(job, i), []).append(i)
+        # Options and seeds are settled here, on the loop, in the order jobs arrive, so that
+        # a seeded backend draws the same seeds whatever the threads do.
+        calls = [
+            _Call(members, jobs[members[0]].shots, self._run_options(jobs[members[0]]))
+            for members in groups.values()
+        ]
+        if not calls:
+            return entries, _all_set(outcomes)
+
+        def work(simulate: _Simulate) -> list[tuple[float, int]]:
+            """In the worker thread: prepare, then one simulator call per group."""
+            if prepare:
+                todo = [i for call in calls for i in call.members]
+                prepared, errors = prepare_all(self, [entries[i] for i in todo])
+                for k, i in enumerate(todo):
+                    entries[i] = prepared[k]
+                    if k in errors:
+                        outcomes[i] = errors[k]
+            timings: list[tuple[float, int]] = []
+            for call in calls:
+                members = [i for i in call.members if outcomes[i] is None]
+                if not members:
+                    continue
+                circuits: list[PreparedCircuit] = [entries[i] for i in members]
+                started = time.perf_counter()
+                try:
+                    raw = simulate(circuits, call.shots, call.options)
+                except BackendError as exc:
+                    if len(members) == len(jobs):
+                        raise  # the call is the whole job: the job failed
+                    # One simulator call of several failed: its circuits fail, others stand.
+                    for i in members:
+                        outcomes[i] = exc
+                    continue
+                timings.append((time.perf_counter() - started, call.shots * len(members)))
+                for i, item in zip(members, raw, strict=True):
+                    outcomes[i] = self._outcome(item)
+            return timings
+
+        if self._isolation == "process":
+            timings = await self._workers().run_in_worker(
+                lambda call: work(self._simulator_call(call)), self._source_payload
+            )
+        else:
+            if self._execution != "native" and not self._cache.has_source(self._source_key):
+                self._cache.add_source(self._source_key, self._source())
+            timings = await asyncio.to_thread(work, self._simulator_call(self._local_call))
+        for seconds, shots in timings:
+            self._learn(seconds, shots)
+        return entries, _all_set(outcomes)
+
+    def _run_options(self, job: CircuitJob) -> dict[str, Any]:
+        options = dict(job.options)
         if self._simulator_threads is not None:
             options.setdefault("max_parallel_threads", self._simulator_threads)
         if self._execution != "native":
             options.setdefault("seed_simulator", self._run_seeds.getrandbits(31))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if self._execution == "native":
-            raw = await asyncio.to_thread(self._run_native, prepared, shots, options)
-        else:
-            raw = await self._run_local(prepared, shots, options)
-        self._learn(loop.time() - started, shots * len(prepared))
-        return [self._outcome(item) for item in raw]
+        return options
 
-    async def _run_local(
-        self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
-    ) -> list[_aer_worker.Outcome]:
-        if self._execution == "aer":
-            mode: _aer_worker.Mode = "native"
-            qubits = None
-        else:
-            mode = self._noise
-            qubits = (
-                None
-                if mode == "full"
-                else tuple(sorted({q for p in prepared for q in p.physical_qubits}))
-            )
+    def _simulator_call(
+        self, call: Callable[[_aer_worker.Request], list[_aer_worker.Outcome]]
+    ) -> _Simulate:
+        """How a group of prepared circuits is simulated, given how a request is sent."""
         process = self._isolation == "process"
-        circuits: list[Any] = [
-            p.payload if process and p.payload is not None else p.circuit for p in prepared
-        ]
-        request = _aer_worker.Request(
-            source=self._source_key,
-            sources={},
-            mode=mode,
-            qubits=qubits,
-            circuits=circuits,
-            shots=shots,
-            options=options,
-        )
-        if process:
-            return await self._workers().execute(request, self._source_payload)
-        if not self._cache.has_source(self._source_key):
-            self._cache.add_source(self._source_key, self._source())
+
+        def simulate(
+            prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
+        ) -> list[_aer_worker.Outcome]:
+            if self._execution == "native":
+                return self._run_native(prepared, shots, options)
+            if self._execution == "aer":
+                mode: _aer_worker.Mode = "native"
+                qubits = None
+            else:
+                mode = self._noise
+                qubits = (
+                    None
+                    if mode == "full"
+                    else tuple(sorted({q for p in prepared for q in p.physical_qubits}))
+                )
+            circuits: list[Any] = [
+                p.payload if process and p.payload is not None else p.circuit for p in prepared
+            ]
+            return call(
+                _aer_worker.Request(
+                    source=self._source_key,
+                    sources={},
+                    mode=mode,
+                    qubits=qubits,
+                    circuits=circuits,
+                    shots=shots,
+                    options=options,
+                )
+            )
+
+        return simulate
+
+    def _local_call(self, request: _aer_worker.Request) -> list[_aer_worker.Outcome]:
         try:
-            return await asyncio.to_thread(_aer_worker.execute, self._cache, request)
+            return _aer_worker.execute(self._cache, request)
         except _aer_worker.JobFailure as failure:
             raise _job_error(self._name, failure.kind, failure.message) from failure
 
@@ -727,9 +798,21 @@ class _WorkerPool:
         self._all.add(worker)
         return worker
 
-    async def execute(
-        self, request: _aer_worker.Request, source_payload: Any
-    ) -> list[_aer_worker.Outcome]:
+    async def run_in_worker(
+        self,
+        work: Callable[[Callable[[_aer_worker.Request], list[_aer_worker.Outcome]]], _R],
+        source_payload: Callable[[], bytes],
+    ) -> _R:
+        """Run ``work(call)`` in a helper thread with one worker process to itself:
+        ``call(request)`` sends a request to that process and returns its outcomes (the
+        framing, the pipe and the unpickling all happen in the helper thread, so the event
+        loop pays one thread round trip whatever ``work`` does).
+
+        Raises:
+            TransientBackendError: The worker process died (it is replaced on next use), or
+                the pool is closed.
+            What ``work`` and ``call`` raise (``call``: the backend error of a failed job).
+        """
         if self._closed:
             raise TransientBackendError(self._backend, "the backend was closed")
         worker = await self._idle.get()
@@ -737,19 +820,39 @@ class _WorkerPool:
         try:
             if worker is None:
                 worker = self._spawn()
-            if request.source not in worker.known:
-                # Pickling a device Target takes up to ~0.2 s: keep it off the loop.
-                payload = await asyncio.to_thread(source_payload)
-                request = dataclasses.replace(request, sources={request.source: payload})
-            body = await asyncio.to_thread(worker.exchange, _aer_worker.frame(request))
-            if body is None:
+            leased = worker
+
+            def call(request: _aer_worker.Request) -> list[_aer_worker.Outcome]:
+                if request.source not in leased.known:
+                    # The first request to this process carries the simulation source
+                    # (pickling a device Target takes up to ~0.2 s: here, off the loop).
+                    request = dataclasses.replace(
+                        request, sources={request.source: source_payload()}
+                    )
+                body = leased.exchange(_aer_worker.frame(request))
+                if body is None:
+                    raise _WorkerDied(leased.process.poll())
+                leased.known.add(request.source)
+                reply = pickle.loads(body)
+                if reply[0] == "ok":
+                    outcomes: list[_aer_worker.Outcome] = reply[1]
+                    return outcomes
+                _, kind, message = reply
+                raise _job_error(self._backend, kind, message)
+
+            try:
+                result = await asyncio.to_thread(work, call)
+            except _WorkerDied as died:
                 raise TransientBackendError(
                     self._backend,
-                    "the simulator worker process died (exit code "
-                    f"{worker.process.poll()}); the job can be retried",
-                )
-            worker.known.add(request.source)
+                    f"the simulator worker process died (exit code {died.exit_code}); "
+                    "the job can be retried",
+                ) from None
+            except Exception:
+                healthy = True  # the process answered, or was never asked
+                raise
             healthy = True
+            return result
         finally:
             if not healthy and worker is not None:
                 # Cancelled or broken mid-exchange: its pipe may hold half a reply. Killing
@@ -759,12 +862,6 @@ class _WorkerPool:
                 worker.kill()
                 worker = None
             self._idle.put_nowait(worker)
-        reply = pickle.loads(body)
-        if reply[0] == "ok":
-            outcomes: list[_aer_worker.Outcome] = reply[1]
-            return outcomes
-        _, kind, message = reply
-        raise _job_error(self._backend, kind, message)
 
     def abandon(self) -> None:
         """Stop every worker now (the pool's event loop is gone)."""
@@ -836,6 +933,29 @@ def as_backend(backend: object, name: str | None = None) -> Backend:
         "expected a logosq_os_scheduler Backend or a qiskit BackendV2, "
         f"got {type(backend).__name__}",
     )
+
+
+class _WorkerDied(Exception):
+    """A worker process died mid-exchange (raised in the helper thread)."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+@dataclasses.dataclass(slots=True)
+class _Call:
+    """One simulator call of a job: the jobs it runs (by index), their shots and options."""
+
+    members: list[int]
+    shots: int
+    options: dict[str, Any]
+
+
+def _all_set(outcomes: list[JobOutcome | None]) -> list[JobOutcome]:
+    done = [outcome for outcome in outcomes if outcome is not None]
+    assert len(done) == len(outcomes), "a job's circuit was left without an outcome"
+    return done
 
 
 def _job_error(backend: str, kind: str, message: str) -> BackendError:
