@@ -424,6 +424,19 @@ async def test_process_isolation_runs_survives_a_dead_worker_and_cancellation() 
         QiskitBackend(BasicSimulator(), num_qubits=24, isolation="process")
 
 
+def test_circuits_cross_to_worker_processes_as_qpy() -> None:
+    from logosq_os_scheduler.backends._aer_worker import dump_circuit, load_circuit
+
+    backend = QiskitBackend(fake_provider.FakeManilaV2(), seed=1, isolation="process")
+    prepared = backend.prepare(bell())
+    assert prepared.payload is not None and prepared.payload.startswith(b"QISKIT")
+    assert load_circuit(prepared.payload) == prepared.circuit
+    # What QPY cannot hold still crosses, as a pickle.
+    odd = {"not": "a circuit"}
+    assert not dump_circuit(odd).startswith(b"QISKIT")
+    assert load_circuit(dump_circuit(odd)) == odd
+
+
 def test_process_isolation_across_event_loops() -> None:
     # A second asyncio.run() (as a blocking wrapper does) gets fresh workers, not the old
     # loop's, and nothing is left running.

@@ -103,7 +103,8 @@ class PreparedCircuit:
         source: The circuit as submitted (after :func:`normalize_circuit`).
         physical_qubits: The physical qubits it acts on, sorted.
         backend_token: Identifies the backend that prepared it.
-        payload: The pickled transpiled circuit, when the backend runs in a worker process.
+        payload: The transpiled circuit as bytes (:func:`._aer_worker.dump_circuit`), when
+            the backend runs in a worker process.
     """
 
     circuit: QuantumCircuit
@@ -448,9 +449,9 @@ class QiskitBackend(Backend):
         physical = _physical_qubits(transpiled)
         payload = None
         if self._isolation == "process":
-            # Pickled here, once per distinct circuit, so run() sends bytes without stalling
+            # Serialised here, once per distinct circuit, so run() sends bytes without stalling
             # the loop.
-            payload = pickle.dumps(transpiled, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _aer_worker.dump_circuit(transpiled)
         if fingerprint is not None:
             with self._transpile_lock:
                 self._transpiled[fingerprint] = (transpiled, physical, payload)
