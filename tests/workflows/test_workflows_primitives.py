@@ -497,6 +497,23 @@ async def test_an_int_seed_repeats_a_job_and_a_generator_seed_advances() -> None
     assert not np.array_equal(g1.array, g2.array)
 
 
+async def test_an_int_seed_gives_equal_pubs_of_one_job_equal_results() -> None:
+    """As Qiskit's Statevector primitives re-seed every PUB with an int seed; a Generator
+    seed advances from PUB to PUB."""
+    pub = (ansatz(), h2_hamiltonian(), THETA)
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("aer", aer_backend())
+        evs = await SchedulerEstimator(s, default_precision=0.05, seed=4).arun([pub, pub])
+        meas = await SchedulerSampler(s, seed=4).arun([bell(), bell()], shots=200)
+        advancing = await SchedulerSampler(s, seed=np.random.default_rng(4)).arun(
+            [bell(), bell()], shots=200
+        )
+    assert evs[0].data.evs == evs[1].data.evs
+    np.testing.assert_array_equal(meas[0].data.meas.array, meas[1].data.meas.array)
+    assert set(meas[0].data.meas.get_counts()) == {"00", "11"}
+    assert not np.array_equal(advancing[0].data.meas.array, advancing[1].data.meas.array)
+
+
 async def test_a_seeded_job_gives_the_same_result_however_it_is_batched() -> None:
     points = np.random.default_rng(2).uniform(-1, 1, size=(3, 6))
     pub = (ansatz(), h2_hamiltonian(), points)

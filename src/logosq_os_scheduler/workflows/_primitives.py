@@ -41,8 +41,12 @@ circuit of one call, so a job whose circuits fit one Aer call gives the counts
 ``backend.run(circuits, seed_simulator=...)`` gives. ``seed`` (an int or a NumPy
 ``Generator``, as ``StatevectorSampler`` / ``StatevectorEstimator`` take it) seeds a job's
 randomness as a whole: an int makes every job start from the same state, so the same job
-gives the same result every time; a ``Generator`` is drawn from and advances, so repeated
-jobs differ. When ``seed`` is set and ``seed_simulator`` is not, the simulator seed is drawn
+gives the same result every time; and, as those primitives re-seed with it, every PUB of the
+estimator and every bound circuit of the sampler starts from the same seed again (equal
+PUBs of one job give equal results, and a sampler PUB of several parameter sets gives what
+the same parameter sets give as PUBs of their own); a ``Generator`` is drawn from and
+advances, so repeated jobs and PUBs differ.
+When ``seed`` is set and ``seed_simulator`` is not, the simulator seed is drawn
 from ``seed``. A seeded circuit runs in a simulator call of its own (see
 :class:`~logosq_os_scheduler.backends.QiskitBackend`), so its counts do not depend on how
 the scheduler batches it; unseeded circuits batch freely.
@@ -71,6 +75,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import math
+import operator
 import uuid
 import warnings
 from collections import defaultdict
@@ -220,6 +225,15 @@ def _seed_base(seed: Seed, seed_simulator: int | None, rng: np.random.Generator)
     if seed is None:
         return None
     return int(rng.integers(0, 2**31))
+
+
+def _reseed(seed: Seed, seed_simulator: int | None) -> int | None:
+    """The int ``seed`` that every PUB (estimator) or bound circuit (sampler) of a job starts
+    from again, as Qiskit's Statevector primitives re-seed with it, so that equal PUBs of one
+    job give equal results; None when the job is seeded otherwise, or not at all."""
+    if seed_simulator is not None or seed is None or isinstance(seed, np.random.Generator):
+        return None
+    return operator.index(seed)
 
 
 def _with_run_options(
@@ -727,10 +741,13 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
                 .with_priority(self._priority)
             )
         base = _seed_base(self._seed, opts.seed_simulator, rng)
+        restart = _reseed(self._seed, opts.seed_simulator) is not None
         k = 0
         for i, pub in enumerate(pubs):
             if pub.precision == 0:
                 continue
+            if restart:
+                k = 0
             plan = self._plan(pub, shots, bool(opts.abelian_grouping))
             builders = []
             for j, m in enumerate(plan.measurements):
@@ -920,13 +937,15 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                 handles.append(pub_handles)
             self._scheduler.flush_batches()  # all in: see SchedulerEstimator._execute
             results = []
+            # An int seed re-seeds every bound circuit: each shuffles its shots alike.
+            reseed = _reseed(self._seed, self._options.seed_simulator)
             for (pub, shape, _), pub_handles in zip(work, handles, strict=True):
                 if pub_handles:
                     counts = await await_all(pub_handles)
                 else:
                     size = math.prod(shape)
                     counts = [{"0" * pub.circuit.num_clbits: pub.shots}] * size
-                results.append(self._postprocess(pub, shape, counts, rng))
+                results.append(self._postprocess(pub, shape, counts, rng, reseed=reseed))
         except BaseException:
             for h in submitted:
                 if not h.done():
@@ -942,6 +961,8 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
         run_options = _checked_run_options(opts.run_options)
         base = _seed_base(self._seed, opts.seed_simulator, rng)
         work: list[tuple[Any, tuple[int, ...], list[Any]]] = []
+        # An int seed seeds every bound circuit alike, as StatevectorSampler(seed) does.
+        same = _reseed(self._seed, opts.seed_simulator) is not None
         k = 0
         for i, pub in enumerate(pubs):
             bound = pub.parameter_values.bind_all(pub.circuit)
@@ -959,14 +980,22 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                     if self._backend is not None:
                         builder = builder.with_backend(self._backend)
                     builders.append(_with_run_options(builder, run_options, base, k))
-                    k += 1
+                    k += 0 if same else 1
             work.append((pub, tuple(bound.shape), builders))
         return work
 
     @staticmethod
     def _postprocess(
-        pub: Any, shape: tuple[int, ...], counts: list[dict[str, int]], rng: np.random.Generator
+        pub: Any,
+        shape: tuple[int, ...],
+        counts: list[dict[str, int]],
+        rng: np.random.Generator,
+        *,
+        reseed: int | None = None,
     ) -> SamplerPubResult:
+        """The PUB's result from its circuits' counts, each circuit's shots in a random
+        order drawn from ``rng``, or, given ``reseed`` (the sampler's int seed), from the
+        job's first state again for every circuit."""
         circuit = pub.circuit
         num_clbits = circuit.num_clbits
         meas: dict[str, BitArray] = {}
@@ -978,7 +1007,11 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                 samples = BitArray.from_counts(
                     {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
                 )
-                rows.append(samples.array[rng.permutation(samples.num_shots)])
+                order = rng
+                if reseed is not None:
+                    order = _job_rng(reseed, None)
+                    _seed_base(reseed, None, order)  # past the seed draw, as the job's is
+                rows.append(samples.array[order.permutation(samples.num_shots)])
             whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
             for creg in circuit.cregs:
                 indices = [circuit.find_bit(bit).index for bit in creg]
