@@ -325,6 +325,7 @@ async def test_prepare_and_run_prepares_in_the_thread_that_runs_the_job(isolatio
         assert isinstance(outcomes[1], PermanentBackendError)
         assert "measures nothing" in str(outcomes[1])
         assert isinstance(outcomes[2], PermanentBackendError) and "shots" in str(outcomes[2])
+        assert prepared[2] is None
         # Same seed, same counts as a backend that prepares first and runs after.
         assert outcomes[0] == (await reference.run([job(reference.prepare(bell()))]))[0]
         with pytest.raises(PermanentBackendError, match="max_circuits_per_job"):

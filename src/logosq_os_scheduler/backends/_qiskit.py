@@ -533,6 +533,8 @@ class QiskitBackend(Backend):
                 outcomes[i] = PermanentBackendError(
                     self._name, f"shots must be >= 1, got {job.shots}"
                 )
+                if prepare:
+                    entries[i] = None  # never prepared
             else:
                 groups.setdefault(_group_key(job, i), []).append(i)
         # Options and seeds are settled here, on the loop, in the order jobs arrive, so that
