@@ -1003,15 +1003,22 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             # All registers are cut from one array of whole shots, so the joint statistics
             # across registers are those measured.
             rows = []
+            # Re-seeded, every circuit of the PUB draws the same order: drawn once per size.
+            reseeded: dict[int, np.ndarray] = {}
             for c in counts:
                 samples = BitArray.from_counts(
                     {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
                 )
-                order = rng
-                if reseed is not None:
-                    order = _job_rng(reseed, None)
-                    _seed_base(reseed, None, order)  # past the seed draw, as the job's is
-                rows.append(samples.array[order.permutation(samples.num_shots)])
+                n = samples.num_shots
+                if reseed is None:
+                    order = rng.permutation(n)
+                elif n in reseeded:
+                    order = reseeded[n]
+                else:
+                    fresh = _job_rng(reseed, None)
+                    _seed_base(reseed, None, fresh)  # past the seed draw, as the job's is
+                    order = reseeded[n] = fresh.permutation(n)
+                rows.append(samples.array[order])
             whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
             for creg in circuit.cregs:
                 indices = [circuit.find_bit(bit).index for bit in creg]
