@@ -268,7 +268,11 @@ class QuantumMixin:
         part = task.quantum_part
         assert part is not None  # quantum tasks are built with one
         circuit = normalize_circuit(part.circuit)
-        req = analyze_circuit(circuit)
+        # Requirements given with the task (by the primitives, for bound copies of a circuit
+        # analysed once) are trusted; otherwise the circuit is walked here.
+        req = part.requirements
+        if req is None:
+            req = analyze_circuit(circuit)
         if part.num_qubits is not None or part.requires_all_to_all is not None:
             req = CircuitRequirements(
                 num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,

@@ -409,6 +409,7 @@ class Task(Generic[T]):
             part.run_options = builder._run_options
             part.algorithm = builder._algorithm
             part.optimizer = builder._optimizer
+            part.requirements = builder._requirements
 
     def __repr__(self) -> str:
         return (
@@ -470,6 +471,7 @@ class TaskBuilder(Generic[T]):
         "_max_retries",
         "_restartable",
         "_limits",
+        "_requirements",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -497,6 +499,9 @@ class TaskBuilder(Generic[T]):
         self._max_retries: int | None = None
         self._restartable = False
         self._limits: dict[str, float] | None = None
+        # What the circuit needs, when the caller knows it already (the primitives: every
+        # bound copy of one PUB circuit needs the same); None: analysed at submit.
+        self._requirements: Any = None
 
     @property
     def name(self) -> str:

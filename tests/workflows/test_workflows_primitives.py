@@ -131,6 +131,48 @@ async def test_grouping_can_be_turned_off() -> None:
     assert recording.jobs == [5]  # one circuit per Pauli term
 
 
+async def test_bound_copies_of_a_circuit_are_walked_once_and_routed_by_what_they_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every bound copy of one PUB circuit needs the same qubits and connectivity, so the
+    circuit is walked once per job and measured basis, not once per task; the tasks are
+    still routed by what they need (a triangle of CNOTs does not fit a line of qubits)."""
+    from logosq_os_scheduler.backends import MockBackend, _circuits
+
+    walks: list[int] = []
+    walk = _circuits._analyze_quantum_circuit
+
+    def counted(qc: QuantumCircuit) -> object:
+        walks.append(qc.num_qubits)
+        return walk(qc)
+
+    monkeypatch.setattr(_circuits, "_analyze_quantum_circuit", counted)
+    triangle = real_amplitudes(3, reps=1, entanglement="full")  # cx 0-1, 0-2, 1-2
+    points = np.random.default_rng(3).uniform(-1, 1, size=(6, triangle.num_parameters))
+    handles = []
+    async with QuantumScheduler(config=config()) as s:
+        await s.register_backend("line", MockBackend("line", num_qubits=3, all_to_all=False))
+        await s.register_backend("aer", aer_backend())
+        submit = s.submit_nowait
+
+        def recorded(task: object) -> object:
+            handle = submit(task)  # type: ignore[arg-type]
+            handles.append(handle)
+            return handle
+
+        monkeypatch.setattr(s, "submit_nowait", recorded)
+        estimator = SchedulerEstimator(s, default_precision=0.05)
+        observables = SparsePauliOp.from_list([("ZZI", 1.0), ("IXX", 0.5)])  # two bases
+        result = await estimator.arun([(triangle, observables, points)])
+        routed = [(await h).routing for h in handles]
+    assert result[0].data.evs.shape == (6,)
+    assert len(handles) == 12  # 6 points x 2 bases
+    assert walks == [3, 3]  # one walk per measured basis, not one per task
+    for decision in routed:
+        assert decision is not None and decision.backend == "aer"
+        assert "all-to-all" in decision.considered["line"]
+
+
 @pytest.mark.parametrize(
     ("pub", "kw"),
     [
@@ -251,7 +293,16 @@ def test_an_unstarted_scheduler_is_refused() -> None:
 # --- sampler --------------------------------------------------------------------------------
 
 
-async def test_sampler_counts_shapes_and_metadata_follow_qiskit() -> None:
+async def test_sampler_counts_shapes_and_metadata_follow_qiskit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logosq_os_scheduler.backends import _circuits
+
+    walks: list[int] = []
+    walk = _circuits._analyze_quantum_circuit
+    monkeypatch.setattr(
+        _circuits, "_analyze_quantum_circuit", lambda qc: walks.append(qc.num_qubits) or walk(qc)
+    )
     qc = real_amplitudes(2, reps=1)
     qc.measure_all()
     qc.metadata = {"label": "ra"}
@@ -272,6 +323,7 @@ async def test_sampler_counts_shapes_and_metadata_follow_qiskit() -> None:
     assert first.metadata == {"shots": 256, "circuit_metadata": {"label": "ra"}}
     assert second.data.meas.num_shots == 100 and second.metadata["shots"] == 100
     assert result.metadata == {"version": 2}
+    assert walks == [2, 2]  # each PUB's circuit is walked once, not once per bound copy
 
 
 async def test_registers_are_cut_from_the_same_shots() -> None:

@@ -103,6 +103,8 @@ from qiskit.result import sampled_expectation_value
 
 from .._errors import SchedulerError
 from .._task import Task, TaskPriority
+from ..backends._base import CircuitRequirements
+from ..backends._circuits import analyze_circuit
 
 if TYPE_CHECKING:
     from .._blocking import BlockingScheduler
@@ -234,6 +236,22 @@ def _reseed(seed: Seed, seed_simulator: int | None) -> int | None:
     if seed_simulator is not None or seed is None or isinstance(seed, np.random.Generator):
         return None
     return operator.index(seed)
+
+
+def _needs(
+    known: dict[tuple[int, tuple[int, ...]], CircuitRequirements],
+    key: tuple[int, tuple[int, ...]],
+    circuit: QuantumCircuit,
+) -> CircuitRequirements:
+    """What ``circuit`` needs from a backend, analysed once per ``key``: the bound copies of
+    one PUB circuit (``id`` of the PUB's circuit, alive for the whole job) measured on the
+    same qubits differ only in parameter values and single-qubit basis changes on measured
+    qubits, so they need the same qubits and connectivity. Spares the scheduler a walk of
+    every bound circuit at submit."""
+    found = known.get(key)
+    if found is None:
+        found = known[key] = analyze_circuit(circuit)
+    return found
 
 
 def _with_run_options(
@@ -438,6 +456,7 @@ class _Measurement:
     labels: tuple[str, ...]
     diagonal: tuple[str, ...]
     width: int
+    support: tuple[int, ...] = ()
 
 
 def _measurement_circuit(num_qubits: int, basis: Any) -> tuple[QuantumCircuit, np.ndarray]:
@@ -499,6 +518,7 @@ def _measurements_for(
                 labels=tuple(p.to_label() for p in group),
                 diagonal=diagonal,
                 width=len(support),
+                support=tuple(int(q) for q in support),
             )
         )
     return out
@@ -742,6 +762,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
             )
         base = _seed_base(self._seed, opts.seed_simulator, rng)
         restart = _reseed(self._seed, opts.seed_simulator) is not None
+        needs: dict[tuple[int, tuple[int, ...]], CircuitRequirements] = {}
         k = 0
         for i, pub in enumerate(pubs):
             if pub.precision == 0:
@@ -759,6 +780,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
                 )
                 if self._backend is not None:
                     builder = builder.with_backend(self._backend)
+                builder._requirements = _needs(needs, (id(pub.circuit), m.support), m.circuit)
                 builders.append(_with_run_options(builder, run_options, base, k))
                 k += 1
             work.sampled.append((i, plan, builders))
@@ -970,6 +992,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             # A circuit whose classical bits nothing writes reads all zeros (Qiskit's
             # reference samplers say so too); backends give no counts for it at all.
             if pub.circuit.cregs and any(inst.clbits for inst in pub.circuit.data):
+                needs: dict[tuple[int, tuple[int, ...]], CircuitRequirements] = {}
                 for j, circuit in enumerate(bound.ravel()):
                     builder = (
                         Task.quantum(f"sampler[{i}].{j}")
@@ -979,6 +1002,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                     )
                     if self._backend is not None:
                         builder = builder.with_backend(self._backend)
+                    builder._requirements = _needs(needs, (id(pub.circuit), ()), circuit)
                     builders.append(_with_run_options(builder, run_options, base, k))
                     k += 0 if same else 1
             work.append((pub, tuple(bound.shape), builders))
