@@ -748,7 +748,6 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         its measurement plan and one quantum task per measurement circuit."""
         opts = self._options
         run_options = _checked_run_options(opts.run_options)
-        rng = _job_rng(self._seed, opts.seed_simulator)
         work = _EstimatorWork()
         exact = [(i, pub) for i, pub in enumerate(pubs) if pub.precision == 0]
         if exact:
@@ -760,7 +759,13 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
                 .with_function(_exact_pubs, [pub for _, pub in exact], self._seed)
                 .with_priority(self._priority)
             )
-        base = _seed_base(self._seed, opts.seed_simulator, rng)
+        base = None
+        if self._seed is not None or opts.seed_simulator is not None:
+            # Only a seeded job draws from its randomness (an unseeded one makes no generator:
+            # one from fresh entropy costs tens of microseconds, at every optimiser step).
+            base = _seed_base(
+                self._seed, opts.seed_simulator, _job_rng(self._seed, opts.seed_simulator)
+            )
         restart = _reseed(self._seed, opts.seed_simulator) is not None
         needs: dict[tuple[int, tuple[int, ...]], CircuitRequirements] = {}
         k = 0
