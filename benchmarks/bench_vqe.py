@@ -1,6 +1,7 @@
 """What the scheduler adds to one VQE iteration: through the scheduler against Aer directly.
 
-Run: ``python benchmarks/bench_vqe.py [--quick] [--pairs N] [--shots S] [--output FILE.md]``
+Run: ``python benchmarks/bench_vqe.py [--quick] [--seconds T | --pairs N] [--shots S]
+[--output FILE.md]``
 
 One iteration is what an optimiser asks for in one request. Two kinds are timed, on the H2
 Hamiltonian (two qubit-wise commuting groups) and a 4-parameter ``real_amplitudes`` ansatz:
@@ -26,7 +27,10 @@ median of the ratios, their quartiles and extremes, and a distribution-free 95% 
 interval for the median ratio (from the order statistics: no assumption on the noise). Load
 that drifts during the run slows both members of a pair and cancels in the ratio. The verdict
 against the 5% target uses that interval: met if its upper end is below 5%, missed if its
-lower end is above, otherwise not resolved at this noise.
+lower end is above, otherwise not resolved at this noise. The interval narrows as the square
+root of the number of pairs, so each row runs pairs for a fixed time (``--seconds``, 75 by
+default: about a thousand pairs of SPSA steps, three hundred of Adam steps) rather than a
+fixed count.
 """
 
 from __future__ import annotations
@@ -152,15 +156,19 @@ async def paired(
     label: str,
     direct: Callable[[np.ndarray], object],
     scheduled: Callable[[np.ndarray], Awaitable[object]],
-    pairs: int,
+    pairs: int | None,
+    seconds: float,
     rng: np.random.Generator,
 ) -> Row:
+    """Pairs of runs: ``pairs`` of them, or as many as ``seconds`` allow (at least 7)."""
     d: list[float] = []
     s: list[float] = []
     x = rng.uniform(-1, 1, ANSATZ.num_parameters)
     direct(x)  # warm both paths (Aer's first call, the worker process, caches)
     await scheduled(x)
-    for i in range(pairs):
+    deadline = perf() + seconds
+    i = 0
+    while (i < pairs) if pairs is not None else (i < 7 or perf() < deadline):
         # A new point every pair, as an optimiser moves: no path is served from a cache of
         # the circuits it saw before (QiskitBackend remembers transpiled circuits).
         x = rng.uniform(-1, 1, ANSATZ.num_parameters)
@@ -180,10 +188,13 @@ async def paired(
             t0 = perf()
             direct(x)
             d.append(perf() - t0)
+        i += 1
     return Row(label, d, s)
 
 
-async def measure(pairs: int, shots: int, isolation: str, batch_window: float | None) -> list[Row]:
+async def measure(
+    pairs: int | None, seconds: float, shots: int, isolation: str, batch_window: float | None
+) -> list[Row]:
     rng = np.random.default_rng(1)
     direct = Direct(shots)
     shift = ParameterShift(ANSATZ)
@@ -212,6 +223,7 @@ async def measure(pairs: int, shots: int, isolation: str, batch_window: float | 
                 lambda x: direct.energies(ANSATZ, spsa(x)),
                 lambda x: objective.evaluate(spsa(x)),
                 pairs,
+                seconds,
                 rng,
             )
         )
@@ -221,6 +233,7 @@ async def measure(pairs: int, shots: int, isolation: str, batch_window: float | 
                 lambda x: direct.energies(shift.circuit, shift.points(x)),
                 lambda x: objective.value_and_gradient(x),
                 pairs,
+                seconds,
                 rng,
             )
         )
@@ -234,7 +247,8 @@ def pct(v: float) -> str:
 async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
     out = Report()
     started = perf()
-    pairs: int = args.pairs if args.pairs is not None else (7 if args.quick else 101)
+    pairs: int | None = args.pairs if args.pairs is not None else (7 if args.quick else None)
+    per_row = f"{pairs} pairs" if pairs is not None else f"{args.seconds:g} s of pairs"
     out("## VQE iteration overhead (`benchmarks/bench_vqe.py`)\n")
     out(f"Command: `python benchmarks/bench_vqe.py {' '.join(sys.argv[1:])}`".rstrip() + "\n")
     for line in machine(use_uvloop):
@@ -247,19 +261,20 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
         "default configuration, a `QiskitBackend` over `AerSimulator`) against the same "
         "work done directly (bind, measure, transpile with a kept pass manager, one "
         "`AerSimulator.run` for all circuits, energies from the counts). Aer runs one "
-        f"simulation thread on both paths. {pairs} pairs per row, run back to back in "
-        "alternating order; times are median (min-max); the overhead is read from each "
-        "pair's ratio scheduler / direct: median, interquartile range, extremes, and a "
-        "distribution-free 95% confidence interval for the median; the verdict uses that "
-        "interval. 'Fastest / fastest' compares each path's fastest run (load only adds "
-        "time), a second reading.\n"
+        f"simulation thread on both paths. {per_row} per row (the count is in the table), "
+        "run back to back in alternating order; times are median (min-max); the overhead "
+        "is read from each pair's ratio scheduler / direct: median, interquartile range, "
+        "extremes, and a distribution-free 95% confidence interval for the median; the "
+        "verdict uses that interval. 'Fastest / fastest' compares each path's fastest run "
+        "(load only adds time), a second reading.\n"
     )
     rows: list[Row] = []
     for isolation in ("thread", "process"):
-        rows += await measure(pairs, args.shots, isolation, args.batch_window)
+        rows += await measure(pairs, args.seconds, args.shots, isolation, args.batch_window)
     out.table(
         [
             "iteration (backend isolation)",
+            "pairs",
             "Aer direct",
             "through the scheduler",
             "added, median of pairs",
@@ -273,6 +288,7 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
         [
             [
                 r.label,
+                str(len(r.ratios)),
                 r.direct.fmt(1e3, 1, " ms"),
                 r.scheduled.fmt(1e3, 1, " ms"),
                 f"{r.added_ms:+.2f} ms",
@@ -310,7 +326,15 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="7 pairs per row (CI smoke run)")
-    parser.add_argument("--pairs", type=int, help="pairs per row (default 101, 7 with --quick)")
+    parser.add_argument(
+        "--pairs", type=int, help="pairs per row (default: as --seconds allow; 7 with --quick)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=75.0,
+        help="run pairs for this long per row, when --pairs is not given (default 75)",
+    )
     parser.add_argument("--shots", type=int, default=4096, help="shots per circuit")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument(
@@ -321,6 +345,8 @@ def cli() -> None:
     args = parser.parse_args()
     if args.pairs is not None and args.pairs < 1:
         parser.error("--pairs must be at least 1")
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
     warnings.simplefilter("ignore", DeprecationWarning)
     use_uvloop = uvloop_available()
     with asyncio.Runner(loop_factory=lambda: new_event_loop(use_uvloop=use_uvloop)) as runner:

@@ -101,6 +101,20 @@ async def test_device_model_noise_active_equals_full_and_is_close_to_native() ->
     assert active.execution == "aer-active-noise" and full.execution == "aer-full-noise"
 
 
+def test_physical_qubits_are_found_when_a_job_needs_them_and_on_demand_otherwise() -> None:
+    qc = QuantumCircuit(3, 2)
+    qc.h(0)
+    qc.cx(0, 2)
+    qc.measure([0, 2], [0, 1])
+    device = QiskitBackend(fake_provider.FakeManilaV2(), isolation="thread")  # active noise
+    assert device.prepare(qc).known_physical_qubits is not None
+    plain = QiskitBackend(AerSimulator(), isolation="thread")
+    prepared = plain.prepare(qc)
+    assert prepared.known_physical_qubits is None  # not walked for a plain simulator
+    assert prepared.physical_qubits == (0, 2) and prepared.num_qubits == 2
+    assert prepared.known_physical_qubits == (0, 2)
+
+
 async def test_noise_none_on_a_device_model_is_ideal() -> None:
     backend = QiskitBackend(fake_provider.FakeManilaV2(), noise="none", seed=4, isolation="thread")
     (counts,) = await backend.run([job(bell())])

@@ -33,6 +33,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import math
 import pickle
 import random
@@ -101,7 +102,8 @@ class PreparedCircuit:
             share one transpiled object (the backend's transpile cache): treat it as
             read-only.
         source: The circuit as submitted (after :func:`normalize_circuit`).
-        physical_qubits: The physical qubits it acts on, sorted.
+        physical_qubits: The physical qubits it acts on, sorted (found on first use when the
+            backend did not need them to simulate).
         backend_token: Identifies the backend that prepared it.
         payload: The transpiled circuit as bytes (:func:`._aer_worker.dump_circuit`), when
             the backend runs in a worker process.
@@ -109,9 +111,18 @@ class PreparedCircuit:
 
     circuit: QuantumCircuit
     source: QuantumCircuit
-    physical_qubits: tuple[int, ...]
+    known_physical_qubits: tuple[int, ...] | None
     backend_token: object
     payload: bytes | None = None
+
+    @property
+    def physical_qubits(self) -> tuple[int, ...]:
+        """The physical qubits the transpiled circuit acts on, sorted."""
+        found = self.known_physical_qubits
+        if found is None:
+            found = _physical_qubits(self.circuit)
+            object.__setattr__(self, "known_physical_qubits", found)
+        return found
 
     @property
     def num_qubits(self) -> int:
@@ -239,6 +250,8 @@ class QiskitBackend(Backend):
         self._isolation: Literal["thread", "process"] = (
             "process" if isolation == "process" or (isolation == "auto" and local) else "thread"
         )
+        # A device simulated with noise on the qubits a job uses needs them for every job.
+        self._needs_physical = self._execution == "device" and self._noise != "full"
         self._source_key = f"{type(backend).__qualname__}:{id(self)}"
         self._cache = _aer_worker.SimulatorCache()
         self._pool: _WorkerPool | None = None
@@ -246,7 +259,7 @@ class QiskitBackend(Backend):
         self._transpile_lock = threading.Lock()
         # Transpiled circuits by structural fingerprint, newest last, bounded.
         self._transpiled: collections.OrderedDict[
-            Hashable, tuple[QuantumCircuit, tuple[int, ...], bytes | None]
+            Hashable, tuple[QuantumCircuit, tuple[int, ...] | None, bytes | None]
         ] = collections.OrderedDict()
         self._token = object()
         self._seconds_per_shot = 2e-6  # learned from runs (EWMA); a first guess for Aer
@@ -446,7 +459,9 @@ class QiskitBackend(Backend):
 
     def _keep(self, transpiled: Any, source: Any, fingerprint: Hashable | None) -> PreparedCircuit:
         """Wrap a freshly transpiled circuit, and remember it under its fingerprint."""
-        physical = _physical_qubits(transpiled)
+        # Only a device simulated on the qubits a job uses needs them; walking every
+        # transpiled circuit for them costs tens of microseconds, so others find them lazily.
+        physical = _physical_qubits(transpiled) if self._needs_physical else None
         payload = None
         if self._isolation == "process":
             # Serialised here, once per distinct circuit, so run() sends bytes without stalling
@@ -1027,6 +1042,13 @@ def _median_two_qubit_error(target: Any) -> float | None:
     return statistics.median(errors) if errors else None
 
 
+@functools.cache
+def _plain_instruction_types() -> tuple[type, ...]:
+    from qiskit.circuit import Barrier, Delay, Measure, Reset
+
+    return (Barrier, Delay, Measure, Reset)
+
+
 def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
     """A key equal for two circuits iff they transpile the same way, or None if unsure.
 
@@ -1034,13 +1056,11 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
     delay) get a key: a custom gate's name says nothing about its definition, and control
     flow carries blocks. Registers, operands and parameters are all part of the key.
     """
-    from qiskit.circuit import Barrier, Delay, Measure, Reset
-
-    plain = (Barrier, Delay, Measure, Reset)
     if qc.layout is not None:
         return None  # already laid out: transpile it for real
-    qubit = {bit: i for i, bit in enumerate(qc.qubits)}
-    clbit = {bit: i for i, bit in enumerate(qc.clbits)}
+    plain = _plain_instruction_types()
+    qubit = {bit: i for i, bit in enumerate(qc.qubits)}.__getitem__
+    clbit = {bit: i for i, bit in enumerate(qc.clbits)}.__getitem__
     parts: list[Hashable] = [
         tuple((r.name, r.size) for r in qc.qregs),
         tuple((r.name, r.size) for r in qc.cregs),
@@ -1062,8 +1082,8 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
                     name,
                     tuple(instruction.params),
                     unit,
-                    tuple(qubit[q] for q in instruction.qubits),
-                    tuple(clbit[c] for c in instruction.clbits),
+                    tuple(map(qubit, instruction.qubits)),
+                    tuple(map(clbit, instruction.clbits)),
                 )
             )
         key = tuple(parts)
