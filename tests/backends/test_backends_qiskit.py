@@ -115,6 +115,40 @@ def test_physical_qubits_are_found_when_a_job_needs_them_and_on_demand_otherwise
     assert prepared.known_physical_qubits == (0, 2)
 
 
+def test_the_transpile_cache_rests_while_circuits_do_not_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logosq_os_scheduler.backends import _qiskit
+
+    fingerprints: list[int] = []
+    real = _qiskit._fingerprint
+
+    def counted(qc: QuantumCircuit) -> object:
+        fingerprints.append(1)
+        return real(qc)
+
+    monkeypatch.setattr(_qiskit, "_fingerprint", counted)
+
+    def rotation(theta: float) -> QuantumCircuit:
+        qc = QuantumCircuit(1, 1)
+        qc.rx(theta, 0)
+        qc.measure(0, 0)
+        return qc
+
+    backend = QiskitBackend(AerSimulator(), isolation="thread")
+    fresh = iter(range(1, 10_000))
+    for _ in range(_qiskit._CACHE_TRIAL):  # a trial of circuits that never repeat
+        backend.prepare(rotation(next(fresh) / 100))
+    assert len(fingerprints) == _qiskit._CACHE_TRIAL
+    for _ in range(_qiskit._CACHE_REST):  # so the cache rests: no fingerprint at all
+        assert isinstance(backend.prepare(rotation(next(fresh) / 100)), PreparedCircuit)
+    assert len(fingerprints) == _qiskit._CACHE_TRIAL
+    # Then a new trial; a circuit that repeats keeps the cache in use through it and after.
+    repeated = [backend.prepare(rotation(0.5)) for _ in range(3 * _qiskit._CACHE_TRIAL)]
+    assert len(fingerprints) == 4 * _qiskit._CACHE_TRIAL
+    assert len({id(p.circuit) for p in repeated}) == 1  # one transpilation, shared
+
+
 async def test_noise_none_on_a_device_model_is_ideal() -> None:
     backend = QiskitBackend(fake_provider.FakeManilaV2(), noise="none", seed=4, isolation="thread")
     (counts,) = await backend.run([job(bell())])

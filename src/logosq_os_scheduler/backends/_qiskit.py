@@ -83,6 +83,16 @@ _THREAD_TRANSPILE_SIZE = 200
 # 127-qubit device takes milliseconds to transpile even with a kept pass manager (layout
 # scoring looks at the whole device); a repeat costs a fingerprint, tens of microseconds.
 _TRANSPILE_CACHE_SIZE = 256
+# The cache pays for itself only if circuits repeat: a fingerprint costs tens of microseconds,
+# a hit saves a transpilation (hundreds of microseconds or more). Circuits that never repeat
+# (freshly bound parameters, every step of an optimiser) gain nothing from it. So the cache
+# is judged over trials of _CACHE_TRIAL lookups: one with fewer than _CACHE_MIN_HITS hits
+# rests the cache for the next _CACHE_REST circuits (no fingerprint, no lookup, no insert),
+# after which a new trial starts. Entries stay while it rests, so a workload that cycles
+# through up to _TRANSPILE_CACHE_SIZE circuits finds hits again in a later trial.
+_CACHE_TRIAL = 64
+_CACHE_MIN_HITS = 2
+_CACHE_REST = 192
 # Non-gate instructions whose meaning is fixed by their name, parameters and operands.
 _PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
 # The learned per-shot cost moves this far towards each new observation.
@@ -99,8 +109,8 @@ class PreparedCircuit:
 
     Attributes:
         circuit: The transpiled circuit, on the device's physical qubits. Equal circuits
-            share one transpiled object (the backend's transpile cache): treat it as
-            read-only.
+            share one transpiled object (the backend's transpile cache, which stands aside
+            while circuits do not repeat): treat it as read-only.
         source: The circuit as submitted (after :func:`normalize_circuit`).
         physical_qubits: The physical qubits it acts on, sorted (found on first use when the
             backend did not need them to simulate).
@@ -261,6 +271,11 @@ class QiskitBackend(Backend):
         self._transpiled: collections.OrderedDict[
             Hashable, tuple[QuantumCircuit, tuple[int, ...] | None, bytes | None]
         ] = collections.OrderedDict()
+        # The cache's current trial, and how many circuits it still rests for (see
+        # _CACHE_TRIAL); guarded by _transpile_lock.
+        self._cache_trial_lookups = 0
+        self._cache_trial_hits = 0
+        self._cache_rest = 0
         self._token = object()
         self._seconds_per_shot = 2e-6  # learned from runs (EWMA); a first guess for Aer
         self._fixed_seconds = 0.002
@@ -445,17 +460,34 @@ class QiskitBackend(Backend):
                 "(for example qc.measure_all())",
             )
         source = qc
-        fingerprint = _fingerprint(qc)
         with self._transpile_lock:
-            cached = self._transpiled.get(fingerprint) if fingerprint is not None else None
-            if cached is not None:
-                self._transpiled.move_to_end(fingerprint)
+            resting = self._cache_rest > 0
+            if resting:
+                self._cache_rest -= 1
+        fingerprint = None if resting else _fingerprint(qc)
+        cached = None
+        if fingerprint is not None:
+            with self._transpile_lock:
+                cached = self._transpiled.get(fingerprint)
+                if cached is not None:
+                    self._transpiled.move_to_end(fingerprint)
+                self._judge_cache(hit=cached is not None)
         if cached is not None:
             transpiled, physical, payload = cached
             return PreparedCircuit(transpiled, source, physical, self._token, payload)
         if qc.num_qubits > self._num_qubits:
             qc = _without_idle_qubits(qc)
         return qc, source, fingerprint
+
+    def _judge_cache(self, *, hit: bool) -> None:
+        """Count a lookup in the current trial; rest the cache after a trial with too few
+        hits. Called with ``_transpile_lock`` held."""
+        self._cache_trial_lookups += 1
+        self._cache_trial_hits += hit
+        if self._cache_trial_lookups >= _CACHE_TRIAL:
+            if self._cache_trial_hits < _CACHE_MIN_HITS:
+                self._cache_rest = _CACHE_REST
+            self._cache_trial_lookups = self._cache_trial_hits = 0
 
     def _keep(self, transpiled: Any, source: Any, fingerprint: Hashable | None) -> PreparedCircuit:
         """Wrap a freshly transpiled circuit, and remember it under its fingerprint."""
