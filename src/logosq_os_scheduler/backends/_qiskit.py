@@ -173,7 +173,8 @@ class QiskitBackend(Backend):
             Aer holds the GIL for much of a run), or ``"auto"`` (default: process for local
             simulations, thread for other backends, whose ``run()`` mostly waits).
         simulator_threads: Aer's ``max_parallel_threads`` per run (None: Aer's default, all
-            cores). A thread budget for the simulation.
+            cores). A thread budget for the simulation; not passed to a backend that runs
+            through its own ``run()``.
         num_qubits: Qubits to declare, for a backend whose Target fixes no number (such as
             ``BasicSimulator``); by default the backend's own count.
 
@@ -637,7 +638,8 @@ class QiskitBackend(Backend):
 
     def _run_options(self, job: CircuitJob) -> dict[str, Any]:
         options = dict(job.options)
-        if self._simulator_threads is not None:
+        if self._simulator_threads is not None and self._execution != "native":
+            # An Aer option: a backend run through its own run() does not know it.
             options.setdefault("max_parallel_threads", self._simulator_threads)
         if self._execution != "native":
             options.setdefault("seed_simulator", self._run_seeds.getrandbits(31))
