@@ -504,8 +504,9 @@ def test_process_isolation_across_event_loops() -> None:
 async def test_a_backend_that_is_not_simulated_here_runs_through_its_own_run() -> None:
     # BasicSimulator stands for any backend this package does not simulate itself (remote
     # hardware, another provider): its own run() is called, in a thread.
-    with pytest.raises(InvalidConfigError, match="declares no qubit count"):
+    with pytest.raises(InvalidConfigError, match="declares no qubit count") as refused:
         QiskitBackend(BasicSimulator())
+    assert "QiskitBackend(BasicSimulator(), num_qubits=N)" in str(refused.value)  # the way out
     backend = QiskitBackend(BasicSimulator(), num_qubits=24, seed=13, simulator_threads=1)
     assert (backend.execution, backend.isolation) == ("native", "thread")
     with warnings.catch_warnings():

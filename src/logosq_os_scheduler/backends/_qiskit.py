@@ -242,7 +242,9 @@ class QiskitBackend(Backend):
         if not declared:
             raise InvalidConfigError(
                 "num_qubits",
-                f"{type(backend).__name__} declares no qubit count: pass num_qubits=",
+                f"{type(backend).__name__} declares no qubit count: register it as "
+                f"QiskitBackend({type(backend).__name__}(), num_qubits=N) (from "
+                "logosq_os_scheduler.backends), N the most qubits it can run",
             )
         self._num_qubits = int(declared)
         self._coupling = _coupling_of(backend)
