@@ -29,8 +29,8 @@ that drifts during the run slows both members of a pair and cancels in the ratio
 against the 5% target uses that interval: met if its upper end is below 5%, missed if its
 lower end is above, otherwise not resolved at this noise. The interval narrows as the square
 root of the number of pairs, so each row runs pairs for a fixed time (``--seconds``, 75 by
-default: about a thousand pairs of SPSA steps, three hundred of Adam steps) rather than a
-fixed count.
+default: about 450 pairs of SPSA steps and 200 of Adam steps on a 2-core machine) rather
+than a fixed count.
 """
 
 from __future__ import annotations

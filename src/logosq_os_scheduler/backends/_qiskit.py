@@ -640,10 +640,10 @@ class QiskitBackend(Backend):
 
     def _run_options(self, job: CircuitJob) -> dict[str, Any]:
         options = dict(job.options)
-        if self._simulator_threads is not None and self._execution != "native":
-            # An Aer option: a backend run through its own run() does not know it.
-            options.setdefault("max_parallel_threads", self._simulator_threads)
         if self._execution != "native":
+            # Aer's options: a backend run through its own run() does not know them.
+            if self._simulator_threads is not None:
+                options.setdefault("max_parallel_threads", self._simulator_threads)
             options.setdefault("seed_simulator", self._run_seeds.getrandbits(31))
         return options
 
@@ -664,9 +664,9 @@ class QiskitBackend(Backend):
             else:
                 mode = self._noise
                 qubits = (
-                    None
-                    if mode == "full"
-                    else tuple(sorted({q for p in prepared for q in p.physical_qubits}))
+                    tuple(sorted({q for p in prepared for q in p.physical_qubits}))
+                    if self._needs_physical
+                    else None
                 )
             circuits: list[Any] = [
                 p.payload if process and p.payload is not None else p.circuit for p in prepared

@@ -990,6 +990,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
         work: list[tuple[Any, tuple[int, ...], list[Any]]] = []
         # An int seed seeds every bound circuit alike, as StatevectorSampler(seed) does.
         same = _reseed(self._seed, opts.seed_simulator) is not None
+        needs: dict[tuple[int, tuple[int, ...]], CircuitRequirements] = {}
         k = 0
         for i, pub in enumerate(pubs):
             bound = pub.parameter_values.bind_all(pub.circuit)
@@ -997,7 +998,6 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             # A circuit whose classical bits nothing writes reads all zeros (Qiskit's
             # reference samplers say so too); backends give no counts for it at all.
             if pub.circuit.cregs and any(inst.clbits for inst in pub.circuit.data):
-                needs: dict[tuple[int, tuple[int, ...]], CircuitRequirements] = {}
                 for j, circuit in enumerate(bound.ravel()):
                     builder = (
                         Task.quantum(f"sampler[{i}].{j}")
