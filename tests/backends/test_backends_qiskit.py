@@ -227,19 +227,25 @@ async def test_one_bad_circuit_does_not_fail_its_neighbours() -> None:
     assert isinstance(outcomes[4], PermanentBackendError) and "shots" in str(outcomes[4])
 
 
-async def test_a_failing_simulator_call_fails_only_its_own_circuits() -> None:
-    backend = QiskitBackend(AerSimulator(), seed=8, isolation="thread")
-    prepared = backend.prepare(bell())
-    outcomes = await backend.run(
-        [
-            job(prepared, shots=100, key="a"),
-            job(prepared, shots=100, key="b", method="no_such_method"),
-            job(prepared, shots=100, key="c"),
-        ]
-    )
-    assert isinstance(outcomes[0], dict) and isinstance(outcomes[2], dict)
-    assert isinstance(outcomes[1], PermanentBackendError)
-    assert "no_such_method" in str(outcomes[1])
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_a_failing_simulator_call_fails_only_its_own_circuits(isolation: str) -> None:
+    # In a process, the job's two calls are two requests sent before either reply is read.
+    backend = QiskitBackend(AerSimulator(), seed=8, isolation=isolation)  # type: ignore[arg-type]
+    try:
+        prepared = backend.prepare(bell())
+        outcomes = await backend.run(
+            [
+                job(prepared, shots=100, key="a"),
+                job(prepared, shots=100, key="b", method="no_such_method"),
+                job(prepared, shots=100, key="c"),
+            ]
+        )
+        assert isinstance(outcomes[0], dict) and isinstance(outcomes[2], dict)
+        assert sum(outcomes[0].values()) == sum(outcomes[2].values()) == 100
+        assert isinstance(outcomes[1], PermanentBackendError)
+        assert "no_such_method" in str(outcomes[1])
+    finally:
+        await backend.aclose()
 
 
 async def test_circuits_wider_than_the_device() -> None:
@@ -347,14 +353,9 @@ async def test_prepare_and_run_prepares_in_the_thread_that_runs_the_job(isolatio
             threads["prepare"] = threading.get_ident()
             return super().prepare_many(circuits)
 
-        def _simulator_call(self, call: Any) -> Any:
-            simulate = super()._simulator_call(call)
-
-            def watched(*args: Any) -> Any:
-                threads["simulate"] = threading.get_ident()
-                return simulate(*args)
-
-            return watched
+        def _request(self, *args: Any) -> Any:
+            threads["simulate"] = threading.get_ident()  # what is simulated, or sent to be
+            return super()._request(*args)
 
     device = fake_provider.FakeManilaV2()
     backend = Watched(device, seed=3, isolation=isolation)  # type: ignore[arg-type]
@@ -485,6 +486,82 @@ def test_circuits_cross_to_worker_processes_as_qpy() -> None:
     odd = {"not": "a circuit"}
     assert not dump_circuit(odd).startswith(b"QISKIT")
     assert load_circuit(dump_circuit(odd)) == odd
+
+
+async def test_circuits_the_cache_does_not_keep_travel_in_one_bundle() -> None:
+    from logosq_os_scheduler.backends._aer_worker import load_circuits
+
+    isolated = QiskitBackend(AerSimulator(), seed=21, isolation="process")
+    threaded = QiskitBackend(AerSimulator(), seed=21, isolation="thread")
+    try:
+        kept = isolated.prepare(bell())  # the cache is in use: serialised once, kept
+        assert kept.payload is not None
+        isolated._cache_rest = 10  # the cache rests: circuits are neither kept nor serialised
+        tilted = bell()
+        tilted.ry(0.3, 0)
+        first, second = isolated.prepare(tilted), isolated.prepare(bell())
+        assert first.payload is None and second.payload is None
+        request = isolated._request([first, second, first, kept], 100, {})
+        assert request.circuits == [0, 1, 0, kept.payload]  # a repeat is sent once
+        assert request.bundle is not None and request.bundle.startswith(b"QISKIT")
+        assert load_circuits(request.bundle) == [first.circuit, second.circuit]
+        # What runs in the process is what runs in a thread: same seed, same counts.
+        jobs = [job(p, shots=500, key=str(i)) for i, p in enumerate([first, second, first, kept])]
+        assert await isolated.run(jobs) == await threaded.run(
+            [
+                job(threaded.prepare(p.source), shots=500, key=j.idempotency_key)
+                for p, j in zip([first, second, first, kept], jobs, strict=True)
+            ]
+        )
+    finally:
+        await isolated.aclose()
+
+
+def test_a_worker_loads_a_circuit_sent_many_times_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from logosq_os_scheduler.backends import _aer_worker
+
+    loads: list[bytes] = []
+    real = _aer_worker.load_circuit
+
+    def counted(data: bytes) -> Any:
+        loads.append(data)
+        return real(data)
+
+    monkeypatch.setattr(_aer_worker, "load_circuit", counted)
+    one, other = bell(), bell()
+    other.x(1)
+    payload = _aer_worker.dump_circuit(one)
+    request = _aer_worker.Request(
+        source="s",
+        sources={},
+        mode="native",
+        qubits=None,
+        circuits=[payload, 0, payload],
+        shots=10,
+        options={},
+        bundle=_aer_worker.dump_circuits([other]),
+    )
+    circuits = _aer_worker._circuits_of(request)
+    assert circuits == [one, other, one] and circuits[0] is circuits[2]
+    assert len(loads) == 1
+
+
+def test_process_isolation_where_the_loop_cannot_watch_pipes() -> None:
+    # The Windows proactor loop has no add_reader: the helper thread reads the replies.
+    class NoPipes(asyncio.SelectorEventLoop):
+        def add_reader(self, *args: Any) -> None:
+            raise NotImplementedError
+
+    backend = QiskitBackend(AerSimulator(), seed=15, isolation="process")
+    reference = QiskitBackend(AerSimulator(), seed=15, isolation="thread")
+    jobs = [job(bell(), shots=200, key="a"), job(bell(), shots=300, key="b")]
+    with asyncio.Runner(loop_factory=NoPipes) as runner:
+        try:
+            outcomes = runner.run(backend.prepare_and_run(jobs))[1]
+        finally:
+            runner.run(backend.aclose())
+    assert outcomes == asyncio.run(reference.prepare_and_run(jobs))[1]
+    assert [sum(o.values()) for o in outcomes if isinstance(o, dict)] == [200, 300]
 
 
 def test_process_isolation_across_event_loops() -> None:

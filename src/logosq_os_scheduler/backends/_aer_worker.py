@@ -20,13 +20,17 @@ Two things make a small circuit on a large device model cheap, and both live her
 * **Caching.** Simulators are kept per (source, noise mode, qubit set), newest 32.
 
 Protocol (process mode): each message is an 8-byte big-endian length and a pickle. A request
-is a :class:`Request`; the reply is ``("ok", [outcome, ...])`` or ``("job-error", kind,
-message)`` where kind is ``"transient"`` or ``"permanent"``, and an outcome is ``("counts",
-dict)`` or ``("error", kind, message)``. Exceptions never cross the pipe: not every Qiskit
-exception survives a pickle round trip. Circuits travel as bytes made by :func:`dump_circuit`:
-QPY, Qiskit's own circuit format, which is written about 2.5 times faster than a pickle of the
-same circuit (63 against 156 microseconds for a small transpiled circuit), or a pickle for a
-circuit QPY cannot hold.
+is a :class:`Request`; the worker answers each request, in order, with ``("ok", [outcome,
+...], seconds)`` (``seconds``: how long the simulation took, loading the circuits included) or
+``("job-error", kind, message)`` where kind is ``"transient"`` or ``"permanent"``, and an
+outcome is ``("counts", dict)`` or ``("error", kind, message)``. Several requests may be sent
+before the first reply is read. Exceptions never cross the pipe: not every Qiskit exception
+survives a pickle round trip. Circuits travel as QPY, Qiskit's own circuit format, which is
+written about 2.5 times faster than a pickle of the same circuit (63 against 156 microseconds
+for a small transpiled circuit), or as a pickle for a circuit QPY cannot hold: a circuit
+serialised once and sent many times alone (:func:`dump_circuit`), the rest of a request's
+circuits together in one ``bundle`` (:func:`dump_circuits`: one QPY file for all of them is
+written and read in about 40% less time than one per circuit).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import pickle
 import struct
 import sys
 import threading
+import time
 from typing import Any, BinaryIO, Literal
 
 __all__ = [
@@ -48,9 +53,11 @@ __all__ = [
     "classify",
     "compact_circuit",
     "dump_circuit",
+    "dump_circuits",
     "execute",
     "is_rust_panic",
     "load_circuit",
+    "load_circuits",
     "main",
     "restricted_target",
 ]
@@ -76,9 +83,11 @@ class Request:
             AerSimulator source.
         qubits: For ``"active"`` and ``"none"``: the physical qubits to keep, sorted; every
             circuit is remapped onto them.
-        circuits: The transpiled circuits (pickled as bytes for a process).
+        circuits: The transpiled circuits. For a process, each is bytes (one circuit,
+            :func:`dump_circuit`) or an int (its index in ``bundle``).
         shots: Shots per circuit.
         options: Extra ``run()`` options (``seed_simulator``, ...).
+        bundle: For a process: circuits serialised together (:func:`dump_circuits`).
     """
 
     source: str
@@ -88,6 +97,7 @@ class Request:
     circuits: list[Any]
     shots: int
     options: dict[str, Any]
+    bundle: bytes | None = None
 
 
 class JobFailure(Exception):
@@ -276,7 +286,7 @@ def execute(cache: SimulatorCache, request: Request) -> list[Outcome]:
         for key, source in request.sources.items():
             if not cache.has_source(key):
                 cache.add_source(key, source)
-        circuits = [load_circuit(c) if isinstance(c, bytes) else c for c in request.circuits]
+        circuits = _circuits_of(request)
         try:
             simulator = cache.simulator(request.source, request.mode, request.qubits)
             if request.mode in ("active", "none"):
@@ -293,6 +303,26 @@ def execute(cache: SimulatorCache, request: Request) -> list[Outcome]:
         if is_rust_panic(exc):
             raise JobFailure("permanent", f"Qiskit crashed (Rust panic: {exc})") from exc
         raise
+
+
+def _circuits_of(request: Request) -> list[Any]:
+    """The request's circuits, loaded from bytes where they came as bytes. One circuit sent
+    many times (the same bytes object, which a pickle round trip keeps shared) is loaded
+    once and given to the simulator that many times."""
+    bundle = load_circuits(request.bundle) if request.bundle is not None else []
+    loaded: dict[int, Any] = {}
+    circuits: list[Any] = []
+    for entry in request.circuits:
+        if isinstance(entry, int):
+            circuits.append(bundle[entry])
+        elif isinstance(entry, bytes):
+            circuit = loaded.get(id(entry))
+            if circuit is None:
+                circuit = loaded[id(entry)] = load_circuit(entry)
+            circuits.append(circuit)
+        else:
+            circuits.append(entry)
+    return circuits
 
 
 def is_rust_panic(exc: BaseException) -> bool:
@@ -356,12 +386,30 @@ def dump_circuit(circuit: Any) -> bytes:
 
 def load_circuit(data: bytes) -> Any:
     """The circuit :func:`dump_circuit` made these bytes of."""
+    (circuit,) = load_circuits(data)
+    return circuit
+
+
+def dump_circuits(circuits: list[Any]) -> bytes:
+    """Several circuits as one QPY file (one pickle if QPY cannot hold one of them)."""
+    from qiskit import qpy
+
+    try:
+        buffer = io.BytesIO()
+        qpy.dump(circuits, buffer)
+        return buffer.getvalue()
+    except Exception:
+        return pickle.dumps(list(circuits), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_circuits(data: bytes) -> list[Any]:
+    """The circuits :func:`dump_circuits` (or :func:`dump_circuit`) made these bytes of."""
     if data.startswith(_QPY_MAGIC):
         from qiskit import qpy
 
-        (circuit,) = qpy.load(io.BytesIO(data))
-        return circuit
-    return pickle.loads(data)
+        return list(qpy.load(io.BytesIO(data)))
+    loaded = pickle.loads(data)
+    return loaded if isinstance(loaded, list) else [loaded]
 
 
 def read_message(stream: BinaryIO) -> Any:
@@ -394,8 +442,10 @@ def main() -> None:
         request = read_message(requests)
         if request is None:
             return
+        started = time.perf_counter()
         try:
-            reply: tuple[Any, ...] = ("ok", execute(cache, request))
+            outcomes = execute(cache, request)
+            reply: tuple[Any, ...] = ("ok", outcomes, time.perf_counter() - started)
         except JobFailure as failure:
             reply = ("job-error", failure.kind, failure.message)
         except Exception as exc:  # never let one bad request take the worker down

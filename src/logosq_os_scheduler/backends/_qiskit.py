@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import pickle
 import random
 import statistics
@@ -44,7 +45,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._errors import (
     BackendError,
@@ -61,9 +62,6 @@ from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, norm
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
 
-_R = TypeVar("_R")
-_Simulate = Callable[[list["PreparedCircuit"], int, dict[str, Any]], list[_aer_worker.Outcome]]
-"""Simulates prepared circuits (shots, options) in the calling thread: their outcomes."""
 
 __all__ = [
     "MissingExtraError",
@@ -116,7 +114,8 @@ class PreparedCircuit:
             backend did not need them to simulate).
         backend_token: Identifies the backend that prepared it.
         payload: The transpiled circuit as bytes (:func:`._aer_worker.dump_circuit`), when
-            the backend runs in a worker process.
+            the backend runs in a worker process and keeps the circuit in its transpile
+            cache (others are serialised with the rest of their job).
     """
 
     circuit: QuantumCircuit
@@ -498,9 +497,9 @@ class QiskitBackend(Backend):
         # transpiled circuit for them costs tens of microseconds, so others find them lazily.
         physical = _physical_qubits(transpiled) if self._needs_physical else None
         payload = None
-        if self._isolation == "process":
-            # Serialised here, once per distinct circuit, so run() sends bytes without stalling
-            # the loop.
+        if self._isolation == "process" and fingerprint is not None:
+            # A circuit the cache keeps is serialised once, however often it runs; one it
+            # does not keep travels in its job's bundle (QiskitBackend._request).
             payload = _aer_worker.dump_circuit(transpiled)
         if fingerprint is not None:
             with self._transpile_lock:
@@ -551,8 +550,8 @@ class QiskitBackend(Backend):
     ) -> tuple[list[Any], list[JobOutcome]]:
         """:meth:`prepare_many` and :meth:`run` in one hand-off: the job's circuits are
         transpiled in the thread that then simulates them (or, in process isolation, that
-        then talks to the worker process), so a job costs the event loop one thread round
-        trip, not two. Returns and raises what :meth:`Backend.prepare_and_run` does."""
+        then sends them to the worker process), so a job costs the event loop one thread
+        hand-off, not two. Returns and raises what :meth:`Backend.prepare_and_run` does."""
         jobs = self._checked(jobs)
         return await self._execute(jobs, [job.circuit for job in jobs], prepare=True)
 
@@ -596,8 +595,9 @@ class QiskitBackend(Backend):
         if not calls:
             return entries, _all_set(outcomes)
 
-        def work(simulate: _Simulate) -> list[tuple[float, int]]:
-            """In the worker thread: prepare, then one simulator call per group."""
+        def ready() -> list[tuple[list[int], _Call]]:
+            """In the worker thread: prepare if asked; then the calls to make, each with
+            the jobs whose circuits are still to run."""
             if prepare:
                 todo = [i for call in calls for i in call.members]
                 prepared, errors = prepare_all(self, [entries[i] for i in todo])
@@ -605,36 +605,62 @@ class QiskitBackend(Backend):
                     entries[i] = prepared[k]
                     if k in errors:
                         outcomes[i] = errors[k]
-            timings: list[tuple[float, int]] = []
+            left = []
             for call in calls:
                 members = [i for i in call.members if outcomes[i] is None]
-                if not members:
-                    continue
-                circuits: list[PreparedCircuit] = [entries[i] for i in members]
-                started = time.perf_counter()
-                try:
-                    raw = simulate(circuits, call.shots, call.options)
-                except BackendError as exc:
-                    if len(members) == len(jobs):
-                        raise  # the call is the whole job: the job failed
-                    # One simulator call of several failed: its circuits fail, others stand.
-                    for i in members:
-                        outcomes[i] = exc
-                    continue
-                timings.append((time.perf_counter() - started, call.shots * len(members)))
-                for i, item in zip(members, raw, strict=True):
-                    outcomes[i] = self._outcome(item)
-            return timings
+                if members:
+                    left.append((members, call))
+            return left
+
+        def absorb(members: list[int], result: list[_aer_worker.Outcome] | BackendError) -> None:
+            """Record a call's outcomes; a failed call fails its circuits, or the whole
+            job (raised) when it was the whole job."""
+            if isinstance(result, BackendError):
+                if len(members) == len(jobs):
+                    raise result
+                for i in members:  # one simulator call of several failed: others stand
+                    outcomes[i] = result
+                return
+            for i, item in zip(members, result, strict=True):
+                outcomes[i] = self._outcome(item)
 
         if self._isolation == "process":
-            timings = await self._workers().run_in_worker(
-                lambda call: work(self._simulator_call(call)), self._source_payload
-            )
-        else:
-            if self._execution != "native" and not self._cache.has_source(self._source_key):
-                self._cache.add_source(self._source_key, self._source())
-            timings = await asyncio.to_thread(work, self._simulator_call(self._local_call))
-        for seconds, shots in timings:
+            sent: list[tuple[list[int], _Call]] = []
+
+            def requests() -> list[_aer_worker.Request]:
+                """In the helper thread: the requests for the worker process."""
+                sent.extend(ready())
+                return [
+                    self._request([entries[i] for i in members], call.shots, call.options)
+                    for members, call in sent
+                ]
+
+            replies = await self._workers().exchange(requests, self._source_payload)
+            for (members, call), reply in zip(sent, replies, strict=True):
+                if reply[0] == "ok":
+                    self._learn(reply[2], call.shots * len(members))
+                    absorb(members, reply[1])
+                else:
+                    absorb(members, _job_error(self._name, reply[1], reply[2]))
+            return entries, _all_set(outcomes)
+
+        def work() -> list[tuple[float, int]]:
+            """In the worker thread: prepare, then one simulator call per group."""
+            timings: list[tuple[float, int]] = []
+            for members, call in ready():
+                started = time.perf_counter()
+                try:
+                    raw = self._simulate([entries[i] for i in members], call.shots, call.options)
+                except BackendError as exc:
+                    absorb(members, exc)
+                    continue
+                timings.append((time.perf_counter() - started, call.shots * len(members)))
+                absorb(members, raw)
+            return timings
+
+        if self._execution != "native" and not self._cache.has_source(self._source_key):
+            self._cache.add_source(self._source_key, self._source())
+        for seconds, shots in await asyncio.to_thread(work):
             self._learn(seconds, shots)
         return entries, _all_set(outcomes)
 
@@ -647,49 +673,65 @@ class QiskitBackend(Backend):
             options.setdefault("seed_simulator", self._run_seeds.getrandbits(31))
         return options
 
-    def _simulator_call(
-        self, call: Callable[[_aer_worker.Request], list[_aer_worker.Outcome]]
-    ) -> _Simulate:
-        """How a group of prepared circuits is simulated, given how a request is sent."""
-        process = self._isolation == "process"
+    def _simulate(
+        self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
+    ) -> list[_aer_worker.Outcome]:
+        """Simulate prepared circuits in the calling thread (thread isolation).
 
-        def simulate(
-            prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
-        ) -> list[_aer_worker.Outcome]:
-            if self._execution == "native":
-                return self._run_native(prepared, shots, options)
-            if self._execution == "aer":
-                mode: _aer_worker.Mode = "native"
-                qubits = None
-            else:
-                mode = self._noise
-                qubits = (
-                    tuple(sorted({q for p in prepared for q in p.physical_qubits}))
-                    if self._needs_physical
-                    else None
-                )
-            circuits: list[Any] = [
-                p.payload if process and p.payload is not None else p.circuit for p in prepared
-            ]
-            return call(
-                _aer_worker.Request(
-                    source=self._source_key,
-                    sources={},
-                    mode=mode,
-                    qubits=qubits,
-                    circuits=circuits,
-                    shots=shots,
-                    options=options,
-                )
-            )
-
-        return simulate
-
-    def _local_call(self, request: _aer_worker.Request) -> list[_aer_worker.Outcome]:
+        Raises:
+            BackendError: The call failed as a whole.
+        """
+        if self._execution == "native":
+            return self._run_native(prepared, shots, options)
         try:
-            return _aer_worker.execute(self._cache, request)
+            return _aer_worker.execute(self._cache, self._request(prepared, shots, options))
         except _aer_worker.JobFailure as failure:
             raise _job_error(self._name, failure.kind, failure.message) from failure
+
+    def _request(
+        self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
+    ) -> _aer_worker.Request:
+        """The simulator request for prepared circuits (Aer or a simulated device). For a
+        worker process, circuits serialised already (those in the transpile cache) go as
+        their bytes, the others together in one bundle."""
+        if self._execution == "aer":
+            mode: _aer_worker.Mode = "native"
+            qubits = None
+        else:
+            mode = self._noise
+            qubits = (
+                tuple(sorted({q for p in prepared for q in p.physical_qubits}))
+                if self._needs_physical
+                else None
+            )
+        circuits: list[Any]
+        bundle = None
+        if self._isolation == "process":
+            circuits = []
+            fresh: list[Any] = []
+            index: dict[int, int] = {}
+            for p in prepared:
+                if p.payload is not None:
+                    circuits.append(p.payload)
+                    continue
+                k = index.setdefault(id(p.circuit), len(fresh))
+                if k == len(fresh):
+                    fresh.append(p.circuit)
+                circuits.append(k)
+            if fresh:
+                bundle = _aer_worker.dump_circuits(fresh)
+        else:
+            circuits = [p.circuit for p in prepared]
+        return _aer_worker.Request(
+            source=self._source_key,
+            sources={},
+            mode=mode,
+            qubits=qubits,
+            circuits=circuits,
+            shots=shots,
+            options=options,
+            bundle=bundle,
+        )
 
     def _source(self) -> tuple[str, Any]:
         if self._execution == "aer":
@@ -757,9 +799,10 @@ class QiskitBackend(Backend):
 class _Worker:
     """One worker process (``python _aer_worker.py``) and the sources it already holds.
 
-    The pipes are read and written with blocking calls in a helper thread, which waits
-    without holding the GIL, so the worker belongs to no event loop and the loop's own work
-    per job is one thread hand-off.
+    Requests are written by a helper thread (which prepares them first: transpiling, QPY),
+    replies read by the event loop, which watches the process's stdout: a job costs the loop
+    one thread hand-off and one wake-up when the reply lands, as a job in a worker thread
+    does. The stdout pipe is only ever read with ``os.read`` on its descriptor.
 
     Invariant: ``known`` lists the sources this process has been sent; a new process
     starts with none.
@@ -771,23 +814,20 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self.process.stdout is not None
+        self.replies = self.process.stdout.fileno()
         self.known: set[str] = set()
 
-    def exchange(self, request: bytes) -> bytes | None:
-        """Send a framed request, return the reply's body; None if the process died."""
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
+    def send(self, request: bytes) -> bool:
+        """Write a framed request; False if the process is gone."""
+        stdin = self.process.stdin
+        assert stdin is not None
         try:
             stdin.write(request)
             stdin.flush()
-            header = stdout.read(8)
-            if len(header) < 8:
-                return None
-            size = int.from_bytes(header, "big")
-            body = stdout.read(size)
         except (OSError, ValueError):  # a broken pipe, or pipes closed under us by kill()
-            return None
-        return body if len(body) == size else None
+            return False
+        return True
 
     def kill(self) -> None:
         """Stop the process now and reap it."""
@@ -815,10 +855,90 @@ class _Worker:
                     pipe.close()
 
 
-class _WorkerPool:
-    """``size`` worker processes, each serving one request at a time.
+class _Replies:
+    """The framed replies of one exchange with a worker, as they arrive on its stdout.
 
-    Invariant: a worker is in ``_idle`` iff no request is using it; a worker whose request
+    Read by the event loop (``add_reader``), or, where the loop cannot watch a pipe (the
+    Windows proactor loop), by the helper thread after it sent the requests
+    (:meth:`read_blocking`). ``frames`` holds the bodies of the replies complete so far.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._buffer = bytearray()
+        self.frames: list[bytes] = []
+        self._ended = False
+        self._watching = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def watch(self) -> bool:
+        """Have the loop read the replies; False if it cannot watch a pipe."""
+        try:
+            self._loop.add_reader(self._fd, self._readable)
+        except NotImplementedError:
+            return False
+        self._watching = True
+        return True
+
+    def stop(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+
+    def _readable(self) -> None:
+        self._take()
+        if self._ended:
+            self.stop()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _take(self) -> None:
+        """Read what is there (the descriptor is readable, or this is the helper thread)
+        and split off complete frames."""
+        try:
+            data = os.read(self._fd, 1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            self._ended = True
+            return
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[:8], "big")
+            if len(buffer) < 8 + size:
+                break
+            self.frames.append(bytes(buffer[8 : 8 + size]))
+            del buffer[: 8 + size]
+
+    def read_blocking(self, count: int) -> None:
+        """In the helper thread: read until ``count`` replies are complete or the pipe ends."""
+        while len(self.frames) < count and not self._ended:
+            self._take()
+
+    async def wait(self, count: int) -> list[bytes]:
+        """The first ``count`` replies, once they are complete.
+
+        Raises:
+            _WorkerDied: The pipe ended first.
+        """
+        while len(self.frames) < count:
+            if self._ended:
+                raise _WorkerDied()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.frames[:count]
+
+
+class _WorkerPool:
+    """``size`` worker processes, each serving one exchange at a time.
+
+    Invariant: a worker is in ``_idle`` iff no exchange is using it; a worker whose exchange
     was interrupted (cancelled, or its process died) is killed and replaced by a fresh
     process on next use, so a half-read reply can never be taken for the next one's.
     ``_idle`` is an asyncio queue, bound to the loop the pool was made on (``loop``).
@@ -852,62 +972,74 @@ class _WorkerPool:
         self._all.add(worker)
         return worker
 
-    async def run_in_worker(
+    async def exchange(
         self,
-        work: Callable[[Callable[[_aer_worker.Request], list[_aer_worker.Outcome]]], _R],
+        requests: Callable[[], list[_aer_worker.Request]],
         source_payload: Callable[[], bytes],
-    ) -> _R:
-        """Run ``work(call)`` in a helper thread with one worker process to itself:
-        ``call(request)`` sends a request to that process and returns its outcomes (the
-        framing, the pipe and the unpickling all happen in the helper thread, so the event
-        loop pays one thread round trip whatever ``work`` does).
+    ) -> list[tuple[Any, ...]]:
+        """Make ``requests()`` in a helper thread and send them to one worker process, which
+        is this exchange's alone; return its replies, one per request, in order.
+
+        The event loop reads the replies itself, watching the worker's stdout from before
+        the helper thread starts: the thread's own return is not waited for on the way
+        (it lands while the worker simulates), so a job costs the loop one thread hand-off
+        and one wake-up by the reply.
 
         Raises:
             TransientBackendError: The worker process died (it is replaced on next use), or
                 the pool is closed.
-            What ``work`` and ``call`` raise (``call``: the backend error of a failed job).
+            What ``requests`` raises.
         """
         if self._closed:
             raise TransientBackendError(self._backend, "the backend was closed")
         worker = await self._idle.get()
         healthy = False
+        replies: _Replies | None = None
         try:
             if worker is None:
                 worker = self._spawn()
             leased = worker
+            replies = _Replies(leased.replies, self.loop)
+            watched = replies.watch()
+            sent = 0
 
-            def call(request: _aer_worker.Request) -> list[_aer_worker.Outcome]:
-                if request.source not in leased.known:
-                    # The first request to this process carries the simulation source
-                    # (pickling a device Target takes up to ~0.2 s: here, off the loop).
-                    request = dataclasses.replace(
-                        request, sources={request.source: source_payload()}
-                    )
-                body = leased.exchange(_aer_worker.frame(request))
-                if body is None:
-                    raise _WorkerDied(leased.process.poll())
-                leased.known.add(request.source)
-                reply = pickle.loads(body)
-                if reply[0] == "ok":
-                    outcomes: list[_aer_worker.Outcome] = reply[1]
-                    return outcomes
-                _, kind, message = reply
-                raise _job_error(self._backend, kind, message)
+            def send() -> int:
+                nonlocal sent
+                made = requests()
+                for request in made:
+                    if request.source not in leased.known:
+                        # The first request to this process carries the simulation source
+                        # (pickling a device Target takes up to ~0.2 s: here, off the loop).
+                        request = dataclasses.replace(
+                            request, sources={request.source: source_payload()}
+                        )
+                    sent += 1
+                    if not leased.send(_aer_worker.frame(request)):
+                        raise _WorkerDied()
+                    leased.known.add(request.source)
+                if not watched:
+                    replies.read_blocking(len(made))
+                return len(made)
 
             try:
-                result = await asyncio.to_thread(work, call)
-            except _WorkerDied as died:
+                count = await asyncio.to_thread(send)
+                received = [pickle.loads(body) for body in await replies.wait(count)]
+            except _WorkerDied:
+                code = leased.process.poll()
                 raise TransientBackendError(
                     self._backend,
-                    f"the simulator worker process died (exit code {died.exit_code}); "
-                    "the job can be retried",
+                    "the simulator worker process died"
+                    + (f" (exit code {code})" if code is not None else "")
+                    + "; the job can be retried",
                 ) from None
             except Exception:
-                healthy = True  # the process answered, or was never asked
+                healthy = sent == 0  # the process was never asked
                 raise
             healthy = True
-            return result
+            return received
         finally:
+            if replies is not None:
+                replies.stop()
             if not healthy and worker is not None:
                 # Cancelled or broken mid-exchange: its pipe may hold half a reply. Killing
                 # and reaping a process takes about a millisecond: done here, not awaited,
@@ -990,11 +1122,7 @@ def as_backend(backend: object, name: str | None = None) -> Backend:
 
 
 class _WorkerDied(Exception):
-    """A worker process died mid-exchange (raised in the helper thread)."""
-
-    def __init__(self, exit_code: int | None) -> None:
-        super().__init__(exit_code)
-        self.exit_code = exit_code
+    """A worker process died mid-exchange (its pipe broke or ended)."""
 
 
 @dataclasses.dataclass(slots=True)
