@@ -564,6 +564,35 @@ def test_process_isolation_where_the_loop_cannot_watch_pipes() -> None:
     assert [sum(o.values()) for o in outcomes if isinstance(o, dict)] == [200, 300]
 
 
+def test_the_worker_process_reads_requests_without_importing_the_package() -> None:
+    import pickle
+    import subprocess
+
+    from logosq_os_scheduler.backends import _aer_worker
+
+    assert _aer_worker.__name__ == _aer_worker.MODULE_NAME
+    request = _aer_worker.Request(
+        source="aer",
+        sources={"aer": pickle.dumps(("aer", AerSimulator()))},
+        mode="native",
+        qubits=None,
+        circuits=[_aer_worker.dump_circuit(bell())],
+        shots=50,
+        options={"seed_simulator": 5},
+    )
+    worker = subprocess.run(
+        [sys.executable, "-X", "importtime", _aer_worker.__file__],
+        input=_aer_worker.frame(request),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    status, outcomes, seconds = pickle.loads(worker.stdout[8:])
+    assert status == "ok" and seconds > 0
+    assert outcomes[0][0] == "counts" and sum(outcomes[0][1].values()) == 50
+    assert "logosq_os_scheduler" not in worker.stderr.decode()  # -X importtime lists imports
+
+
 def test_process_isolation_across_event_loops() -> None:
     # A second asyncio.run() (as a blocking wrapper does) gets fresh workers, not the old
     # loop's, and nothing is left running.

@@ -68,6 +68,8 @@ Outcome = tuple[Any, ...]
 """``("counts", dict)`` or ``("error", kind, message)``."""
 
 _HEADER = struct.Struct(">Q")
+# This module's name in the package: requests are pickled under it.
+MODULE_NAME = "logosq_os_scheduler.backends._aer_worker"
 _SIMULATOR_CACHE_SIZE = 32
 
 
@@ -412,6 +414,17 @@ def load_circuits(data: bytes) -> list[Any]:
     return loaded if isinstance(loaded, list) else [loaded]
 
 
+class _Unpickler(pickle.Unpickler):
+    """Reads this module's classes from this module, whatever it runs as: the worker runs
+    this file as ``__main__``, and unpickling a :class:`Request` by its package name would
+    import the whole package (a quarter of a second) and need it on the worker's path."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == MODULE_NAME:
+            return getattr(sys.modules[__name__], name)
+        return super().find_class(module, name)
+
+
 def read_message(stream: BinaryIO) -> Any:
     """Read one framed pickle; None at end of stream."""
     header = stream.read(_HEADER.size)
@@ -421,7 +434,7 @@ def read_message(stream: BinaryIO) -> Any:
     body = stream.read(size)
     if len(body) < size:
         return None
-    return pickle.loads(body)
+    return _Unpickler(io.BytesIO(body)).load()
 
 
 def frame(message: Any) -> bytes:
