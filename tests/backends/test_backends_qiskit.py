@@ -546,6 +546,24 @@ def test_a_worker_loads_a_circuit_sent_many_times_once(monkeypatch: pytest.Monke
     assert len(loads) == 1
 
 
+def test_process_isolation_on_uvloop() -> None:
+    # The scheduler runs on uvloop where it is installed: the loop watches the worker's
+    # pipe there too.
+    uvloop = pytest.importorskip("uvloop")
+    backend = QiskitBackend(AerSimulator(), seed=16, isolation="process")
+    reference = QiskitBackend(AerSimulator(), seed=16, isolation="thread")
+    jobs = [job(bell(), shots=200, key="a"), job(bell(), shots=300, key="b")]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            outcomes = runner.run(backend.prepare_and_run(jobs))[1]
+            again = runner.run(backend.prepare_and_run(jobs))[1]
+        finally:
+            runner.run(backend.aclose())
+    expected = asyncio.run(reference.prepare_and_run(jobs))[1]
+    assert outcomes == expected
+    assert [sum(o.values()) for o in again if isinstance(o, dict)] == [200, 300]
+
+
 def test_process_isolation_where_the_loop_cannot_watch_pipes() -> None:
     # The Windows proactor loop has no add_reader: the helper thread reads the replies.
     class NoPipes(asyncio.SelectorEventLoop):
