@@ -546,6 +546,40 @@ def test_a_worker_loads_a_circuit_sent_many_times_once(monkeypatch: pytest.Monke
     assert len(loads) == 1
 
 
+async def test_a_large_reply_is_read_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+    import types
+
+    from logosq_os_scheduler.backends import _qiskit
+
+    readers: list[int] = []
+
+    def loads(data: bytes) -> Any:
+        readers.append(threading.get_ident())
+        return pickle.loads(data)
+
+    shim = types.SimpleNamespace(
+        loads=loads, dumps=pickle.dumps, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL
+    )
+    monkeypatch.setattr(_qiskit, "pickle", shim)
+    isolated = QiskitBackend(AerSimulator(), seed=17, isolation="process")
+    threaded = QiskitBackend(AerSimulator(), seed=17, isolation="thread")
+    jobs = [job(bell(), shots=100, key="a")]
+    try:
+        monkeypatch.setattr(_qiskit, "_INLINE_REPLY_BYTES", 1 << 30)
+        small = (await isolated.prepare_and_run(jobs))[1]
+        monkeypatch.setattr(_qiskit, "_INLINE_REPLY_BYTES", 0)  # every reply counts as large
+        large = (await isolated.prepare_and_run(jobs))[1]
+    finally:
+        await isolated.aclose()
+    loop_thread = threading.get_ident()
+    assert readers[0] == loop_thread and readers[1] != loop_thread
+    assert [small, large] == [
+        (await threaded.prepare_and_run(jobs))[1],
+        (await threaded.prepare_and_run(jobs))[1],
+    ]
+
+
 def test_process_isolation_on_uvloop() -> None:
     # The scheduler runs on uvloop where it is installed: the loop watches the worker's
     # pipe there too.

@@ -93,6 +93,9 @@ _CACHE_MIN_HITS = 2
 _CACHE_REST = 192
 # Non-gate instructions whose meaning is fixed by their name, parameters and operands.
 _PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
+# A worker's reply up to this size is unpickled on the event loop (a small one in
+# microseconds); a larger one in a thread, where the loop keeps turning while it is read.
+_INLINE_REPLY_BYTES = 256 * 1024
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
 
@@ -1023,7 +1026,13 @@ class _WorkerPool:
 
             try:
                 count = await asyncio.to_thread(send)
-                received = [pickle.loads(body) for body in await replies.wait(count)]
+                received = [
+                    # A large reply (thousands of counts) is unpickled off the loop.
+                    pickle.loads(body)
+                    if len(body) < _INLINE_REPLY_BYTES
+                    else await asyncio.to_thread(pickle.loads, body)
+                    for body in await replies.wait(count)
+                ]
             except _WorkerDied:
                 code = leased.process.poll()
                 raise TransientBackendError(
