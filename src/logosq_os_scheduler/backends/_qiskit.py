@@ -1026,13 +1026,7 @@ class _WorkerPool:
 
             try:
                 count = await asyncio.to_thread(send)
-                received = [
-                    # A large reply (thousands of counts) is unpickled off the loop.
-                    pickle.loads(body)
-                    if len(body) < _INLINE_REPLY_BYTES
-                    else await asyncio.to_thread(pickle.loads, body)
-                    for body in await replies.wait(count)
-                ]
+                bodies = await replies.wait(count)
             except _WorkerDied:
                 code = leased.process.poll()
                 raise TransientBackendError(
@@ -1044,8 +1038,14 @@ class _WorkerPool:
             except Exception:
                 healthy = sent == 0  # the process was never asked
                 raise
-            healthy = True
-            return received
+            healthy = True  # every reply is in: nothing is left half-read in the pipe
+            return [
+                # A large reply (thousands of counts) is unpickled off the loop.
+                pickle.loads(body)
+                if len(body) < _INLINE_REPLY_BYTES
+                else await asyncio.to_thread(pickle.loads, body)
+                for body in bodies
+            ]
         finally:
             if replies is not None:
                 replies.stop()
