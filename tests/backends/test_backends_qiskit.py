@@ -616,6 +616,24 @@ def test_process_isolation_where_the_loop_cannot_watch_pipes() -> None:
     assert [sum(o.values()) for o in outcomes if isinstance(o, dict)] == [200, 300]
 
 
+def test_replies_are_split_into_frames_however_they_arrive() -> None:
+    import pickle
+
+    from logosq_os_scheduler.backends._aer_worker import frame, split_frames
+
+    stream = frame(("ok", [("counts", {"00": 3})], 0.5)) + frame(("job-error", "permanent", "x"))
+    buffer = bytearray()
+    bodies: list[bytes] = []
+    for k in range(0, len(stream), 7):  # in pieces that cut headers and bodies
+        buffer += stream[k : k + 7]
+        bodies += split_frames(buffer)
+    assert [pickle.loads(b) for b in bodies] == [
+        ("ok", [("counts", {"00": 3})], 0.5),
+        ("job-error", "permanent", "x"),
+    ]
+    assert not buffer
+
+
 def test_the_worker_process_reads_requests_without_importing_the_package() -> None:
     import pickle
     import subprocess

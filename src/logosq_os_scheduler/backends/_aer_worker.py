@@ -60,6 +60,7 @@ __all__ = [
     "load_circuits",
     "main",
     "restricted_target",
+    "split_frames",
 ]
 
 Mode = Literal["active", "full", "none", "native"]
@@ -376,14 +377,7 @@ _QPY_MAGIC = b"QISKIT"  # how every QPY file begins (a pickle begins with 0x80)
 
 def dump_circuit(circuit: Any) -> bytes:
     """A circuit as bytes for a worker process: QPY, or a pickle if QPY cannot hold it."""
-    from qiskit import qpy
-
-    try:
-        buffer = io.BytesIO()
-        qpy.dump(circuit, buffer)
-        return buffer.getvalue()
-    except Exception:
-        return pickle.dumps(circuit, protocol=pickle.HIGHEST_PROTOCOL)
+    return dump_circuits([circuit])
 
 
 def load_circuit(data: bytes) -> Any:
@@ -410,8 +404,8 @@ def load_circuits(data: bytes) -> list[Any]:
         from qiskit import qpy
 
         return list(qpy.load(io.BytesIO(data)))
-    loaded = pickle.loads(data)
-    return loaded if isinstance(loaded, list) else [loaded]
+    circuits: list[Any] = pickle.loads(data)
+    return circuits
 
 
 class _Unpickler(pickle.Unpickler):
@@ -435,6 +429,20 @@ def read_message(stream: BinaryIO) -> Any:
     if len(body) < size:
         return None
     return _Unpickler(io.BytesIO(body)).load()
+
+
+def split_frames(buffer: bytearray) -> list[bytes]:
+    """Take the complete framed messages off the front of ``buffer`` (bytes read so far
+    from a stream of frames); return their bodies, still pickled."""
+    bodies: list[bytes] = []
+    while len(buffer) >= _HEADER.size:
+        (size,) = _HEADER.unpack_from(buffer)
+        end = _HEADER.size + size
+        if len(buffer) < end:
+            break
+        bodies.append(bytes(buffer[_HEADER.size : end]))
+        del buffer[:end]
+    return bodies
 
 
 def frame(message: Any) -> bytes:

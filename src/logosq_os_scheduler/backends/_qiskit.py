@@ -907,14 +907,8 @@ class _Replies:
         if not data:
             self._ended = True
             return
-        buffer = self._buffer
-        buffer += data
-        while len(buffer) >= 8:
-            size = int.from_bytes(buffer[:8], "big")
-            if len(buffer) < 8 + size:
-                break
-            self.frames.append(bytes(buffer[8 : 8 + size]))
-            del buffer[: 8 + size]
+        self._buffer += data
+        self.frames += _aer_worker.split_frames(self._buffer)
 
     def read_blocking(self, count: int) -> None:
         """In the helper thread: read until ``count`` replies are complete or the pipe ends."""
