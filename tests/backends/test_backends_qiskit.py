@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import threading
 import time
@@ -497,9 +498,9 @@ async def test_circuits_the_cache_does_not_keep_travel_in_one_bundle() -> None:
         kept = isolated.prepare(bell())  # the cache is in use: serialised once, kept
         assert kept.payload is not None
         isolated._cache_rest = 10  # the cache rests: circuits are neither kept nor serialised
-        tilted = bell()
-        tilted.ry(0.3, 0)
-        first, second = isolated.prepare(tilted), isolated.prepare(bell())
+        flipped = bell()  # no angles: sent whole (see the template tests below)
+        flipped.x(0)
+        first, second = isolated.prepare(flipped), isolated.prepare(bell())
         assert first.payload is None and second.payload is None
         request = isolated._request([first, second, first, kept], 100, {})
         assert request.circuits == [0, 1, 0, kept.payload]  # a repeat is sent once
@@ -515,6 +516,161 @@ async def test_circuits_the_cache_does_not_keep_travel_in_one_bundle() -> None:
         )
     finally:
         await isolated.aclose()
+
+
+def rotated(a: float, b: float, *, entangled: bool = False) -> QuantumCircuit:
+    """Two qubits turned by ry(a) and ry(b): with angles 0 or pi, a known bitstring."""
+    qc = QuantumCircuit(2, 2)
+    qc.ry(a, 0)
+    qc.ry(b, 1)
+    if entangled:
+        qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    return qc
+
+
+# Angles (qubit 0, qubit 1) and the bitstring each gives (qubit 0 rightmost), then the
+# same with a CX after the turns (another template); a Bell circuit has no angles.
+ROTATIONS = [(0.0, 0.0, "00"), (math.pi, 0.0, "01"), (0.0, math.pi, "10"), (math.pi, math.pi, "11")]
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_copies_of_one_template_run_as_one_experiment(
+    isolation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qiskit_aer.backends.aerbackend import AerBackend
+
+    from logosq_os_scheduler.backends._aer_worker import Bound
+
+    calls: list[tuple[int, list[int] | None]] = []
+    real = AerBackend._execute_circuits_job
+
+    def spied(self: Any, circuits: Any, binds: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes = None if binds is None else [len(next(iter(b.values()), [None])) for b in binds]
+        calls.append((len(circuits), sizes))
+        return real(self, circuits, binds, *args, **kwargs)
+
+    monkeypatch.setattr(AerBackend, "_execute_circuits_job", spied)
+    # Level 0 keeps ry(0) as it is, so every copy has one structure.
+    backend = QiskitBackend(
+        AerSimulator(),
+        seed=3,
+        optimization_level=0,
+        isolation=isolation,  # type: ignore[arg-type]
+    )
+    try:
+        circuits = [rotated(a, b) for a, b, _ in ROTATIONS]
+        circuits.insert(2, rotated(math.pi, 0.0, entangled=True))  # 01, then CX: 11
+        circuits.insert(4, bell())
+        prepared = [backend.prepare(c) for c in circuits]
+        request = backend._request(prepared, 100, {})
+        kinds = [type(c).__name__ if isinstance(c, Bound) else "whole" for c in request.circuits]
+        assert kinds == ["Bound", "Bound", "Bound", "Bound", "whole", "Bound"]
+        bound = [c for c in request.circuits if isinstance(c, Bound)]
+        assert len({b.template for b in bound}) == 2 and len(request.templates) == 2
+        if isolation == "process":
+            assert all(isinstance(t, bytes) for t in request.templates.values())
+
+        outcomes = await backend.run(
+            [job(p, shots=100, key=str(i)) for i, p in enumerate(prepared)]
+        )
+        expected = [bits for _, _, bits in ROTATIONS]
+        expected.insert(2, "11")
+        assert [o for i, o in enumerate(outcomes) if i != 4] == [{bits: 100} for bits in expected]
+        assert set(outcomes[4]) == {"00", "11"} and sum(outcomes[4].values()) == 100
+        if isolation == "thread":
+            # One call: the first template with its four copies, the entangled one, Bell.
+            assert calls == [(3, [4, 1, 1])]
+    finally:
+        await backend.aclose()
+
+
+async def test_a_failing_template_call_runs_its_copies_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from logosq_os_scheduler.backends import _aer_worker
+
+    real = _aer_worker.run_now
+    grouped: list[int] = []
+
+    def refusing(simulator: Any, circuits: Any, shots: int, options: Any, binds: Any = None) -> Any:
+        if binds is not None:
+            grouped.append(len(circuits))
+            raise RuntimeError("parameter binds refused")
+        return real(simulator, circuits, shots, options)
+
+    monkeypatch.setattr(_aer_worker, "run_now", refusing)
+    backend = QiskitBackend(AerSimulator(), seed=4, optimization_level=0, isolation="thread")
+    jobs = [job(backend.prepare(rotated(a, b)), shots=50, key=bits) for a, b, bits in ROTATIONS]
+    outcomes = await backend.run(jobs)
+    assert grouped == [1]
+    assert outcomes == [{bits: 50} for _, _, bits in ROTATIONS]
+
+
+def test_what_can_be_a_template() -> None:
+    from qiskit.circuit import Gate, Parameter
+    from qiskit.circuit.library import CXGate, UnitaryGate
+
+    from logosq_os_scheduler.backends._qiskit import _structure_and_angles, _template_of
+
+    turned = rotated(0.25, -1.5, entangled=True)
+    structure, angles = _structure_and_angles(turned)  # type: ignore[misc]
+    assert angles == (0.25, -1.5)
+    template = _template_of(turned)
+    assert len(template.parameters) == 2
+    assert template.assign_parameters(dict(zip(template.parameters, angles, strict=True))) == turned
+    other = _structure_and_angles(rotated(2.0, 3.0, entangled=True))
+    assert other is not None and other[0] == structure and other[1] == (2.0, 3.0)
+    assert _structure_and_angles(rotated(2.0, 3.0))[0] != structure  # type: ignore[index]
+
+    def refused(add: Any) -> bool:
+        qc = rotated(0.5, 0.5)
+        add(qc)
+        return _structure_and_angles(qc) is None
+
+    assert _structure_and_angles(bell()) is None  # no angles: nothing to bind
+    assert refused(lambda qc: qc.unitary([[0, 1], [1, 0]], [0]))
+    assert refused(lambda qc: qc.append(UnitaryGate([[0, 1], [1, 0]]), [1]))
+    assert refused(lambda qc: qc.append(Gate("custom", 1, []), [0]))  # its definition unseen
+    assert refused(lambda qc: qc.append(CXGate(ctrl_state=0), [0, 1]))
+    assert refused(lambda qc: qc.rz(Parameter("unbound"), 0))
+    assert refused(lambda qc: qc.delay(10, 0))
+    big = rotated(0.5, 0.5)
+    for _ in range(1000):
+        big.rz(0.1, 0)
+        big.rz(0.1, 1)
+    assert _structure_and_angles(big) is None  # too large to be worth a template
+
+
+def test_a_template_is_loaded_once_per_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    from logosq_os_scheduler.backends import _aer_worker
+    from logosq_os_scheduler.backends._qiskit import _template_of
+
+    loads: list[bytes] = []
+    real = _aer_worker.load_circuit
+
+    def counted(data: bytes) -> Any:
+        loads.append(data)
+        return real(data)
+
+    monkeypatch.setattr(_aer_worker, "load_circuit", counted)
+    template = _template_of(rotated(0.1, 0.2))
+    payload = _aer_worker.dump_circuit(template)
+    cache = _aer_worker.SimulatorCache()
+    first = cache.template(7, payload)
+    again = cache.template(7, payload)  # sent again with the next request: not loaded again
+    assert loads == [payload] and again is first
+    assert first[0] == template and [p.name for p in first[1]] == ["angle[0]", "angle[1]"]
+
+
+def test_run_now_gives_what_run_gives() -> None:
+    from logosq_os_scheduler.backends._aer_worker import run_now
+
+    sim = AerSimulator()
+    circuits = [rotated(0.7, 1.1, entangled=True), bell()]
+    direct = sim.run(circuits, shots=300, seed_simulator=11).result()
+    now = run_now(sim, circuits, 300, {"seed_simulator": 11})
+    assert [now.get_counts(i) for i in range(2)] == [direct.get_counts(i) for i in range(2)]
 
 
 def test_a_worker_loads_a_circuit_sent_many_times_once(monkeypatch: pytest.MonkeyPatch) -> None:
