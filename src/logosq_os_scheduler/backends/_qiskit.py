@@ -18,6 +18,12 @@ Works with ``AerSimulator()``, ``GenericBackendV2(n)`` and the offline device mo
   with the same shots and options in one call. A circuit given its own ``seed_simulator``
   runs in a call of its own: Aer seeds the i-th circuit of a call with the seed plus
   ``i * 2113``, so a seeded circuit would give other counts in a batch than alone.
+* **Copies of one circuit as one experiment.** An optimiser's step sends circuits that differ
+  only in their angles. On an ``AerSimulator``, each goes as a template (made once per
+  structure) and its angles, and the copies of one template in a call run as one experiment
+  with a parameter bind each: Aer prepares the circuit once, and a worker process receives
+  angles instead of a circuit (see :class:`_Templates`). The simulator is called in the
+  worker's own thread, not handed on to the thread Aer's ``run()`` would start.
 * **Simulation off the event loop.** Aer's Python side holds the GIL for much of a run: with
   a 1,000-circuit batch in a worker thread, a pure-Python event loop ran at 2% of its idle
   speed; with the batch in a worker process, at 74 to 87%. Local simulations therefore run
