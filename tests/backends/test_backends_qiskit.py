@@ -563,9 +563,16 @@ async def test_copies_of_one_template_run_as_one_experiment(
         circuits.insert(2, rotated(math.pi, 0.0, entangled=True))  # 01, then CX: 11
         circuits.insert(4, bell())
         prepared = [backend.prepare(c) for c in circuits]
+
+        def kinds(request: Any) -> list[str]:
+            return ["Bound" if isinstance(c, Bound) else "whole" for c in request.circuits]
+
+        # A structure's first circuit goes whole; a template is made when it comes again.
+        assert kinds(backend._request(prepared, 100, {})) == [
+            *("whole", "Bound", "whole", "Bound", "whole", "Bound")
+        ]
         request = backend._request(prepared, 100, {})
-        kinds = [type(c).__name__ if isinstance(c, Bound) else "whole" for c in request.circuits]
-        assert kinds == ["Bound", "Bound", "Bound", "Bound", "whole", "Bound"]
+        assert kinds(request) == ["Bound", "Bound", "Bound", "Bound", "whole", "Bound"]
         bound = [c for c in request.circuits if isinstance(c, Bound)]
         assert len({b.template for b in bound}) == 2 and len(request.templates) == 2
         if isolation == "process":
@@ -603,8 +610,23 @@ async def test_a_failing_template_call_runs_its_copies_bound(
     backend = QiskitBackend(AerSimulator(), seed=4, optimization_level=0, isolation="thread")
     jobs = [job(backend.prepare(rotated(a, b)), shots=50, key=bits) for a, b, bits in ROTATIONS]
     outcomes = await backend.run(jobs)
-    assert grouped == [1]
+    assert grouped == [2]  # the first copy as it is, a template with the other three
     assert outcomes == [{bits: 50} for _, _, bits in ROTATIONS]
+
+
+def test_circuits_that_never_repeat_their_structure_make_no_template() -> None:
+    from logosq_os_scheduler.backends._aer_worker import Bound
+
+    backend = QiskitBackend(AerSimulator(), seed=5, optimization_level=0, isolation="thread")
+    circuits = []
+    for depth in range(1, 6):  # five structures, one circuit each
+        qc = rotated(0.1, 0.2)
+        for _ in range(depth):
+            qc.rz(0.3, 0)
+        circuits.append(backend.prepare(qc))
+    request = backend._request(circuits, 10, {})
+    assert not any(isinstance(c, Bound) for c in request.circuits) and not request.templates
+    assert backend._templates is not None and not backend._templates._by_structure
 
 
 def test_what_can_be_a_template() -> None:

@@ -108,6 +108,8 @@ _EWMA_WEIGHT = 0.2
 # Distinct templates (see _Templates) remembered per backend, and the largest circuit made
 # one: the saving is per experiment, small beside a large circuit's simulation.
 _TEMPLATES = 256
+# Structures seen once, remembered so that a second sighting makes a template.
+_SEEN = 1024
 _TEMPLATE_MAX_SIZE = 2000
 # Instructions without parameters that a template may hold besides standard gates.
 _TEMPLATE_PLAIN = frozenset({"measure", "barrier", "reset"})
@@ -831,12 +833,14 @@ class _Templates:
     (:class:`._aer_worker.Bound`). The copies of one template in a job, the circuits of an
     optimiser's step that differ only in their angles, then run as one simulator experiment
     with a parameter bind each, and a worker process receives their angles rather than
-    each circuit in QPY. A template is made once per structure (the instructions and the
-    bits they act on), about 0.2 ms; finding a circuit's structure and angles costs about
-    15 microseconds. Safe to use from several threads.
+    each circuit in QPY. Finding a circuit's structure (the instructions and the bits they
+    act on) and angles costs about 15 microseconds; making a template, about 0.2 ms, is
+    done for a structure seen before, so circuits that never repeat their structure (random
+    circuits, say) go as they are and do not pay it. Safe to use from several threads.
 
     Invariant: ``_by_structure`` holds at most ``_TEMPLATES`` entries, each with a number
-    never given to another template of this backend.
+    never given to another template of this backend; ``_seen`` at most ``_SEEN``
+    structures, none of them in ``_by_structure``.
     """
 
     def __init__(self, *, serialise: bool) -> None:
@@ -846,6 +850,7 @@ class _Templates:
         self._by_structure: collections.OrderedDict[Hashable, tuple[int, Any]] = (
             collections.OrderedDict()
         )
+        self._seen: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
 
     def bind(
         self, circuits: Sequence[Any], templates: dict[int, Any]
@@ -870,10 +875,17 @@ class _Templates:
             found = self._by_structure.get(structure)
             if found is not None:
                 self._by_structure.move_to_end(structure)
+            elif structure not in self._seen:
+                # First sighting: remembered; a template if the structure comes again.
+                self._seen[structure] = None
+                if len(self._seen) > _SEEN:
+                    self._seen.popitem(last=False)
+                return None
         if found is None:
             template = _template_of(circuit)
             payload = _aer_worker.dump_circuit(template) if self._serialise else template
             with self._lock:
+                self._seen.pop(structure, None)
                 found = self._by_structure.setdefault(structure, (next(self._numbers), payload))
                 if len(self._by_structure) > _TEMPLATES:
                     self._by_structure.popitem(last=False)
