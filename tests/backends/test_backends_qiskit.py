@@ -629,6 +629,14 @@ def test_circuits_that_never_repeat_their_structure_make_no_template() -> None:
     assert backend._templates is not None and not backend._templates._by_structure
 
 
+async def test_a_simulator_with_its_own_run_gets_the_binds_through_it() -> None:
+    sim = CountingAer()
+    backend = QiskitBackend(sim, seed=6, optimization_level=0, isolation="thread")
+    jobs = [job(backend.prepare(rotated(a, b)), shots=20, key=bits) for a, b, bits in ROTATIONS]
+    assert await backend.run(jobs) == [{bits: 20} for _, _, bits in ROTATIONS]
+    assert sim.calls == [(2, 20)]  # the first copy, and a template with three binds
+
+
 def test_what_can_be_a_template() -> None:
     from qiskit.circuit import Gate, Parameter
     from qiskit.circuit.library import CXGate, UnitaryGate
