@@ -766,6 +766,24 @@ async def test_a_large_reply_is_read_off_the_event_loop(monkeypatch: pytest.Monk
     ]
 
 
+async def test_a_reply_longer_than_one_read_of_the_pipe_is_read_whole() -> None:
+    from logosq_os_scheduler.backends import _qiskit
+
+    wide = QuantumCircuit(13, 13)
+    wide.h(range(13))
+    wide.measure(range(13), range(13))
+    isolated = QiskitBackend(AerSimulator(), seed=18, isolation="process")
+    threaded = QiskitBackend(AerSimulator(), seed=18, isolation="thread")
+    jobs = [job(wide, shots=20_000, key="wide")]
+    try:
+        (counts,) = (await isolated.prepare_and_run(jobs))[1]
+    finally:
+        await isolated.aclose()
+    assert isinstance(counts, dict) and len(counts) > 4000  # a reply of several reads
+    assert len(repr(counts)) > 2 * _qiskit._READ_SIZE
+    assert [counts] == list((await threaded.prepare_and_run(jobs))[1])
+
+
 def test_process_isolation_on_uvloop() -> None:
     # The scheduler runs on uvloop where it is installed: the loop watches the worker's
     # pipe there too.
