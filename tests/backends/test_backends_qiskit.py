@@ -672,18 +672,26 @@ def test_what_can_be_a_template() -> None:
     assert _structure_and_angles(big) is None  # too large to be worth a template
 
 
-def test_a_template_is_loaded_once_per_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes of every circuit the worker code loads from here on."""
     from logosq_os_scheduler.backends import _aer_worker
-    from logosq_os_scheduler.backends._qiskit import _template_of
 
-    loads: list[bytes] = []
+    seen: list[bytes] = []
     real = _aer_worker.load_circuit
 
     def counted(data: bytes) -> Any:
-        loads.append(data)
+        seen.append(data)
         return real(data)
 
     monkeypatch.setattr(_aer_worker, "load_circuit", counted)
+    return seen
+
+
+def test_a_template_is_loaded_once_per_receiver(loads: list[bytes]) -> None:
+    from logosq_os_scheduler.backends import _aer_worker
+    from logosq_os_scheduler.backends._qiskit import _template_of
+
     template = _template_of(rotated(0.1, 0.2))
     payload = _aer_worker.dump_circuit(template)
     cache = _aer_worker.SimulatorCache()
@@ -703,17 +711,9 @@ def test_run_now_gives_what_run_gives() -> None:
     assert [now.get_counts(i) for i in range(2)] == [direct.get_counts(i) for i in range(2)]
 
 
-def test_a_worker_loads_a_circuit_sent_many_times_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_loads_a_circuit_sent_many_times_once(loads: list[bytes]) -> None:
     from logosq_os_scheduler.backends import _aer_worker
 
-    loads: list[bytes] = []
-    real = _aer_worker.load_circuit
-
-    def counted(data: bytes) -> Any:
-        loads.append(data)
-        return real(data)
-
-    monkeypatch.setattr(_aer_worker, "load_circuit", counted)
     one, other = bell(), bell()
     other.x(1)
     payload = _aer_worker.dump_circuit(one)
