@@ -112,9 +112,9 @@ _EWMA_WEIGHT = 0.2
 # Distinct templates (see _Templates) remembered per backend, and the largest circuit made
 # one: the saving is per experiment, small beside a large circuit's simulation.
 _TEMPLATES = 256
+_TEMPLATE_MAX_SIZE = 2000
 # Structures seen once, remembered so that a second sighting makes a template.
 _SEEN = 1024
-_TEMPLATE_MAX_SIZE = 2000
 # Instructions without parameters that a template may hold besides standard gates.
 _TEMPLATE_PLAIN = frozenset({"measure", "barrier", "reset"})
 
@@ -905,7 +905,13 @@ def _structure_and_angles(circuit: Any) -> tuple[Hashable, tuple[float, ...]] | 
     a reset (a custom gate, a unitary, control flow, a delay)."""
     if len(circuit) > _TEMPLATE_MAX_SIZE:
         return None
-    structure: list[Any] = [circuit.num_qubits, tuple(circuit.cregs)]
+    # The registers and bit counts fix the layout of the counts' bitstrings.
+    structure: list[Any] = [
+        circuit.num_qubits,
+        circuit.num_clbits,
+        tuple(circuit.qregs),
+        tuple(circuit.cregs),
+    ]
     angles: list[float] = []
     for instruction in circuit.data:
         params = instruction.params
