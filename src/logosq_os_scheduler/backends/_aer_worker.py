@@ -30,7 +30,11 @@ written about 2.5 times faster than a pickle of the same circuit (63 against 156
 for a small transpiled circuit), or as a pickle for a circuit QPY cannot hold: a circuit
 serialised once and sent many times alone (:func:`dump_circuit`), the rest of a request's
 circuits together in one ``bundle`` (:func:`dump_circuits`: one QPY file for all of them is
-written and read in about 40% less time than one per circuit).
+written and read in about 40% less time than one per circuit). A circuit whose only angles are
+those of standard gates may travel as a :class:`Bound`: the number of a template (the circuit
+with its angles made parameters, in the request's ``templates`` as QPY, loaded once per
+worker) and its angles; the copies of one template run as one experiment with a parameter
+bind each.
 """
 
 from __future__ import annotations
