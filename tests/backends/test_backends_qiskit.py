@@ -629,6 +629,22 @@ def test_circuits_that_never_repeat_their_structure_make_no_template() -> None:
     assert backend._templates is not None and not backend._templates._by_structure
 
 
+def test_run_now_calls_only_the_job_function_it_knows() -> None:
+    from qiskit_aer.backends.aerbackend import AerBackend
+
+    from logosq_os_scheduler.backends._aer_worker import _runs_jobs_directly
+
+    class OtherSignature(AerSimulator):  # type: ignore[misc]
+        def _execute_circuits_job(self, circuits: Any, run_options: Any) -> Any:
+            raise AssertionError("a job function of another shape is never called directly")
+
+    assert _runs_jobs_directly(AerSimulator)
+    assert not _runs_jobs_directly(CountingAer)  # a run() of its own
+    assert not _runs_jobs_directly(OtherSignature)
+    assert not _runs_jobs_directly(BasicSimulator)
+    assert AerBackend.run.__qualname__ == "AerBackend.run"  # what the check looks for
+
+
 async def test_a_simulator_with_its_own_run_gets_the_binds_through_it() -> None:
     sim = CountingAer()
     backend = QiskitBackend(sim, seed=6, optimization_level=0, isolation="thread")

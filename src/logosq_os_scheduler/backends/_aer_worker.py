@@ -40,7 +40,9 @@ bind each.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import inspect
 import io
 import os
 import pickle
@@ -489,17 +491,36 @@ def run_now(
     ``AerSimulator.run`` hands every job to a thread of Aer's own and waits for it; here
     the caller is a worker (thread or process) already, and that second hand-off cost
     0.2 to 0.4 ms a job on the VQE benchmark. Aer's job function (what its thread would
-    call, with the same arguments) is called directly where the simulator has it and
-    its ``run`` is Aer's own; a simulator without it, or a subclass with a ``run`` of its
-    own, is run through ``run``.
+    call, with the same arguments) is called directly where the simulator has it, with the
+    signature this code knows, and its ``run`` is Aer's own; another simulator, or a
+    subclass with a ``run`` of its own, is run through ``run``.
     """
-    execute_job = getattr(simulator, "_execute_circuits_job", None)
-    own_run = getattr(getattr(type(simulator), "run", None), "__qualname__", "") == "AerBackend.run"
-    if execute_job is None or not own_run:
+    if not _runs_jobs_directly(type(simulator)):
         if parameter_binds is not None:
             options = {**options, "parameter_binds": parameter_binds}
         return simulator.run(circuits, shots=shots, **options).result()
-    return execute_job(list(circuits), parameter_binds, {**options, "shots": shots})
+    return simulator._execute_circuits_job(
+        list(circuits), parameter_binds, {**options, "shots": shots}
+    )
+
+
+_DIRECT: dict[type, bool] = {}
+
+
+def _runs_jobs_directly(kind: type) -> bool:
+    """Whether :func:`run_now` may call ``kind``'s job function itself (see there)."""
+    found = _DIRECT.get(kind)
+    if found is None:
+        found = False
+        job = getattr(kind, "_execute_circuits_job", None)
+        if callable(job) and (
+            getattr(getattr(kind, "run", None), "__qualname__", "") == "AerBackend.run"
+        ):
+            with contextlib.suppress(TypeError, ValueError):
+                names = list(inspect.signature(job).parameters)[:4]
+                found = names == ["self", "circuits", "parameter_binds", "run_options"]
+        _DIRECT[kind] = found
+    return found
 
 
 # --- process mode ---------------------------------------------------------------------------
