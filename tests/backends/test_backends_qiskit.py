@@ -654,7 +654,7 @@ async def test_a_simulator_with_its_own_run_gets_the_binds_through_it() -> None:
 
 
 def test_what_can_be_a_template() -> None:
-    from qiskit.circuit import Gate, Parameter
+    from qiskit.circuit import Gate, Instruction, Parameter
     from qiskit.circuit.library import CXGate, UnitaryGate
 
     from logosq_os_scheduler.backends._qiskit import _structure_and_angles, _template_of
@@ -681,6 +681,8 @@ def test_what_can_be_a_template() -> None:
     assert refused(lambda qc: qc.append(CXGate(ctrl_state=0), [0, 1]))
     assert refused(lambda qc: qc.rz(Parameter("unbound"), 0))
     assert refused(lambda qc: qc.delay(10, 0))
+    # Named like a measurement, but not Qiskit's: its name does not say what it does.
+    assert refused(lambda qc: qc.append(Instruction("measure", 1, 1, []), [0], [0]))
     big = rotated(0.5, 0.5)
     for _ in range(1000):
         big.rz(0.1, 0)

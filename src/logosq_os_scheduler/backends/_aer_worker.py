@@ -396,8 +396,8 @@ def _run_bound(
 
     Aer turns each experiment into its own form in Python, once however many binds it has
     (with the angles sent instead of QPY, 0.6 ms less per SPSA step of the VQE benchmark
-    in a process, 1.1 ms in a thread). Each bind is the same circuit, with the same angles, as its
-    copy. Aer seeds each bind as it would a circuit in its place, so a seeded call gives
+    in a process, 1.1 ms in a thread). Each bind is the same circuit, with the same angles,
+    as its copy. Aer seeds each bind as it would a circuit in its place, so a seeded call gives
     the same counts wherever it runs, though not those of the copies run one by one in
     another order. If the call fails, the copies run bound (:func:`_run_batch`), which
     finds a failing circuit and fails it alone.
@@ -426,7 +426,7 @@ def _run_bound(
         bound = []
         for entry in entries:
             if isinstance(entry, Bound):
-                circuit, params = cache.template(entry.template, request.templates[entry.template])
+                circuit, params, _ = groups[entry.template]
                 entry = circuit.assign_parameters(dict(zip(params, entry.values, strict=True)))
             bound.append(entry)
         return _run_batch(simulator, bound, request.shots, request.options)

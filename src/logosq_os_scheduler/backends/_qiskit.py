@@ -115,8 +115,6 @@ _TEMPLATES = 256
 _TEMPLATE_MAX_SIZE = 2000
 # Structures seen once, remembered so that a second sighting makes a template.
 _SEEN = 1024
-# Instructions without parameters that a template may hold besides standard gates.
-_TEMPLATE_PLAIN = frozenset({"measure", "barrier", "reset"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -920,7 +918,7 @@ def _structure_and_angles(circuit: Any) -> tuple[Hashable, tuple[float, ...]] | 
                 if type(value) is not float:
                     return None
             angles.extend(params)
-        elif params or instruction.name not in _TEMPLATE_PLAIN:
+        elif params or not _is_plain(instruction):  # a delay has a parameter
             return None
         structure.append(instruction.name)
         structure.append(instruction.qubits)
@@ -1361,10 +1359,19 @@ def _median_two_qubit_error(target: Any) -> float | None:
 
 
 @functools.cache
+@functools.cache
 def _plain_instruction_types() -> tuple[type, ...]:
     from qiskit.circuit import Barrier, Delay, Measure, Reset
 
     return (Barrier, Delay, Measure, Reset)
+
+
+def _is_plain(instruction: Any) -> bool:
+    """Whether a circuit instruction is Qiskit's own measure, barrier, reset or delay, whose
+    meaning its name, parameters and operands fix (a custom instruction may share a name)."""
+    return instruction.name in _PLAIN_INSTRUCTIONS and isinstance(
+        instruction.operation, _plain_instruction_types()
+    )
 
 
 def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
@@ -1376,7 +1383,6 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
     """
     if qc.layout is not None:
         return None  # already laid out: transpile it for real
-    plain = _plain_instruction_types()
     qubit = {bit: i for i, bit in enumerate(qc.qubits)}.__getitem__
     clbit = {bit: i for i, bit in enumerate(qc.clbits)}.__getitem__
     parts: list[Hashable] = [
@@ -1389,9 +1395,7 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
         parts.append(qc.global_phase)
         for instruction in qc.data:
             name = instruction.name
-            if not instruction.is_standard_gate() and (
-                name not in _PLAIN_INSTRUCTIONS or not isinstance(instruction.operation, plain)
-            ):
+            if not instruction.is_standard_gate() and not _is_plain(instruction):
                 return None
             # `.operation` builds a Python gate object: read it only for a delay's unit.
             unit = getattr(instruction.operation, "unit", None) if name == "delay" else None
