@@ -18,7 +18,12 @@ the calling thread. The scheduler path submits the circuits as quantum tasks
 ``QiskitBackend`` over the same simulator, in thread isolation (Aer in a worker thread, the
 like-for-like comparison) and in process isolation (Aer in a worker process, the default for
 local simulators, which keeps the event loop free at the price of pickling). Aer runs one
-simulation thread on both paths.
+simulation thread on both paths. The circuits simulated are the same; how Aer is called is
+not: the direct path makes one ``AerSimulator.run`` of the bound circuits, as a script does,
+while ``QiskitBackend`` runs the copies of one transpiled circuit as one Aer experiment with a
+parameter bind each, and calls Aer's job function in its worker rather than through ``run``.
+Part of what the scheduler path saves there is a gain over the script, not overhead removed
+(BENCHMARKS.md's analysis gives the sizes).
 
 The machine is shared, so single timings are noisy. The two paths therefore run in pairs, one
 right after the other, in alternating order (direct first in even pairs, the scheduler first
@@ -260,13 +265,14 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
         f"{args.shots} shots per circuit) through the scheduler (`EnergyObjective`, the "
         "default configuration, a `QiskitBackend` over `AerSimulator`) against the same "
         "work done directly (bind, measure, transpile with a kept pass manager, one "
-        "`AerSimulator.run` for all circuits, energies from the counts). Aer runs one "
-        f"simulation thread on both paths. {per_row} per row (the count is in the table), "
-        "run back to back in alternating order; times are median (min-max); the overhead "
-        "is read from each pair's ratio scheduler / direct: median, interquartile range, "
-        "extremes, and a distribution-free 95% confidence interval for the median; the "
-        "verdict uses that interval. 'Fastest / fastest' compares each path's fastest run "
-        "(load only adds time), a second reading.\n"
+        "`AerSimulator.run` for all circuits, energies from the counts; the scheduler's "
+        "backend runs copies of one circuit as one Aer experiment with parameter binds). "
+        f"Aer runs one simulation thread on both paths. {per_row} per row (the count is in "
+        "the table), run back to back in alternating order; times are median (min-max); "
+        "the overhead is read from each pair's ratio scheduler / direct: median, "
+        "interquartile range, extremes, and a distribution-free 95% confidence interval for "
+        "the median; the verdict uses that interval. 'Fastest / fastest' compares each "
+        "path's fastest run (load only adds time), a second reading.\n"
     )
     rows: list[Row] = []
     for isolation in ("thread", "process"):
