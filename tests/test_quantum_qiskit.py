@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 pytest.importorskip("qiskit_aer")
@@ -157,3 +159,36 @@ async def test_run_options_reach_the_simulator_so_a_seeded_run_repeats() -> None
     assert info.value.field == "run_options"
     with pytest.raises(InvalidTaskError, match="only quantum"):
         Task.classical("c").with_run_options(seed_simulator=1)
+
+
+async def test_the_scheduler_tells_a_backend_when_its_job_is_all_there_is() -> None:
+    """sole_job is True while a job runs with no other task of the scheduler unfinished
+    (the backend may then prepare it on the event loop), False beside other work."""
+    import asyncio
+
+    from logosq_os_scheduler.backends import QiskitBackend
+    from logosq_os_scheduler.backends._base import sole_job
+
+    seen: list[bool] = []
+
+    class Watched(QiskitBackend):
+        async def prepare_and_run(self, jobs: Any) -> Any:
+            seen.append(sole_job.get())
+            return await super().prepare_and_run(jobs)
+
+    async def wait(gate: asyncio.Event) -> str:
+        await gate.wait()
+        return "done"
+
+    gate = asyncio.Event()
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("aer", Watched(AerSimulator(), isolation="thread"))
+        task = Task.quantum("alone").with_circuit(bell()).with_shots(10)
+        assert sum((await (await s.submit(task))).value.values()) == 10
+        waiting = await s.submit(Task.classical("waiting").with_function(wait, gate))
+        task = Task.quantum("beside").with_circuit(bell()).with_shots(10)
+        assert sum((await (await s.submit(task))).value.values()) == 10
+        gate.set()
+        assert (await waiting).value == "done"
+    assert seen == [True, False]
+    assert sole_job.get() is False

@@ -45,7 +45,14 @@ from ._errors import (
     TransientBackendError,
 )
 from ._task import Task, TaskPriority, TaskStatus
-from .backends._base import Backend, CircuitJob, CircuitRequirements, JobOutcome, prepare_all
+from .backends._base import (
+    Backend,
+    CircuitJob,
+    CircuitRequirements,
+    JobOutcome,
+    prepare_all,
+    sole_job,
+)
 from .core import Pool, SchedulerCore
 from .core._breaker import BreakerState, CircuitBreaker
 from .core._preemption import may_be_preempted
@@ -585,7 +592,10 @@ class QuantumMixin:
                     flight = _Flight(batch, jobs, started)
                     coro = self._run_flight(entry, flight)
                 elif together:
-                    coro = _prepare_and_run(backend, jobs, circuits)
+                    # This job's tasks are all the scheduler has unfinished: nothing of
+                    # its own waits for the loop (see sole_job).
+                    alone = self._core.unfinished == len(batch)
+                    coro = _prepare_and_run(backend, jobs, circuits, alone=alone)
                 else:
                     coro = backend.run(jobs)
                 if timeout is None:
@@ -984,11 +994,16 @@ def _is_permanent(error: BaseException) -> bool:
 
 
 async def _prepare_and_run(
-    backend: Backend, jobs: list[CircuitJob], circuits: list[Any]
+    backend: Backend, jobs: list[CircuitJob], circuits: list[Any], *, alone: bool
 ) -> Sequence[Any]:
-    """``backend.prepare_and_run(jobs)``; puts the prepared circuits in ``circuits`` (None
-    where preparing failed) and returns the outcomes."""
-    prepared, outcomes = await backend.prepare_and_run(jobs)
+    """``backend.prepare_and_run(jobs)``, with :data:`sole_job` set to ``alone``; puts the
+    prepared circuits in ``circuits`` (None where preparing failed) and returns the
+    outcomes."""
+    token = sole_job.set(alone)
+    try:
+        prepared, outcomes = await backend.prepare_and_run(jobs)
+    finally:
+        sole_job.reset(token)
     if len(prepared) != len(jobs):
         raise TransientBackendError(
             backend.name, f"returned {len(prepared)} prepared circuits for {len(jobs)}"

@@ -346,7 +346,8 @@ def test_prepare_many_transpiles_together_and_a_bad_circuit_fails_alone() -> Non
 @pytest.mark.parametrize("isolation", ["thread", "process"])
 async def test_prepare_and_run_prepares_in_the_thread_that_runs_the_job(isolation: str) -> None:
     """One hand-off per job: the circuits are transpiled in the thread that then simulates
-    them (or talks to the worker process), never on the event loop."""
+    them (or talks to the worker process), not on the event loop (unless the scheduler
+    runs the job alone: see the test after the template tests)."""
     threads: dict[str, int] = {}
 
     class Watched(QiskitBackend):
@@ -588,6 +589,52 @@ async def test_copies_of_one_template_run_as_one_experiment(
         if isolation == "thread":
             # One call: the first template with its four copies, the entangled one, Bell.
             assert calls == [(3, [4, 1, 1])]
+    finally:
+        await backend.aclose()
+
+
+async def test_a_short_job_run_alone_is_prepared_and_sent_from_the_event_loop() -> None:
+    """In process isolation, a job the scheduler runs alone (sole_job) whose preparation is
+    known to be short is transpiled and sent from the event loop: no hand-off to a thread.
+    The first job (nothing learned yet, the worker not holding the simulator yet), a job
+    run beside others, and one expected to take long go through a thread."""
+    from logosq_os_scheduler.backends._base import sole_job
+    from logosq_os_scheduler.backends._qiskit import _INLINE_PREPARE_SECONDS
+
+    threads: list[int] = []
+
+    class Watched(QiskitBackend):
+        def prepare_many(self, circuits: Any) -> list[Any]:
+            threads.append(threading.get_ident())
+            return super().prepare_many(circuits)
+
+    backend = Watched(AerSimulator(), isolation="process")
+    loop_thread = threading.get_ident()
+    jobs = [job(rotated(a, b), shots=50, key=want) for a, b, want in ROTATIONS]
+    expected = [{want: 50} for _, _, want in ROTATIONS]
+    short = _INLINE_PREPARE_SECONDS / len(jobs) / 2  # seconds per circuit
+    long = _INLINE_PREPARE_SECONDS / len(jobs) * 2
+
+    async def run(alone: bool, per_circuit: float | None) -> bool:
+        """Run the job; whether it was prepared on the loop."""
+        backend._transpile_seconds = per_circuit
+        token = sole_job.set(alone)
+        try:
+            prepared, outcomes = await backend.prepare_and_run(jobs)
+        finally:
+            sole_job.reset(token)
+        assert outcomes == expected
+        assert all(isinstance(p, PreparedCircuit) for p in prepared)
+        return threads[-1] == loop_thread
+
+    try:
+        assert not await run(True, None)  # nothing learned; the worker is new
+        assert backend._transpile_seconds is not None  # learned from that job
+        assert await run(True, short)
+        assert not await run(False, short)  # the scheduler has other work
+        assert not await run(True, long)
+        assert await run(True, short)
+        assert len(threads) == 5
     finally:
         await backend.aclose()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -37,6 +38,13 @@ Counts = dict[str, int]
 
 JobOutcome = Counts | BaseException
 """What one circuit of a job produced: its counts, or the error that circuit alone raised."""
+
+
+# True while the scheduler awaits a job's prepare_and_run() with no other task of its own
+# unfinished: no task of the scheduler waits for its event loop then, so a backend may
+# prepare a small job's circuits on the loop rather than hand them to a thread (the hand-off
+# is a thread wake-up: a few hundred microseconds on a virtual machine). A hint only.
+sole_job: contextvars.ContextVar[bool] = contextvars.ContextVar("sole_job", default=False)
 
 
 class JobWithdrawnError(BackendError):

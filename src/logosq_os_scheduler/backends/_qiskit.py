@@ -63,7 +63,7 @@ from .._errors import (
     TransientBackendError,
 )
 from . import _aer_worker
-from ._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all
+from ._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
 from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, normalize_circuit
 
 if TYPE_CHECKING:
@@ -109,6 +109,11 @@ _INLINE_REPLY_BYTES = 256 * 1024
 _READ_SIZE = 64 * 1024
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
+# In process isolation, a job the scheduler runs alone (sole_job) whose preparation is
+# expected to take at most this long is prepared and sent from the event loop itself: the
+# hand-off to a thread costs a wake-up, and while a thread transpiles, the loop waits for the
+# GIL anyway (a few milliseconds at worst: the interpreter's switch interval is 5 ms).
+_INLINE_PREPARE_SECONDS = 0.005
 # Distinct templates (see _Templates) remembered per backend, and the largest circuit made
 # one: the saving is per experiment, small beside a large circuit's simulation.
 _TEMPLATES = 256
@@ -305,6 +310,8 @@ class QiskitBackend(Backend):
         self._token = object()
         self._seconds_per_shot = 2e-6  # learned from runs (EWMA); a first guess for Aer
         self._fixed_seconds = 0.002
+        # Seconds the pass manager takes per circuit (EWMA), None until it first ran.
+        self._transpile_seconds: float | None = None
 
         from qiskit.transpiler import generate_preset_pass_manager
 
@@ -415,9 +422,11 @@ class QiskitBackend(Backend):
         qc, source, fingerprint = found
         try:
             with self._transpile_lock:
+                started = time.perf_counter()
                 transpiled = call_guarding_panics(
                     lambda: self._pass_manager.run(qc), what="Qiskit transpiler"
                 )
+                self._learn_transpile(time.perf_counter() - started, 1)
         except Exception as exc:
             raise PermanentBackendError(
                 self._name, f"cannot transpile the circuit for this backend: {exc}"
@@ -446,10 +455,12 @@ class QiskitBackend(Backend):
             qcs = [qc for _, qc, _, _ in todo]
             try:
                 with self._transpile_lock:
+                    started = time.perf_counter()
                     transpiled = call_guarding_panics(
                         lambda: self._pass_manager.run(qcs, num_processes=1),
                         what="Qiskit transpiler",
                     )
+                    self._learn_transpile(time.perf_counter() - started, len(qcs))
             except Exception:
                 for i, _, source, _ in todo:
                     out[i] = self._prepare_one(source)
@@ -504,6 +515,15 @@ class QiskitBackend(Backend):
         if qc.num_qubits > self._num_qubits:
             qc = _without_idle_qubits(qc)
         return qc, source, fingerprint
+
+    def _learn_transpile(self, seconds: float, circuits: int) -> None:
+        """Fold a pass-manager call into the per-circuit estimate. Called with
+        ``_transpile_lock`` held."""
+        observed = seconds / circuits
+        known = self._transpile_seconds
+        self._transpile_seconds = (
+            observed if known is None else known + _EWMA_WEIGHT * (observed - known)
+        )
 
     def _judge_cache(self, *, hit: bool) -> None:
         """Count a lookup in the current trial; rest the cache after a trial with too few
@@ -659,7 +679,19 @@ class QiskitBackend(Backend):
                     for members, call in sent
                 ]
 
-            replies = await self._workers().exchange(requests, self._source_payload)
+            # Prepared on the loop when the scheduler has nothing else to run and the
+            # preparation is known to be short (see _INLINE_PREPARE_SECONDS).
+            per_circuit = self._transpile_seconds
+            inline = (
+                prepare
+                and sole_job.get()
+                and per_circuit is not None
+                and per_circuit * sum(len(call.members) for call in calls)
+                <= _INLINE_PREPARE_SECONDS
+            )
+            replies = await self._workers().exchange(
+                requests, self._source_payload, inline_for=self._source_key if inline else None
+            )
             for (members, call), reply in zip(sent, replies, strict=True):
                 if reply[0] == "ok":
                     self._learn(reply[2], call.shots * len(members))
@@ -1122,6 +1154,8 @@ class _WorkerPool:
         self,
         requests: Callable[[], list[_aer_worker.Request]],
         source_payload: Callable[[], bytes],
+        *,
+        inline_for: str | None = None,
     ) -> list[tuple[Any, ...]]:
         """Make ``requests()`` in a helper thread and send them to one worker process, which
         is this exchange's alone; return its replies, one per request, in order.
@@ -1129,7 +1163,9 @@ class _WorkerPool:
         The event loop reads the replies itself, watching the worker's stdout from before
         the helper thread starts: the thread's own return is not waited for on the way
         (it lands while the worker simulates), so a job costs the loop one thread hand-off
-        and one wake-up by the reply.
+        and one wake-up by the reply. With ``inline_for``, a source the worker holds
+        already, ``requests()`` is made and sent on the loop instead (no hand-off), where
+        the loop reads the replies and the worker has that source.
 
         Raises:
             TransientBackendError: The worker process died (it is replaced on next use), or
@@ -1168,7 +1204,10 @@ class _WorkerPool:
                 return len(made)
 
             try:
-                count = await asyncio.to_thread(send)
+                if watched and inline_for is not None and inline_for in leased.known:
+                    count = send()
+                else:
+                    count = await asyncio.to_thread(send)
                 bodies = await replies.wait(count)
             except _WorkerDied:
                 code = leased.process.poll()
