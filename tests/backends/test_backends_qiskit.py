@@ -491,13 +491,19 @@ def test_circuits_cross_to_worker_processes_as_qpy() -> None:
 
 
 async def test_circuits_the_cache_does_not_keep_travel_in_one_bundle() -> None:
-    from logosq_os_scheduler.backends._aer_worker import load_circuits
+    from logosq_os_scheduler.backends._aer_worker import Bound, load_circuits
 
     isolated = QiskitBackend(AerSimulator(), seed=21, isolation="process")
     threaded = QiskitBackend(AerSimulator(), seed=21, isolation="thread")
     try:
         kept = isolated.prepare(bell())  # the cache is in use: serialised once, kept
         assert kept.payload is not None
+        # Kept too, but it has angles: it goes whole in the bundle the first time, as a
+        # template and its angles after, so it is never serialised alone.
+        turned = isolated.prepare(rotated(math.pi, 0.0))
+        assert turned.payload is None
+        assert isolated._request([turned], 10, {}).circuits == [0]
+        assert isinstance(isolated._request([turned], 10, {}).circuits[0], Bound)
         isolated._cache_rest = 10  # the cache rests: circuits are neither kept nor serialised
         flipped = bell()  # no angles: sent whole (see the template tests below)
         flipped.x(0)

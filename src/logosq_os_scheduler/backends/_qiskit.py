@@ -140,7 +140,8 @@ class PreparedCircuit:
         backend_token: Identifies the backend that prepared it.
         payload: The transpiled circuit as bytes (:func:`._aer_worker.dump_circuit`), when
             the backend runs in a worker process and keeps the circuit in its transpile
-            cache (others are serialised with the rest of their job).
+            cache, and the circuit cannot go as a template (others are serialised with the
+            rest of their job, or go as a template's number and angles).
     """
 
     circuit: QuantumCircuit
@@ -541,9 +542,15 @@ class QiskitBackend(Backend):
         # transpiled circuit for them costs tens of microseconds, so others find them lazily.
         physical = _physical_qubits(transpiled) if self._needs_physical else None
         payload = None
-        if self._isolation == "process" and fingerprint is not None:
+        if (
+            self._isolation == "process"
+            and fingerprint is not None
+            and (self._templates is None or _structure_and_angles(transpiled) is None)
+        ):
             # A circuit the cache keeps is serialised once, however often it runs; one it
-            # does not keep travels in its job's bundle (QiskitBackend._request).
+            # does not keep travels in its job's bundle (QiskitBackend._request), as does
+            # one that can go as a template (its first sighting only: it then goes as its
+            # template's number and its angles), for which a QPY dump would be wasted.
             payload = _aer_worker.dump_circuit(transpiled)
         if fingerprint is not None:
             with self._transpile_lock:
