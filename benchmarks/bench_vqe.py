@@ -37,7 +37,8 @@ root of the number of pairs, so each row runs pairs for a fixed time (``--second
 default: about 1,800 pairs of SPSA steps and 800 of Adam steps on a 2-core machine, 23
 minutes for the four rows) rather than a fixed count. At 75 s a row (about 450 and 200
 pairs) the interval was about 2.5 points wide for the SPSA step, too wide to tell an
-overhead of about 4% from 5%.
+overhead of about 4% from 5%. Runs at different times still differ by about a point, more
+than a 300 s row's interval (the machine's state moves the ratio): compare runs, not one.
 """
 
 from __future__ import annotations

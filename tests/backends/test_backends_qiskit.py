@@ -602,8 +602,8 @@ async def test_copies_of_one_template_run_as_one_experiment(
 async def test_a_short_job_run_alone_is_prepared_and_sent_from_the_event_loop() -> None:
     """In process isolation, a job the scheduler runs alone (sole_job) whose preparation is
     known to be short is transpiled and sent from the event loop: no hand-off to a thread.
-    The first job (nothing learned yet, the worker not holding the simulator yet), a job
-    run beside others, and one expected to take long go through a thread."""
+    A job to a worker that does not hold the simulator yet, one sent before anything was
+    learned, one run beside others, and one expected to take long go through a thread."""
     from logosq_os_scheduler.backends._base import sole_job
     from logosq_os_scheduler.backends._qiskit import _INLINE_PREPARE_SECONDS
 
@@ -634,13 +634,16 @@ async def test_a_short_job_run_alone_is_prepared_and_sent_from_the_event_loop() 
         return threads[-1] == loop_thread
 
     try:
-        assert not await run(True, None)  # nothing learned; the worker is new
-        assert backend._transpile_seconds is not None  # learned from that job
+        assert backend._transpile_seconds is None
+        backend.prepare_many([rotated(0.1, 0.2), rotated(0.3, 0.4)])
+        assert backend._transpile_seconds is not None and backend._transpile_seconds > 0
+        assert not await run(True, short)  # the worker does not hold the simulator yet
+        assert not await run(True, None)  # nothing learned
         assert await run(True, short)
         assert not await run(False, short)  # the scheduler has other work
         assert not await run(True, long)
         assert await run(True, short)
-        assert len(threads) == 5
+        assert len(threads) == 7
     finally:
         await backend.aclose()
 
