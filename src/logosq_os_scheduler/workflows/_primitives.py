@@ -74,6 +74,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import math
 import operator
 import uuid
@@ -123,6 +124,9 @@ __all__ = [
 # Jobs binding at least this many parameter sets are prepared (bound, measured) in a worker
 # thread, so that the event loop keeps scheduling meanwhile; smaller ones are cheaper inline.
 _OFFLOAD_BINDINGS = 32
+# Observables whose measurement bases (_bases) are remembered, per process: a few hundred
+# small circuits at most.
+_BASES_CACHE_SIZE = 256
 
 DEFAULT_PRECISION = 0.015625
 """The estimator's default precision, as Qiskit's ``BackendEstimatorV2``: 1 / sqrt(4096)."""
@@ -482,43 +486,76 @@ def _measurement_circuit(num_qubits: int, basis: Any) -> tuple[QuantumCircuit, n
     return meas, support
 
 
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class _Basis:
+    """One measurement basis of a set of Paulis: the circuit that measures it (read only:
+    it is shared by every bound circuit measured in it) and what its counts estimate."""
+
+    circuit: QuantumCircuit
+    labels: tuple[str, ...]
+    diagonal: tuple[str, ...]
+    width: int
+    support: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=_BASES_CACHE_SIZE)
+def _bases(num_qubits: int, labels: tuple[str, ...], grouping: bool) -> tuple[_Basis, ...]:
+    """The measurement bases of the Paulis ``labels`` (sorted) on ``num_qubits`` qubits: one
+    per group of qubit-wise commuting Paulis (``PauliList.group_commuting(qubit_wise=True)``),
+    or one per Pauli without ``grouping``. Remembered: an optimiser measures the same
+    observable at every step, and grouping it costs more than measuring a circuit in it."""
+    out: list[_Basis] = []
+    paulis = PauliList(list(labels))
+    groups = paulis.group_commuting(qubit_wise=True) if grouping else [p for p in paulis]
+    for group in groups:
+        group = PauliList(group)
+        basis = Pauli((np.logical_or.reduce(group.z), np.logical_or.reduce(group.x)))
+        meas, support = _measurement_circuit(num_qubits, basis)
+        # Each term in Z form on the measured qubits; the label's leftmost character is the
+        # highest measured qubit, matching the register's bitstring order.
+        nonidentity = group.z[:, support] | group.x[:, support]
+        out.append(
+            _Basis(
+                circuit=meas,
+                labels=tuple(p.to_label() for p in group),
+                diagonal=tuple(
+                    "".join("Z" if bit else "I" for bit in row[::-1]) for row in nonidentity
+                ),
+                width=len(support),
+                support=tuple(int(q) for q in support),
+            )
+        )
+    return tuple(out)
+
+
 def _measurements_for(
     circuit: QuantumCircuit,
     param_index: tuple[int, ...],
     labels: Iterable[str],
     grouping: bool = True,
 ) -> list[_Measurement]:
-    """The circuits that estimate every Pauli in ``labels`` on ``circuit``: one per group of
-    qubit-wise commuting Paulis (``PauliList.group_commuting(qubit_wise=True)``), or one per
-    Pauli without ``grouping``."""
+    """The circuits that estimate every Pauli in ``labels`` on ``circuit``: ``circuit``
+    measured in each of the labels' bases (:func:`_bases`)."""
     out: list[_Measurement] = []
-    paulis = PauliList(sorted(labels))
-    groups = paulis.group_commuting(qubit_wise=True) if grouping else [p for p in paulis]
-    for group in groups:
-        group = PauliList(group)
-        basis = Pauli((np.logical_or.reduce(group.z), np.logical_or.reduce(group.x)))
-        meas, support = _measurement_circuit(circuit.num_qubits, basis)
+    for basis in _bases(circuit.num_qubits, tuple(sorted(labels)), grouping):
+        register = basis.circuit.cregs[0]
         for creg in circuit.cregs:
-            if creg.name == meas.cregs[0].name:
+            if creg.name == register.name:
                 raise ValueError(
                     "Classical register for measurements conflict with those of the input "
-                    f"circuit: {meas.cregs[0]}. Avoid register names starting with '__'."
+                    f"circuit: {register}. Avoid register names starting with '__'."
                 )
         measured = circuit.copy()
-        measured.add_register(meas.cregs[0])
-        measured.compose(meas, clbits=meas.cregs[0], inplace=True)
-        # Each term in Z form on the measured qubits; the label's leftmost character is the
-        # highest measured qubit, matching the register's bitstring order.
-        nonidentity = group.z[:, support] | group.x[:, support]
-        diagonal = tuple("".join("Z" if bit else "I" for bit in row[::-1]) for row in nonidentity)
+        measured.add_register(register)
+        measured.compose(basis.circuit, clbits=register, inplace=True)
         out.append(
             _Measurement(
                 circuit=measured,
                 param_index=param_index,
-                labels=tuple(p.to_label() for p in group),
-                diagonal=diagonal,
-                width=len(support),
-                support=tuple(int(q) for q in support),
+                labels=basis.labels,
+                diagonal=basis.diagonal,
+                width=basis.width,
+                support=basis.support,
             )
         )
     return out
