@@ -425,12 +425,7 @@ class QiskitBackend(Backend):
             return found
         qc, source, fingerprint = found
         try:
-            with self._transpile_lock:
-                started = time.perf_counter()
-                transpiled = call_guarding_panics(
-                    lambda: self._pass_manager.run(qc), what="Qiskit transpiler"
-                )
-                self._learn_transpile(time.perf_counter() - started, 1)
+            transpiled = self._transpile(qc, 1)
         except Exception as exc:
             raise PermanentBackendError(
                 self._name, f"cannot transpile the circuit for this backend: {exc}"
@@ -458,13 +453,7 @@ class QiskitBackend(Backend):
         elif todo:
             qcs = [qc for _, qc, _, _ in todo]
             try:
-                with self._transpile_lock:
-                    started = time.perf_counter()
-                    transpiled = call_guarding_panics(
-                        lambda: self._pass_manager.run(qcs, num_processes=1),
-                        what="Qiskit transpiler",
-                    )
-                    self._learn_transpile(time.perf_counter() - started, len(qcs))
+                transpiled = self._transpile(qcs, len(qcs))
             except Exception:
                 for i, _, source, _ in todo:
                     out[i] = self._prepare_one(source)
@@ -520,14 +509,22 @@ class QiskitBackend(Backend):
             qc = _without_idle_qubits(qc)
         return qc, source, fingerprint
 
-    def _learn_transpile(self, seconds: float, circuits: int) -> None:
-        """Fold a pass-manager call into the per-circuit estimate. Called with
-        ``_transpile_lock`` held."""
-        observed = seconds / circuits
-        known = self._transpile_seconds
-        self._transpile_seconds = (
-            observed if known is None else known + _EWMA_WEIGHT * (observed - known)
-        )
+    def _transpile(self, circuits: Any, count: int) -> Any:
+        """The kept pass manager on ``circuits`` (one circuit, or a list of ``count``), under
+        ``_transpile_lock``; its time per circuit is folded into the estimate (EWMA) that
+        decides whether a job is prepared on the event loop (see _INLINE_PREPARE_SECONDS)."""
+        with self._transpile_lock:
+            started = time.perf_counter()
+            transpiled = call_guarding_panics(
+                lambda: self._pass_manager.run(circuits, num_processes=1),
+                what="Qiskit transpiler",
+            )
+            observed = (time.perf_counter() - started) / count
+            known = self._transpile_seconds
+            self._transpile_seconds = (
+                observed if known is None else known + _EWMA_WEIGHT * (observed - known)
+            )
+        return transpiled
 
     def _judge_cache(self, *, hit: bool) -> None:
         """Count a lookup in the current trial; rest the cache after a trial with too few
@@ -1407,7 +1404,6 @@ def _median_two_qubit_error(target: Any) -> float | None:
     return statistics.median(errors) if errors else None
 
 
-@functools.cache
 @functools.cache
 def _plain_instruction_types() -> tuple[type, ...]:
     from qiskit.circuit import Barrier, Delay, Measure, Reset
