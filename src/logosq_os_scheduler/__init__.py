@@ -4,7 +4,14 @@ The public face of the package: everything a user needs is importable from here,
 what is listed in ``__all__`` is public. The core imports nothing beyond the standard library;
 Qiskit, Ray, prometheus-client, rich and matplotlib are imported only by the parts that use
 them.
+
+The package logs to the ``"logosq_os_scheduler"`` logger and, as a library should, stays
+silent until its user configures logging (``logging.basicConfig()``, or
+``observability.configure_logging()``): a ``NullHandler`` keeps Python's last-resort handler
+from printing its warnings to stderr.
 """
+
+import logging as _logging
 
 from ._blocking import BlockingScheduler
 from ._clock import Clock, ManualClock, MonotonicClock
@@ -48,6 +55,8 @@ from .workflows import (
 )
 
 __version__ = "0.1.0"
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "Backend",

@@ -946,10 +946,9 @@ class QuantumScheduler(QuantumMixin):
         self._timer_when = math.inf
         now = self._now()
         for task in self._core.expire(now):
-            if log.isEnabledFor(logging.WARNING):
-                log.warning(
-                    "task %s (%r) timed out", task.task_id, task.name, extra=task_fields(task)
-                )
+            # INFO, as a failure is: the caller learns of it from the handle (TaskTimeoutError).
+            if log.isEnabledFor(logging.INFO):
+                log.info("task %s (%r) timed out", task.task_id, task.name, extra=task_fields(task))
             self._settle(task)
             self._stop_runner(task)
         nxt = self._core.next_deadline()

@@ -166,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="count",
         default=0,
-        help="log the scheduler's records to stderr (-v: INFO, -vv: DEBUG, every task's steps)",
+        help=(
+            "log more of the scheduler's records to stderr (warnings are always shown; "
+            "-v: INFO, -vv: DEBUG, every task's steps)"
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -284,11 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("choose a command: demo, timeline or bench (see logosq --help)")
         return EXIT_USAGE
 
-    handler_added: logging.Handler | None = None
-    if args.verbose:
-        from .observability._logging import configure_logging
+    # The package is silent by itself (a library's NullHandler); the command shows its
+    # warnings on stderr, and -v / -vv more.
+    from .observability._logging import configure_logging
 
-        handler_added = configure_logging(logging.DEBUG if args.verbose > 1 else logging.INFO)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    handler_added = configure_logging(levels.get(args.verbose, logging.DEBUG))
     command: Handler = args.handler
     try:
         return command(args, extra)
@@ -296,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_INTERRUPTED
     finally:
-        if handler_added is not None:
-            logging.getLogger("logosq_os_scheduler").removeHandler(handler_added)
+        logging.getLogger("logosq_os_scheduler").removeHandler(handler_added)
 
 
 if __name__ == "__main__":
