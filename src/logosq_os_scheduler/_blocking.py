@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._config import SchedulerConfig
-from ._errors import SchedulerClosedError
+from ._errors import InvalidConfigError, SchedulerClosedError
 from ._handle import TaskHandle
 from ._runtime import new_event_loop
 from ._scheduler import QuantumScheduler
-from ._task import Task, TaskBuilder
+from ._task import Task, TaskBuilder, coerce_seconds
 from .observability._metrics import SchedulerMetrics
 
 __all__ = ["BlockingScheduler"]
 
 T = TypeVar("T")
+
+# After a second Ctrl-C the wait is abandoned: every unfinished task is cancelled, and closing
+# gets this long to finish its bookkeeping before the loop is stopped regardless.
+_ABANDON_SECONDS = 2.0
 
 
 class BlockingScheduler:
@@ -31,10 +36,22 @@ class BlockingScheduler:
             handle = scheduler.submit(Task.classical("add").with_function(add, 1, 2))
             print(handle.result().value)
 
+    Ctrl-C inside the ``with`` block cancels the tasks still queued, says on stderr how many
+    running tasks it waits for, and waits at most ``interrupt_timeout`` seconds for them
+    before cancelling them too; a second Ctrl-C stops waiting at once. A synchronous function
+    on a worker thread cannot be interrupted: once cancelled, its result is dropped and its
+    (daemon) thread does not keep the program from exiting.
+
     Args:
         workers: Classical slots and worker threads.
         config: All settings at once.
         use_uvloop: Use uvloop for the loop (None: if installed).
+        interrupt_timeout: Seconds leaving the ``with`` block on Ctrl-C waits for running
+            tasks to end before cancelling them (default 10; 0 cancels them at once; None
+            waits for them all, until a second Ctrl-C).
+
+    Raises:
+        InvalidConfigError: If ``interrupt_timeout`` is negative or not a number.
     """
 
     def __init__(
@@ -43,7 +60,15 @@ class BlockingScheduler:
         *,
         config: SchedulerConfig | None = None,
         use_uvloop: bool | None = None,
+        interrupt_timeout: float | None = 10.0,
     ) -> None:
+        self._interrupt_timeout = coerce_seconds(
+            "interrupt_timeout",
+            interrupt_timeout,
+            allow_none=True,
+            allow_zero=True,
+            error=InvalidConfigError,
+        )
         self._loop = new_event_loop(use_uvloop=use_uvloop)
         self._scheduler = QuantumScheduler(workers, config=config)
         started = threading.Event()
@@ -102,16 +127,62 @@ class BlockingScheduler:
         try:
             self._call(self._scheduler.aclose(cancel_pending=cancel_pending, timeout=timeout))
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def _close_interrupted(self) -> None:
+        """Close after Ctrl-C: cancel the queue, wait (bounded, and saying so) for the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        scheduler = self._scheduler
+        try:
+            running = self._call(_snapshot(scheduler)).running
+            limit = self._interrupt_timeout
+            closing = asyncio.run_coroutine_threadsafe(
+                scheduler.aclose(cancel_pending=True, timeout=limit), self._loop
+            )
+            try:
+                if running:
+                    bound = "until they end" if limit is None else f"up to {limit:g} s"
+                    _say(
+                        f"interrupted: queued tasks cancelled; waiting {bound} for {running} "
+                        "running task(s) to end (press Ctrl-C again to stop waiting)"
+                    )
+                closing.result()
+            except KeyboardInterrupt:
+                # The second Ctrl-C: cancel everything, let closing finish, then go.
+                _say("interrupted again: cancelling the running tasks and exiting")
+                cancel = asyncio.run_coroutine_threadsafe(_cancel_everything(scheduler), self._loop)
+                try:
+                    cancel.result(_ABANDON_SECONDS)
+                    closing.result(_ABANDON_SECONDS)
+                except concurrent.futures.TimeoutError:
+                    pass
+        finally:
+            self._stop_loop()
 
     def __enter__(self) -> BlockingScheduler:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.close(cancel_pending=exc_type is not None)
+        if isinstance(exc, KeyboardInterrupt):
+            self._close_interrupted()
+        else:
+            self.close(cancel_pending=exc_type is not None)
 
 
 async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:
     return scheduler.metrics()
+
+
+async def _cancel_everything(scheduler: QuantumScheduler) -> None:
+    scheduler._cancel_all(queued_only=False)
+
+
+def _say(message: str) -> None:
+    print(f"logosq: {message}", file=sys.stderr, flush=True)

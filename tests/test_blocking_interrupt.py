@@ -1,0 +1,111 @@
+"""Ctrl-C in a BlockingScheduler's ``with`` block: it says what it waits for, the wait is
+bounded by ``interrupt_timeout``, and a second Ctrl-C abandons it.
+
+Each test runs a real script in a child process and sends it SIGINT, as a terminal does; the
+test waits on the child's output and exit, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from logosq_os_scheduler import BlockingScheduler, InvalidConfigError
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+# Two workers, both stuck in a function that never returns, and a third task queued behind
+# them; the main thread waits on the first handle when Ctrl-C comes.
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, threading
+    import logosq_os_scheduler as lq
+
+    never = threading.Event()
+
+    def stuck(i):
+        sys.stdout.write(f"started {{i}}\\n")  # one write: two threads print at once
+        sys.stdout.flush()
+        never.wait()
+
+    handles = []
+    try:
+        with lq.BlockingScheduler(2, interrupt_timeout={timeout}) as s:
+            for i in range(3):
+                handles.append(s.submit(lq.Task.classical(f"t{{i}}").with_function(stuck, i)))
+            print("submitted", flush=True)
+            handles[0].result()
+    except KeyboardInterrupt:
+        print("statuses", *(h.status.name for h in handles), flush=True)
+        sys.exit(130)
+    """
+)
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    """Start the script with an ``interrupt_timeout``; the child is reaped whatever happens."""
+    children: list[subprocess.Popen[str]] = []
+
+    def _start(timeout: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT.format(timeout=timeout)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        children.append(proc)
+        assert proc.stdout is not None
+        lines = {proc.stdout.readline().strip() for _ in range(3)}
+        assert lines == {"started 0", "started 1", "submitted"}
+        return proc
+
+    yield _start
+    for proc in children:
+        proc.kill()
+        proc.communicate()
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    return proc.communicate(timeout=60)
+
+
+def test_a_bounded_wait_says_what_it_waits_for_then_cancels_the_running_tasks(
+    start: Callable[[str], subprocess.Popen[str]],
+) -> None:
+    proc = start("0.2")
+    proc.send_signal(signal.SIGINT)
+    out, err = _finish(proc)
+    assert proc.returncode == 130, err
+    assert out.split() == ["statuses", "CANCELLED", "CANCELLED", "CANCELLED"]
+    assert err == (
+        "logosq: interrupted: queued tasks cancelled; waiting up to 0.2 s for 2 running "
+        "task(s) to end (press Ctrl-C again to stop waiting)\n"
+    )
+
+
+def test_a_second_ctrl_c_abandons_an_unbounded_wait(
+    start: Callable[[str], subprocess.Popen[str]],
+) -> None:
+    proc = start("None")
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("logosq: interrupted: queued tasks cancelled; waiting until they end")
+    assert "for 2 running task(s)" in first
+    proc.send_signal(signal.SIGINT)
+    out, err = _finish(proc)
+    assert proc.returncode == 130, err
+    assert err == "logosq: interrupted again: cancelling the running tasks and exiting\n"
+    assert out.split() == ["statuses", "CANCELLED", "CANCELLED", "CANCELLED"]
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", float("nan")])
+def test_interrupt_timeout_is_validated(bad: object) -> None:
+    with pytest.raises(InvalidConfigError, match="interrupt_timeout"):
+        BlockingScheduler(1, interrupt_timeout=bad)  # type: ignore[arg-type]
