@@ -469,7 +469,7 @@ async def batching(out: Report, quick: bool, repeats: int) -> None:
             ]
         )
         out.verdict(
-            f"Batching on Aer ({isolation} isolation): >= 80% of one batched call (issue 4)",
+            f"Batching on Aer ({isolation} isolation): >= 80% of one batched call",
             share >= 0.8,
             f"{share:.0%} of `AerSimulator.run(all)`",
         )
@@ -516,7 +516,7 @@ async def batching(out: Report, quick: bool, repeats: int) -> None:
     q_limit_rate = n_q / q_limit.median
     q_share = n_q / q_sched.median / q_limit_rate
     out.verdict(
-        "Batching on a cloud-shaped mock: >= 80% of full jobs back to back (issue 4)",
+        "Batching on a cloud-shaped mock: >= 80% of full jobs back to back",
         q_share >= 0.8,
         f"{q_share:.0%}",
     )
@@ -636,7 +636,7 @@ async def preemption(out: Report, quick: bool, repeats: int) -> None:
         rows.append([strategy.name, Fig(p50s).ms(3), Fig(p99s).ms(3), Fig(maxes).ms(3)])
         if strategy is PreemptionStrategy.PREEMPTIVE:
             out.verdict(
-                "Preemption latency under PREEMPTIVE: p99 < 1 ms (issue 5)",
+                "Preemption latency under PREEMPTIVE: p99 < 1 ms",
                 Fig(p99s).median < 0.001,
                 f"p99 {Fig(p99s).ms(3)}",
             )

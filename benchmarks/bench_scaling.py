@@ -656,7 +656,7 @@ async def main(args: argparse.Namespace, use_uvloop: bool) -> Report:
     # -- verdicts ---------------------------------------------------------------------------
     out("### Against the target\n")
     out(
-        f"Target (issue 6): >= {TARGET_SPEEDUP:g}x at {TARGET_WORKERS} workers for 1 ms and "
+        f"Target: >= {TARGET_SPEEDUP:g}x at {TARGET_WORKERS} workers for 1 ms and "
         "5 ms tasks, side by side with ProcessPoolExecutor and Ray in the same run.\n"
     )
     for ms in sizes:

@@ -12,13 +12,13 @@ from scenarios import Scenario
 __all__ = ["render_markdown", "render_text"]
 
 OURS = "logosq"
-# Targets of issue 8 measured by bench_quantum.py (it needs backends), whose section is
-# appended to this report with its own Targets table.
+# Targets measured by bench_quantum.py (it needs backends), whose section is appended to
+# this report with its own Targets table.
 PENDING = {
     "quantum": "Quantum only (MockBackend with a stated latency): >= 1,000 tasks/s at p99 <= 50 ms",
     "mixed": "Mixed 50/50 on the same mocks: >= 25,000 tasks/s at p99 <= 2 ms",
 }
-MEMORY_TARGET = 400.0  # bytes per queued task (issue 8)
+MEMORY_TARGET = 400.0  # bytes per queued task
 FLAT_FACTOR = 2.0  # per-task cost may vary this much across depths and still count as flat
 
 Row = Sequence[str]
@@ -245,7 +245,7 @@ def _targets(results: Mapping[str, Any], scenarios: Mapping[str, Scenario]) -> l
         mem = scale["memory"]["bytes_per_task"]
         rows.append(
             [
-                f"< {MEMORY_TARGET:.0f} bytes per queued task (issue 8)",
+                f"< {MEMORY_TARGET:.0f} bytes per queued task",
                 "met" if mem < MEMORY_TARGET else "MISSED",
                 f"{mem:.0f} bytes (tracemalloc, {scale['memory']['traced_count']:,} queued) "
                 f"= {mem / MEMORY_TARGET:.2f}x the bound; RSS grew "
@@ -261,8 +261,7 @@ def _targets(results: Mapping[str, Any], scenarios: Mapping[str, Scenario]) -> l
             depths = [row["depth"] for row in scale["sweep"]]
             rows.append(
                 [
-                    f"{what} cost per task flat from {depths[0]:,} to {depths[-1]:,} queued "
-                    "(issue 8)",
+                    f"{what} cost per task flat from {depths[0]:,} to {depths[-1]:,} queued",
                     "met" if spread <= FLAT_FACTOR else "MISSED",
                     f"best run per depth: largest / smallest = {spread:.2f} (flat: <= "
                     f"{FLAT_FACTOR:g}; an O(n) step would give ~{depths[-1] // depths[0]:,})",

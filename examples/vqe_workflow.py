@@ -29,6 +29,7 @@ from qiskit_aer import AerSimulator
 
 from logosq_os_scheduler import QuantumScheduler, Task, TaskPriority
 from logosq_os_scheduler.workflows import (
+    H2_FCI_ELECTRONIC_ENERGY,
     VQE,
     Adam,
     HybridWorkflow,
@@ -38,7 +39,6 @@ from logosq_os_scheduler.workflows import (
     h2_hamiltonian,
     run_workflow,
 )
-from logosq_os_scheduler.workflows._problems import H2_FCI_ELECTRONIC_ENERGY
 
 HAMILTONIAN = h2_hamiltonian()
 ANSATZ = h2_ansatz()

@@ -35,10 +35,19 @@ if TYPE_CHECKING:
         SchedulerSampler,
         SchedulerSamplerOptions,
     )
-    from ._problems import cut_value, h2_ansatz, h2_hamiltonian, maxcut_hamiltonian
+    from ._problems import (
+        H2_FCI_ELECTRONIC_ENERGY,
+        H2_FCI_TOTAL_ENERGY,
+        cut_value,
+        h2_ansatz,
+        h2_hamiltonian,
+        maxcut_hamiltonian,
+    )
 
 __all__ = [
     "COBYLA",
+    "H2_FCI_ELECTRONIC_ENERGY",
+    "H2_FCI_TOTAL_ENERGY",
     "QAOA",
     "SPSA",
     "VQE",
@@ -89,6 +98,8 @@ _LAZY = {
     "SchedulerPrimitiveJob": "_primitives",
     "SchedulerSamplerOptions": "_primitives",
     "SchedulerEstimatorOptions": "_primitives",
+    "H2_FCI_ELECTRONIC_ENERGY": "_problems",
+    "H2_FCI_TOTAL_ENERGY": "_problems",
     "cut_value": "_problems",
     "h2_ansatz": "_problems",
     "h2_hamiltonian": "_problems",
