@@ -31,6 +31,11 @@ def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None
         raise InvalidConfigError(name, f"must be a positive integer, got {value!r}")
 
 
+def _non_negative_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidConfigError(name, f"must be a non-negative integer, got {value!r}")
+
+
 def _seconds(
     name: str, value: object, *, allow_none: bool, allow_zero: bool = False
 ) -> float | None:
@@ -67,6 +72,13 @@ class SchedulerConfig:
         job_timeout: Seconds a backend job may run before it counts as hung. None: no limit.
         max_preemptions: How often one task may be preempted; after that it runs to the end,
             so no task is starved by a stream of more urgent work.
+        max_abandoned_threads: Python cannot stop a thread, so a synchronous function that
+            times out or is cancelled on a worker thread runs on: its thread is abandoned (it
+            exits once the function returns, dropping the result) and a new thread takes its
+            place, so the task's slot is free at once. At most this many abandoned threads
+            may be running at a time; past it a timed-out thread is not replaced and keeps
+            its slot until its function returns (see ``SchedulerMetrics.unreplaced_threads``).
+            0 never abandons a thread.
     """
 
     workers: int = 4
@@ -85,6 +97,7 @@ class SchedulerConfig:
     breaker_cooldown: float = 5.0
     job_timeout: float | None = None
     max_preemptions: int = 3
+    max_abandoned_threads: int = 64
 
     def __post_init__(self) -> None:
         _positive_int("workers", self.workers)
@@ -139,6 +152,7 @@ class SchedulerConfig:
         object.__setattr__(
             self, "job_timeout", _seconds("job_timeout", self.job_timeout, allow_none=True)
         )
+        _non_negative_int("max_abandoned_threads", self.max_abandoned_threads)
 
     def replace(self, **changes: object) -> SchedulerConfig:
         """Return a copy with some settings changed (validated like the original).

@@ -83,7 +83,9 @@ class TaskHandle(Generic[T]):
 
         A queued task is removed from its queue; a running async function is cancelled; a
         synchronous function already running on a worker thread cannot be interrupted, so it
-        runs on but its result is dropped. Either way the task ends CANCELLED at once.
+        runs on but its result is dropped, and its thread is replaced so that the pool keeps
+        its size (see ``SchedulerConfig.max_abandoned_threads``). Either way the task ends
+        CANCELLED at once.
 
         Returns:
             True if this call cancelled the task, False if it had already finished.
@@ -144,10 +146,15 @@ class TaskHandle(Generic[T]):
                 raise TaskFailedError(task.task_id, f"{what} failed: {err}") from err
             detail = f"{type(err).__name__}: {err}" if err is not None else "unknown error"
             raise TaskFailedError(task.task_id, f"{what} failed: {detail}") from err
+        # An error recorded on a task that ended early (a worker thread that could not be
+        # replaced, an earlier attempt's failure) is the cause of its time-out or cancellation.
+        cause = task.error if isinstance(task.error, BaseException) else None
         if status is _S.TIMED_OUT:
-            raise TaskTimeoutError(task.task_id, f"{what} passed its deadline and timed out")
+            raise TaskTimeoutError(
+                task.task_id, f"{what} passed its deadline and timed out"
+            ) from cause
         if status is _S.CANCELLED:
-            raise TaskCancelledError(task.task_id, f"{what} was cancelled")
+            raise TaskCancelledError(task.task_id, f"{what} was cancelled") from cause
         raise InternalError(f"{what} resolved while {status.name}")
 
     def __repr__(self) -> str:

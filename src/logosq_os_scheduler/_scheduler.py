@@ -38,7 +38,7 @@ from .core import Pool, SchedulerCore
 from .core._preemption import choose_victim, should_yield
 from .core._state import TERMINAL
 from .executors._base import Executor
-from .executors._threads import Completion, ThreadWorkers
+from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics, percentile
 from .observability._trace import TraceRecorder
@@ -143,6 +143,8 @@ class QuantumScheduler(QuantumMixin):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._threads: ThreadWorkers | None = None
+        # Tasks ended early whose thread was not abandoned: max_abandoned_threads were running.
+        self._unreplaced_threads = 0
         # Tasks holding a slot whose execution has not returned yet (incl. ended-but-running).
         self._active: set[Task[Any]] = set()
         self._dispatching: set[str] = set()
@@ -727,7 +729,7 @@ class QuantumScheduler(QuantumMixin):
         finish = self._finish_run
         for task, ok, value, seconds in batch:
             fn = task.fn
-            if fn is not None:
+            if fn is not None and seconds != NOT_CALLED:
                 note(fn, seconds)
             finish(task, _COMPLETED if ok else _FAILED, value)
 
@@ -807,12 +809,14 @@ class QuantumScheduler(QuantumMixin):
         self._settle(task)
         if was_running:
             self._stop_runner(task)
-            # A synchronous function on a thread cannot be interrupted: it runs on, holding its
-            # slot until it returns, and its result is dropped.
         return True
 
     def _stop_runner(self, task: Task[Any]) -> None:
-        """Stop what runs a task that has just ended early, where that can be stopped."""
+        """Stop what runs a task that has just ended early, where that can be stopped.
+
+        A synchronous function on a worker thread cannot be stopped: its thread is abandoned
+        and replaced, and the slot is free at once (see :meth:`_abandon_thread`).
+        """
         resume = task.resume
         if isinstance(resume, threading.Event):
             # A worker thread parked in checkpoint_blocking(): wake it so that it unwinds.
@@ -828,6 +832,69 @@ class QuantumScheduler(QuantumMixin):
             # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
             # a job are not stopped: the job carries other tasks; their outcome is dropped.
             runner.cancel()
+            return
+        threads = self._threads
+        if threads is not None and task.slot_held:
+            # A task parked in a checkpoint holds no slot (and its thread was replaced when
+            # it parked): it is woken above and unwinds; only a thread holding a slot is given up.
+            thread = threads.thread_of(task)
+            if thread is not None:
+                self._abandon_thread(task, threads, thread)
+
+    def _abandon_thread(
+        self, task: Task[Any], threads: ThreadWorkers, thread: threading.Thread
+    ) -> None:
+        """``task`` ended early while its function runs on ``thread``, which cannot be stopped.
+
+        Below ``max_abandoned_threads`` abandoned threads still running, the thread is
+        abandoned: the pool starts a replacement, the task's slot is released now so the next
+        queued task starts at once, and the thread exits without reporting once the function
+        returns (so nothing is released twice). At the cap the thread is not replaced: it keeps
+        the slot until the function returns, as it would without abandonment, and the task
+        records a :class:`SchedulerError` saying so (also logged at INFO and counted in
+        ``SchedulerMetrics.unreplaced_threads``). Either way the task has already ended.
+        """
+        limit = self._config.max_abandoned_threads
+        running = threads.abandoned_running
+        what = "timed out" if task.status is _S.TIMED_OUT else "was cancelled"
+        if running >= limit:
+            self._unreplaced_threads += 1
+            why = (
+                "abandoning threads is off (max_abandoned_threads=0)"
+                if limit == 0
+                else f"{running} abandoned threads are still running "
+                f"(max_abandoned_threads={limit})"
+            )
+            error = SchedulerError(
+                f"task {task.task_id} ({task.name!r}) {what} while its function was still "
+                f"running on worker thread {thread.name!r}, and that thread was not replaced: "
+                f"{why}. The thread keeps its worker slot until the function returns, so the "
+                "pool runs one worker short meanwhile. Make long functions return once "
+                "current_context().cancelled is true, or raise max_abandoned_threads."
+            )
+            task.error = error
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s", error, extra=task_fields(task))
+            return
+        if threads.abandon(task) is None:
+            return  # the function has just returned: its completion releases the slot
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "task %s (%r) %s while its function was still running: abandoned worker "
+                "thread %r (it exits when the function returns) and started a replacement; "
+                "%d abandoned threads running",
+                task.task_id,
+                task.name,
+                what,
+                thread.name,
+                threads.abandoned_running,
+                extra=task_fields(task),
+            )
+        self._active.discard(task)
+        task.runner = None
+        pool = self._core.release_task(task, self._now())
+        if pool.queue:
+            self._dispatch(pool)
 
     # -- preemption --------------------------------------------------------------------------
 
@@ -1024,6 +1091,7 @@ class QuantumScheduler(QuantumMixin):
         )
         # Quantum slots are jobs; their use is reported per backend.
         utilisation = min(1.0, busy / (classical.capacity * uptime))
+        threads = self._threads
         return SchedulerMetrics(
             submitted=core.submitted,
             queued=c[_S.QUEUED],
@@ -1056,6 +1124,9 @@ class QuantumScheduler(QuantumMixin):
             backends=types.MappingProxyType(self._backend_metrics(now, uptime)),
             finished_by_class=types.MappingProxyType(dict(core.finished_by_class)),
             latency_sum=core.latency_sum,
+            abandoned_threads=0 if threads is None else threads.abandoned_total,
+            abandoned_threads_running=0 if threads is None else threads.abandoned_running,
+            unreplaced_threads=self._unreplaced_threads,
         )
 
     def __repr__(self) -> str:

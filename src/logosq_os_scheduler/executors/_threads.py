@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
 import time
@@ -12,11 +13,14 @@ from typing import Any
 
 from .._context import _current_task
 from .._task import Task
+from ..core._state import TERMINAL
 
 __all__ = ["ThreadWorkers"]
 
-# (task, ok, value-or-exception, seconds the call took)
+# (task, ok, value-or-exception, seconds the call took). NOT_CALLED as the seconds: the task
+# had already ended (cancelled or timed out) when a thread took it, so its function never ran.
 Completion = tuple[Task[Any], bool, Any, float]
+NOT_CALLED = -1.0
 
 
 class ThreadWorkers:
@@ -28,6 +32,11 @@ class ThreadWorkers:
 
     The scheduler never gives this pool more tasks than it has threads (each running task
     holds one of the ``n`` classical slots), so a task never waits here.
+
+    Python cannot stop a thread. When a task running here times out or is cancelled, the
+    scheduler may :meth:`abandon` its thread: the thread is taken out of the pool and a
+    replacement is started, so ``n`` threads stay available; the abandoned thread runs the
+    function to its end, drops the result and exits instead of rejoining the pool.
 
     Args:
         n: Number of threads (started on first use).
@@ -53,11 +62,23 @@ class ThreadWorkers:
         # A worker sets it after appending; _drain clears it before draining, so no completion
         # appended before a worker reads False can be missed.
         self._wake_pending = False
+        # The pool's own threads, abandoned ones excluded: close() asks each of them to exit.
         self._threads: list[threading.Thread] = []
+        self._numbers = itertools.count()
         # Threads blocked in a checkpoint while their task is PREEMPTED; each parked thread is
         # replaced so that n threads stay available to run tasks.
         self._parked = 0
         self._closed = False
+        # task -> the thread running its function. Invariant: a task is a key iff its function
+        # is running on a thread that has not been abandoned. A worker adds the key before the
+        # call and pops it after; abandon() pops it on the loop. dict.pop is atomic, so exactly
+        # one side gets the thread: the worker (it reports the result and rejoins the pool) or
+        # abandon() (the worker finds the key gone, drops the result and exits).
+        self._running: dict[Task[Any], threading.Thread] = {}
+        # Guards _abandoned_running, which abandon() raises and exiting threads lower.
+        self._lock = threading.Lock()
+        self._abandoned_running = 0
+        self._abandoned_total = 0
 
     @property
     def size(self) -> int:
@@ -89,13 +110,51 @@ class ThreadWorkers:
         """A parked thread's task resumes (the spare thread stays for the next park)."""
         self._parked -= 1
 
+    @property
+    def abandoned_total(self) -> int:
+        """Threads abandoned so far (see :meth:`abandon`)."""
+        return self._abandoned_total
+
+    @property
+    def abandoned_running(self) -> int:
+        """Abandoned threads whose function has not returned yet."""
+        return self._abandoned_running
+
+    def thread_of(self, task: Task[Any]) -> threading.Thread | None:
+        """The pool thread running ``task``'s function now, or None."""
+        return self._running.get(task)
+
+    def abandon(self, task: Task[Any]) -> threading.Thread | None:
+        """Give up the thread running ``task``, which has ended early, and replace it.
+
+        Call on the loop. The thread leaves the pool (renamed ``<name>-abandoned``): once
+        the function returns, its result is dropped and the thread exits. A new thread takes
+        its place, so the pool keeps its size.
+
+        Returns:
+            The abandoned thread, or None if the function had already returned (its
+            completion is on its way to the loop and the thread stays in the pool).
+        """
+        with self._lock:
+            thread = self._running.pop(task, None)
+            if thread is None:
+                return None
+            self._abandoned_running += 1
+        self._abandoned_total += 1
+        if thread in self._threads:
+            self._threads.remove(thread)
+        thread.name = f"{thread.name}-abandoned"
+        if not self._closed:
+            self._spawn()
+        return thread
+
     def _start_threads(self) -> None:
         for _ in range(self._n):
             self._spawn()
 
     def _spawn(self) -> None:
         t = threading.Thread(
-            target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+            target=self._work, name=f"{self._name}-{next(self._numbers)}", daemon=True
         )
         t.start()
         self._threads.append(t)
@@ -103,6 +162,8 @@ class ThreadWorkers:
     def _work(self) -> None:
         inbox = self._inbox
         done = self._done
+        running = self._running
+        me = threading.current_thread()
         perf = time.perf_counter
         set_current = _current_task.set
         while True:
@@ -111,16 +172,32 @@ class ThreadWorkers:
                 return
             fn = task.fn
             assert fn is not None
-            set_current(task)
-            t0 = perf()
-            try:
-                value = fn(*task.args, **task.kwargs)
-                ok = True
-            except BaseException as exc:  # a task's failure is reported, never kills a worker
-                value = exc
+            running[task] = me
+            if task.status in TERMINAL:
+                # It ended before this thread took it: it is not run. (Read after the key is
+                # set: an end that abandon() did not see, because it looked first, is seen here.)
+                value = None
                 ok = False
-            done.append((task, ok, value, perf() - t0))
-            set_current(None)
+                seconds = NOT_CALLED
+            else:
+                set_current(task)
+                t0 = perf()
+                try:
+                    value = fn(*task.args, **task.kwargs)
+                    ok = True
+                except BaseException as exc:  # a task's failure is reported, never kills a worker
+                    value = exc
+                    ok = False
+                seconds = perf() - t0
+                set_current(None)
+            if running.pop(task, None) is None:
+                # Abandoned while the function ran: the scheduler has already ended the task,
+                # freed its slot and replaced this thread. Drop the result and leave.
+                del task, value, fn
+                with self._lock:
+                    self._abandoned_running -= 1
+                return
+            done.append((task, ok, value, seconds))
             del task, value, fn
             if not self._wake_pending:
                 self._wake_pending = True

@@ -77,6 +77,13 @@ class SchedulerMetrics:
         backends: Per-backend figures, by name.
         finished_by_class: Ended tasks by (status, priority, type).
         latency_sum: Summed submission-to-completion seconds of completed tasks.
+        abandoned_threads: Worker threads given up so far because their task timed out or
+            was cancelled while its synchronous function ran (Python cannot stop a thread);
+            each was replaced at once, and exits, its result dropped, when the function returns.
+        abandoned_threads_running: Of those, how many are still running their function.
+        unreplaced_threads: Timed-out or cancelled tasks whose thread was not abandoned
+            because ``max_abandoned_threads`` abandoned threads were still running: each
+            such thread kept its worker slot until its function returned.
     """
 
     submitted: int
@@ -112,6 +119,9 @@ class SchedulerMetrics:
         default_factory=lambda: MappingProxyType({})
     )
     latency_sum: float = 0.0
+    abandoned_threads: int = 0
+    abandoned_threads_running: int = 0
+    unreplaced_threads: int = 0
 
     @property
     def by_status(self) -> Mapping[TaskStatus, int]:

@@ -24,6 +24,9 @@ uptime_seconds                          gauge
 retries_total, reroutes_total,          counter
 preemptions_total, breaker_trips_total,
 preempted_seconds_total
+abandoned_threads_total,                counter
+unreplaced_threads_total
+abandoned_threads_running               gauge
 backend_capacity, backend_busy,         gauge      backend
 backend_queue_depth, backend_healthy,
 backend_utilisation_ratio
@@ -174,6 +177,17 @@ class SchedulerCollector(Collector):
         preempted = counter(
             "preempted_seconds", "Time tasks spent preempted, waiting to resume (their cost)."
         )
+        abandoned = counter(
+            "abandoned_threads",
+            "Worker threads given up (and replaced) because their task ended early.",
+        )
+        abandoned_running = gauge(
+            "abandoned_threads_running", "Abandoned worker threads still running their function."
+        )
+        unreplaced = counter(
+            "unreplaced_threads",
+            "Threads of tasks ended early that kept their slot: max_abandoned_threads was reached.",
+        )
         b_capacity = gauge("backend_capacity", "Jobs a backend may run at once.", ["backend"])
         b_busy = gauge("backend_busy", "Jobs a backend runs now.", ["backend"])
         b_depth = gauge("backend_queue_depth", "Tasks waiting for a backend now.", ["backend"])
@@ -214,6 +228,9 @@ class SchedulerCollector(Collector):
             preemptions,
             trips,
             preempted,
+            abandoned,
+            abandoned_running,
+            unreplaced,
             b_capacity,
             b_busy,
             b_depth,
@@ -270,6 +287,9 @@ class SchedulerCollector(Collector):
         preemptions.add_metric([], m.preemptions)
         trips.add_metric([], m.breaker_trips)
         preempted.add_metric([], m.preempted_seconds)
+        abandoned.add_metric([], m.abandoned_threads)
+        abandoned_running.add_metric([], m.abandoned_threads_running)
+        unreplaced.add_metric([], m.unreplaced_threads)
 
         for name, b in sorted(m.backends.items()):
             b_capacity.add_metric([name], b.capacity)
