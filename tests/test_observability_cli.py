@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -159,6 +160,58 @@ async def test_demo_exits_1_when_a_task_does_not_end_as_planned(tmp_path: Path) 
     assert "1 tasks did not end as planned" in out.getvalue()
     assert "'broken', a broken part): failed, expected completed" in out.getvalue()
     validate_trace(tmp_path / "t.json")
+
+
+PROGRESS_LINE = re.compile(
+    r"^\[ *\d+\.\d s\] (?P<part>[^:]+): (?P<done>[\d,]+)/(?P<submitted>[\d,]+) tasks done, "
+    r"\d+ running, \d+ waiting, [\d,]+ tasks/s$",
+    re.MULTILINE,
+)
+
+
+@pytest.mark.observability
+async def test_demo_off_a_terminal_prints_progress_lines_and_says_what_tables_count() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    from logosq_os_scheduler._demo import DemoOptions, print_report, run_demo
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    assert not console.is_terminal  # as when stdout is a pipe or a CI log
+    options = DemoOptions(quick=True, trace=None, timeline=None, progress_interval=0.05)
+    report, _recorder = await run_demo(options, console)
+    print_report(report, console)
+    text = out.getvalue()
+
+    # Plain progress lines while it runs, the last one once everything finished.
+    lines = list(PROGRESS_LINE.finditer(text))
+    assert len(lines) >= 2, text
+    assert all(m["part"] in {"vqe h2", "classical burst", "quantum burst", "finishing"}
+               for m in lines[:-1])  # fmt: skip
+    last = lines[-1]
+    assert last["part"] == "done"
+    submitted = f"{report.metrics.submitted:,}"
+    assert last["done"] == last["submitted"] == submitted
+
+    # Each table says what it counts, and Backends and Routing count the same circuits.
+    assert "By priority: the demo's own tasks" in text
+    assert "Backends: circuits run on each" in text
+    assert "circuits completed" in text and "failed jobs" in text
+    assert "Routing: completed circuits by the rule that chose their backend" in text
+    assert report.metrics.backends
+    for name, backend in report.metrics.backends.items():
+        routed = sum(n for (where, _rule), n in report.routing.items() if where == name)
+        assert routed == backend.completed, (name, report.routing)
+    if report.vqe_energy is not None:  # the VQE names aer: its circuits are pinned there
+        assert report.routing[("aer", "pinned")] > 0
+
+
+def test_demo_progress_interval_must_be_positive() -> None:
+    from logosq_os_scheduler._demo import DemoOptions
+
+    with pytest.raises(ValueError, match="progress_interval must be a positive"):
+        DemoOptions(progress_interval=0)
 
 
 # -- timeline -------------------------------------------------------------------------------------

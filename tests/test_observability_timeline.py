@@ -1,5 +1,6 @@
 """The timeline picture: produced from a file, an object or a bare event list, for real runs,
-for traces with batches and many lanes, and for an empty trace."""
+for traces with batches and many lanes, and for an empty trace; its panels name their pools
+and its legend says what the colours and markers mean."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from logosq_os_scheduler import (
@@ -22,7 +25,7 @@ from logosq_os_scheduler import (
 )
 from logosq_os_scheduler.core import SchedulerCore
 from logosq_os_scheduler.observability import TraceRecorder
-from logosq_os_scheduler.observability._timeline import render_timeline
+from logosq_os_scheduler.observability._timeline import render_timeline, timeline_figure
 
 pytestmark = pytest.mark.observability
 
@@ -37,6 +40,22 @@ def assert_png(path: Path, min_width: int = 600) -> None:
     assert width >= min_width and height > 200
     # Something was drawn: not a single flat colour.
     assert pixels.std() > 0.05
+
+
+def panels(fig: Figure) -> dict[str, Axes]:
+    """The figure's panels by their y label, top to bottom."""
+    return {ax.get_ylabel(): ax for ax in fig.axes}
+
+
+def tick_labels(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.get_yticklabels()]
+
+
+def legend_texts(fig: Figure) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+PRIORITY_LEGEND = ["colour: priority", "CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE"]
 
 
 def boom() -> None:
@@ -64,6 +83,23 @@ async def test_timeline_of_a_real_run(tmp_path: Path) -> None:
     png = render_timeline(trace, tmp_path / "run.png", title="a real run")
     assert png == tmp_path / "run.png"
     assert_png(png)
+
+    fig = timeline_figure(trace, title="a real run")
+    assert fig.get_suptitle() == "a real run"
+    # One panel for the three worker lanes, named as one group, then the queue depth.
+    by_label = panels(fig)
+    assert list(by_label) == [
+        "classical workers\n(3 lanes)",
+        "queue depth\n(tasks waiting\nin all pools,\nby priority)",
+    ]
+    assert tick_labels(by_label["classical workers\n(3 lanes)"]) == ["workers (3)"]
+    texts = legend_texts(fig)
+    assert texts[: len(PRIORITY_LEGEND)] == PRIORITY_LEGEND
+    assert texts[texts.index("how a run ended") :] == [
+        "how a run ended",
+        "completed: a bar with no marker",
+        "failed",
+    ]
 
 
 def test_timeline_with_batches_retries_and_many_lanes(tmp_path: Path) -> None:
@@ -101,9 +137,22 @@ def test_timeline_with_batches_retries_and_many_lanes(tmp_path: Path) -> None:
     assert_png(render_timeline(events, tmp_path / "events.png"))
     assert_png(render_timeline(trace, tmp_path / "object.png"))
 
+    # The 60 worker lanes are one group; the backend is named, its job lanes apart.
+    by_label = panels(timeline_figure(trace))
+    workers, backend = "classical workers\n(60 lanes)", "backend aer\n(8 lanes)"
+    assert list(by_label)[:2] == [workers, backend]
+    assert tick_labels(by_label[workers]) == ["workers (60)"]
+    assert tick_labels(by_label[backend]) == ["jobs (2)", "circuits (6)"]
+    texts = legend_texts(timeline_figure(events))
+    assert texts[: len(PRIORITY_LEGEND) + 1] == [*PRIORITY_LEGEND, "backend job"]
+    assert {"how a run ended", "failed", "failed, retried"} <= set(texts)
+
 
 def test_timeline_of_an_empty_trace(tmp_path: Path) -> None:
     recorder = TraceRecorder()
     png = render_timeline(recorder.chrome_trace(), tmp_path / "empty.png")
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 0
+    fig = timeline_figure(recorder.chrome_trace())
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["no task ran", "nothing waited"]

@@ -2,9 +2,14 @@
 
 The demo is a list of *parts*, each an async function that submits work through a
 :class:`DemoContext` and says what outcome each task should have. Parts run one after another
-on one scheduler while a live progress display follows every priority; at the end the demo
-checks every task ended as planned, prints a table of metrics, and writes the trace and the
-timeline picture.
+on one scheduler while a live progress display follows every priority (on a terminal; else a
+plain progress line every few seconds); at the end the demo checks every task ended as
+planned, prints tables of metrics, and writes the trace and the timeline picture.
+
+What the tables count: *By priority*, the tasks the demo submitted itself (each checked
+against its planned outcome); *Backends* and *Routing*, every circuit that completed on a
+backend, the VQE's own circuits included, so that each backend's rows in *Routing* add up to
+its count in *Backends*.
 
 To add work (quantum circuits, a VQE, a backend fault), register backends in
 :func:`build_scheduler` and append parts to :func:`workload_parts`; nothing else changes.
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import TaskError
 from ._handle import TaskHandle
 from ._scheduler import QuantumScheduler
-from ._task import Task, TaskBuilder, TaskPriority, TaskStatus
+from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from .core._routing import RoutingRule
 from .observability._listeners import add_listener, remove_listener
 from .observability._logging import LOGGER_NAME, TransitionLogger
@@ -63,9 +68,12 @@ class DemoOptions:
         quick: A small, fast run (for CI and a first look).
         trace: Where to write the Chrome trace / Perfetto JSON; None to skip it.
         timeline: Where to write the timeline picture (PNG); None to skip it.
-        progress: Show live progress: True, False, or None for "when stdout is a terminal".
+        progress: True: a live display; False: none (a line as each part starts); None: the
+            live display on a terminal, else a plain progress line every
+            ``progress_interval`` seconds.
         workers: Classical worker slots.
         seed: Seed of the workload's randomness (the same seed plans the same tasks).
+        progress_interval: Seconds between plain progress lines.
     """
 
     quick: bool = False
@@ -74,6 +82,14 @@ class DemoOptions:
     progress: bool | None = None
     workers: int = 4
     seed: int = 2024
+    progress_interval: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.progress_interval > 0:
+            raise ValueError(
+                f"progress_interval must be a positive number of seconds, "
+                f"got {self.progress_interval!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -102,7 +118,7 @@ class DemoContext:
         self.console = console
         self.planned: list[_Planned] = []
         self.part = ""
-        # Tasks submitted so far, by priority (the progress display's totals).
+        # Tasks this context submitted so far, by priority (not the ones a task submits).
         self.submitted: Counter[TaskPriority] = Counter()
         # The VQE's hybrid task, when the demo runs one.
         self.vqe: TaskHandle[Any] | None = None
@@ -412,7 +428,9 @@ class DemoReport:
         latencies: Completed tasks' latencies in seconds, by priority.
         mismatches: Tasks that did not end as planned, described.
         seconds: Wall-clock duration of the run.
-        routing: Completed quantum tasks by (backend, the routing rule that sent them).
+        routing: Circuits (quantum tasks) completed on each backend, by (backend, the routing
+            rule that sent them there); every circuit, the ones the VQE submitted included,
+            so a backend's rows add up to its ``metrics.backends[name].completed``.
         vqe_energy: The VQE's H2 energy in hartree, when it ran and completed.
     """
 
@@ -425,17 +443,34 @@ class DemoReport:
     vqe_energy: float | None = None
 
 
-class _Finished:
-    """Transition listener counting tasks that reached a terminal state, by priority."""
+class _Tally:
+    """Transition listener counting every task the scheduler sees, the demo's own and the ones
+    its parts submit inside the scheduler (the VQE's circuits).
 
-    __slots__ = ("counts",)
+    ``admitted`` and ``finished`` count tasks by priority as they are queued and as they end
+    (the progress bars); ``circuits`` counts completed circuits by (backend, routing rule),
+    the way the scheduler counts a backend's ``completed``: a circuit that ran to completion.
+    """
+
+    __slots__ = ("admitted", "circuits", "finished")
 
     def __init__(self) -> None:
-        self.counts: Counter[TaskPriority] = Counter()
+        self.admitted: Counter[TaskPriority] = Counter()
+        self.finished: Counter[TaskPriority] = Counter()
+        self.circuits: Counter[tuple[str, str]] = Counter()
 
     def __call__(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
-        if new.is_terminal:
-            self.counts[task.priority] += 1
+        if old is _S.PENDING:
+            self.admitted[task.priority] += 1
+        if not new.is_terminal:
+            return
+        self.finished[task.priority] += 1
+        if new is _S.COMPLETED and task.task_type is TaskType.QUANTUM:
+            backend = task.backend_used
+            if backend is not None:
+                routing = task.routing
+                rule = routing.rule if routing is not None else "(no routing decision)"
+                self.circuits[(backend, rule)] += 1
 
 
 async def run_demo(
@@ -450,13 +485,15 @@ async def run_demo(
     from rich.text import Text
 
     parts = workload_parts(options) if parts is None else parts
+    # A terminal gets the live display; anything else (a pipe, a CI log) plain lines.
     show = console.is_terminal if options.progress is None else options.progress
+    lines = options.progress is None and not show
     rng = random.Random(options.seed)
     started = time.perf_counter()
     scheduler = build_scheduler(options)
     recorder = scheduler.enable_tracing(max_events=None)
-    finished = _Finished()
-    add_listener(scheduler, finished)
+    tally = _Tally()
+    add_listener(scheduler, tally)
     steps: TransitionLogger | None = None
     if logging.getLogger(LOGGER_NAME + ".transitions").isEnabledFor(logging.DEBUG):
         steps = TransitionLogger.attach(scheduler)  # `logosq -vv demo`: every task's steps
@@ -474,7 +511,7 @@ async def run_demo(
 
     def refresh() -> None:
         for p, bar in bars.items():
-            progress.update(bar, total=ctx.submitted[p], completed=finished.counts[p])
+            progress.update(bar, total=tally.admitted[p], completed=tally.finished[p])
         m = scheduler.metrics()
         status.plain = (
             f"{ctx.part}: {m.running} running, {m.queue_depth} waiting, "
@@ -487,6 +524,25 @@ async def run_demo(
             live.refresh()
             await asyncio.sleep(0.1)
 
+    def progress_line(rate: float) -> str:
+        m = scheduler.metrics()
+        return (
+            f"[{time.perf_counter() - started:6.1f} s] {ctx.part}: "
+            f"{m.finished:,}/{m.submitted:,} tasks done, {m.running} running, "
+            f"{m.queue_depth} waiting, {rate:,.0f} tasks/s"
+        )
+
+    async def report_every(interval: float) -> None:
+        # The rate is over the last interval, not the whole run: it shows a stall.
+        last_at, last_done = time.perf_counter(), scheduler.metrics().finished
+        while True:
+            await asyncio.sleep(interval)
+            at, done = time.perf_counter(), scheduler.metrics().finished
+            console.print(
+                progress_line((done - last_done) / max(at - last_at, 1e-9)), soft_wrap=True
+            )
+            last_at, last_done = at, done
+
     async with scheduler:
         for backend in scheduler.backends.values():
             await backend.start()  # simulator workers start loading while classical work runs
@@ -495,23 +551,31 @@ async def run_demo(
         if show:
             live.start()
             follower = asyncio.create_task(follow(live))
+        elif lines:
+            follower = asyncio.create_task(report_every(options.progress_interval))
         try:
             for title, part in parts:
                 ctx.part = title
                 if not show:
                     console.print(f"running {title} ...")
                 await part(ctx)
+            ctx.part = "finishing"
             await scheduler.join()
         finally:
             if follower is not None:
                 follower.cancel()
                 # Wait for the follower to stop; a cancellation of this task still propagates.
                 await asyncio.gather(follower, return_exceptions=True)
+            if show:
                 refresh()
                 live.refresh()
                 live.stop()
         metrics = scheduler.metrics()
-    remove_listener(scheduler, finished)
+        if lines:
+            ctx.part = "done"
+            rate = metrics.finished / (time.perf_counter() - started)
+            console.print(progress_line(rate), soft_wrap=True)
+    remove_listener(scheduler, tally)
     recorder.detach()
     if steps is not None:
         steps.detach()
@@ -519,7 +583,6 @@ async def run_demo(
     outcomes: dict[TaskPriority, Counter[TaskStatus]] = {p: Counter() for p in _PRIORITIES}
     latencies: dict[TaskPriority, list[float]] = {p: [] for p in _PRIORITIES}
     mismatches: list[str] = []
-    routing: Counter[tuple[str, str]] = Counter()
     for planned in ctx.planned:
         handle = planned.handle
         outcomes[handle.priority][handle.status] += 1
@@ -534,8 +597,6 @@ async def run_demo(
             except TaskError:  # pragma: no cover - a completed handle does not raise
                 continue
             latencies[handle.priority].append(result.latency)
-            if result.routing is not None and result.backend is not None:
-                routing[(result.backend, result.routing.rule)] += 1
     vqe_energy = None
     if ctx.vqe is not None and ctx.vqe.status is _S.COMPLETED:
         vqe_energy = float((await ctx.vqe).value.energy)
@@ -545,7 +606,7 @@ async def run_demo(
         latencies,
         mismatches,
         time.perf_counter() - started,
-        dict(routing),
+        dict(tally.circuits),
         vqe_energy,
     )
     return report, recorder
@@ -579,7 +640,20 @@ def print_report(report: DemoReport, console: Console) -> None:
         summary.add_row(name, value)
     console.print(summary)
 
-    by_priority = Table(title="By priority", title_justify="left")
+    own = sum(sum(counts.values()) for counts in report.outcomes.values())
+    inner = m.submitted - own
+    caption = f"The {own:,} tasks the demo submitted, each checked against its planned outcome"
+    if inner > 0:
+        caption += (
+            f"; the other {inner:,} of the {m.submitted:,} submitted were submitted by its "
+            "tasks themselves (the VQE's circuits, counted in Backends and Routing below)"
+        )
+    by_priority = Table(
+        title="By priority: the demo's own tasks",
+        title_justify="left",
+        caption=caption + ".",
+        caption_justify="left",
+    )
     for column in ("priority", "tasks", "completed", "failed", "timed out", "cancelled"):
         by_priority.add_column(column, justify="left" if column == "priority" else "right")
     by_priority.add_column("latency p50", justify="right")
@@ -599,8 +673,18 @@ def print_report(report: DemoReport, console: Console) -> None:
     console.print(by_priority)
 
     if m.backends:
-        backends = Table(title="Backends", title_justify="left")
-        for column in ("backend", "completed", "failed attempts", "breaker", "utilisation"):
+        backends = Table(
+            title="Backends: circuits run on each",
+            title_justify="left",
+            caption=(
+                "circuits completed: quantum tasks that ran to completion on the backend, the "
+                "VQE's included; failed jobs: jobs that raised (their circuits were retried, "
+                "rerouted or failed); utilisation: share of its job slots' time in use."
+            ),
+            caption_justify="left",
+        )
+        columns = ("backend", "circuits completed", "failed jobs", "breaker", "utilisation")
+        for column in columns:
             backends.add_column(column, justify="left" if column == "backend" else "right")
         for name, b in sorted(m.backends.items()):
             backends.add_row(
@@ -615,9 +699,19 @@ def print_report(report: DemoReport, console: Console) -> None:
             f"{error:+.2f} mHa from the exact {H2_FCI_ELECTRONIC} Ha"
         )
     if report.routing:
-        routing = Table(title="Routing", title_justify="left")
-        for column in ("backend", "rule", "tasks"):
-            routing.add_column(column, justify="right" if column == "tasks" else "left")
+        routing = Table(
+            title="Routing: completed circuits by the rule that chose their backend",
+            title_justify="left",
+            caption=(
+                "Every completed circuit, the VQE's included: a backend's rows add up to its "
+                "circuits completed in Backends. 'pinned': the task named its backend."
+            ),
+            caption_justify="left",
+        )
+        for column in ("backend", "rule", "circuits completed"):
+            routing.add_column(
+                column, justify="left" if column != "circuits completed" else "right"
+            )
         for (backend, rule), n in sorted(report.routing.items()):
             routing.add_row(backend, rule, str(n))
         console.print(routing)

@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run a mixed workload with live progress, then print metrics",
         description=(
-            "Run a mixed workload across all five priorities with live progress; print a "
-            "table of metrics; write the trace (open it in https://ui.perfetto.dev) and a "
+            "Run a mixed workload across all five priorities with live progress (when stdout "
+            "is not a terminal, a plain progress line every few seconds); print tables of "
+            "metrics; write the trace (open it in https://ui.perfetto.dev) and a "
             "timeline picture. Exits 1 if any task did not end as planned."
         ),
     )
@@ -216,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="show live progress even when stdout is not a terminal",
     )
     shown.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="show no live progress"
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="show no progress: neither the live display nor the plain progress lines",
     )
     demo.add_argument(
         "--workers", type=_positive, default=4, help="classical worker slots (default: 4)"
