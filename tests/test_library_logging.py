@@ -7,7 +7,17 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import logosq_os_scheduler
+from logosq_os_scheduler import (
+    CircuitSpec,
+    MockBackend,
+    QuantumScheduler,
+    RoutingRule,
+    SchedulerConfig,
+    Task,
+)
 from logosq_os_scheduler.observability import LOGGER_NAME
 
 # Tasks that time out, fail and are cancelled, and a backend whose failures trip its breaker
@@ -81,3 +91,27 @@ def test_without_the_null_handler_python_would_print_the_warnings() -> None:
     proc = _run(unguarded + _WORKLOAD)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "backend 'flaky' taken out of rotation (circuit breaker open)\n"
+
+
+async def test_a_breaker_trip_warns_once_however_many_jobs_find_the_backend_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Four jobs in flight at once all find the backend down: one trip, one warning; the rest
+    # is INFO. Their circuits are rerouted to the spare backend and complete there.
+    down = MockBackend("down", max_concurrent_jobs=4, max_circuits_per_job=1)
+    down.go_down()
+    spare = MockBackend("spare")
+    circuit = CircuitSpec(2, ((0, 1),))
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        async with QuantumScheduler(config=SchedulerConfig(batch_window=0)) as s:
+            await s.register_backend("down", down)
+            await s.register_backend("spare", spare)
+            s.set_routing_rules([RoutingRule().default().route_to("down")])
+            handles = [
+                await s.submit(Task.quantum(f"q{i}").with_circuit(circuit)) for i in range(4)
+            ]
+            results = [await h for h in handles]
+            assert {r.backend for r in results} == {"spare"}
+            assert s.metrics().breaker_trips == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["backend 'down' taken out of rotation (circuit breaker open)"]

@@ -639,12 +639,13 @@ class QuantumMixin:
             entry.failed_attempts += 1
             unavailable = isinstance(job_error, BackendUnavailableError)
             if unavailable:
-                if entry.breaker.force_open(now):
+                tripped = entry.breaker.force_open(now)
+                if tripped:
                     self._core.breaker_trips += 1
-                self._breaker_opened(entry)
+                self._breaker_opened(entry, tripped=tripped)
             elif not _is_permanent(job_error) and entry.breaker.record_failure(now):
                 self._core.breaker_trips += 1
-                self._breaker_opened(entry)
+                self._breaker_opened(entry, tripped=True)
             for t in batch:
                 self._attempt_failed(t, entry, job_error, reroute=unavailable or hung)
         else:
@@ -783,10 +784,15 @@ class QuantumMixin:
             self._core.transition(task, _S.FAILED, now)
         self._settle(task)
 
-    def _breaker_opened(self, entry: BackendEntry) -> None:
-        """A backend left rotation: move its queued work and schedule a probe."""
+    def _breaker_opened(self, entry: BackendEntry, *, tripped: bool) -> None:
+        """A backend left rotation (``tripped``: it was in rotation until now, a warning) or
+        stays out of it (a failed probe, another job finding it unavailable): move its queued
+        work and schedule a probe."""
         now = self._qnow()
-        log.warning("backend %r taken out of rotation (circuit breaker open)", entry.name)
+        if tripped:
+            log.warning("backend %r taken out of rotation (circuit breaker open)", entry.name)
+        elif log.isEnabledFor(logging.INFO):
+            log.info("backend %r is still unavailable and stays out of rotation", entry.name)
         if self._trace is not None:
             self._trace.record_instant(entry.name, "breaker open", now)
         self._evacuate(entry)
@@ -815,7 +821,7 @@ class QuantumMixin:
                 self._trace.record_instant(entry.name, "breaker closed", self._qnow())
             self._dispatch_quantum()
         else:
-            self._breaker_opened(entry)
+            self._breaker_opened(entry, tripped=False)
 
     def _evacuate(self, entry: BackendEntry) -> None:
         """Move tasks waiting for ``entry`` to backends that can run them."""
