@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
 from ._errors import InvalidConfigError
-from ._task import coerce_seconds
 
 __all__ = ["PreemptionStrategy", "SchedulerConfig"]
 
 
-class PreemptionStrategy(enum.Enum):
+class PreemptionStrategy(enum.Enum, metaclass=HintingEnumType):
     """What happens to running work when more urgent work arrives and no slot is free.
 
     NONE: tasks run to completion; priority decides only who starts next.
@@ -108,9 +108,16 @@ class SchedulerConfig:
         object.__setattr__(
             self, "task_timeout", _seconds("task_timeout", self.task_timeout, allow_none=True)
         )
-        if not isinstance(self.preemption, PreemptionStrategy):
-            raise InvalidConfigError(
-                "preemption", f"expected a PreemptionStrategy, got {self.preemption!r}"
+        if type(self.preemption) is not PreemptionStrategy:
+            object.__setattr__(
+                self,
+                "preemption",
+                coerce_enum(
+                    PreemptionStrategy,
+                    self.preemption,
+                    field="preemption",
+                    error=InvalidConfigError,
+                ),
             )
         object.__setattr__(
             self,

@@ -3,7 +3,7 @@
 Every error is a :class:`SchedulerError`; catch that to catch them all::
 
     SchedulerError
-     ├── InvalidTaskError          a task, circuit or argument is malformed (names the field)
+     ├── InvalidTaskError          a task, circuit, rule or workflow is malformed (names it)
      ├── InvalidConfigError        a scheduler setting is out of range (names the setting)
      ├── QueueFullError            admission refused: the queue is at max_queue_depth
      ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
@@ -55,14 +55,26 @@ class SchedulerError(Exception):
 class InvalidTaskError(SchedulerError, ValueError):
     """A task, its circuit or one of its arguments is malformed.
 
+    Also raised for the other objects a user builds up to describe work (routing rules,
+    workflows and their steps): their message names the call the user wrote, as in
+    ``invalid RoutingRule.route_to: ...`` or ``invalid HybridWorkflow.with_iterations: ...``.
+
     Attributes:
         field: The name of the offending field (``"priority"``, ``"circuit"``, ...).
+        problem: What was wrong with it, and what is accepted.
+        where: The call the bad value was given to (``"RoutingRule.route_to"``,
+            ``"WorkflowStep.classical(priority=...)"``), or None for a task's own fields
+            (``Task`` and ``TaskBuilder``).
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"invalid task field {field!r}: {problem}")
+    def __init__(self, field: str, problem: str, *, where: str | None = None) -> None:
+        if where is None:
+            super().__init__(f"invalid task field {field!r}: {problem}")
+        else:
+            super().__init__(f"invalid {where}: {problem}")
         self.field = field
         self.problem = problem
+        self.where = where
 
 
 class InvalidConfigError(SchedulerError, ValueError):

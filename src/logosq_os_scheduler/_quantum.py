@@ -249,11 +249,19 @@ class QuantumMixin:
             InvalidTaskError: If an item is not a complete RoutingRule.
         """
         if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
-            raise InvalidTaskError("routing", f"expected a list of RoutingRule, got {rules!r}")
+            raise InvalidTaskError(
+                "rules",
+                f"expected a list of RoutingRule, got {rules!r}",
+                where="QuantumScheduler.set_routing_rules",
+            )
         checked = []
         for rule in rules:
             if not isinstance(rule, RoutingRule):
-                raise InvalidTaskError("routing", f"expected RoutingRule, got {rule!r}")
+                raise InvalidTaskError(
+                    "rules",
+                    f"expected RoutingRule, got {rule!r}",
+                    where="QuantumScheduler.set_routing_rules",
+                )
             rule.check()
             checked.append(rule)
         self._rules = checked

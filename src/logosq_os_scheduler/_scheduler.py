@@ -315,6 +315,23 @@ class QuantumScheduler(QuantumMixin):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag misspellings
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only by a failed lookup: the seed's ``scheduler.close()`` gets the
+            # Python spelling; anything else the usual error (and Python's own suggestion).
+            if name.startswith("_"):
+                raise AttributeError(name)
+            missing = f"{type(self).__name__!r} object has no attribute {name!r}"
+            if name == "close":
+                raise AttributeError(
+                    f"{missing}: it is asynchronous, close it with 'await scheduler.aclose()' "
+                    "or use 'async with QuantumScheduler(...) as scheduler:' (from "
+                    "synchronous code, BlockingScheduler has close())",
+                    name=name,
+                )
+            raise AttributeError(missing, name=name, obj=self)
+
     async def __aenter__(self) -> QuantumScheduler:
         self._ensure_started()
         return self

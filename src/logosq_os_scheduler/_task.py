@@ -12,12 +12,12 @@ from __future__ import annotations
 import enum
 import inspect
 import itertools
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from ._errors import InvalidTaskError, SchedulerError
+from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
+from ._errors import InvalidTaskError
 
 if TYPE_CHECKING:
     import asyncio
@@ -37,7 +37,7 @@ U = TypeVar("U")
 P = ParamSpec("P")
 
 
-class TaskPriority(enum.IntEnum):
+class TaskPriority(enum.IntEnum, metaclass=HintingEnumType):
     """How urgent a task is. Members compare by urgency: ``CRITICAL > HIGH > ... > IDLE``.
 
     ==========  ==========================  ===============================
@@ -64,7 +64,7 @@ class TaskPriority(enum.IntEnum):
         return 4 - int(self)
 
 
-class TaskType(enum.Enum):
+class TaskType(enum.Enum, metaclass=HintingEnumType):
     """What kind of work a task carries."""
 
     CLASSICAL = "classical"
@@ -74,7 +74,7 @@ class TaskType(enum.Enum):
     __hash__ = object.__hash__  # identity: members are singletons (see TaskStatus)
 
 
-class TaskStatus(enum.Enum):
+class TaskStatus(enum.Enum, metaclass=HintingEnumType):
     """Where a task is in its life. The last four are terminal: a task reaches one of them once.
 
     Modelled on Qiskit's ``JobStatus``: ``PENDING`` (built, not yet admitted), ``QUEUED``
@@ -115,48 +115,9 @@ _HYBRID = TaskType.HYBRID
 _NORMAL = TaskPriority.NORMAL
 
 _ids = itertools.count(1)
+_MISSING = object()
 _EMPTY_KWARGS: dict[str, Any] = {}
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
-
-
-def coerce_seconds(
-    field: str,
-    value: object,
-    *,
-    allow_none: bool = True,
-    allow_zero: bool = False,
-    error: Callable[[str, str], SchedulerError] = InvalidTaskError,
-) -> float | None:
-    """Turn a duration given as seconds or :class:`~datetime.timedelta` into seconds.
-
-    Args:
-        field: The name of the task field or setting, for the error.
-        value: The duration.
-        allow_none: Whether None (no duration) is accepted.
-        allow_zero: Whether 0 is accepted.
-        error: The error class to raise, called as ``error(field, problem)``.
-
-    Raises:
-        InvalidTaskError: (or ``error``) If the value is not a positive, finite duration.
-    """
-    if value is None:
-        if allow_none:
-            return None
-        raise error(field, "a duration is required, got None")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise error(field, f"duration {value!r} is too large") from None
-    else:
-        raise error(
-            field, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
-        )
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        raise error(field, f"must be a positive, finite duration, got {value!r}")
-    return seconds
 
 
 V = TypeVar("V")
@@ -477,6 +438,8 @@ class TaskBuilder(Generic[T]):
     def __init__(self, name: str, task_type: TaskType) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidTaskError("name", f"must be a non-empty string, got {name!r}")
+        if type(task_type) is not TaskType:
+            task_type = coerce_enum(TaskType, task_type, field="task_type")
         self._name = name
         self._task_type = task_type
         self._priority = _NORMAL
@@ -514,16 +477,17 @@ class TaskBuilder(Generic[T]):
         return self._task_type
 
     def with_priority(self, priority: TaskPriority) -> TaskBuilder[T]:
-        """Set the priority (default ``NORMAL``)."""
-        if not isinstance(priority, TaskPriority):
-            if isinstance(priority, str) and priority.upper() in TaskPriority.__members__:
-                priority = TaskPriority[priority.upper()]
-            else:
-                raise InvalidTaskError(
-                    "priority",
-                    "expected a TaskPriority (CRITICAL, HIGH, NORMAL, LOW, IDLE), "
-                    f"got {priority!r}",
-                )
+        """Set the priority (default ``NORMAL``).
+
+        Args:
+            priority: A :class:`TaskPriority`, or its name in any case (``"high"``) or its
+                value (``3``), as every enum input of the package accepts.
+
+        Raises:
+            InvalidTaskError: If ``priority`` is none of those (a bool included).
+        """
+        if type(priority) is not TaskPriority:
+            priority = coerce_enum(TaskPriority, priority, field="priority")
         self._priority = priority
         return self
 
@@ -566,13 +530,29 @@ class TaskBuilder(Generic[T]):
     def with_circuit(self, circuit: object) -> TaskBuilder[T]:
         """Set the circuit a quantum task runs.
 
-        Accepted: a Qiskit ``QuantumCircuit``, OpenQASM 2 or OpenQASM 3 source text. Text is
-        parsed (and rejected with the line and the problem) when the task is submitted.
+        Accepted: a Qiskit ``QuantumCircuit``, OpenQASM 2 or OpenQASM 3 source text, a
+        :class:`~logosq_os_scheduler.backends.CircuitSpec`, or a backend's own circuit type
+        (any object with an ``int`` ``num_qubits``). Text is parsed (and rejected with the
+        line and the problem) when the task is submitted.
+
+        Raises:
+            InvalidTaskError: If ``circuit`` is none of those, the text is blank, or the task
+                is classical.
         """
-        if circuit is None:
-            raise InvalidTaskError("circuit", "must be a QuantumCircuit or OpenQASM text, got None")
-        if isinstance(circuit, str) and not circuit.strip():
-            raise InvalidTaskError("circuit", "OpenQASM text is empty")
+        if isinstance(circuit, str):
+            if not circuit.strip():
+                raise InvalidTaskError("circuit", "OpenQASM text is empty")
+        else:
+            # Duck-typed as submit does (normalize_circuit): a QuantumCircuit, a CircuitSpec
+            # and a backend's own circuit all say how many qubits they need. No qiskit import.
+            n = getattr(circuit, "num_qubits", None)
+            if not isinstance(n, int) or isinstance(n, bool):
+                got = "None" if circuit is None else type(circuit).__name__
+                raise InvalidTaskError(
+                    "circuit",
+                    "expected a qiskit QuantumCircuit, OpenQASM 2 or 3 text, a CircuitSpec, or "
+                    f"another object with an int num_qubits; got {got}",
+                )
         if self._task_type is _CLASSICAL:
             raise InvalidTaskError(
                 "circuit", "a classical task runs a function: use Task.quantum() for circuits"
@@ -875,6 +855,29 @@ class TaskResult(Generic[T]):
     def ok(self) -> bool:
         """Whether the task completed."""
         return self.status is _COMPLETED
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag misspellings
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only by a failed lookup. The seed reads a hybrid task's outcome off
+            # the result itself (``result.energy``); here it is the task's value.
+            if name.startswith("_"):
+                raise AttributeError(name)
+            try:
+                value = object.__getattribute__(self, "value")
+            except AttributeError:  # not initialised (mid-unpickling)
+                value = None
+            # getattr_static: the hint must not run the value's own properties.
+            if value is not None and inspect.getattr_static(value, name, _MISSING) is not _MISSING:
+                kind = type(value).__name__
+                raise AttributeError(
+                    f"'TaskResult' object has no attribute {name!r}: what the task returned is "
+                    f"result.value (here a {kind}), so write result.value.{name}",
+                    name=name,
+                )
+            raise AttributeError(
+                f"'TaskResult' object has no attribute {name!r}", name=name, obj=self
+            )
 
     def __repr__(self) -> str:
         return (

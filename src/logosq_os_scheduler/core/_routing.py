@@ -10,10 +10,12 @@ reason: the rule, the backends considered, and why each other one was not chosen
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._coerce import coerce_enum
 from .._errors import InvalidTaskError, NoRouteError
 from .._task import Task, TaskPriority
 
@@ -59,7 +61,9 @@ class RoutingCondition:
             return bool(task.priority >= self.value)
         if kind == "predicate":
             return bool(self.value(task, req))
-        raise InvalidTaskError("routing", f"unknown routing condition {kind!r}")
+        raise InvalidTaskError(
+            "kind", f"unknown routing condition {kind!r}", where="RoutingCondition"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +91,15 @@ class RoutingTarget:
 
 _NO_TARGET = RoutingTarget("unset")
 
+# The method that sets each kind of target, for errors that name the call the user wrote.
+_TARGET_METHODS = {
+    "backend": "route_to",
+    "any_of": "route_to_any",
+    "shortest_queue": "route_to_shortest_queue",
+    "least_expected_completion": "route_to_least_expected_completion",
+    "lowest_error_rate": "route_to_lowest_error_rate",
+}
+
 
 class RoutingRule:
     """A routing rule: conditions (all must hold) and a target.
@@ -99,8 +112,9 @@ class RoutingRule:
         ... ]
 
     Raises:
-        InvalidTaskError: From a ``when_*`` or ``route_to*`` call given a bad value (field
-            ``routing``), or if the rule is used without a target.
+        InvalidTaskError: From a ``when_*`` or ``route_to*`` call given a bad value (the
+            message names the call, as in ``invalid RoutingRule.route_to: ...``), or if the
+            rule is used without a target.
     """
 
     __slots__ = ("_conditions", "_target")
@@ -108,11 +122,6 @@ class RoutingRule:
     def __init__(self) -> None:
         self._conditions: list[RoutingCondition] = []
         self._target = _NO_TARGET
-
-    @classmethod
-    def new(cls) -> RoutingRule:
-        """The seed's spelling of ``RoutingRule()``."""
-        return cls()
 
     @property
     def conditions(self) -> tuple[RoutingCondition, ...]:
@@ -129,7 +138,11 @@ class RoutingRule:
     def when_qubit_count_exceeds(self, n: int) -> RoutingRule:
         """Apply to circuits using more than ``n`` qubits."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise InvalidTaskError("routing", f"qubit count must be an integer >= 0, got {n!r}")
+            raise InvalidTaskError(
+                "n",
+                f"qubit count must be an integer >= 0, got {n!r}",
+                where="RoutingRule.when_qubit_count_exceeds",
+            )
         self._conditions.append(RoutingCondition("qubit_count_exceeds", n, f"qubits > {n}"))
         return self
 
@@ -141,9 +154,17 @@ class RoutingRule:
         return self
 
     def when_priority_at_least(self, priority: TaskPriority) -> RoutingRule:
-        """Apply to tasks of this priority or more urgent."""
-        if not isinstance(priority, TaskPriority):
-            raise InvalidTaskError("routing", f"expected a TaskPriority, got {priority!r}")
+        """Apply to tasks of this priority or more urgent.
+
+        Args:
+            priority: A :class:`TaskPriority`, or its name in any case or its value.
+        """
+        priority = coerce_enum(
+            TaskPriority,
+            priority,
+            field="priority",
+            error=functools.partial(InvalidTaskError, where="RoutingRule.when_priority_at_least"),
+        )
         self._conditions.append(
             RoutingCondition("priority_at_least", priority, f"priority >= {priority.name}")
         )
@@ -156,7 +177,9 @@ class RoutingRule:
     ) -> RoutingRule:
         """Apply when ``predicate(task, requirements)`` is true."""
         if not callable(predicate):
-            raise InvalidTaskError("routing", f"predicate must be callable, got {predicate!r}")
+            raise InvalidTaskError(
+                "predicate", f"must be callable, got {predicate!r}", where="RoutingRule.when"
+            )
         self._conditions.append(RoutingCondition("predicate", predicate, str(description)))
         return self
 
@@ -169,20 +192,32 @@ class RoutingRule:
 
     def _set_target(self, target: RoutingTarget) -> RoutingRule:
         if self._target is not _NO_TARGET:
-            raise InvalidTaskError("routing", "a rule has one target; it is already set")
+            raise InvalidTaskError(
+                "target",
+                f"a rule has one target and it is already {self._target.describe()}",
+                where=f"RoutingRule.{_TARGET_METHODS[target.kind]}",
+            )
         self._target = target
         return self
 
     def route_to(self, backend: str) -> RoutingRule:
         """Send matching tasks to the backend registered under this name."""
         if not isinstance(backend, str) or not backend:
-            raise InvalidTaskError("routing", f"backend name must be a string, got {backend!r}")
+            raise InvalidTaskError(
+                "backend",
+                f"backend name must be a non-empty string, got {backend!r}",
+                where="RoutingRule.route_to",
+            )
         return self._set_target(RoutingTarget("backend", (backend,)))
 
     def route_to_any(self, *backends: str) -> RoutingRule:
         """Send matching tasks to whichever of these backends should finish them first."""
         if not backends or not all(isinstance(b, str) and b for b in backends):
-            raise InvalidTaskError("routing", f"expected backend names, got {backends!r}")
+            raise InvalidTaskError(
+                "backends",
+                f"expected one or more backend names, got {backends!r}",
+                where="RoutingRule.route_to_any",
+            )
         return self._set_target(RoutingTarget("any_of", tuple(backends)))
 
     def route_to_shortest_queue(self) -> RoutingRule:
@@ -205,7 +240,12 @@ class RoutingRule:
     def check(self) -> None:
         """Raise InvalidTaskError if the rule has no target."""
         if self._target is _NO_TARGET:
-            raise InvalidTaskError("routing", f"rule '{self.describe()}' has no route_to target")
+            raise InvalidTaskError(
+                "target",
+                f"rule '{self.describe()}' has no target: end it with route_to(...) or another "
+                "route_to_* method",
+                where="RoutingRule",
+            )
 
     def __repr__(self) -> str:
         return f"<RoutingRule {self.describe()}>"

@@ -30,12 +30,14 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import enum
+import functools
 import inspect
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._coerce import HintingEnumType, coerce_enum
 from .._errors import InvalidTaskError, SchedulerError
 from .._task import Task, TaskPriority, TaskResult
 
@@ -91,14 +93,14 @@ class WorkflowError(SchedulerError):
         self.history = history
 
 
-class StepKind(enum.Enum):
+class StepKind(enum.Enum, metaclass=HintingEnumType):
     """What a workflow step runs."""
 
     CLASSICAL = "classical"
     QUANTUM = "quantum"
 
 
-def _takes_input(fn: Callable[..., Any], field: str) -> bool:
+def _takes_input(fn: Callable[..., Any], field: str, where: str) -> bool:
     """Whether ``fn`` is called with the step's input (one positional argument) or without.
 
     Raises:
@@ -121,6 +123,7 @@ def _takes_input(fn: Callable[..., Any], field: str) -> bool:
             field,
             f"{getattr(fn, '__name__', fn)!r} must take one positional argument (the previous "
             "step's output) or none",
+            where=where,
         ) from None
     return False
 
@@ -141,6 +144,11 @@ class WorkflowStep:
         executor: Where a classical step's function runs (see ``TaskBuilder.with_executor``),
             or None for the scheduler's choice.
         takes_input: Whether the function is called with the previous output.
+
+    Raises:
+        InvalidTaskError: If ``kind`` or ``priority`` is not a member, a member's name (any
+            case) or a member's value (the other fields are checked by :meth:`classical` and
+            :meth:`quantum`).
     """
 
     name: str
@@ -153,6 +161,20 @@ class WorkflowStep:
     once: bool = False
     executor: str | None = None
     takes_input: bool = True
+
+    def __post_init__(self) -> None:
+        # The enum fields follow the package's one coercion rule even when the step is built
+        # directly; classical() and quantum() have already checked them (the fast path).
+        if type(self.kind) is not StepKind:
+            object.__setattr__(
+                self,
+                "kind",
+                coerce_enum(
+                    StepKind, self.kind, field="kind", error=_error("WorkflowStep", "kind")
+                ),
+            )
+        if self.priority is not None and type(self.priority) is not TaskPriority:
+            object.__setattr__(self, "priority", _check_priority(self.priority, "WorkflowStep"))
 
     @staticmethod
     def classical(
@@ -174,19 +196,23 @@ class WorkflowStep:
             executor: Where the function runs (``"inline"``, ``"thread"``, ...).
 
         Raises:
-            InvalidTaskError: If a field is malformed.
+            InvalidTaskError: If a field is malformed (the message names it, as in
+                ``invalid WorkflowStep.classical(priority=...)``).
         """
-        _check_name(name)
+        call = "WorkflowStep.classical"
+        _check_name(name, call)
         if not callable(function):
-            raise InvalidTaskError("function", f"must be callable, got {type(function).__name__}")
+            raise _error(call, "function")(
+                "function", f"must be callable, got {type(function).__name__}"
+            )
         return WorkflowStep(
             name=name,
             kind=StepKind.CLASSICAL,
             function=function,
-            priority=_check_priority(priority),
-            once=_check_bool("once", once),
+            priority=_check_priority(priority, call),
+            once=_check_bool("once", once, call),
             executor=executor,
-            takes_input=_takes_input(function, "function"),
+            takes_input=_takes_input(function, "function", f"{call}(function=...)"),
         )
 
     @staticmethod
@@ -212,43 +238,53 @@ class WorkflowStep:
             priority: Override the workflow's priority for this step.
 
         Raises:
-            InvalidTaskError: If a field is malformed.
+            InvalidTaskError: If a field is malformed (the message names it, as in
+                ``invalid WorkflowStep.quantum(shots=...)``).
         """
-        _check_name(name)
+        call = "WorkflowStep.quantum"
+        _check_name(name, call)
         if not callable(circuit_builder):
-            raise InvalidTaskError(
+            raise _error(call, "circuit_builder")(
                 "circuit_builder", f"must be callable, got {type(circuit_builder).__name__}"
             )
         if not isinstance(shots, int) or isinstance(shots, bool) or shots <= 0:
-            raise InvalidTaskError("shots", f"must be a positive integer, got {shots!r}")
+            raise _error(call, "shots")("shots", f"must be a positive integer, got {shots!r}")
         if backend is not None and (not isinstance(backend, str) or not backend):
-            raise InvalidTaskError("backend", f"must be a backend name, got {backend!r}")
+            raise _error(call, "backend")("backend", f"must be a backend name, got {backend!r}")
         return WorkflowStep(
             name=name,
             kind=StepKind.QUANTUM,
             circuit_builder=circuit_builder,
             shots=shots,
             backend=backend,
-            priority=_check_priority(priority),
-            once=_check_bool("once", once),
+            priority=_check_priority(priority, call),
+            once=_check_bool("once", once, call),
         )
 
 
-def _check_name(name: object) -> None:
+def _error(call: str, param: str | None = None) -> Callable[[str, str], InvalidTaskError]:
+    """The InvalidTaskError of a bad value given to ``call`` (as its ``param``, when the call
+    takes several): its message names the call the user wrote."""
+    where = call if param is None else f"{call}({param}=...)"
+    return functools.partial(InvalidTaskError, where=where)
+
+
+def _check_name(name: object, call: str) -> None:
     if not isinstance(name, str) or not name:
-        raise InvalidTaskError("name", f"must be a non-empty string, got {name!r}")
+        raise _error(call, "name")("name", f"must be a non-empty string, got {name!r}")
 
 
-def _check_bool(field: str, value: object) -> bool:
+def _check_bool(field: str, value: object, call: str) -> bool:
     if not isinstance(value, bool):
-        raise InvalidTaskError(field, f"must be True or False, got {value!r}")
+        raise _error(call, field)(field, f"must be True or False, got {value!r}")
     return value
 
 
-def _check_priority(priority: object) -> TaskPriority | None:
-    if priority is None or isinstance(priority, TaskPriority):
+def _check_priority(priority: object, call: str) -> TaskPriority | None:
+    """None, or the priority by the package's one rule (a member, a name, a value)."""
+    if priority is None or type(priority) is TaskPriority:
         return priority
-    raise InvalidTaskError("priority", f"expected a TaskPriority, got {priority!r}")
+    return coerce_enum(TaskPriority, priority, field="priority", error=_error(call, "priority"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -373,13 +409,14 @@ class HybridWorkflow:
         name: The workflow's name (used in task names and errors).
 
     Raises:
-        InvalidTaskError: From any method given a bad value, naming the field.
+        InvalidTaskError: From any method given a bad value, naming the call and the field
+            (``invalid HybridWorkflow.with_iterations: ...``).
     """
 
     __slots__ = ("_name", "_steps", "_iterations", "_stop", "_priority", "_progress", "_initial")
 
     def __init__(self, name: str) -> None:
-        _check_name(name)
+        _check_name(name, "HybridWorkflow")
         self._name = name
         self._steps: list[WorkflowStep] = []
         self._iterations = 1
@@ -410,26 +447,35 @@ class HybridWorkflow:
 
     def add_step(self, step: WorkflowStep) -> HybridWorkflow:
         """Append a step. Step names must be unique within the workflow."""
+        error = _error("HybridWorkflow.add_step")
         if not isinstance(step, WorkflowStep):
-            raise InvalidTaskError("step", f"expected a WorkflowStep, got {type(step).__name__}")
+            raise error("step", f"expected a WorkflowStep, got {type(step).__name__}")
         if any(s.name == step.name for s in self._steps):
-            raise InvalidTaskError("step", f"the workflow already has a step named {step.name!r}")
+            raise error("step", f"the workflow already has a step named {step.name!r}")
         self._steps.append(step)
         return self
 
     def with_iterations(self, iterations: int) -> HybridWorkflow:
         """Set the most iterations to run (default 1)."""
         if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
-            raise InvalidTaskError("iterations", f"must be a positive integer, got {iterations!r}")
+            raise _error("HybridWorkflow.with_iterations")(
+                "iterations", f"must be a positive integer, got {iterations!r}"
+            )
         self._iterations = iterations
         return self
 
     def with_priority(self, priority: TaskPriority) -> HybridWorkflow:
-        """Set the priority of every task the workflow submits (default ``NORMAL``)."""
-        checked = _check_priority(priority)
-        if checked is None:
-            raise InvalidTaskError("priority", "must be a TaskPriority, got None")
-        self._priority = checked
+        """Set the priority of every task the workflow submits (default ``NORMAL``).
+
+        Args:
+            priority: A :class:`TaskPriority`, or its name in any case or its value.
+        """
+        self._priority = coerce_enum(
+            TaskPriority,
+            priority,
+            field="priority",
+            error=_error("HybridWorkflow.with_priority"),
+        )
         return self
 
     def with_initial(self, value: object) -> HybridWorkflow:
@@ -444,7 +490,9 @@ class HybridWorkflow:
         iteration that satisfied it is the last one.
         """
         if not callable(condition):
-            raise InvalidTaskError("until", f"must be callable, got {type(condition).__name__}")
+            raise _error("HybridWorkflow.until")(
+                "until", f"must be callable, got {type(condition).__name__}"
+            )
         self._stop = condition
         return self
 
@@ -472,9 +520,13 @@ class HybridWorkflow:
             or not math.isfinite(tolerance)
             or tolerance < 0
         ):
-            raise InvalidTaskError("tolerance", f"must be a finite number >= 0, got {tolerance!r}")
+            raise _error("HybridWorkflow.until_converged", "tolerance")(
+                "tolerance", f"must be a finite number >= 0, got {tolerance!r}"
+            )
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise InvalidTaskError("patience", f"must be a positive integer, got {patience!r}")
+            raise _error("HybridWorkflow.until_converged", "patience")(
+                "patience", f"must be a positive integer, got {patience!r}"
+            )
 
         def converged(history: Sequence[IterationRecord]) -> bool:
             if len(history) <= patience:
@@ -490,7 +542,7 @@ class HybridWorkflow:
         It must be quick and must not block; an exception from it fails the workflow.
         """
         if not callable(callback):
-            raise InvalidTaskError(
+            raise _error("HybridWorkflow.on_progress")(
                 "on_progress", f"must be callable, got {type(callback).__name__}"
             )
         self._progress = callback
@@ -577,7 +629,11 @@ class _Run:
         wf = self.workflow
         steps = wf.steps
         if not steps:
-            raise InvalidTaskError("steps", f"workflow {wf.name!r} has no steps")
+            raise InvalidTaskError(
+                "steps",
+                f"workflow {wf.name!r} has no steps: add them with add_step(...)",
+                where=f"HybridWorkflow {wf.name!r}",
+            )
         now = self.scheduler.clock.now
         started = now()
         history: list[IterationRecord] = []
@@ -662,7 +718,7 @@ async def run_workflow(scheduler: QuantumScheduler, workflow: HybridWorkflow) ->
         InvalidTaskError: If the workflow has no steps.
     """
     if not isinstance(workflow, HybridWorkflow):
-        raise InvalidTaskError(
+        raise _error("run_workflow", "workflow")(
             "workflow", f"expected a HybridWorkflow, got {type(workflow).__name__}"
         )
     return await _Run(scheduler, workflow).run()
@@ -762,7 +818,7 @@ def start_workflow(scheduler: QuantumScheduler, workflow: HybridWorkflow) -> Wor
         InvalidTaskError: If ``workflow`` is not a HybridWorkflow.
     """
     if not isinstance(workflow, HybridWorkflow):
-        raise InvalidTaskError(
+        raise _error("start_workflow", "workflow")(
             "workflow", f"expected a HybridWorkflow, got {type(workflow).__name__}"
         )
     run = _Run(scheduler, workflow)
