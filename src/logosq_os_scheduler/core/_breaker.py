@@ -1,10 +1,21 @@
-"""A circuit breaker per backend: out of rotation after repeated failures, probed, restored."""
+"""A circuit breaker per backend: out of rotation after repeated failures, probed, restored.
+
+Every change of state goes through one method, which checks the move against
+:data:`BREAKER_MOVES` and raises :class:`InternalError` on an illegal one, as a task's moves
+are checked against its own table::
+
+    CLOSED ──trip (threshold failures in a row, or unavailable)──▶ OPEN
+    OPEN ──cool-down passed──▶ HALF_OPEN ──good probe or success──▶ CLOSED
+    OPEN ──good probe──▶ CLOSED        OPEN, HALF_OPEN ──failed probe or unavailable──▶ OPEN
+"""
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["BreakerState", "CircuitBreaker"]
+from .._errors import InternalError
+
+__all__ = ["BREAKER_MOVES", "BreakerState", "CircuitBreaker"]
 
 
 class BreakerState(enum.Enum):
@@ -14,6 +25,17 @@ class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+_B = BreakerState
+
+# Where each state may go. OPEN -> OPEN re-opens (a failed probe, or the backend reported
+# unavailable again): the cool-down starts afresh.
+BREAKER_MOVES: dict[BreakerState, frozenset[BreakerState]] = {
+    _B.CLOSED: frozenset({_B.OPEN}),
+    _B.OPEN: frozenset({_B.OPEN, _B.HALF_OPEN, _B.CLOSED}),
+    _B.HALF_OPEN: frozenset({_B.OPEN, _B.CLOSED}),
+}
 
 
 class CircuitBreaker:
@@ -37,7 +59,7 @@ class CircuitBreaker:
     def state(self, now: float) -> BreakerState:
         """The state at time ``now`` (OPEN turns HALF_OPEN once the cool-down has passed)."""
         if self._state is BreakerState.OPEN and now >= self.opened_at + self.cooldown:
-            self._state = BreakerState.HALF_OPEN
+            self._move(BreakerState.HALF_OPEN)
         return self._state
 
     def allows(self, now: float) -> bool:
@@ -54,7 +76,7 @@ class CircuitBreaker:
         """A job succeeded: reset the failure count (and close a half-open breaker)."""
         self.failures = 0
         if self._state is BreakerState.HALF_OPEN:
-            self._state = BreakerState.CLOSED
+            self._move(BreakerState.CLOSED)
 
     def record_failure(self, now: float) -> bool:
         """A job failed. Returns True if this failure opened the breaker."""
@@ -69,7 +91,7 @@ class CircuitBreaker:
         if self.state(now) is BreakerState.CLOSED:
             return BreakerState.CLOSED
         if healthy:
-            self._state = BreakerState.CLOSED
+            self._move(BreakerState.CLOSED)
             self.failures = 0
         else:
             self._open(now)
@@ -85,11 +107,18 @@ class CircuitBreaker:
         if self._state is BreakerState.CLOSED:
             self._open(now)
             return True
-        self._state = BreakerState.OPEN
+        self._move(BreakerState.OPEN)
         self.opened_at = now
         return False
 
     def _open(self, now: float) -> None:
-        self._state = BreakerState.OPEN
+        self._move(BreakerState.OPEN)
         self.opened_at = now
         self.trips += 1
+
+    def _move(self, new: BreakerState) -> None:
+        """The one place the state changes: a move not in :data:`BREAKER_MOVES` is a bug."""
+        old = self._state
+        if new not in BREAKER_MOVES[old]:
+            raise InternalError(f"circuit breaker moved from {old.name} to {new.name}")
+        self._state = new
