@@ -27,10 +27,15 @@ _SCRIPT = textwrap.dedent(
     import logosq_os_scheduler as lq
 
     never = threading.Event()
+    said = threading.Lock()
+
+    def say(line):  # one line at a time: worker threads and the main thread all print
+        with said:
+            sys.stdout.write(line + "\\n")
+            sys.stdout.flush()
 
     def stuck(i):
-        sys.stdout.write(f"started {{i}}\\n")  # one write: two threads print at once
-        sys.stdout.flush()
+        say(f"started {{i}}")
         never.wait()
 
     handles = []
@@ -38,7 +43,7 @@ _SCRIPT = textwrap.dedent(
         with lq.BlockingScheduler(2, interrupt_timeout={timeout}) as s:
             for i in range(3):
                 handles.append(s.submit(lq.Task.classical(f"t{{i}}").with_function(stuck, i)))
-            print("submitted", flush=True)
+            say("submitted")
             handles[0].result()
     except KeyboardInterrupt:
         print("statuses", *(h.status.name for h in handles), flush=True)
