@@ -561,7 +561,7 @@ async def test_a_scheduler_fed_bad_openqasm_runs_the_good_programs() -> None:
     ],
 )
 def test_finding_huge_int_durations_overflow(call: Callable[[], object]) -> None:
-    # coerce_seconds (_task.py) and _seconds (_config.py) once called float(value) unguarded.
+    # coerce_seconds (now _coerce.py) and _seconds (_config.py) once called float(value) unguarded.
     with pytest.raises(SchedulerError, match="too large"):
         call()
 

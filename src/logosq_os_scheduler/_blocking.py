@@ -9,12 +9,13 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ._coerce import coerce_seconds
 from ._config import SchedulerConfig
 from ._errors import InvalidConfigError, SchedulerClosedError
 from ._handle import TaskHandle
 from ._runtime import new_event_loop
 from ._scheduler import QuantumScheduler
-from ._task import Task, TaskBuilder, coerce_seconds
+from ._task import Task, TaskBuilder
 from .observability._metrics import SchedulerMetrics
 
 __all__ = ["BlockingScheduler"]

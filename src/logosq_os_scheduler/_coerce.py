@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from ._errors import InvalidTaskError, SchedulerError
 
-__all__ = ["HintingEnumType", "coerce_enum", "coerce_seconds"]
+__all__ = ["HintingEnumType", "coerce_enum", "coerce_seconds", "missing_attribute"]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -176,12 +176,25 @@ class HintingEnumType(enum.EnumType):
             wanted = name.replace("_", "").upper()
             for member_name in members:
                 if member_name.replace("_", "").upper() == wanted:
-                    # No obj=: the hint replaces Python's own "Did you mean" suggestion.
-                    raise AttributeError(
-                        f"{cls.__name__} has no member {name!r}: enum members are UPPER_CASE "
-                        f"in Python, use {cls.__name__}.{member_name}",
-                        name=name,
+                    hint = (
+                        f"enum members are UPPER_CASE in Python, use {cls.__name__}.{member_name}"
                     )
-            raise AttributeError(
-                f"type object {cls.__name__!r} has no attribute {name!r}", name=name, obj=cls
-            )
+                    raise missing_attribute(cls, name, hint)
+            raise missing_attribute(cls, name)
+
+
+def missing_attribute(owner: object, name: str, hint: str | None = None) -> AttributeError:
+    """The error of a failed lookup of ``name`` on ``owner`` (an object or a class), for the
+    ``__getattr__`` hooks that answer a guess in the seed's spelling.
+
+    With a ``hint`` (the Python way to write it) the message ends with it, and Python's own
+    "Did you mean" suggestion, which would compete with it, is left out; without one it is
+    Python's usual error, suggestion included.
+    """
+    if isinstance(owner, type):
+        message = f"type object {owner.__name__!r} has no attribute {name!r}"
+    else:
+        message = f"{type(owner).__name__!r} object has no attribute {name!r}"
+    if hint is None:
+        return AttributeError(message, name=name, obj=owner)
+    return AttributeError(f"{message}: {hint}", name=name)

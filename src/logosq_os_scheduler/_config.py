@@ -130,27 +130,13 @@ class SchedulerConfig:
             _seconds("inline_threshold", self.inline_threshold, allow_none=False, allow_zero=True),
         )
         _positive_int("latency_samples", self.latency_samples)
-        if (
-            not isinstance(self.max_retries, int)
-            or isinstance(self.max_retries, bool)
-            or (self.max_retries < 0)
-        ):
-            raise InvalidConfigError(
-                "max_retries", f"must be a non-negative integer, got {self.max_retries!r}"
-            )
+        _non_negative_int("max_retries", self.max_retries)
         for name in ("retry_backoff", "retry_backoff_max", "batch_window"):
             object.__setattr__(
                 self, name, _seconds(name, getattr(self, name), allow_none=False, allow_zero=True)
             )
         _positive_int("breaker_threshold", self.breaker_threshold)
-        if (
-            not isinstance(self.max_preemptions, int)
-            or isinstance(self.max_preemptions, bool)
-            or self.max_preemptions < 0
-        ):
-            raise InvalidConfigError(
-                "max_preemptions", f"must be a non-negative integer, got {self.max_preemptions!r}"
-            )
+        _non_negative_int("max_preemptions", self.max_preemptions)
         object.__setattr__(
             self,
             "breaker_cooldown",

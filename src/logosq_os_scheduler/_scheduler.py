@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock, MonotonicClock
+from ._coerce import missing_attribute
 from ._config import PreemptionStrategy, SchedulerConfig
 from ._context import _current_task
 from ._errors import (
@@ -322,15 +323,15 @@ class QuantumScheduler(QuantumMixin):
             # Python spelling; anything else the usual error (and Python's own suggestion).
             if name.startswith("_"):
                 raise AttributeError(name)
-            missing = f"{type(self).__name__!r} object has no attribute {name!r}"
             if name == "close":
-                raise AttributeError(
-                    f"{missing}: it is asynchronous, close it with 'await scheduler.aclose()' "
-                    "or use 'async with QuantumScheduler(...) as scheduler:' (from "
-                    "synchronous code, BlockingScheduler has close())",
-                    name=name,
+                raise missing_attribute(
+                    self,
+                    name,
+                    "it is asynchronous, close it with 'await scheduler.aclose()' or use "
+                    "'async with QuantumScheduler(...) as scheduler:' (from synchronous code, "
+                    "BlockingScheduler has close())",
                 )
-            raise AttributeError(missing, name=name, obj=self)
+            raise missing_attribute(self, name)
 
     async def __aenter__(self) -> QuantumScheduler:
         self._ensure_started()

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
+from ._coerce import HintingEnumType, coerce_enum, coerce_seconds, missing_attribute
 from ._errors import InvalidTaskError
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TaskType",
-    "coerce_seconds",
 ]
 
 T = TypeVar("T")
@@ -118,6 +117,24 @@ _ids = itertools.count(1)
 _MISSING = object()
 _EMPTY_KWARGS: dict[str, Any] = {}
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+
+
+def has_num_qubits(circuit: object) -> bool:
+    """Whether ``circuit`` says how many qubits it needs (an ``int`` ``num_qubits``), as a
+    Qiskit ``QuantumCircuit``, a ``CircuitSpec`` and a backend's own circuit type all do:
+    the scheduler takes circuits by that duck type, without importing Qiskit."""
+    n = getattr(circuit, "num_qubits", None)
+    return isinstance(n, int) and not isinstance(n, bool)
+
+
+def unsupported_circuit(circuit: object) -> InvalidTaskError:
+    """The error for a circuit of a type the scheduler does not take."""
+    got = "None" if circuit is None else type(circuit).__name__
+    return InvalidTaskError(
+        "circuit",
+        "expected a qiskit QuantumCircuit, OpenQASM 2 or 3 text, a CircuitSpec, or another "
+        f"object with an int num_qubits; got {got}",
+    )
 
 
 V = TypeVar("V")
@@ -542,17 +559,8 @@ class TaskBuilder(Generic[T]):
         if isinstance(circuit, str):
             if not circuit.strip():
                 raise InvalidTaskError("circuit", "OpenQASM text is empty")
-        else:
-            # Duck-typed as submit does (normalize_circuit): a QuantumCircuit, a CircuitSpec
-            # and a backend's own circuit all say how many qubits they need. No qiskit import.
-            n = getattr(circuit, "num_qubits", None)
-            if not isinstance(n, int) or isinstance(n, bool):
-                got = "None" if circuit is None else type(circuit).__name__
-                raise InvalidTaskError(
-                    "circuit",
-                    "expected a qiskit QuantumCircuit, OpenQASM 2 or 3 text, a CircuitSpec, or "
-                    f"another object with an int num_qubits; got {got}",
-                )
+        elif not has_num_qubits(circuit):
+            raise unsupported_circuit(circuit)
         if self._task_type is _CLASSICAL:
             raise InvalidTaskError(
                 "circuit", "a classical task runs a function: use Task.quantum() for circuits"
@@ -870,14 +878,9 @@ class TaskResult(Generic[T]):
             # getattr_static: the hint must not run the value's own properties.
             if value is not None and inspect.getattr_static(value, name, _MISSING) is not _MISSING:
                 kind = type(value).__name__
-                raise AttributeError(
-                    f"'TaskResult' object has no attribute {name!r}: what the task returned is "
-                    f"result.value (here a {kind}), so write result.value.{name}",
-                    name=name,
-                )
-            raise AttributeError(
-                f"'TaskResult' object has no attribute {name!r}", name=name, obj=self
-            )
+                hint = f"what the task returned is result.value (here a {kind}), so write "
+                raise missing_attribute(self, name, hint + f"result.value.{name}")
+            raise missing_attribute(self, name)
 
     def __repr__(self) -> str:
         return (

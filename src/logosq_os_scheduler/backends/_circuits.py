@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from .._errors import InvalidTaskError
+from .._task import has_num_qubits, unsupported_circuit
 from ._aer_worker import is_rust_panic
 from ._base import CircuitRequirements
 
@@ -185,16 +186,9 @@ def normalize_circuit(
     if isinstance(circuit, str):
         parsed = _parse_qasm_cached(circuit, qasm3_parser)
         return parsed.copy()  # type: ignore[no-any-return]
-    if _is_quantum_circuit(circuit):
+    if has_num_qubits(circuit):  # a QuantumCircuit, a CircuitSpec, a backend's own circuit
         return circuit  # type: ignore[return-value]
-    num_qubits = getattr(circuit, "num_qubits", None)
-    if isinstance(num_qubits, int) and not isinstance(num_qubits, bool):
-        return circuit  # type: ignore[return-value]
-    raise InvalidTaskError(
-        "circuit",
-        "expected a qiskit QuantumCircuit, OpenQASM 2 or 3 text, or a CircuitSpec; "
-        f"got {type(circuit).__name__}",
-    )
+    raise unsupported_circuit(circuit)
 
 
 @functools.lru_cache(maxsize=1024)
