@@ -492,7 +492,7 @@ def test_scheduler_close_says_aclose() -> None:
     with pytest.raises(AttributeError):
         _ = scheduler._x  # type: ignore[attr-defined]
     assert not hasattr(scheduler, "close")
-    # __getattr__ is reached only by failed lookups: the copy protocol is unaffected.
+    # The hint is a descriptor on one name: the copy protocol is unaffected.
     assert copy.copy(scheduler).config is scheduler.config
 
 

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from ._errors import InvalidTaskError, SchedulerError
 
-__all__ = ["HintingEnumType", "coerce_enum", "coerce_seconds", "missing_attribute"]
+__all__ = [
+    "HintingEnumType",
+    "SeedSpelling",
+    "coerce_enum",
+    "coerce_seconds",
+    "missing_attribute",
+]
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -198,3 +204,29 @@ def missing_attribute(owner: object, name: str, hint: str | None = None) -> Attr
     if hint is None:
         return AttributeError(message, name=name, obj=owner)
     return AttributeError(f"{message}: {hint}", name=name)
+
+
+class SeedSpelling:
+    """A class attribute standing for a name from the seed that Python spells otherwise:
+    reading it raises the ``AttributeError`` of a missing attribute, with the Python spelling
+    as its hint (``hasattr`` stays False).
+
+    Use it instead of a ``__getattr__`` hook on a class whose attributes are read on a hot
+    path: a class with ``__getattr__`` loses CPython's specialised attribute reads for every
+    attribute, while a descriptor costs nothing beyond its own name.
+
+    Args:
+        hint: The way to write it in Python.
+    """
+
+    __slots__ = ("hint", "name")
+
+    def __init__(self, hint: str) -> None:
+        self.hint = hint
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, objtype: type | None = None) -> object:
+        raise missing_attribute(objtype if obj is None else obj, self.name, self.hint)

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock, MonotonicClock
-from ._coerce import missing_attribute
+from ._coerce import SeedSpelling
 from ._config import PreemptionStrategy, SchedulerConfig
 from ._context import _current_task
 from ._errors import (
@@ -316,22 +316,14 @@ class QuantumScheduler(QuantumMixin):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag misspellings
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only by a failed lookup: the seed's ``scheduler.close()`` gets the
-            # Python spelling; anything else the usual error (and Python's own suggestion).
-            if name.startswith("_"):
-                raise AttributeError(name)
-            if name == "close":
-                raise missing_attribute(
-                    self,
-                    name,
-                    "it is asynchronous, close it with 'await scheduler.aclose()' or use "
-                    "'async with QuantumScheduler(...) as scheduler:' (from synchronous code, "
-                    "BlockingScheduler has close())",
-                )
-            raise missing_attribute(self, name)
+    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag ``close()``
+        # The seed's ``scheduler.close()``: a descriptor, not a __getattr__ hook, which would
+        # slow every attribute read of the scheduler.
+        close = SeedSpelling(
+            "it is asynchronous, close it with 'await scheduler.aclose()' or use "
+            "'async with QuantumScheduler(...) as scheduler:' (from synchronous code, "
+            "BlockingScheduler has close())"
+        )
 
     async def __aenter__(self) -> QuantumScheduler:
         self._ensure_started()
