@@ -642,3 +642,19 @@ def test_finding_openqasm_declaring_a_huge_register_is_refused_not_allocated() -
     # one submitted string took the whole scheduler process down.
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.count("refused: CircuitParseError") == 2
+
+
+def test_a_label_may_be_named_self() -> None:
+    # Found by the fuzz test above: with_metadata(**{"self": ...}) clashed with the method's
+    # own self.
+    task = Task.classical("t").with_function(abs, -1).with_metadata(self=1, kind="x").build()
+    assert dict(task.metadata) == {"self": 1, "kind": "x"}
+
+
+def test_a_setting_named_self_gets_the_usual_refusal() -> None:
+    from logosq_os_scheduler import InvalidConfigError, QuantumScheduler, SchedulerConfig
+
+    with pytest.raises(InvalidConfigError, match="'self': no such setting"):
+        SchedulerConfig().replace(self=1)
+    with pytest.raises(InvalidConfigError, match="'self': no such setting"):
+        QuantumScheduler(1).configure(self=1)

@@ -147,7 +147,7 @@ class SchedulerConfig:
         )
         _non_negative_int("max_abandoned_threads", self.max_abandoned_threads)
 
-    def replace(self, **changes: object) -> SchedulerConfig:
+    def replace(self, /, **changes: object) -> SchedulerConfig:
         """Return a copy with some settings changed (validated like the original).
 
         Raises:

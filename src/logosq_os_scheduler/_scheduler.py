@@ -181,7 +181,7 @@ class QuantumScheduler(QuantumMixin):
         """Whether the scheduler has been closed (or is closing)."""
         return self._state in (_State.CLOSING, _State.CLOSED)
 
-    def configure(self, **changes: object) -> QuantumScheduler:
+    def configure(self, /, **changes: object) -> QuantumScheduler:
         """Change settings (see :class:`SchedulerConfig`); returns the scheduler.
 
         Raises:

@@ -643,8 +643,11 @@ class TaskBuilder(Generic[T]):
         self._limits = limits
         return self
 
-    def with_metadata(self, **metadata: object) -> TaskBuilder[T]:
-        """Attach free-form labels to the task (kept on the task and its result)."""
+    def with_metadata(self, /, **metadata: object) -> TaskBuilder[T]:
+        """Attach free-form labels to the task (kept on the task and its result).
+
+        Any label name is accepted, ``self`` included (``self`` is positional-only here).
+        """
         merged = dict(self._metadata)
         merged.update(metadata)
         self._metadata = merged
@@ -664,7 +667,7 @@ class TaskBuilder(Generic[T]):
         self._requires_all_to_all = required
         return self
 
-    def with_run_options(self, **options: object) -> TaskBuilder[T]:
+    def with_run_options(self, /, **options: object) -> TaskBuilder[T]:
         """Pass run options to the backend with the circuit (``seed_simulator=7``, ...).
 
         They reach the backend's ``run`` call unchanged, as :attr:`CircuitJob.options
