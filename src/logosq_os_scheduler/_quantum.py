@@ -25,26 +25,20 @@ priority and are sent again later, their attempt not spent, and the urgent task 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
-import random
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._config import PreemptionStrategy
 from ._errors import (
-    BackendError,
-    BackendUnavailableError,
     InvalidTaskError,
     NoRouteError,
-    RetriesExhaustedError,
     SchedulerClosedError,
     SchedulerError,
     TransientBackendError,
 )
-from ._task import Task, TaskPriority, TaskStatus
+from ._task import Task, TaskStatus
 from .backends._base import (
     Backend,
     CircuitJob,
@@ -54,8 +48,10 @@ from .backends._base import (
     sole_job,
 )
 from .core import Pool, SchedulerCore
+from .core._backends import BackendState, Flight
 from .core._breaker import BreakerState, CircuitBreaker
-from .core._preemption import may_be_preempted
+from .core._capabilities import BackendCapabilities
+from .core._policy import FailureKind, Hold, QuantumPolicy, RetryAction, classify_failure
 from .core._routing import BackendView, RoutingDecision, RoutingRule, decide_route
 from .observability._logging import task_fields
 from .observability._metrics import BackendMetrics
@@ -71,23 +67,7 @@ log = logging.getLogger("logosq_os_scheduler")
 
 _S = TaskStatus
 _RUNNING = _S.RUNNING
-_HIGH = TaskPriority.HIGH
-_PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
-
-
-class _Flight:
-    """A job handed to a backend that can withdraw jobs, from its ``run()`` call to its end."""
-
-    __slots__ = ("batch", "jobs", "launched", "started", "withdrawn")
-
-    def __init__(self, batch: list[Task[Any]], jobs: list[CircuitJob], launched: float) -> None:
-        self.batch = batch
-        # The very sequence passed to run(): the backend knows the job by it.
-        self.jobs = jobs
-        self.launched = launched
-        # Set once withdraw() refused it: it has started, so it never waits again.
-        self.started = False
-        self.withdrawn = False
+_PERMANENT = FailureKind.PERMANENT
 
 
 class _Withdrawn:
@@ -104,51 +84,37 @@ class _JobWithdrawnSignal(Exception):
     """Raised out of a withdrawn job's run(): its tasks were requeued; nothing is left to do."""
 
 
-class BackendEntry:
-    """A registered backend with the scheduler's state about it."""
+class BackendEntry(BackendState):
+    """A registered backend: the core's state about it, and what only the runtime holds."""
 
     __slots__ = (
-        "name",
         "backend",
-        "pool",
-        "breaker",
-        "completed",
-        "failed_attempts",
         "batch_timer",
         "batch_timer_when",
         "probe_timer",
-        "removed",
         "needs_prepare",
         "jobs",
-        "per_circuit",
-        "flights",
-        "withdrawn_jobs",
     )
 
-    def __init__(self, name: str, backend: Backend, pool: Pool, breaker: CircuitBreaker) -> None:
-        self.name = name
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        caps: BackendCapabilities,
+        pool: Pool,
+        breaker: CircuitBreaker,
+    ) -> None:
+        super().__init__(name, caps, pool, breaker)
         self.backend = backend
-        self.pool = pool
-        self.breaker = breaker
-        self.completed = 0
-        self.failed_attempts = 0
         self.batch_timer: asyncio.TimerHandle | None = None
         self.batch_timer_when = math.inf
         self.probe_timer: asyncio.TimerHandle | None = None
-        self.removed = False
         # Backends that keep the base prepare() run circuits as given: no thread hop needed.
         self.needs_prepare = (
             type(backend).prepare is not Backend.prepare
             or type(backend).prepare_many is not Backend.prepare_many
         )
         self.jobs: set[asyncio.Task[None]] = set()
-        # Seconds per circuit of its recent jobs (exponentially weighted), 0 before any.
-        self.per_circuit = 0.0
-        # Invariant: flights holds, oldest first, every job of this backend whose run() call
-        # is under way, if the backend supports withdrawal (empty otherwise); a job leaves it
-        # when run() ends or when it is withdrawn.
-        self.flights: list[_Flight] = []
-        self.withdrawn_jobs = 0
 
 
 class QuantumMixin:
@@ -165,11 +131,8 @@ class QuantumMixin:
         self._rules: list[RoutingRule] = []
         self._qdispatching = False
         self._qdispatch_pending = False
-        # Partial batches whose first task was queued at or before this time are not held
-        # for the batch window (see flush_batches).
-        self._flushed_at = -math.inf
+        self._policy = QuantumPolicy(self._core)
         self._uid = uuid.uuid4().hex[:12]
-        self._rng = random.Random()
         self._default_backend_tried = False
         self._owned_backends: list[Backend] = []
         self._bg_tasks: set[asyncio.Task[Any]] = set()
@@ -215,10 +178,11 @@ class QuantumMixin:
         capacity = wrapped.max_concurrent_jobs
         if not isinstance(capacity, int) or capacity < 1:
             raise InvalidTaskError("backend", f"{name!r}: max_concurrent_jobs must be >= 1")
+        caps = wrapped.capabilities()
         pool = self._core.add_pool(name, capacity, direct=False)
         cfg = self._config
         breaker = CircuitBreaker(cfg.breaker_threshold, cfg.breaker_cooldown)
-        self._backends[name] = BackendEntry(name, wrapped, pool, breaker)
+        self._backends[name] = BackendEntry(name, wrapped, caps, pool, breaker)
         return wrapped
 
     async def unregister_backend(self, name: str) -> None:
@@ -330,10 +294,10 @@ class QuantumMixin:
         return [
             BackendView(
                 e.name,
-                e.backend,
+                e.caps,
                 len(e.pool.queue),
                 e.pool.busy,
-                not e.removed and e.breaker.allows(now),
+                e.in_rotation(now),
                 e.per_circuit,
             )
             for e in self._backends.values()
@@ -362,7 +326,7 @@ class QuantumMixin:
         """
         if self._loop is None:
             return
-        self._flushed_at = self._qnow()
+        self._policy.flush(self._qnow())
         self._dispatch_quantum_soon()
 
     def _dispatch_quantum_soon(self) -> None:
@@ -384,134 +348,50 @@ class QuantumMixin:
         self._dispatch_quantum()
 
     def _dispatch_quantum(self) -> None:
-        """Start jobs while backends have free slots and the global quantum cap allows.
-
-        The backend whose next task is most urgent goes first. A partial batch waits for
-        more circuits for at most ``batch_window``, unless its head is HIGH or CRITICAL.
-        """
+        """Start the jobs the policy forms (:meth:`QuantumPolicy.next_job`) while it forms
+        them; arm a timer for a partial batch it holds; when none can start, let an idle
+        backend take queued work (work stealing) or withdraw a job for an urgent task."""
         if self._qdispatching or not self._backends:
             return
         self._qdispatching = True
         try:
             core = self._core
-            window = self._config.batch_window
+            policy = self._policy
+            backends = self._backends.values()
             held: set[str] = set()
             while True:
-                cap = self._config.max_concurrent_quantum
-                room = math.inf if cap is None else cap - core.quantum_in_flight
-                if room <= 0:
-                    if self._withdraw_for_urgent(self._qnow()):
+                now = self._qnow()
+                if policy.room() <= 0:
+                    if self._withdraw_for_urgent(now):
                         continue
                     break
-                now = self._qnow()
-                best: BackendEntry | None = None
-                best_key: tuple[int, int] = (99, 0)
-                best_head: Task[Any] | None = None
-                for entry in self._backends.values():
-                    pool = entry.pool
-                    if (
-                        entry.name in held
-                        or not pool.queue
-                        or pool.busy >= pool.capacity
-                        or entry.removed
-                        or not entry.breaker.allows(now)
-                    ):
-                        continue
-                    head = pool.queue.peek(now)
-                    assert head is not None
-                    key = (4 - int(head.priority), head.seq)
-                    if best is None or key < best_key:
-                        best, best_key, best_head = entry, key, head
-                if best is None or best_head is None:
+                step = policy.next_job(backends, now, held)
+                if step is None:
                     if self._steal_work(now) or self._withdraw_for_urgent(now):
                         continue
                     break
-                per_job = max(1, best.backend.max_circuits_per_job)
-                limit = int(min(per_job, room))
-                pool = best.pool
-                if (
-                    len(pool.queue) < limit
-                    and window > 0
-                    and best_head.priority < _HIGH
-                    and now - best_head.enqueued_at < window
-                    and best_head.enqueued_at > self._flushed_at
-                ):
-                    held.add(best.name)
-                    self._arm_batch_timer(best, best_head.enqueued_at + window, now)
+                entry = step.backend
+                assert isinstance(entry, BackendEntry)
+                if isinstance(step, Hold):
+                    held.add(entry.name)
+                    self._arm_batch_timer(entry, step.until, now)
                     continue
-                batch = core.take_batch(pool, now, limit)
+                batch = core.take_batch(entry.pool, now, step.limit)
                 if not batch:
-                    held.add(best.name)
+                    held.add(entry.name)
                     continue
-                self._launch_job(best, batch, now)
+                self._launch_job(entry, batch, now)
         finally:
             self._qdispatching = False
 
     def _steal_work(self, now: float) -> bool:
-        """Give an idle backend queued work that it would finish sooner than its own backend.
-
-        Routing spreads tasks when they arrive; this keeps them spread when backends run at
-        different speeds, leave rotation and come back. A task moves only if the idle backend
-        can run it, it is not pinned, and its expected completion there (one job from now)
-        beats its expected completion where it waits (the rounds of jobs ahead of it), and the
-        rule that routed it allows the idle backend (a rule naming a backend is kept). Tasks
-        are taken from the back of the queue, where waiting is longest. Returns True if
-        anything moved.
-        """
-        moved = False
-        for thief in self._backends.values():
-            tpool = thief.pool
-            if tpool.queue or tpool.busy >= tpool.capacity or thief.removed:
-                continue
-            if not thief.breaker.allows(now):
-                continue
-            t_per_job = max(1, thief.backend.max_circuits_per_job)
-            want = t_per_job * (tpool.capacity - tpool.busy)
-            for donor in self._backends.values():
-                dpool = donor.pool
-                n = len(dpool.queue)
-                if donor is thief or n < 2:
-                    continue
-                d_per_round = max(1, donor.backend.max_circuits_per_job) * dpool.capacity
-                busy_round = 1 if dpool.busy >= dpool.capacity else 0
-                take: list[Task[Any]] = []
-                for back, task in enumerate(reversed(dpool.queue)):
-                    if len(take) >= want:
-                        break
-                    position = n - 1 - back
-                    shots = task.shots
-                    donor_eta = (math.ceil((position + 1) / d_per_round) + busy_round) * max(
-                        donor.backend.estimate_job_seconds(t_per_job, shots * t_per_job),
-                        donor.per_circuit * t_per_job,
-                    )
-                    k = min(want, t_per_job)
-                    thief_eta = max(
-                        thief.backend.estimate_job_seconds(k, shots * k), thief.per_circuit * k
-                    )
-                    if thief_eta >= donor_eta:
-                        break  # tasks further forward finish sooner where they are
-                    req = task.requirements
-                    routing = task.routing
-                    allowed = routing.allowed if isinstance(routing, RoutingDecision) else None
-                    if (
-                        task.backend is None
-                        and (allowed is None or thief.name in allowed)
-                        and (req is None or thief.backend.check_requirements(req) is None)
-                    ):
-                        take.append(task)
-                for task in take:
-                    self._core.move(task, tpool, reroute=False)
-                    if isinstance(task.routing, RoutingDecision):
-                        task.routing = dataclasses.replace(
-                            task.routing,
-                            backend=thief.name,
-                            reason=f"{task.routing.reason}; moved from busy {donor.name!r} to "
-                            f"idle {thief.name!r}, expected to finish sooner (work stealing)",
-                        )
-                if take:
-                    moved = True
-                    break
-        return moved
+        """Carry out :meth:`QuantumPolicy.plan_steal`; True if anything moved."""
+        policy = self._policy
+        plan = policy.plan_steal(list(self._backends.values()), now)
+        if plan is None:
+            return False
+        policy.steal(plan)
+        return True
 
     def _arm_batch_timer(self, entry: BackendEntry, when: float, now: float) -> None:
         if entry.batch_timer is not None and entry.batch_timer_when <= when:
@@ -572,7 +452,7 @@ class QuantumMixin:
         job_error: BaseException | None = None
         outcomes: Sequence[Any] = ()
         hung = False
-        flight: _Flight | None = None
+        flight: Flight | None = None
         try:
             circuits: list[Any] = [t.circuit_run for t in batch]
             prepared_errors: dict[int, BaseException] = {}
@@ -597,7 +477,7 @@ class QuantumMixin:
             if jobs:
                 timeout = self._config.job_timeout
                 if backend.supports_withdrawal:
-                    flight = _Flight(batch, jobs, started)
+                    flight = Flight(batch, jobs, started)
                     coro = self._run_flight(entry, flight)
                 elif together:
                     # This job's tasks are all the scheduler has unfinished: nothing of
@@ -644,18 +524,12 @@ class QuantumMixin:
         self._job_finished(entry, batch, started)
         now = self._qnow()
         if job_error is not None:
-            entry.failed_attempts += 1
-            unavailable = isinstance(job_error, BackendUnavailableError)
-            if unavailable:
-                tripped = entry.breaker.force_open(now)
-                if tripped:
-                    self._core.breaker_trips += 1
-                self._breaker_opened(entry, tripped=tripped)
-            elif not _is_permanent(job_error) and entry.breaker.record_failure(now):
-                self._core.breaker_trips += 1
-                self._breaker_opened(entry, tripped=True)
+            opened = self._policy.job_failed(entry, job_error, now)
+            if opened is not None:
+                self._breaker_opened(entry, tripped=opened)
+            moved = hung or classify_failure(job_error) is FailureKind.UNAVAILABLE
             for t in batch:
-                self._attempt_failed(t, entry, job_error, reroute=unavailable or hung)
+                self._attempt_failed(t, entry, job_error, reroute=moved)
         else:
             entry.breaker.record_success()
             for t, out in zip(batch, outcomes, strict=True):
@@ -677,8 +551,9 @@ class QuantumMixin:
     def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
         now = self._qnow()
         self._core.job_done(entry.pool, len(batch), started, now)
-        per = (now - started) / max(1, len(batch))
-        entry.per_circuit = per if entry.per_circuit == 0.0 else 0.7 * entry.per_circuit + 0.3 * per
+        entry.record_job(len(batch), now - started)
+        # What the backend learned from this job (its cost per shot) is in its next snapshot.
+        entry.caps = entry.backend.capabilities()
         if self._trace is not None:
             self._trace.record_batch(entry.name, [t.task_id for t in batch], started, now)
 
@@ -687,17 +562,12 @@ class QuantumMixin:
     def _attempt_failed(
         self, task: Task[Any], entry: BackendEntry, error: BaseException, *, reroute: bool
     ) -> None:
+        """Carry out :meth:`QuantumPolicy.decide_retry` for a task whose attempt failed."""
         if task.status is not _RUNNING:
             return  # it ended meanwhile (cancelled or timed out)
         core = self._core
         now = self._qnow()
-        if _is_permanent(error):
-            task.error = error
-            core.transition(task, _S.FAILED, now)
-            self._settle(task)
-            return
-        budget = task.max_retries if task.max_retries is not None else self._config.max_retries
-        if log.isEnabledFor(logging.INFO):
+        if classify_failure(error) is not _PERMANENT and log.isEnabledFor(logging.INFO):
             log.info(
                 "task %s attempt %d on %r failed: %s",
                 task.task_id,
@@ -706,32 +576,22 @@ class QuantumMixin:
                 error,
                 extra=task_fields(task),
             )
-        if task.attempts > budget:
-            exhausted = RetriesExhaustedError(
-                task.task_id,
-                f"task {task.task_id} ({task.name!r}) failed {task.attempts} attempts "
-                f"(retry budget {budget}); last on {entry.name!r}: {error}",
-            )
-            exhausted.__cause__ = error
-            task.error = exhausted
+        decision = self._policy.decide_retry(task, entry, error, now, moved=reroute)
+        if decision.action is RetryAction.FAIL:
+            task.error = decision.error
             core.transition(task, _S.FAILED, now)
             self._settle(task)
             return
-        core.retries += 1
-        tried = task.backends_tried or []
-        same_backend_failures = sum(1 for b in tried if b == entry.name)
         target = entry
-        if (
-            reroute or same_backend_failures >= 2 or not entry.breaker.allows(now) or entry.removed
-        ) and task.backend is None:
-            no_route: NoRouteError | None = None
+        no_route: NoRouteError | None = None
+        if decision.reroute:
             try:
-                decision = self._route(task, frozenset({entry.name}))
+                routed = self._route(task, frozenset({entry.name}))
             except NoRouteError as exc:
-                decision, no_route = None, exc
-            if decision is not None and decision.backend != entry.name:
-                task.routing = decision
-                target = self._backends[decision.backend]
+                routed, no_route = None, exc
+            if routed is not None and routed.backend != entry.name:
+                task.routing = routed
+                target = self._backends[routed.backend]
                 core.reroutes += 1
         if target is not entry:
             self._qactive.discard(task)
@@ -741,18 +601,13 @@ class QuantumMixin:
         if entry.removed:
             self._fail_no_route(task, now, no_route if task.backend is None else None, entry)
             return
-        retry = task.attempts  # 1 after the first failure
-        cfg = self._config
-        delay = self._rng.uniform(
-            0, min(cfg.retry_backoff_max, cfg.retry_backoff * 2 ** (retry - 1))
-        )
-        if delay <= 0:
+        if decision.delay <= 0:
             self._qactive.discard(task)
             core.requeue(task, entry.pool, now)
             return
         loop = self._loop
         assert loop is not None
-        task.runner = loop.call_later(delay, self._requeue_after_backoff, task, entry)
+        task.runner = loop.call_later(decision.delay, self._requeue_after_backoff, task, entry)
 
     def _requeue_after_backoff(self, task: Task[Any], entry: BackendEntry) -> None:
         task.runner = None
@@ -853,7 +708,7 @@ class QuantumMixin:
 
     # -- preemption: withdrawing jobs that wait unstarted at a backend ------------------------
 
-    async def _run_flight(self, entry: BackendEntry, flight: _Flight) -> Sequence[JobOutcome]:
+    async def _run_flight(self, entry: BackendEntry, flight: Flight) -> Sequence[JobOutcome]:
         """Run a job on a backend that can withdraw jobs, known to :meth:`_withdraw_for_urgent`
         while it is under way. Raises _JobWithdrawnSignal if it was withdrawn."""
         entry.flights.append(flight)
@@ -876,63 +731,25 @@ class QuantumMixin:
     def _withdraw_for_urgent(self, now: float) -> bool:
         """PREEMPTIVE: free a slot for a HIGH or CRITICAL task that cannot be dispatched.
 
-        For each backend whose most urgent waiting task is HIGH or CRITICAL and finds no free
-        slot (or no room under ``max_concurrent_quantum``), most urgent first, try to withdraw
-        one job of that backend that waits unstarted there (see :meth:`_withdraw_one`).
+        Tries, in the policy's order (:meth:`QuantumPolicy.withdrawal_order` and
+        :meth:`QuantumPolicy.withdrawal_candidates`), to withdraw a job that waits unstarted
+        at its backend. A job the backend refuses to withdraw has started: it is not asked
+        again.
 
         Returns:
             True if a job was withdrawn (a slot is free now); False otherwise.
         """
-        cfg = self._config
-        if cfg.preemption is not _PREEMPTIVE:
-            return False
-        cap = cfg.max_concurrent_quantum
-        room = cap is None or cap > self._core.quantum_in_flight
-        waiting: list[tuple[int, int, BackendEntry, TaskPriority]] = []
-        for entry in self._backends.values():
-            pool = entry.pool
-            if (
-                not entry.flights
-                or not pool.queue
-                or (room and pool.busy < pool.capacity)
-                or entry.removed
-                or not entry.breaker.allows(now)
-            ):
-                continue
-            head = pool.queue.peek(now)
-            if head is not None and head.priority >= _HIGH:
-                waiting.append((-int(head.priority), head.seq, entry, head.priority))
-        waiting.sort(key=lambda w: (w[0], w[1]))
-        return any(self._withdraw_one(entry, prio, now) for _, _, entry, prio in waiting)
-
-    def _withdraw_one(self, entry: BackendEntry, urgent: TaskPriority, now: float) -> bool:
-        """Withdraw one job of ``entry`` whose tasks an ``urgent`` task may preempt.
-
-        Candidates are jobs not known to have started whose tasks still running are all
-        preemptible, below ``urgent`` (equal or higher priority never yields) and under
-        ``max_preemptions``. The least urgent job (by its most urgent task) is tried first,
-        and among equals the one sent last, which has waited least. A job the backend refuses
-        to withdraw has started: it is not asked again.
-        """
-        limit = self._config.max_preemptions
-        candidates: list[tuple[int, int, _Flight]] = []
-        for order, flight in enumerate(entry.flights):
-            if flight.started:
-                continue
-            live = [t for t in flight.batch if t.status is _RUNNING]
-            if all(t.priority < urgent and may_be_preempted(t, limit) for t in live):
-                top = max((int(t.priority) for t in live), default=-1)
-                candidates.append((top, -order, flight))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        backend = entry.backend
-        for _, _, flight in candidates:
-            if backend.withdraw(flight.jobs):
-                self._withdrawn(entry, flight, now)
-                return True
-            flight.started = True
+        policy = self._policy
+        for state, urgent in policy.withdrawal_order(self._backends.values(), now):
+            assert isinstance(state, BackendEntry)
+            for flight in policy.withdrawal_candidates(state, urgent):
+                if state.backend.withdraw(flight.jobs):
+                    self._withdrawn(state, flight, now)
+                    return True
+                flight.started = True
         return False
 
-    def _withdrawn(self, entry: BackendEntry, flight: _Flight, now: float) -> None:
+    def _withdrawn(self, entry: BackendEntry, flight: Flight, now: float) -> None:
         """A job was withdrawn unstarted: free its slot; its running tasks turn PREEMPTED and
         wait in the queue at their priority (behind tasks of that priority already waiting)."""
         flight.withdrawn = True
@@ -998,13 +815,6 @@ class QuantumMixin:
 
     def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
         raise NotImplementedError
-
-
-def _is_permanent(error: BaseException) -> bool:
-    if isinstance(error, BackendError):
-        return not error.retryable
-    # Our own refusals (invalid circuits and the like) are never worth retrying.
-    return isinstance(error, SchedulerError)
 
 
 async def _prepare_and_run(

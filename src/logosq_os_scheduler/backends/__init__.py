@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from .._errors import MissingExtraError
 from ._base import (
     Backend,
+    BackendCapabilities,
     CircuitJob,
     CircuitRequirements,
     Counts,
+    JobCost,
     JobOutcome,
     JobWithdrawnError,
 )
@@ -39,11 +41,13 @@ if _TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendCapabilities",
     "CircuitJob",
     "CircuitParseError",
     "CircuitRequirements",
     "CircuitSpec",
     "Counts",
+    "JobCost",
     "JobOutcome",
     "JobWithdrawnError",
     "MissingExtraError",

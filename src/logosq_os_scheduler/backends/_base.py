@@ -22,12 +22,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import BackendError, PermanentBackendError, TransientBackendError
+from ..core._capabilities import BackendCapabilities, CircuitRequirements, JobCost
 
 __all__ = [
     "Backend",
+    "BackendCapabilities",
     "CircuitJob",
     "CircuitRequirements",
     "Counts",
+    "JobCost",
     "JobOutcome",
     "JobWithdrawnError",
     "prepare_all",
@@ -56,50 +59,6 @@ class JobWithdrawnError(BackendError):
     """
 
     retryable = True
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CircuitRequirements:
-    """What a circuit needs from a backend, derived from the circuit (a task may override).
-
-    Attributes:
-        num_qubits: Qubits the circuit uses.
-        interactions: The pairs of qubits (low, high) that share a two-qubit gate.
-        requires_all_to_all: True if its interactions cannot be placed on sparse (heavy-hex or
-            linear) hardware without SWAP gates: some qubit interacts with four or more
-            others, or three qubits interact pairwise (a triangle).
-        max_degree: The most partners any one qubit interacts with.
-    """
-
-    num_qubits: int
-    interactions: frozenset[tuple[int, int]] = frozenset()
-    requires_all_to_all: bool = False
-    max_degree: int = 0
-
-    @staticmethod
-    def from_interactions(
-        num_qubits: int, interactions: frozenset[tuple[int, int]]
-    ) -> CircuitRequirements:
-        """Build requirements from an interaction set, deriving the connectivity need."""
-        neighbours: dict[int, set[int]] = {}
-        for a, b in interactions:
-            neighbours.setdefault(a, set()).add(b)
-            neighbours.setdefault(b, set()).add(a)
-        max_degree = max((len(v) for v in neighbours.values()), default=0)
-        triangle = any(neighbours[a] & neighbours[b] for a, b in interactions)
-        return CircuitRequirements(
-            num_qubits=num_qubits,
-            interactions=interactions,
-            requires_all_to_all=max_degree >= 4 or triangle,
-            max_degree=max_degree,
-        )
-
-    def describe(self) -> str:
-        """The requirements in words, for error messages."""
-        need = f"{self.num_qubits} qubit{'s' if self.num_qubits != 1 else ''}"
-        if self.requires_all_to_all:
-            need += ", all-to-all connectivity"
-        return need
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,10 +160,38 @@ class Backend(abc.ABC):
     def estimate_job_seconds(self, circuits: int, shots: int) -> float:
         """Expected wall time of a job of ``circuits`` circuits with ``shots`` shots in total.
 
-        Used to balance load by expected completion time. The default is a guess of 1 ms per
-        job plus 1 microsecond per shot; backends that know better override it.
+        Used to balance load by expected completion time. The default is :meth:`job_cost`'s
+        line: a guess of 1 ms per job plus 1 microsecond per shot unless a backend knows
+        better (override :meth:`job_cost`, or this method).
         """
-        return 0.001 + 1e-6 * shots
+        return self.job_cost().seconds(circuits, shots)
+
+    def job_cost(self) -> JobCost:
+        """The backend's expected job time as a line in circuits and shots.
+
+        The scheduler's policy decides on this (in :meth:`capabilities`), not on live calls.
+        A backend that overrides only :meth:`estimate_job_seconds` gets the line through
+        three of its estimates (exact when its estimate is linear).
+        """
+        if type(self).estimate_job_seconds is Backend.estimate_job_seconds:
+            return JobCost()
+        one = self.estimate_job_seconds(1, 0)
+        per_circuit = self.estimate_job_seconds(2, 0) - one
+        per_shot = (self.estimate_job_seconds(1, 1000) - one) / 1000
+        return JobCost(fixed=one - per_circuit, per_circuit=per_circuit, per_shot=per_shot)
+
+    def capabilities(self) -> BackendCapabilities:
+        """A frozen snapshot of what routing, batching and work stealing need to know."""
+        return BackendCapabilities(
+            name=self.name,
+            num_qubits=self.num_qubits,
+            all_to_all=self.all_to_all,
+            max_concurrent_jobs=self.max_concurrent_jobs,
+            max_circuits_per_job=self.max_circuits_per_job,
+            error_rate=self.error_rate,
+            cost=self.job_cost(),
+            pending_jobs=self.pending_jobs(),
+        )
 
     def pending_jobs(self) -> int:
         """Jobs waiting at the backend itself, outside this scheduler (0 if unknown)."""
@@ -220,11 +207,7 @@ class Backend(abc.ABC):
 
     def check_requirements(self, req: CircuitRequirements) -> str | None:
         """Why this backend cannot run a circuit with these needs, or None if it can."""
-        if req.num_qubits > self.num_qubits:
-            return f"has {self.num_qubits} qubits, circuit needs {req.num_qubits}"
-        if req.requires_all_to_all and not self.all_to_all:
-            return "has a coupling map, circuit needs all-to-all connectivity"
-        return None
+        return self.capabilities().check_requirements(req)
 
     def prepare(self, circuit: Any) -> Any:
         """Turn a submitted circuit into what :meth:`run` takes (transpile, ...).

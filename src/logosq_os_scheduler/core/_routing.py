@@ -13,14 +13,12 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from .._coerce import coerce_enum
 from .._errors import InvalidTaskError, NoRouteError
 from .._task import Task, TaskPriority
-
-if TYPE_CHECKING:
-    from ..backends._base import Backend, CircuitRequirements
+from ._capabilities import BackendCapabilities, CircuitRequirements
 
 __all__ = [
     "BackendView",
@@ -259,7 +257,7 @@ class BackendView(NamedTuple):
 
     Attributes:
         name: Registered name.
-        backend: The backend (only its pure, declarative methods are called).
+        caps: The backend's capabilities when last taken (see :class:`BackendCapabilities`).
         queued: Tasks waiting for it in this scheduler.
         busy: Jobs it runs now.
         in_rotation: False while its circuit breaker is open or it is being removed.
@@ -268,7 +266,7 @@ class BackendView(NamedTuple):
     """
 
     name: str
-    backend: Backend
+    caps: BackendCapabilities
     queued: int
     busy: int
     in_rotation: bool = True
@@ -278,7 +276,7 @@ class BackendView(NamedTuple):
         """Expected seconds of a job: the backend's own estimate, or what its jobs have been
         observed to cost per circuit here, whichever is larger (a backend that simulates
         noise on many qubits can be far slower than it declares)."""
-        declared = self.backend.estimate_job_seconds(circuits, shots)
+        declared = self.caps.cost.seconds(circuits, shots)
         observed = self.observed_per_circuit * circuits
         return declared if declared >= observed else observed
 
@@ -289,19 +287,15 @@ def expected_completion(view: BackendView, shots: int) -> float:
     Jobs ahead = the tasks already waiting here, packed ``max_circuits_per_job`` to a job and
     spread over its ``max_concurrent_jobs`` slots, plus one round if every slot is busy.
     """
-    b = view.backend
-    per_job = b.max_circuits_per_job
-    if per_job < 1:
-        per_job = 1
-    slots = b.max_concurrent_jobs
-    if slots < 1:
-        slots = 1
+    caps = view.caps
+    per_job = caps.max_circuits_per_job
+    slots = caps.max_concurrent_jobs
     load = view.queued + 1
     rounds: float = -(-load // (per_job * slots))  # ceil, in integers
     if view.busy >= slots:
         rounds += 1
     # Jobs queued at the backend itself, outside this scheduler, run before ours.
-    pending = b.pending_jobs()
+    pending = caps.pending_jobs
     if pending:
         rounds += pending / slots
     batch = per_job if per_job < load else load
@@ -389,13 +383,13 @@ def _pick(
     if kind == "shortest_queue":
         return min(
             candidates,
-            key=lambda v: ((v.queued + v.busy) / max(1, v.backend.max_concurrent_jobs), v.name),
+            key=lambda v: ((v.queued + v.busy) / v.caps.max_concurrent_jobs, v.name),
         )
     if kind == "lowest_error_rate":
         return min(
             candidates,
             key=lambda v: (
-                v.backend.error_rate if v.backend.error_rate is not None else math.inf,
+                v.caps.error_rate if v.caps.error_rate is not None else math.inf,
                 expected_completion(v, shots),
                 v.name,
             ),
@@ -427,7 +421,7 @@ def decide_route(
     unfit: dict[str, str] = {}
     eligible: list[BackendView] = []
     for v in views:
-        why = v.backend.check_requirements(req)
+        why = v.caps.check_requirements(req)
         if why is None:
             if not v.in_rotation:
                 why = "out of rotation (its breaker is open, or it is being unregistered)"
