@@ -32,16 +32,18 @@ _WORKLOAD = textwrap.dedent(
 
     async def main():
         config = lq.SchedulerConfig(workers=2, max_retries=0, breaker_threshold=1)
-        async with lq.QuantumScheduler(config=config) as s:
+        clock = lq.ManualClock()  # time moves when the script says: no waiting on the wall
+        async with lq.QuantumScheduler(config=config, clock=clock) as s:
             await s.register_backend("flaky", lq.MockBackend("flaky", failure_rate=1.0))
             circuit = lq.CircuitSpec(2, ((0, 1),))
             quantum = await s.submit(lq.Task.quantum("q").with_circuit(circuit))
             never = asyncio.Event()
             timed = await s.submit(lq.Task.classical("sleepy").with_function(never.wait)
-                                   .with_timeout(0.01))
+                                   .with_timeout(5))
             failed = await s.submit(lq.Task.classical("boom").with_function(boom))
             parked = await s.submit(lq.Task.classical("parked").with_function(never.wait))
             parked.cancel()
+            clock.advance(5)  # past the sleepy task's deadline
             for handle, error in ((timed, lq.TaskTimeoutError), (failed, lq.TaskFailedError),
                                   (parked, lq.TaskCancelledError), (quantum, lq.TaskError)):
                 try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from logosq_os_scheduler import (
+    LoopClock,
     ManualClock,
     QuantumScheduler,
     SchedulerConfig,
@@ -396,10 +397,13 @@ async def wait_for(event: asyncio.Event) -> str:
     return "released"
 
 
+@pytest.mark.virtual_time
 async def test_real_run_trace_validates_against_histories(tmp_path: Path) -> None:
     rng = random.Random(7)
     log = HistoryLog()
-    async with QuantumScheduler(4) as s:
+    # Aging off: the order check below is of strict priority, whatever virtual time passes.
+    config = SchedulerConfig(workers=4, aging_threshold=None)
+    async with QuantumScheduler(config=config, clock=LoopClock()) as s:
         recorder = TraceRecorder.attach(s)
         add_listener(s, log)
         gate = asyncio.Event()
@@ -412,7 +416,7 @@ async def test_real_run_trace_validates_against_histories(tmp_path: Path) -> Non
             Task.classical("stuck")
             .with_function(wait_for, never)
             .with_priority(P.CRITICAL)
-            .with_timeout(0.3)
+            .with_timeout(4)
         )
         plan: list[tuple[str, Any]] = []
         for i in range(300):
@@ -421,12 +425,14 @@ async def test_real_run_trace_validates_against_histories(tmp_path: Path) -> Non
             if i % 20 == 3:
                 plan.append(("fail", await s.submit(builder.with_function(boom, i))))
             elif i % 20 == 11:
-                builder = builder.with_function(wait_for, never).with_timeout(0.05)
+                builder = builder.with_function(wait_for, never).with_timeout(2)
                 plan.append(("queued-timeout", await s.submit(builder)))
             elif i % 2:
                 plan.append(("ok", await s.submit(builder.with_function(aadd, i, 1))))
             else:
                 plan.append(("ok", await s.submit(builder.with_function(add, i, 1))))
+        # A second of virtual time: the burst's peak gets an instant of its own in the trace.
+        await asyncio.sleep(1.0)
         for k in range(0, 300, 37):
             if plan[k][0] == "ok":
                 assert plan[k][1].cancel() is True
@@ -488,7 +494,7 @@ async def test_real_run_trace_validates_against_histories(tmp_path: Path) -> Non
     assert peak == 301
     assert sum(by_phase(events, "C")[-1]["args"].values()) == 0
 
-    # Queued work started in strict priority order (aging is far off in a run this short).
+    # Queued work started in strict priority order (aging is off).
     gate_ids = {h.task_id for h in gates}
     started = [
         priority

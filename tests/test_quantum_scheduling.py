@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from _scripted import ScriptedBackend, all_zeros, spec
 from logosq_os_scheduler import (
     BackendUnavailableError,
+    LoopClock,
     NoRouteError,
     PermanentBackendError,
     QuantumScheduler,
@@ -190,13 +191,16 @@ async def test_flush_batches_sends_what_is_queued_and_holds_what_comes_later() -
     assert b.batches == [[h.task_id for h in early], [late.task_id]]
 
 
+@pytest.mark.virtual_time
 async def test_partial_batch_is_sent_when_the_window_passes() -> None:
     b = ScriptedBackend("b", 5, per_job=8)
-    async with QuantumScheduler(config=fast_config(batch_window=0.02)) as s:
+    clock = LoopClock()
+    async with QuantumScheduler(config=fast_config(batch_window=30.0), clock=clock) as s:
         await s.register_backend("b", b)
         handles = [await s.submit(q(f"n{i}", spec(2))) for i in range(3)]
         for h in handles:
-            await h
+            result = await h
+            assert result.started_at == pytest.approx(30.0)  # the window, in virtual time
     assert b.batches == [[h.task_id for h in handles]]
 
 
@@ -322,23 +326,25 @@ async def test_unavailable_backend_is_taken_out_and_work_rerouted() -> None:
     assert second.backend == "b" and second.routing.considered["a"].startswith("out of rotation")
 
 
+@pytest.mark.virtual_time
 async def test_hung_job_counts_as_failed_and_is_rerouted() -> None:
     a = ScriptedBackend("a", 5, job_seconds=0.0001)
     a.hold = asyncio.Event()  # never set: every job on "a" hangs
     b = ScriptedBackend("b", 5, job_seconds=0.01)
-    async with QuantumScheduler(config=fast_config(job_timeout=0.05)) as s:
+    async with QuantumScheduler(config=fast_config(job_timeout=60.0), clock=LoopClock()) as s:
         await s.register_backend("a", a)
         await s.register_backend("b", b)
         r = await (await s.submit(q("t", spec(2))))
     assert r.backends_tried == ("a", "b") and r.value == {"00": 100}
 
 
+@pytest.mark.virtual_time
 async def test_quantum_task_times_out_while_its_job_hangs_and_neighbours_are_unaffected() -> None:
     b = ScriptedBackend("b", 5, per_job=2)
     b.hold = asyncio.Event()
-    async with QuantumScheduler(config=fast_config(batch_window=30.0)) as s:
+    async with QuantumScheduler(config=fast_config(batch_window=30.0), clock=LoopClock()) as s:
         await s.register_backend("b", b)
-        short = await s.submit(Task.quantum("short").with_circuit(spec(2)).with_timeout(0.02))
+        short = await s.submit(Task.quantum("short").with_circuit(spec(2)).with_timeout(45.0))
         other = await s.submit(q("other", spec(2)))
         with pytest.raises(TaskTimeoutError):
             await short

@@ -13,6 +13,8 @@ import pytest
 
 from logosq_os_scheduler import (
     InvalidTaskError,
+    LoopClock,
+    ManualClock,
     NoRouteError,
     QuantumScheduler,
     QueueFullError,
@@ -118,6 +120,7 @@ async def test_failure_carries_the_original_exception_as_cause() -> None:
         assert (await (await s.submit(Task.classical("ok").with_function(add, 1, 1)))).value == 2
 
 
+@pytest.mark.virtual_time
 async def test_async_task_past_its_deadline_is_cancelled_and_times_out() -> None:
     cancelled = asyncio.Event()
 
@@ -128,8 +131,8 @@ async def test_async_task_past_its_deadline_is_cancelled_and_times_out() -> None
             cancelled.set()
             raise
 
-    async with QuantumScheduler(1) as s:
-        h = await s.submit(Task.classical("hang").with_function(hang).with_timeout(0.05))
+    async with QuantumScheduler(1, clock=LoopClock()) as s:
+        h = await s.submit(Task.classical("hang").with_function(hang).with_timeout(30))
         with pytest.raises(TaskTimeoutError):
             await h
         await cancelled.wait()
@@ -141,10 +144,20 @@ async def test_async_task_past_its_deadline_is_cancelled_and_times_out() -> None
 
 async def test_thread_task_past_its_deadline_times_out_and_its_late_result_is_dropped() -> None:
     release = threading.Event()
-    async with QuantumScheduler(1) as s:
-        h = await s.submit(
-            Task.classical("slow").with_function(release.wait, 10).with_timeout(0.05)
-        )
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow() -> None:
+        loop.call_soon_threadsafe(started.set)
+        release.wait(60)
+
+    clock = ManualClock()
+    async with QuantumScheduler(1, clock=clock) as s:
+        h = await s.submit(Task.classical("slow").with_function(slow).with_timeout(30))
+        # The deadline passes once the function runs on its thread (were it to pass before
+        # the thread picked the function up, the slot would free then, not at once).
+        await started.wait()
+        clock.advance(30)
         with pytest.raises(TaskTimeoutError):
             await h
         queued = await s.submit(Task.classical("after").with_function(add, 1, 1))
@@ -156,11 +169,12 @@ async def test_thread_task_past_its_deadline_times_out_and_its_late_result_is_dr
     assert h.status is S.TIMED_OUT
 
 
+@pytest.mark.virtual_time
 async def test_queued_task_times_out_in_the_queue() -> None:
     gate = asyncio.Event()
-    async with QuantumScheduler(1) as s:
+    async with QuantumScheduler(1, clock=LoopClock()) as s:
         blocker = await s.submit(Task.classical("gate").with_function(gate_task, gate))
-        h = await s.submit(Task.classical("late").with_function(add, 1, 1).with_timeout(0.02))
+        h = await s.submit(Task.classical("late").with_function(add, 1, 1).with_timeout(30))
         with pytest.raises(TaskTimeoutError):
             await h
         gate.set()
@@ -248,11 +262,14 @@ async def test_close_can_cancel_what_is_pending() -> None:
     assert s.metrics().cancelled == 20
 
 
+@pytest.mark.virtual_time
 async def test_close_with_timeout_never_hangs_on_a_task_that_never_ends() -> None:
-    s = QuantumScheduler(1)
+    s = QuantumScheduler(1, clock=LoopClock())
     hung = await s.submit(Task.classical("hang").with_function(asyncio.Event().wait))
     queued = await s.submit(Task.classical("q").with_function(add, 1, 1))
-    await s.aclose(timeout=0.05)
+    loop = asyncio.get_running_loop()
+    await s.aclose(timeout=60)
+    assert loop.time() == pytest.approx(60)  # a minute of virtual time
     assert hung.status is S.CANCELLED and queued.status is S.CANCELLED
     assert s.metrics().unfinished if hasattr(s.metrics(), "unfinished") else True
     m = s.metrics()

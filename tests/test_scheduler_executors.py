@@ -10,6 +10,7 @@ import pytest
 import _executor_tasks as tasks
 from logosq_os_scheduler import (
     InvalidTaskError,
+    ManualClock,
     QuantumScheduler,
     ResourceLimitError,
     Task,
@@ -21,7 +22,8 @@ from logosq_os_scheduler import (
 
 
 async def test_process_work_through_the_scheduler_is_contained_and_limited() -> None:
-    async with QuantumScheduler(2) as s:
+    clock = ManualClock()  # the time-out below fires when the test moves the clock
+    async with QuantumScheduler(2, clock=clock) as s:
         ok = [
             await s.submit(
                 Task.classical(f"p{i}").with_function(tasks.add, i, i).with_executor("process")
@@ -40,8 +42,9 @@ async def test_process_work_through_the_scheduler_is_contained_and_limited() -> 
             Task.classical("spin")
             .with_function(tasks.spin_forever)
             .with_executor("process")
-            .with_timeout(0.5)
+            .with_timeout(5)
         )
+        clock.advance(5)
         with pytest.raises(TaskTimeoutError):
             await spin
         assert spin.status is TaskStatus.TIMED_OUT

@@ -14,7 +14,7 @@ from printing its warnings to stderr.
 import logging as _logging
 
 from ._blocking import BlockingScheduler
-from ._clock import Clock, ManualClock, MonotonicClock
+from ._clock import Clock, LoopClock, ManualClock, MonotonicClock
 from ._config import PreemptionStrategy, SchedulerConfig
 from ._context import TaskContext, current_context
 from ._errors import (
@@ -73,6 +73,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidTaskError",
     "HybridWorkflow",
+    "LoopClock",
     "ManualClock",
     "MissingExtraError",
     "MockBackend",

@@ -39,6 +39,7 @@ from ._errors import (
     TransientBackendError,
 )
 from ._task import Task, TaskStatus
+from ._timers import Timer, Timers
 from .backends._base import (
     Backend,
     CircuitJob,
@@ -68,6 +69,8 @@ log = logging.getLogger("logosq_os_scheduler")
 _S = TaskStatus
 _RUNNING = _S.RUNNING
 _PERMANENT = FailureKind.PERMANENT
+# The longest a breaker's probe (Backend.check_health) may take before it counts as failed.
+_PROBE_TIMEOUT = 30.0
 
 
 class _Withdrawn:
@@ -106,9 +109,9 @@ class BackendEntry(BackendState):
     ) -> None:
         super().__init__(name, caps, pool, breaker)
         self.backend = backend
-        self.batch_timer: asyncio.TimerHandle | None = None
+        self.batch_timer: Timer | None = None
         self.batch_timer_when = math.inf
-        self.probe_timer: asyncio.TimerHandle | None = None
+        self.probe_timer: Timer | None = None
         # Backends that keep the base prepare() run circuits as given: no thread hop needed.
         self.needs_prepare = (
             type(backend).prepare is not Backend.prepare
@@ -124,6 +127,7 @@ class QuantumMixin:
     _core: SchedulerCore
     _config: SchedulerConfig
     _loop: asyncio.AbstractEventLoop | None
+    _timers: Timers | None
     _trace: TraceRecorder | None
 
     def _init_quantum(self) -> None:
@@ -398,10 +402,10 @@ class QuantumMixin:
             return
         if entry.batch_timer is not None:
             entry.batch_timer.cancel()
-        loop = self._loop
-        assert loop is not None
+        timers = self._timers
+        assert timers is not None
         entry.batch_timer_when = when
-        entry.batch_timer = loop.call_later(max(0.0, when - now), self._on_batch_timer, entry)
+        entry.batch_timer = timers.call_at(when, self._on_batch_timer, entry)
 
     def _on_batch_timer(self, entry: BackendEntry) -> None:
         entry.batch_timer = None
@@ -489,8 +493,10 @@ class QuantumMixin:
                 if timeout is None:
                     run_outcomes = await coro
                 else:
+                    timers = self._timers
+                    assert timers is not None
                     try:
-                        run_outcomes = await asyncio.wait_for(coro, timeout)
+                        run_outcomes = await timers.wait_for(coro, timeout)
                     except TimeoutError:
                         hung = True
                         raise TransientBackendError(
@@ -605,9 +611,9 @@ class QuantumMixin:
             self._qactive.discard(task)
             core.requeue(task, entry.pool, now)
             return
-        loop = self._loop
-        assert loop is not None
-        task.runner = loop.call_later(decision.delay, self._requeue_after_backoff, task, entry)
+        timers = self._timers
+        assert timers is not None
+        task.runner = timers.call_later(decision.delay, self._requeue_after_backoff, task, entry)
 
     def _requeue_after_backoff(self, task: Task[Any], entry: BackendEntry) -> None:
         task.runner = None
@@ -660,19 +666,19 @@ class QuantumMixin:
             self._trace.record_instant(entry.name, "breaker open", now)
         self._evacuate(entry)
         due = entry.breaker.probe_due_at()
-        loop = self._loop
-        if due is None or loop is None or entry.probe_timer is not None:
+        timers = self._timers
+        if due is None or timers is None or entry.probe_timer is not None:
             return
-        entry.probe_timer = loop.call_later(
-            max(0.0, due - self._qnow()), lambda: self._background(self._probe(entry))
-        )
+        entry.probe_timer = timers.call_at(due, lambda: self._background(self._probe(entry)))
 
     async def _probe(self, entry: BackendEntry) -> None:
         entry.probe_timer = None
         if entry.removed:
             return
         try:
-            healthy = bool(await asyncio.wait_for(entry.backend.check_health(), 30.0))
+            timers = self._timers
+            assert timers is not None
+            healthy = bool(await timers.wait_for(entry.backend.check_health(), _PROBE_TIMEOUT))
         except asyncio.CancelledError:
             raise
         except Exception:

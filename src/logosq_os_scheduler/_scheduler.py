@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._clock import Clock, MonotonicClock
+from ._clock import Clock, LoopClock, MonotonicClock
 from ._coerce import SeedSpelling
 from ._config import PreemptionStrategy, SchedulerConfig
 from ._context import _current_task
@@ -35,6 +35,7 @@ from ._errors import (
 from ._handle import TaskHandle
 from ._quantum import QuantumMixin
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
+from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
 from .core._preemption import choose_victim, should_yield
 from .core._state import TERMINAL
@@ -151,7 +152,9 @@ class QuantumScheduler(QuantumMixin):
         self._dispatching: set[str] = set()
         # id(code) -> [code, seconds]: how long a synchronous function takes (EWMA).
         self._fast: dict[int, list[Any]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
+        # The runtime's timers, in the clock's time (set when the scheduler starts).
+        self._timers: Timers | None = None
         self._timer_when = math.inf
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._executors: dict[str, tuple[Executor, Pool]] = {}
@@ -345,6 +348,10 @@ class QuantumScheduler(QuantumMixin):
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        clock = self._clock
+        if isinstance(clock, LoopClock):
+            clock.bind(loop)
+        self._timers = Timers(clock, loop)
         self._threads = ThreadWorkers(self._config.workers, loop, self._on_thread_batch)
         self._state = _State.RUNNING
         log.info("scheduler started with %d workers", self._config.workers)
@@ -380,7 +387,8 @@ class QuantumScheduler(QuantumMixin):
                 if self._core.unfinished:
                     raise TimeoutError
             else:
-                await asyncio.wait_for(self.join(), timeout)
+                assert self._timers is not None
+                await self._timers.wait_for(self.join(), timeout)
         except TimeoutError:
             self._cancel_all(queued_only=False)
         finally:
@@ -838,7 +846,7 @@ class QuantumScheduler(QuantumMixin):
         if isinstance(runner, _ExecutorRun):
             runner.executor.cancel(runner.task_id)
             return
-        if isinstance(runner, (asyncio.Task, asyncio.TimerHandle)):
+        if isinstance(runner, (asyncio.Task, asyncio.TimerHandle, ClockTimer)):
             # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
             # a job are not stopped: the job carries other tasks; their outcome is dropped.
             runner.cancel()
@@ -1011,12 +1019,12 @@ class QuantumScheduler(QuantumMixin):
         return done.result()
 
     def _arm_timer(self, when: float) -> None:
-        loop = self._loop
-        assert loop is not None
+        timers = self._timers
+        assert timers is not None
         if self._timer is not None:
             self._timer.cancel()
         self._timer_when = when
-        self._timer = loop.call_later(max(0.0, when - self._now()), self._on_timer)
+        self._timer = timers.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -67,7 +67,9 @@ def bell() -> QuantumCircuit:
 
 
 def config() -> SchedulerConfig:
-    return SchedulerConfig(workers=2, batch_window=0.05)
+    # An hour's batch window: a primitive flushes its circuits once all are submitted, so a
+    # job never waits the window out (a test would time out if one did).
+    return SchedulerConfig(workers=2, batch_window=3600.0)
 
 
 # --- estimator ------------------------------------------------------------------------------

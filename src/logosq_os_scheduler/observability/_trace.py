@@ -926,13 +926,15 @@ def _nesting_problems(pid: int, tid: int, slices: list[tuple[float, float, str]]
                 f"[{parent[0]}, {parent[1]}] without nesting in it"
             )
         stack.append((start, end, cat))
-        if cat == "task":
-            if start < last_task_end - _TRACK_TOLERANCE_US:
-                out.append(
-                    f"thread {tid} of process {pid}: task slice at {start} starts before the "
-                    f"previous task slice on the lane ends ({last_task_end})"
-                )
-            last_task_end = max(last_task_end, end)
+    # Task slices on a lane follow one another; several may share an instant (a task that
+    # ended the moment it started, then the next one), so they go by start, then end.
+    for start, end, _cat in sorted(s for s in slices if s[2] == "task"):
+        if start < last_task_end - _TRACK_TOLERANCE_US:
+            out.append(
+                f"thread {tid} of process {pid}: task slice at {start} starts before the "
+                f"previous task slice on the lane ends ({last_task_end})"
+            )
+        last_task_end = max(last_task_end, end)
     return out
 
 
