@@ -255,7 +255,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
         base = None
         if self._seed is not None or opts.seed_simulator is not None:
             # Only a seeded job draws from its randomness (an unseeded one makes no generator:
-            # one from fresh entropy costs tens of microseconds, at every optimiser step).
+            # one from fresh entropy is not free, and this runs at every optimiser step).
             base = seed_base(
                 self._seed, opts.seed_simulator, job_rng(self._seed, opts.seed_simulator)
             )
