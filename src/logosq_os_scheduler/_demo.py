@@ -329,8 +329,8 @@ async def quantum_burst(ctx: DemoContext) -> None:
         if r == rounds // 2 and backend is not None:
             backend.go_down()  # type: ignore[attr-defined]
         for i in range(per_round):
-            # A 12-qubit GHZ state under the device model's full noise costs about a second
-            # of simulation per 128 shots (one noisy trajectory per shot): keep it rare.
+            # A 12-qubit GHZ state under the device model's full noise is slow to simulate
+            # (one noisy trajectory per shot): keep it rare.
             name = (
                 "ghz12"
                 if i % 6 == 5 and r % 2 == 0

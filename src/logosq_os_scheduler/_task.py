@@ -105,7 +105,7 @@ _TERMINAL = frozenset(
 )
 
 # Members as module constants: on Python 3.11 reading a member through its enum class goes
-# through EnumType.__getattr__ (about 90 ns); the hot paths below read these instead.
+# through EnumType.__getattr__, which is slow; the hot paths below read these instead.
 _PENDING = TaskStatus.PENDING
 _COMPLETED = TaskStatus.COMPLETED
 _CLASSICAL = TaskType.CLASSICAL
@@ -535,7 +535,7 @@ class TaskBuilder(Generic[T]):
         self._kwargs = kwargs if kwargs else _EMPTY_KWARGS
         code = getattr(fn, "__code__", None)
         if code is not None:
-            # A plain or bound function: read its flags directly (inspect is ~10x slower).
+            # A plain or bound function: read its flags directly (inspect is much slower).
             self._is_async = bool(code.co_flags & _CO_ASYNC)
         else:
             call = type(fn).__call__ if not inspect.isroutine(fn) else None

@@ -1,28 +1,22 @@
 """Result signing: round trips on real scheduler results, tampering with every signed field,
-wrong keys, and keys from files and environment variables."""
+and what cannot be signed. Keys are in test_security_keys.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
-import stat
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest.importorskip("cryptography")
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from _signing_helpers import SIGNED_AT, finished_result
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from logosq_os_scheduler import (
-    InvalidConfigError,
     QuantumScheduler,
     SchedulerConfig,
-    SchedulerError,
     Task,
     TaskResult,
     TaskStatus,
@@ -34,38 +28,14 @@ from logosq_os_scheduler.security import (
     ResultSigner,
     ResultVerificationError,
     SignedRecord,
-    SigningKeyError,
     UnsignableValueError,
     check_result,
     circuit_digest,
-    generate_key_pair,
     key_fingerprint,
-    load_private_key,
-    load_public_key,
     verify_result,
 )
 
 pytestmark = pytest.mark.security
-
-SIGNED_AT = 1_700_000_000.25
-
-
-@pytest.fixture
-def key() -> ed25519.Ed25519PrivateKey:
-    return ed25519.Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
-def signer(key: ed25519.Ed25519PrivateKey) -> ResultSigner:
-    return ResultSigner(key, wall_clock=lambda: SIGNED_AT)
-
-
-def _pem(key: ed25519.Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
 
 
 def _classical_value(a: int, b: int) -> dict[str, object]:
@@ -214,7 +184,7 @@ async def test_qiskit_digests_cover_the_circuit_as_submitted_and_as_transpiled(
 
 
 def test_record_survives_json_and_still_verifies(signer: ResultSigner) -> None:
-    record = signer.sign_result(_finished_result({"counts": {"01": 3}, "e": -0.0, "n": 2**80}))
+    record = signer.sign_result(finished_result({"counts": {"01": 3}, "e": -0.0, "n": 2**80}))
     text = record.to_json()
     back = SignedRecord.from_json(text)
     assert back == record
@@ -243,7 +213,7 @@ def test_from_json_rejects_what_is_not_a_record(text: str) -> None:
 
 
 def test_from_json_rejects_unknown_tags_and_wrong_field_types(signer: ResultSigner) -> None:
-    text = signer.sign_result(_finished_result(1)).to_json()
+    text = signer.sign_result(finished_result(1)).to_json()
     with pytest.raises(MalformedRecordError, match="unknown tag"):
         SignedRecord.from_json(text.replace('"value":1', '"value":{"$zz":1}'))
     with pytest.raises(MalformedRecordError, match="'attempts' must be int"):
@@ -253,16 +223,6 @@ def test_from_json_rejects_unknown_tags_and_wrong_field_types(signer: ResultSign
 
 
 # --- tampering --------------------------------------------------------------------------
-
-
-def _finished_result(value: object) -> TaskResult[Any]:
-    """A finished task's result, with every runtime field set as the scheduler sets it."""
-    task = Task.classical("t").with_function(lambda: value).with_metadata(k="v").build()
-    task.status = TaskStatus.COMPLETED
-    task.value = value
-    task.submitted_at, task.started_at, task.finished_at = 10.0, 11.0, 12.0
-    task.attempts = 1
-    return TaskResult(task)
 
 
 def _other(value: object) -> object:
@@ -320,20 +280,20 @@ async def test_tampering_with_each_signed_field_is_detected(signer: ResultSigner
     ],
 )
 def test_changing_a_fields_type_is_detected(signer: ResultSigner, field: str, change: Any) -> None:
-    record = signer.sign_result(_finished_result((1,)))
+    record = signer.sign_result(finished_result((1,)))
     forged = dataclasses.replace(record, **{field: change(record)})
     assert not verify_result(forged, signer.public_key)
 
 
 def test_mutating_the_value_in_place_is_detected(signer: ResultSigner) -> None:
-    record = signer.sign_result(_finished_result({"00": 10, "11": 6}))
+    record = signer.sign_result(finished_result({"00": 10, "11": 6}))
     assert verify_result(record, signer.public_key)
     record.value["00"] = 11  # type: ignore[index]
     assert not verify_result(record, signer.public_key)
 
 
 def test_signature_changes_are_detected(signer: ResultSigner) -> None:
-    record = signer.sign_result(_finished_result(5))
+    record = signer.sign_result(finished_result(5))
     sig = bytearray(record.signature)
     for i in (0, 31, 63):
         flipped = bytearray(sig)
@@ -342,7 +302,7 @@ def test_signature_changes_are_detected(signer: ResultSigner) -> None:
     assert not verify_result(dataclasses.replace(record, signature=bytes(sig[:63])), signer)
     assert not verify_result(dataclasses.replace(record, signature=b""), signer)
     assert not verify_result(dataclasses.replace(record, signature="x" * 64), signer)  # type: ignore[arg-type]
-    other = signer.sign_result(_finished_result(6))
+    other = signer.sign_result(finished_result(6))
     assert not verify_result(dataclasses.replace(record, signature=other.signature), signer)
 
 
@@ -385,184 +345,6 @@ async def test_a_result_without_a_record_or_signature_does_not_verify(
     assert not verify_result("not a result", signer.public_key)  # type: ignore[arg-type]
 
 
-# --- keys -------------------------------------------------------------------------------
-
-
-def test_a_wrong_key_fails(signer: ResultSigner) -> None:
-    record = signer.sign_result(_finished_result(1))
-    stranger = ed25519.Ed25519PrivateKey.generate()
-    assert not verify_result(record, stranger.public_key())
-    with pytest.raises(ResultVerificationError, match="names signing key"):
-        check_result(record, stranger.public_key())
-    # Claiming the stranger's key id does not help: the signature is still the signer's.
-    claimed = dataclasses.replace(record, key_id=key_fingerprint(stranger.public_key()))
-    assert not verify_result(claimed, stranger.public_key())
-    assert verify_result(record, signer)
-
-
-def test_keys_load_from_files(tmp_path: Path) -> None:
-    private_path, public_path = generate_key_pair(tmp_path / "signing.pem")
-    assert public_path == tmp_path / "signing.pem.pub"
-    assert stat.S_IMODE(os.stat(private_path).st_mode) == 0o600
-    assert b"BEGIN PRIVATE KEY" in private_path.read_bytes()
-    assert b"BEGIN PUBLIC KEY" in public_path.read_bytes()
-
-    for source in (private_path, str(private_path)):
-        signer = ResultSigner(source)
-        record = signer.sign_result(_finished_result(1))
-        assert verify_result(record, public_path)
-        assert verify_result(record, str(public_path))
-        assert verify_result(record, public_path.read_bytes())
-        assert verify_result(record, signer.public_key_pem())
-
-    # Raw 32-byte keys and OpenSSH public keys load too.
-    key = load_private_key(private_path)
-    raw = tmp_path / "raw.key"
-    raw.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-    )
-    raw.chmod(0o600)
-    record = ResultSigner(raw).sign_result(_finished_result(2))
-    ssh_line = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    assert verify_result(record, ssh_line)
-    assert verify_result(record, load_public_key(ssh_line.decode()))
-
-
-def test_encrypted_keys_need_their_password(tmp_path: Path) -> None:
-    private_path, public_path = generate_key_pair(tmp_path / "k.pem", password="s3cret")
-    with pytest.raises(SigningKeyError, match="not a readable private key"):
-        ResultSigner(private_path)
-    with pytest.raises(SigningKeyError):
-        ResultSigner(private_path, password=b"wrong")
-    signer = ResultSigner(private_path, password="s3cret")
-    assert verify_result(signer.sign_result(_finished_result(1)), public_path)
-
-
-def test_keys_load_from_an_environment_variable(
-    tmp_path: Path, key: ed25519.Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pem = _pem(key).decode()
-    monkeypatch.setenv("LOGOSQ_SIGNING_KEY", pem)
-    assert ResultSigner.from_env().key_id == key_fingerprint(key.public_key())
-    # Once loaded, the key leaves the environment: processes started later do not inherit it.
-    assert "LOGOSQ_SIGNING_KEY" not in os.environ
-    # Env files cannot hold newlines: escaped ones are read as newlines.
-    monkeypatch.setenv("LOGOSQ_SIGNING_KEY", pem.replace("\n", "\\n"))
-    assert ResultSigner.from_env(unset=False).key_id == key_fingerprint(key.public_key())
-    assert os.environ["LOGOSQ_SIGNING_KEY"] == pem.replace("\n", "\\n")
-    path = tmp_path / "key.pem"
-    path.write_text(pem)
-    path.chmod(0o600)
-    monkeypatch.setenv("OTHER_KEY_VAR", str(path))
-    assert ResultSigner.from_env("OTHER_KEY_VAR").key_id == key_fingerprint(key.public_key())
-
-    monkeypatch.delenv("LOGOSQ_SIGNING_KEY")
-    with pytest.raises(SigningKeyError, match="LOGOSQ_SIGNING_KEY is not set"):
-        ResultSigner.from_env()
-    monkeypatch.setenv("LOGOSQ_SIGNING_KEY", "   ")
-    with pytest.raises(SigningKeyError, match="LOGOSQ_SIGNING_KEY is not set"):
-        ResultSigner.from_env()
-    monkeypatch.setenv("LOGOSQ_SIGNING_KEY", str(tmp_path / "missing.pem"))
-    with pytest.raises(SigningKeyError, match="from environment variable LOGOSQ_SIGNING_KEY"):
-        ResultSigner.from_env()
-
-
-def test_bad_keys_give_a_clear_error(tmp_path: Path, key: ed25519.Ed25519PrivateKey) -> None:
-    garbage = tmp_path / "garbage.pem"
-    garbage.write_bytes(
-        b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n"
-    )
-    rsa_path = tmp_path / "rsa.pem"
-    rsa_path.write_bytes(
-        rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    cases: list[tuple[object, str]] = [
-        (tmp_path / "missing.pem", "no key file at"),
-        (tmp_path, "not a regular file"),
-        (garbage, "not a readable private key"),
-        (rsa_path, "holds a RSAPrivateKey; result signing uses Ed25519"),
-        (public_pem, "not a private key"),
-        (b"\x01" * 31, "not a readable private key"),
-        (12345, "expected an Ed25519 private key"),
-        ("bad\x00path", "cannot read key file"),
-    ]
-    for source, message in cases:
-        with pytest.raises(SigningKeyError, match=message) as info:
-            ResultSigner(source)  # type: ignore[arg-type]
-        assert isinstance(info.value, InvalidConfigError)
-        assert isinstance(info.value, SchedulerError)
-        assert info.value.setting == "signing_key"
-
-    big = tmp_path / "big.pem"
-    big.write_bytes(b"x" * 100_000)
-    with pytest.raises(SigningKeyError, match="too large"):
-        load_private_key(big)
-    # A private key where a public one belongs is refused, not silently accepted.
-    with pytest.raises(SigningKeyError, match="is a private key"):
-        load_public_key(_pem(key))
-    with pytest.raises(SigningKeyError, match="not a readable public key"):
-        load_public_key(b"\x02" * 40)
-    # A malformed key is the caller's mistake: verify_result raises instead of saying False.
-    record = ResultSigner(key).sign_result(_finished_result(1))
-    with pytest.raises(SigningKeyError):
-        verify_result(record, garbage)
-
-
-def test_error_messages_never_contain_the_key(
-    tmp_path: Path, key: ed25519.Ed25519PrivateKey
-) -> None:
-    pem = _pem(key)
-    body = pem.decode().splitlines()[1]
-    with pytest.raises(SigningKeyError) as info:
-        ResultSigner(pem, password="unneeded-but-given")
-    assert body not in str(info.value)
-    signer = ResultSigner(key)
-    assert body not in repr(signer)
-    assert repr(signer) == f"<ResultSigner {signer.key_id}>"
-
-
-def test_a_world_readable_private_key_file_is_warned_about(
-    tmp_path: Path, key: ed25519.Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "open.pem"
-    path.write_bytes(_pem(key))
-    path.chmod(0o644)
-    with caplog.at_level("WARNING", logger="logosq_os_scheduler.security"):
-        ResultSigner(path)
-    assert any("chmod 600" in r.getMessage() for r in caplog.records)
-
-
-def test_generate_key_pair_never_overwrites_unless_asked(tmp_path: Path) -> None:
-    first, _ = generate_key_pair(tmp_path / "k")
-    old = first.read_bytes()
-    with pytest.raises(SigningKeyError, match="exists; pass overwrite=True"):
-        generate_key_pair(tmp_path / "k")
-    assert first.read_bytes() == old
-    generate_key_pair(tmp_path / "k", overwrite=True)
-    assert first.read_bytes() != old
-    assert stat.S_IMODE(os.stat(first).st_mode) == 0o600
-    with pytest.raises(SigningKeyError, match="cannot create key file"):
-        generate_key_pair(tmp_path / "no-such-dir" / "k")
-
-
-def test_a_signer_is_never_pickled(signer: ResultSigner) -> None:
-    with pytest.raises(SigningKeyError, match="never pickled"):
-        pickle.dumps(signer)
-
-
 # --- what cannot be signed ----------------------------------------------------------------
 
 
@@ -575,10 +357,10 @@ def test_strict_signing_refuses_values_that_are_not_plain_data(
 
     strict = ResultSigner(key, strict=True)
     with pytest.raises(UnsignableValueError, match=r"value\['p'\]\[1\].*Point") as info:
-        strict.sign_result(_finished_result({"p": [1, Point()]}))
+        strict.sign_result(finished_result({"p": [1, Point()]}))
     assert info.value.field == "value"
     # Lenient signing records the type and repr, and says so in the record.
-    record = ResultSigner(key).sign_result(_finished_result({"p": [1, Point()]}))
+    record = ResultSigner(key).sign_result(finished_result({"p": [1, Point()]}))
     opaque = record.value["p"][1]  # type: ignore[index]
     assert (opaque.kind, opaque.data) == ("repr", "Point()")
     assert opaque.type_name.endswith("Point")
@@ -589,13 +371,13 @@ def test_cyclic_values_and_bad_inputs_are_refused(signer: ResultSigner) -> None:
     cycle: list[object] = [1]
     cycle.append(cycle)
     with pytest.raises(UnsignableValueError, match="contains itself"):
-        signer.sign_result(_finished_result(cycle))
+        signer.sign_result(finished_result(cycle))
     with pytest.raises(UnsignableValueError, match="circuit_digest"):
-        signer.sign_result(_finished_result(1), circuit_digest="sha256:abc")
+        signer.sign_result(finished_result(1), circuit_digest="sha256:abc")
     with pytest.raises(UnsignableValueError, match="shots"):
-        signer.sign_result(_finished_result(1), shots=0)
+        signer.sign_result(finished_result(1), shots=0)
     with pytest.raises(UnsignableValueError, match="backend_properties"):
-        signer.sign_result(_finished_result(1), backend_properties=[1])  # type: ignore[arg-type]
+        signer.sign_result(finished_result(1), backend_properties=[1])  # type: ignore[arg-type]
     with pytest.raises(UnsignableValueError, match="result"):
         signer.sign_result("nope")  # type: ignore[arg-type]
     with pytest.raises(UnsignableValueError, match="task"):
@@ -608,8 +390,8 @@ def test_hostile_fields_give_false_or_a_scheduler_error(signer: ResultSigner) ->
             raise RuntimeError("no iterating")
 
     with pytest.raises(UnsignableValueError, match="no iterating"):
-        signer.sign_result(_finished_result(Sneaky([1])))
-    result = _finished_result(1)
+        signer.sign_result(finished_result(Sneaky([1])))
+    result = finished_result(1)
     record = signer.sign_result(result)
     attach(result, record)
     result.backends_tried = 5  # type: ignore[assignment]

@@ -137,15 +137,15 @@ def test_an_observables_measurement_bases_are_made_once() -> None:
     """An optimiser measures one observable at every step: its grouping and basis circuits
     are made once, and each bound circuit is measured in copies of them (the shared basis
     circuits never change). A circuit with a register of a basis's name is still refused."""
-    from logosq_os_scheduler.workflows._primitives import _bases, _measurements_for
+    from logosq_os_scheduler.workflows._primitives._measurements import _bases, measurements_for
 
     _bases.cache_clear()
     circuit = ansatz().assign_parameters(THETA)
     labels = list(h2_hamiltonian().paulis.to_labels())
-    first = _measurements_for(circuit, (0,), labels)
+    first = measurements_for(circuit, (0,), labels)
     shared = _bases(circuit.num_qubits, tuple(sorted(labels)), True)
     before = [basis.circuit.copy() for basis in shared]
-    second = _measurements_for(circuit, (1,), reversed(labels))  # the same set
+    second = measurements_for(circuit, (1,), reversed(labels))  # the same set
     assert _bases.cache_info().misses == 1
     assert len(first) == 2  # H2's terms fall into two qubit-wise commuting groups
     assert [m.circuit for m in first] == [m.circuit for m in second]
@@ -158,7 +158,7 @@ def test_an_observables_measurement_bases_are_made_once() -> None:
     clash = circuit.copy()
     clash.add_register(ClassicalRegister(1, first[0].circuit.cregs[-1].name))
     with pytest.raises(ValueError, match="conflict"):
-        _measurements_for(clash, (0,), labels)
+        measurements_for(clash, (0,), labels)
 
 
 async def test_bound_copies_of_a_circuit_are_walked_once_and_routed_by_what_they_need(

@@ -11,30 +11,28 @@ without Qiskit.
 Two things make a small circuit on a large device model cheap, and both live here:
 
 * **Active-qubit noise.** A device noise model (FakeBrisbane: 127 qubits) is shipped to the
-  simulator's C++ core on every run, which alone costs about a second. The simulator built
-  here carries noise only for the physical qubits the batch's circuits touch: a copy of the
-  device ``Target`` restricted to those qubits (renumbered 0..k-1) is turned into a noise
-  model with Aer's own ``NoiseModel.from_backend``, and each circuit is remapped onto the same
-  k qubits. Idle qubits carry no operations, so their noise never acted on the result: the
-  counts are the same as with the full model (the tests check this with equal seeds).
+  simulator's C++ core on every run, which alone is slow. The simulator built here carries noise
+  only for the physical qubits the batch's circuits touch: a copy of the device ``Target``
+  restricted to those qubits (renumbered 0..k-1) is turned into a noise model with Aer's own
+  ``NoiseModel.from_backend``, and each circuit is remapped onto the same k qubits. Idle qubits
+  carry no operations, so their noise never acted on the result: the counts are the same as with
+  the full model (the tests check this with equal seeds).
 * **Caching.** Simulators are kept per (source, noise mode, qubit set), newest 32.
 
-Protocol (process mode): each message is an 8-byte big-endian length and a pickle. A request
-is a :class:`Request`; the worker answers each request, in order, with ``("ok", [outcome,
-...], seconds)`` (``seconds``: how long the simulation took, loading the circuits included) or
+Protocol (process mode): each message is an 8-byte big-endian length and a pickle. A request is
+a :class:`Request`; the worker answers each request, in order, with ``("ok", [outcome, ...],
+seconds)`` (``seconds``: how long the simulation took, loading the circuits included) or
 ``("job-error", kind, message)`` where kind is ``"transient"`` or ``"permanent"``, and an
 outcome is ``("counts", dict)`` or ``("error", kind, message)``. Several requests may be sent
 before the first reply is read. Exceptions never cross the pipe: not every Qiskit exception
 survives a pickle round trip. Circuits travel as QPY, Qiskit's own circuit format, which is
-written about 2.5 times faster than a pickle of the same circuit (63 against 156 microseconds
-for a small transpiled circuit), or as a pickle for a circuit QPY cannot hold: a circuit
-serialised once and sent many times alone (:func:`dump_circuit`), the rest of a request's
-circuits together in one ``bundle`` (:func:`dump_circuits`: one QPY file for all of them is
-written and read in about 40% less time than one per circuit). A circuit whose only angles are
+written faster than a pickle of the same circuit, or as a pickle for a circuit QPY cannot hold:
+a circuit serialised once and sent many times alone (:func:`dump_circuit`), the rest of a
+request's circuits together in one ``bundle`` (:func:`dump_circuits`: one QPY file for all of
+them is written and read in less time than one per circuit). A circuit whose only angles are
 those of standard gates may travel as a :class:`Bound`: the number of a template (the circuit
-with its angles made parameters, in the request's ``templates`` as QPY, loaded once per
-worker) and its angles; the copies of one template run as one experiment with a parameter
-bind each.
+with its angles made parameters, in the request's ``templates`` as QPY, loaded once per worker)
+and its angles; the copies of one template run as one experiment with a parameter bind each.
 """
 
 from __future__ import annotations
@@ -394,13 +392,13 @@ def _run_bound(
     experiment with one parameter bind per copy, the others as they are; outcomes in the
     order of ``entries``.
 
-    Aer turns each experiment into its own form in Python, once however many binds it has
-    (with the angles sent instead of QPY, 0.6 ms less per SPSA step of the VQE benchmark
-    in a process, 1.1 ms in a thread). Each bind is the same circuit, with the same angles,
-    as its copy. Aer seeds each bind as it would a circuit in its place, so a seeded call gives
-    the same counts wherever it runs, though not those of the copies run one by one in
-    another order. If the call fails, the copies run bound (:func:`_run_batch`), which
-    finds a failing circuit and fails it alone.
+    Aer turns each experiment into its own form in Python, once however many binds it has (with
+    the angles sent instead of QPY, this shortens each SPSA step of the VQE benchmark, in a
+    process and in a thread; see BENCHMARKS.md). Each bind is the same circuit, with the same
+    angles, as its copy. Aer seeds each bind as it would a circuit in its place, so a seeded
+    call gives the same counts wherever it runs, though not those of the copies run one by one
+    in another order. If the call fails, the copies run bound (:func:`_run_batch`), which finds
+    a failing circuit and fails it alone.
     """
     groups: dict[Any, tuple[Any, list[Any], list[int]]] = {}
     for i, entry in enumerate(entries):
@@ -489,8 +487,8 @@ def run_now(
     in the calling thread.
 
     ``AerSimulator.run`` hands every job to a thread of Aer's own and waits for it; here
-    the caller is a worker (thread or process) already, and that second hand-off cost
-    0.2 to 0.4 ms a job on the VQE benchmark. Aer's job function (what its thread would
+    the caller is a worker (thread or process) already, and that second hand-off added to
+    every job's time on the VQE benchmark. Aer's job function (what its thread would
     call, with the same arguments) is called directly where the simulator has it, with the
     signature this code knows, and its ``run`` is Aer's own; another simulator, or a
     subclass with a ``run`` of its own, is run through ``run``.

@@ -46,7 +46,7 @@ JobOutcome = Counts | BaseException
 # True while the scheduler awaits a job's prepare_and_run() with no other task of its own
 # unfinished: no task of the scheduler waits for its event loop then, so a backend may
 # prepare a small job's circuits on the loop rather than hand them to a thread (the hand-off
-# is a thread wake-up: a few hundred microseconds on a virtual machine). A hint only.
+# is a thread wake-up, which is slow on a virtual machine). A hint only.
 sole_job: contextvars.ContextVar[bool] = contextvars.ContextVar("sole_job", default=False)
 
 

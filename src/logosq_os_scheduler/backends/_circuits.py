@@ -165,11 +165,11 @@ def normalize_circuit(
     Args:
         circuit: The circuit as submitted.
         qasm3_parser: ``"reference"`` (default) uses ``qiskit.qasm3.loads``
-            (qiskit-qasm3-import, pure Python, about 2 ms for a small program). ``"fast"``
-            first tries Qiskit's experimental native importer (about 0.1 ms) and falls back to
-            the reference importer whenever it fails, for any reason including a Rust panic,
-            so errors are always reported by the reference importer. The native importer
-            prints its own diagnostics to stderr when it fails.
+            (qiskit-qasm3-import, pure Python). ``"fast"`` first tries Qiskit's experimental
+            native importer (much faster) and falls back to the reference importer whenever it
+            fails, for any reason including a Rust panic, so errors are always reported by the
+            reference importer. The native importer prints its own diagnostics to stderr when it
+            fails.
 
     Returns:
         A ``QuantumCircuit`` for circuits and text; other accepted objects unchanged.

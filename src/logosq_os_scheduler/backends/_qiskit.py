@@ -8,12 +8,11 @@ Works with ``AerSimulator()``, ``GenericBackendV2(n)`` and the offline device mo
   ``transpile()`` builds its pass manager anew on every call; :meth:`QiskitBackend.prepare`
   reuses one per backend, and remembers the result for circuits it has seen (by a
   structural fingerprint), so a repeated circuit costs a fingerprint, not a transpilation.
-  (Bell on FakeBrisbane, measured by ``benchmarks/bench_backend_cost.py``: about 9 ms with
-  ``transpile()``, 2.7 ms with the kept pass manager, 0.09 ms when seen before.)
+  (``benchmarks/bench_backend_cost.py`` measures the three; see BENCHMARKS.md.)
 * **Active-qubit noise for device models.** Aer ships the whole device noise model on every
-  run (a Bell circuit on FakeBrisbane: 1.2 to 1.8 s a run). Device models are simulated here
-  with noise restricted to the physical qubits the circuits use (5 to 15 ms, same counts
-  for the same seed); see :mod:`._aer_worker`.
+  run, which makes even a small circuit slow. Device models are simulated here with noise
+  restricted to the physical qubits the circuits use (much faster, same counts for the same
+  seed; see BENCHMARKS.md); see :mod:`._aer_worker`.
 * **One simulator call per batch.** :meth:`QiskitBackend.run` sends every circuit of a job
   with the same shots and options in one call. A circuit given its own ``seed_simulator``
   runs in a call of its own: Aer seeds the i-th circuit of a call with the seed plus
@@ -85,11 +84,11 @@ Isolation = Literal["auto", "thread", "process"]
 # than the hop to a thread.
 _THREAD_TRANSPILE_SIZE = 200
 # Distinct circuits whose transpilation is remembered per backend. A small circuit on a
-# 127-qubit device takes milliseconds to transpile even with a kept pass manager (layout
-# scoring looks at the whole device); a repeat costs a fingerprint, tens of microseconds.
+# 127-qubit device is slow to transpile even with a kept pass manager (layout scoring looks
+# at the whole device); a repeat costs only a fingerprint.
 _TRANSPILE_CACHE_SIZE = 256
-# The cache pays for itself only if circuits repeat: a fingerprint costs tens of microseconds,
-# a hit saves a transpilation (hundreds of microseconds or more). Circuits that never repeat
+# The cache pays for itself only if circuits repeat: every lookup costs a fingerprint, and
+# only a hit saves a transpilation (which costs far more). Circuits that never repeat
 # (freshly bound parameters, every step of an optimiser) gain nothing from it. So the cache
 # is judged over trials of _CACHE_TRIAL lookups: one with fewer than _CACHE_MIN_HITS hits
 # rests the cache for the next _CACHE_REST circuits (no fingerprint, no lookup, no insert),
@@ -100,22 +99,21 @@ _CACHE_MIN_HITS = 2
 _CACHE_REST = 192
 # Non-gate instructions whose meaning is fixed by their name, parameters and operands.
 _PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
-# A worker's reply up to this size is unpickled on the event loop (a small one in
-# microseconds); a larger one in a thread, where the loop keeps turning while it is read.
+# A worker's reply up to this size is unpickled on the event loop (a small one is quick to
+# read); a larger one in a thread, where the loop keeps turning while it is read.
 _INLINE_REPLY_BYTES = 256 * 1024
 # Bytes asked of a worker's pipe per read. os.read allocates what it is asked for: 1 MiB
-# came from mmap and cost about 0.15 ms per reply; 64 KiB comes from the heap, about 1 µs.
+# comes from mmap, which is slow to do for every reply; 64 KiB comes from the heap, cheaply.
 # A longer reply takes several reads (the loop calls the reader while the pipe has data).
 _READ_SIZE = 64 * 1024
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
 # In process isolation, a job the scheduler runs alone (sole_job) whose preparation is
 # expected to take at most this long is prepared and sent from the event loop itself. The
-# hand-off to a thread costs a wake-up (0.3 ms on a virtual machine), and while a thread
+# hand-off to a thread costs a wake-up (slow on a virtual machine), and while a thread
 # transpiles, the loop holds the GIL only now and then anyway (with the transpiler in a
-# thread, a 0.2 ms sleep on the main thread took 0.6 ms median, 3.2 ms at the 99th
-# percentile): the thread keeps a loop with other work responsive, but saves a loop with
-# none nothing.
+# thread, a short sleep on the main thread oversleeps by far, more so at the tail): the
+# thread keeps a loop with other work responsive, but saves a loop with none nothing.
 _INLINE_PREPARE_SECONDS = 0.005
 # Distinct templates (see _Templates) remembered per backend, and the largest circuit made
 # one: the saving is per experiment, small beside a large circuit's simulation.
@@ -319,7 +317,7 @@ class QiskitBackend(Backend):
 
         from qiskit.transpiler import generate_preset_pass_manager
 
-        # Built once: this is the 64 ms a plain transpile() pays on every call.
+        # Built once: a plain transpile() pays for building it on every call.
         self._pass_manager = generate_preset_pass_manager(
             optimization_level=optimization_level, backend=backend, seed_transpiler=seed
         )
@@ -539,7 +537,7 @@ class QiskitBackend(Backend):
     def _keep(self, transpiled: Any, source: Any, fingerprint: Hashable | None) -> PreparedCircuit:
         """Wrap a freshly transpiled circuit, and remember it under its fingerprint."""
         # Only a device simulated on the qubits a job uses needs them; walking every
-        # transpiled circuit for them costs tens of microseconds, so others find them lazily.
+        # transpiled circuit for them is not free, so others find them lazily.
         physical = _physical_qubits(transpiled) if self._needs_physical else None
         payload = None
         if (
@@ -561,7 +559,7 @@ class QiskitBackend(Backend):
 
     async def aprepare(self, circuit: Any) -> PreparedCircuit:
         """:meth:`prepare`, in a worker thread for large circuits (their transpilation may
-        take tens of milliseconds); small ones are prepared inline, which is cheaper."""
+        take long); small ones are prepared inline, which is cheaper."""
         size = getattr(circuit, "size", None)
         if callable(size) and size() > _THREAD_TRANSPILE_SIZE:
             return await asyncio.to_thread(self.prepare, circuit)
@@ -869,15 +867,14 @@ class QiskitBackend(Backend):
 class _Templates:
     """The templates of the circuits one backend runs on its AerSimulator.
 
-    A transpiled circuit whose only angles are those of standard gates is sent as a
-    template (the circuit with each angle a parameter) and its angles
-    (:class:`._aer_worker.Bound`). The copies of one template in a job, the circuits of an
-    optimiser's step that differ only in their angles, then run as one simulator experiment
-    with a parameter bind each, and a worker process receives their angles rather than
-    each circuit in QPY. Finding a circuit's structure (the instructions and the bits they
-    act on) and angles costs about 15 microseconds; making a template, about 0.2 ms, is
-    done for a structure seen before, so circuits that never repeat their structure (random
-    circuits, say) go as they are and do not pay it. Safe to use from several threads.
+    A transpiled circuit whose only angles are those of standard gates is sent as a template
+    (the circuit with each angle a parameter) and its angles (:class:`._aer_worker.Bound`). The
+    copies of one template in a job, the circuits of an optimiser's step that differ only in
+    their angles, then run as one simulator experiment with a parameter bind each, and a worker
+    process receives their angles rather than each circuit in QPY. Finding a circuit's structure
+    (the instructions and the bits they act on) and angles is cheap; making a template costs
+    more, and is done for a structure seen before, so circuits that never repeat their structure
+    (random circuits, say) go as they are and do not pay it. Safe to use from several threads.
 
     Invariant: ``_by_structure`` holds at most ``_TEMPLATES`` entries, each with a number
     never given to another template of this backend; ``_seen`` at most ``_SEEN``
@@ -1198,7 +1195,7 @@ class _WorkerPool:
                 for request in made:
                     if request.source not in leased.known:
                         # The first request to this process carries the simulation source
-                        # (pickling a device Target takes up to ~0.2 s: here, off the loop).
+                        # (pickling a device Target is slow: here, off the loop).
                         request = dataclasses.replace(
                             request, sources={request.source: source_payload()}
                         )
@@ -1240,7 +1237,7 @@ class _WorkerPool:
                 replies.stop()
             if not healthy and worker is not None:
                 # Cancelled or broken mid-exchange: its pipe may hold half a reply. Killing
-                # and reaping a process takes about a millisecond: done here, not awaited,
+                # and reaping a process is quick: done here, not awaited,
                 # so that a second cancellation cannot lose the slot.
                 self._all.discard(worker)
                 worker.kill()

@@ -164,9 +164,10 @@ def uniform_counts(rng: random.Random, width: int, shots: int) -> dict[str, int]
     if width <= 8 and shots * (17 + size) < 6300 * (size - 1):
         # One random byte per shot, its low ``width`` bits kept: exact (every byte value is
         # equally likely, so every masked value is) and counted in C by ``bytes.count``.
-        # Measured on CPython 3.11: about 12 ns a shot plus 0.7 ns a shot per outcome, where
-        # the binomial chain below costs about 4.4 us per outcome; the test above picks the
-        # cheaper (3 us instead of 13 us for 100 shots of 2 bits).
+        # Its cost grows with shots times outcomes, the binomial chain's below with outcomes
+        # alone; the test above picks the cheaper. Its constants are the two costs measured
+        # on CPython 3.11, in units of one shot's cost per outcome: a shot costs 17 of them
+        # plus one per outcome, the binomial chain 6300 per outcome.
         shots_bytes = rng.randbytes(shots).translate(_LOW_BITS[width])
         for value, key in enumerate(_KEYS[width]):
             n = shots_bytes.count(value)

@@ -2,10 +2,10 @@
 
 Why not :class:`concurrent.futures.ProcessPoolExecutor`: it moves every task through one
 shared queue, one feeder thread and one result-handler thread, and that single path caps its
-speed-up for short tasks (5.5x at 16 workers for 1 ms tasks). Here each worker has its own
-socket pair. The event loop writes a task straight into an idle worker's socket and reads the
-result from that socket with ``loop.add_reader``: no helper threads, no shared queue, no locks,
-so dispatch costs a few microseconds of loop time per task whatever the worker count.
+speed-up for short tasks (see BENCHMARKS.md, scaling). Here each worker has its own socket
+pair. The event loop writes a task straight into an idle worker's socket and reads the result
+from that socket with ``loop.add_reader``: no helper threads, no shared queue, no locks, so
+dispatch costs the loop the same small time per task whatever the worker count.
 
 The wire format, both directions, is a fixed binary header followed by a pickle (protocol 5):
 

@@ -39,7 +39,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .._task import TaskPriority
-from ._trace import PRIORITY_COLORS, TraceInput, load_trace
+from ._trace._load import TraceInput, load_trace
+from ._trace._schema import PRIORITY_COLORS
 
 __all__ = ["render_timeline", "timeline_figure"]
 

@@ -15,17 +15,10 @@ from ._errors import (
     SigningKeyError,
     UnsignableValueError,
 )
-from ._signing import (
-    SIGNED_FIELDS,
-    ResultSigner,
-    SignedRecord,
-    check_result,
-    generate_key_pair,
-    key_fingerprint,
-    load_private_key,
-    load_public_key,
-    verify_result,
-)
+from ._keys import generate_key_pair, key_fingerprint, load_private_key
+from ._record import SIGNED_FIELDS, SignedRecord
+from ._signer import ResultSigner
+from ._verify import check_result, load_public_key, verify_result
 
 __all__ = [
     "DOMAIN",
