@@ -10,7 +10,7 @@ from ._errors import SchedulerError, TaskCancelledError
 from ._task import Task, TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
-    from ._scheduler import QuantumScheduler
+    from ._protocols import ContextRuntime
 
 __all__ = ["TaskContext", "current_context"]
 
@@ -64,7 +64,7 @@ class TaskContext:
         """Whether the task has already ended (cancelled or timed out): stop soon."""
         return self._task.status in _TERMINAL
 
-    def _scheduler(self) -> QuantumScheduler:
+    def _scheduler(self) -> ContextRuntime:
         pool = self._task.resources
         owner = None if pool is None else pool.owner
         if owner is None:

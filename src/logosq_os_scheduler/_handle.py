@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import (
     InternalError,
@@ -18,14 +18,25 @@ from ._errors import (
 from ._task import Task, TaskPriority, TaskResult, TaskStatus, TaskType
 from .core._state import TERMINAL
 
-if TYPE_CHECKING:
-    from ._scheduler import QuantumScheduler
-
-__all__ = ["TaskHandle"]
+__all__ = ["TaskHandle", "TaskRuntime"]
 
 T = TypeVar("T")
 
 _S = TaskStatus
+
+
+class TaskRuntime(Protocol):
+    """What a :class:`TaskHandle` asks of the scheduler of its task (listed with the other
+    runtime Protocols in :mod:`._protocols`; it lives here, beside its one user, so that
+    the Protocols module may name TaskHandle without a circle)."""
+
+    def _cancel_from_any_thread(self, task: Task[Any]) -> bool:
+        """Cancel ``task`` (from any thread); True if this call ended it."""
+        ...
+
+    def _call_when_done(self, task: Task[Any], fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once ``task`` has ended (from any thread; at once if it has)."""
+        ...
 
 
 class TaskHandle(Generic[T]):
@@ -39,7 +50,7 @@ class TaskHandle(Generic[T]):
 
     __slots__ = ("_task", "_scheduler", "_result")
 
-    def __init__(self, task: Task[T], scheduler: QuantumScheduler) -> None:
+    def __init__(self, task: Task[T], scheduler: TaskRuntime) -> None:
         self._task = task
         self._scheduler = scheduler
         self._result: TaskResult[T] | None = None

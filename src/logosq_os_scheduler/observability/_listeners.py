@@ -18,7 +18,7 @@ from .._task import Task, TaskStatus
 from ..core import SchedulerCore
 
 if TYPE_CHECKING:
-    from .._scheduler import QuantumScheduler
+    from .._protocols import CoreOwner
     from ..core._core import TransitionListener
 
 __all__ = ["ListenerChain", "add_listener", "core_of", "remove_listener"]
@@ -44,7 +44,7 @@ class ListenerChain:
         return f"<ListenerChain of {len(self.listeners)}>"
 
 
-def core_of(target: QuantumScheduler | SchedulerCore) -> SchedulerCore:
+def core_of(target: CoreOwner | SchedulerCore) -> SchedulerCore:
     """The scheduling core of a scheduler (or the core itself).
 
     Raises:
@@ -61,7 +61,7 @@ def core_of(target: QuantumScheduler | SchedulerCore) -> SchedulerCore:
     return core
 
 
-def add_listener(target: QuantumScheduler | SchedulerCore, listener: TransitionListener) -> None:
+def add_listener(target: CoreOwner | SchedulerCore, listener: TransitionListener) -> None:
     """Make ``listener`` see every status change, after the listeners already attached.
 
     Call it on the scheduler's event-loop thread (or before the scheduler starts).
@@ -76,7 +76,7 @@ def add_listener(target: QuantumScheduler | SchedulerCore, listener: TransitionL
         core.listener = ListenerChain((current, listener))
 
 
-def remove_listener(target: QuantumScheduler | SchedulerCore, listener: TransitionListener) -> bool:
+def remove_listener(target: CoreOwner | SchedulerCore, listener: TransitionListener) -> bool:
     """Stop ``listener`` seeing status changes; the other listeners stay.
 
     Returns:

@@ -27,7 +27,7 @@ from .._task import Task, TaskStatus
 from ._listeners import add_listener, core_of, remove_listener
 
 if TYPE_CHECKING:
-    from .._scheduler import QuantumScheduler
+    from .._protocols import CoreOwner
     from ..core import SchedulerCore
 
 __all__ = [
@@ -159,7 +159,7 @@ class TransitionLogger:
     @classmethod
     def attach(
         cls,
-        target: QuantumScheduler | SchedulerCore,
+        target: CoreOwner | SchedulerCore,
         logger: logging.Logger | None = None,
         level: int = logging.DEBUG,
     ) -> TransitionLogger:

@@ -36,7 +36,7 @@ from ._optimizers import COBYLA, Optimizer, as_optimizer
 from ._primitives import SchedulerEstimator, await_all
 
 if TYPE_CHECKING:
-    from .._scheduler import QuantumScheduler
+    from .._protocols import WorkflowRuntime
 
 __all__ = ["QAOA", "VQE", "EnergyObjective", "QAOAResult", "VQEResult"]
 
@@ -85,7 +85,7 @@ class EnergyObjective:
 
     def __init__(
         self,
-        scheduler: QuantumScheduler,
+        scheduler: WorkflowRuntime,
         ansatz: QuantumCircuit,
         hamiltonian: SparsePauliOp,
         *,
@@ -243,7 +243,7 @@ class VQE:
 
     async def run(
         self,
-        scheduler: QuantumScheduler,
+        scheduler: WorkflowRuntime,
         *,
         priority: TaskPriority = TaskPriority.NORMAL,
         backend: str | None = None,
@@ -371,7 +371,7 @@ class QAOA:
 
     async def run(
         self,
-        scheduler: QuantumScheduler,
+        scheduler: WorkflowRuntime,
         *,
         priority: TaskPriority = TaskPriority.NORMAL,
         backend: str | None = None,

@@ -21,7 +21,7 @@ from .._errors import InvalidTaskError
 from .._task import TaskPriority
 
 if TYPE_CHECKING:
-    from .._scheduler import QuantumScheduler
+    from .._protocols import WorkflowRuntime
 
 __all__ = ["AlgorithmResult", "HybridAlgorithm", "run_hybrid"]
 
@@ -70,7 +70,7 @@ class HybridAlgorithm(Protocol):
 
     async def run(
         self,
-        scheduler: QuantumScheduler,
+        scheduler: WorkflowRuntime,
         *,
         priority: TaskPriority,
         backend: str | None,
@@ -81,7 +81,7 @@ class HybridAlgorithm(Protocol):
 
 
 async def run_hybrid(
-    scheduler: QuantumScheduler,
+    scheduler: WorkflowRuntime,
     algorithm: object,
     *,
     priority: TaskPriority = TaskPriority.NORMAL,

@@ -43,7 +43,7 @@ from .._task import Task, TaskPriority, TaskResult
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
-    from .._scheduler import QuantumScheduler
+    from .._protocols import WorkflowRuntime
 
 __all__ = [
     "HybridWorkflow",
@@ -556,7 +556,7 @@ class HybridWorkflow:
 class _Run:
     """One run of a workflow: the tasks it has out, so that they can be cancelled."""
 
-    def __init__(self, scheduler: QuantumScheduler, workflow: HybridWorkflow) -> None:
+    def __init__(self, scheduler: WorkflowRuntime, workflow: HybridWorkflow) -> None:
         self.scheduler = scheduler
         self.workflow = workflow
         self.outstanding: list[TaskHandle[Any]] = []
@@ -699,7 +699,7 @@ class _Run:
         )
 
 
-async def run_workflow(scheduler: QuantumScheduler, workflow: HybridWorkflow) -> WorkflowResult:
+async def run_workflow(scheduler: WorkflowRuntime, workflow: HybridWorkflow) -> WorkflowResult:
     """Run a workflow on a scheduler and return its result.
 
     Must be awaited on the scheduler's event loop. Cancelling the awaiting task cancels every
@@ -809,7 +809,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def start_workflow(scheduler: QuantumScheduler, workflow: HybridWorkflow) -> WorkflowHandle:
+def start_workflow(scheduler: WorkflowRuntime, workflow: HybridWorkflow) -> WorkflowHandle:
     """Start a workflow in the background and return its handle at once.
 
     Must be called on the scheduler's event loop.

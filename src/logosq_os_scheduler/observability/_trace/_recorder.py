@@ -15,7 +15,7 @@ from ._chrome import build_trace
 from ._schema import Event, Mark
 
 if TYPE_CHECKING:
-    from ..._scheduler import QuantumScheduler
+    from ..._protocols import CoreOwner
     from ...core import SchedulerCore
 
 __all__ = ["TraceRecorder"]
@@ -59,7 +59,7 @@ class TraceRecorder:
     @classmethod
     def attach(
         cls,
-        target: QuantumScheduler | SchedulerCore,
+        target: CoreOwner | SchedulerCore,
         *,
         max_events: int | None = 1_000_000,
     ) -> TraceRecorder:

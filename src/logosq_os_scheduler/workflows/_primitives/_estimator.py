@@ -26,9 +26,8 @@ from ._pubs import OFFLOAD_BINDINGS, count_bindings, requirements_of
 from ._seeds import Seed, job_rng, reseed_of, seed_base, with_run_options
 
 if TYPE_CHECKING:
-    from ..._blocking import BlockingScheduler
     from ..._handle import TaskHandle
-    from ..._scheduler import QuantumScheduler
+    from ..._protocols import BlockingRuntime, WorkflowRuntime
 
 __all__ = ["SchedulerEstimator"]
 
@@ -90,7 +89,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
 
     def __init__(
         self,
-        scheduler: QuantumScheduler | BlockingScheduler,
+        scheduler: WorkflowRuntime | BlockingRuntime,
         *,
         default_precision: float | None = None,
         backend: str | None = None,

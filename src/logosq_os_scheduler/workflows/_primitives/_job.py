@@ -15,29 +15,27 @@ from qiskit.primitives import BasePrimitiveJob, PrimitiveResult
 from qiskit.providers import JobStatus
 
 from ..._errors import SchedulerError
+from ..._protocols import BlockingRuntime, WorkflowRuntime
 
 if TYPE_CHECKING:
-    from ..._blocking import BlockingScheduler
     from ..._handle import TaskHandle
-    from ..._scheduler import QuantumScheduler
 
 __all__ = ["SchedulerPrimitiveJob", "as_scheduler", "await_all", "start_job"]
 
 
-def as_scheduler(scheduler: QuantumScheduler | BlockingScheduler) -> QuantumScheduler:
-    from ..._blocking import BlockingScheduler
-    from ..._scheduler import QuantumScheduler
-
-    if isinstance(scheduler, BlockingScheduler):
-        return scheduler.scheduler
-    if isinstance(scheduler, QuantumScheduler):
+def as_scheduler(scheduler: WorkflowRuntime | BlockingRuntime) -> WorkflowRuntime:
+    """The scheduler a primitive submits to: the one given, or a BlockingScheduler's."""
+    inner = getattr(scheduler, "scheduler", None)
+    if isinstance(inner, WorkflowRuntime):
+        return inner  # a BlockingScheduler
+    if isinstance(scheduler, WorkflowRuntime):
         return scheduler
     raise TypeError(
         f"expected a QuantumScheduler or BlockingScheduler, got {type(scheduler).__name__}"
     )
 
 
-def _loop_of(scheduler: QuantumScheduler) -> asyncio.AbstractEventLoop:
+def _loop_of(scheduler: WorkflowRuntime) -> asyncio.AbstractEventLoop:
     """The loop the scheduler runs on.
 
     Raises:
@@ -183,7 +181,7 @@ class SchedulerPrimitiveJob(BasePrimitiveJob[PrimitiveResult[Any], JobStatus]): 
 
 
 def start_job(
-    scheduler: QuantumScheduler, work: Coroutine[Any, Any, PrimitiveResult[Any]]
+    scheduler: WorkflowRuntime, work: Coroutine[Any, Any, PrimitiveResult[Any]]
 ) -> SchedulerPrimitiveJob:
     try:
         loop = _loop_of(scheduler)

@@ -24,9 +24,8 @@ from ._pubs import OFFLOAD_BINDINGS, count_bindings, requirements_of
 from ._seeds import Seed, job_rng, reseed_of, seed_base, with_run_options
 
 if TYPE_CHECKING:
-    from ..._blocking import BlockingScheduler
     from ..._handle import TaskHandle
-    from ..._scheduler import QuantumScheduler
+    from ..._protocols import BlockingRuntime, WorkflowRuntime
 
 __all__ = ["SchedulerSampler"]
 
@@ -56,7 +55,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
 
     def __init__(
         self,
-        scheduler: QuantumScheduler | BlockingScheduler,
+        scheduler: WorkflowRuntime | BlockingRuntime,
         *,
         default_shots: int | None = None,
         backend: str | None = None,

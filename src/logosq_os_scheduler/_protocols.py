@@ -1,0 +1,115 @@
+"""What each part of the package may ask of the scheduler's runtime, as Protocols.
+
+Handles, task contexts, workflows and observers hold a scheduler, but they are not allowed to
+reach into all of it: each sees it through the narrow Protocol below, and imports this module
+rather than the scheduler's (which imports them). That keeps the import picture a tree: no
+module imports a module that imports it, type-only imports included.
+
+=====================  ===============================================  ====================
+who                    may call                                         Protocol
+=====================  ===============================================  ====================
+TaskHandle             cancel from any thread, call back when done      :class:`TaskRuntime`
+                       (defined in ``_handle``, beside the handle)
+TaskContext            should the task yield, checkpoint, park, hop     :class:`ContextRuntime`
+workflows, primitives  submit, flush batches, the clock, the loop       :class:`WorkflowRuntime`
+primitives             a BlockingScheduler's scheduler                  :class:`BlockingRuntime`
+observers              the core, whose transitions they listen to       :class:`CoreOwner`
+=====================  ===============================================  ====================
+
+The members that start with an underscore are the runtime's own: callable from inside the
+package through these Protocols, not part of the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+from ._handle import TaskHandle, TaskRuntime
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+    from ._task import Task, TaskBuilder
+    from .backends._base import Backend
+    from .core import SchedulerCore
+
+__all__ = ["BlockingRuntime", "ContextRuntime", "CoreOwner", "TaskRuntime", "WorkflowRuntime"]
+
+T = TypeVar("T")
+
+
+class ContextRuntime(Protocol):
+    """What a running task's :class:`~logosq_os_scheduler.TaskContext` asks of its scheduler."""
+
+    @property
+    def _loop_thread(self) -> int | None:
+        """The identity of the scheduler's event-loop thread (None before it starts)."""
+        ...
+
+    def _wants_slot_back(self, task: Task[Any]) -> bool:
+        """Whether ``task`` should give its slot up at this checkpoint."""
+        ...
+
+    async def _checkpoint(self, task: Task[Any]) -> None:
+        """Give the slot up if asked, and resume when it is given back (coroutines)."""
+        ...
+
+    def _park_thread(self, task: Task[Any], resumed: threading.Event) -> None:
+        """Park a worker thread's task until its slot is given back (on the loop)."""
+        ...
+
+    def _call_soon_threadsafe(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the scheduler's loop, from any thread."""
+        ...
+
+
+@runtime_checkable
+class WorkflowRuntime(Protocol):
+    """What workflows, algorithms and primitives need of a scheduler: a started
+    :class:`~logosq_os_scheduler.QuantumScheduler`."""
+
+    @property
+    def clock(self) -> Clock:
+        """Where the scheduler's time comes from."""
+        ...
+
+    @property
+    def backends(self) -> dict[str, Backend]:
+        """The registered backends by name."""
+        ...
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the scheduler runs on (None before it starts)."""
+        ...
+
+    async def submit(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
+        """Submit a task; returns its handle."""
+        ...
+
+    def submit_nowait(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
+        """Submit a task from the loop's thread without awaiting."""
+        ...
+
+    def flush_batches(self) -> None:
+        """Send the quantum tasks queued so far without waiting out the batch window."""
+        ...
+
+
+class BlockingRuntime(Protocol):
+    """A :class:`~logosq_os_scheduler.BlockingScheduler`, as primitives see it: the
+    scheduler it runs on its own thread."""
+
+    @property
+    def scheduler(self) -> WorkflowRuntime:
+        """The scheduler it drives."""
+        ...
+
+
+class CoreOwner(Protocol):
+    """A scheduler as an observer sees it: the owner of the core whose status changes it
+    listens to (see :mod:`~logosq_os_scheduler.observability._listeners`)."""
+
+    _core: SchedulerCore
