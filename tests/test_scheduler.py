@@ -283,7 +283,7 @@ async def test_quantum_task_without_any_backend_fails_clearly(
 
     async with QuantumScheduler(1) as s:
         # As on a machine without the qiskit extra: no default simulator to fall back on.
-        monkeypatch.setattr(s, "_register_default_backend", lambda: None)
+        monkeypatch.setattr(s._quantum, "_register_default_backend", lambda: None)
         with pytest.raises(NoRouteError, match="no backend is registered"):
             await s.submit(Task.quantum("bell").with_circuit(CircuitSpec(2, ((0, 1),))))
 

@@ -1,6 +1,6 @@
 """The quantum half of the runtime: backends, routing, batching, retries, breakers.
 
-QuantumScheduler inherits this mixin. Decisions come from the sans-I/O core (``decide_route``,
+QuantumScheduler owns a QuantumDispatcher. Decisions come from the sans-I/O core (``decide_route``,
 ``CircuitBreaker``, ``SchedulerCore.take_batch``); this module performs the I/O: it calls
 backends, arms batch and back-off timers, probes tripped backends and moves work around.
 
@@ -29,7 +29,7 @@ import logging
 import math
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import (
     InvalidTaskError,
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from ._config import SchedulerConfig
     from .security import ResultSigner
 
-__all__ = ["BackendEntry", "QuantumMixin"]
+__all__ = ["BackendEntry", "QuantumDispatcher", "QuantumHost"]
 
 log = logging.getLogger("logosq_os_scheduler")
 
@@ -120,17 +120,53 @@ class BackendEntry(BackendState):
         self.jobs: set[asyncio.Task[None]] = set()
 
 
-class QuantumMixin:
-    """Backend registry, routing, batching and fault handling for QuantumScheduler."""
+class QuantumHost(Protocol):
+    """What the quantum dispatcher needs of the scheduler that owns it."""
 
-    # Provided by QuantumScheduler.
     _core: SchedulerCore
     _config: SchedulerConfig
     _loop: asyncio.AbstractEventLoop | None
     _timers: Timers | None
     _trace: TraceRecorder | None
+    _signer: ResultSigner | None
 
-    def _init_quantum(self) -> None:
+    @property
+    def closed(self) -> bool:
+        """Whether the scheduler is closed (or closing)."""
+        ...
+
+    def _now(self) -> float:
+        """The time on the scheduler's clock."""
+        ...
+
+    def _seal(self, task: Task[Any], now: float) -> BaseException | None:
+        """Sign a completed task's result; the error if it could not be signed."""
+        ...
+
+    def _settle(self, task: Task[Any]) -> None:
+        """A task has just ended: wake whoever waits for it."""
+        ...
+
+    def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
+        """End a task that has not finished (cancelled, timed out, the scheduler closing)."""
+        ...
+
+
+class QuantumDispatcher:
+    """The quantum half of the runtime: the backend registry, routing, and carrying out the
+    policy's decisions (:class:`~logosq_os_scheduler.core._policy.QuantumPolicy`) on real
+    backends: jobs, timers, probes, withdrawals.
+
+    The scheduler owns one and forwards its public backend methods to it; the dispatcher
+    sees the scheduler only through :class:`QuantumHost`.
+
+    Args:
+        host: The scheduler that owns it.
+    """
+
+    def __init__(self, host: QuantumHost) -> None:
+        self._host = host
+        self._core = host._core
         self._backends: dict[str, BackendEntry] = {}
         self._rules: list[RoutingRule] = []
         self._qdispatching = False
@@ -147,27 +183,18 @@ class QuantumMixin:
 
     @property
     def backends(self) -> dict[str, Backend]:
-        """The registered backends by name (a copy)."""
+        """See :attr:`QuantumScheduler.backends`."""
         return {name: e.backend for name, e in self._backends.items() if not e.removed}
 
     async def register_backend(self, name: str, backend: object) -> Backend:
-        """Register a backend under ``name``: a logosq ``Backend`` or any Qiskit BackendV2
-        (Aer, ``GenericBackendV2``, the offline IBM device models), which is wrapped.
-
-        Returns:
-            The registered Backend (the adapter, for a Qiskit backend), started.
-
-        Raises:
-            InvalidTaskError: If the name is taken.
-            InvalidConfigError: If the object is not a backend.
-        """
+        """See :meth:`QuantumScheduler.register_backend`."""
         registered = self.register_backend_nowait(name, backend)
         await registered.start()
         return registered
 
     def register_backend_nowait(self, name: str, backend: object) -> Backend:
-        """:meth:`register_backend` as a plain call."""
-        if self._state_closed():
+        """See :meth:`QuantumScheduler.register_backend_nowait`."""
+        if self._host.closed:
             raise SchedulerClosedError("the scheduler is closed; no backend can be registered")
         if not isinstance(name, str) or not name or name == "classical":
             raise InvalidTaskError("backend", f"invalid backend name {name!r}")
@@ -184,18 +211,13 @@ class QuantumMixin:
             raise InvalidTaskError("backend", f"{name!r}: max_concurrent_jobs must be >= 1")
         caps = wrapped.capabilities()
         pool = self._core.add_pool(name, capacity, direct=False)
-        cfg = self._config
+        cfg = self._host._config
         breaker = CircuitBreaker(cfg.breaker_threshold, cfg.breaker_cooldown)
         self._backends[name] = BackendEntry(name, wrapped, caps, pool, breaker)
         return wrapped
 
     async def unregister_backend(self, name: str) -> None:
-        """Take a backend out: its queued tasks move to other backends that can run them
-        (those no other backend can run fail with NoRouteError); jobs in flight finish.
-
-        Raises:
-            InvalidTaskError: If no backend has that name.
-        """
+        """See :meth:`QuantumScheduler.unregister_backend`."""
         entry = self._backends.get(name)
         if entry is None:
             raise InvalidTaskError("backend", f"no backend named {name!r} is registered")
@@ -211,11 +233,7 @@ class QuantumMixin:
         self._dispatch_quantum()
 
     def set_routing_rules(self, rules: Sequence[RoutingRule]) -> None:
-        """Replace the routing rules (tried in order; see :class:`RoutingRule`).
-
-        Raises:
-            InvalidTaskError: If an item is not a complete RoutingRule.
-        """
+        """See :meth:`QuantumScheduler.set_routing_rules`."""
         if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
             raise InvalidTaskError(
                 "rules",
@@ -236,7 +254,7 @@ class QuantumMixin:
 
     @property
     def routing_rules(self) -> tuple[RoutingRule, ...]:
-        """The routing rules in force."""
+        """See :attr:`QuantumScheduler.routing_rules`."""
         return tuple(self._rules)
 
     # -- admission of quantum tasks ----------------------------------------------------------
@@ -282,19 +300,19 @@ class QuantumMixin:
             return
         self.register_backend_nowait(backend.name, backend)
         self._owned_backends.append(backend)
-        if self._loop is not None:
+        if self._host._loop is not None:
             # Start its workers now: the first job need not wait for them to import Aer.
             self._background(backend.start())
 
     def _background(self, coro: Any) -> None:
-        loop = self._loop
+        loop = self._host._loop
         assert loop is not None
         job = loop.create_task(coro)
         self._bg_tasks.add(job)
         job.add_done_callback(self._bg_tasks.discard)
 
     def _views(self) -> list[BackendView]:
-        now = self._qnow()
+        now = self._host._now()
         return [
             BackendView(
                 e.name,
@@ -319,18 +337,10 @@ class QuantumMixin:
     # -- dispatch and batching ---------------------------------------------------------------
 
     def flush_batches(self) -> None:
-        """Send the quantum tasks queued so far without waiting out the batch window.
-
-        A partial batch normally waits up to ``batch_window`` for more circuits. A caller that
-        has just submitted everything it will submit for now (the evaluations of one
-        optimiser iteration, say) knows no more are coming, and calls this to have them sent
-        at the loop's next turn, batched as far as backends allow. Tasks submitted later are
-        held as usual. Call it on the scheduler's event-loop thread; it does nothing before
-        the scheduler has started.
-        """
-        if self._loop is None:
+        """See :meth:`QuantumScheduler.flush_batches`."""
+        if self._host._loop is None:
             return
-        self._policy.flush(self._qnow())
+        self._policy.flush(self._host._now())
         self._dispatch_quantum_soon()
 
     def _dispatch_quantum_soon(self) -> None:
@@ -342,7 +352,7 @@ class QuantumMixin:
         """
         if self._qdispatch_pending:
             return
-        loop = self._loop
+        loop = self._host._loop
         assert loop is not None
         self._qdispatch_pending = True
         loop.call_soon(self._deferred_dispatch)
@@ -364,7 +374,7 @@ class QuantumMixin:
             backends = self._backends.values()
             held: set[str] = set()
             while True:
-                now = self._qnow()
+                now = self._host._now()
                 if policy.room() <= 0:
                     if self._withdraw_for_urgent(now):
                         continue
@@ -402,7 +412,7 @@ class QuantumMixin:
             return
         if entry.batch_timer is not None:
             entry.batch_timer.cancel()
-        timers = self._timers
+        timers = self._host._timers
         assert timers is not None
         entry.batch_timer_when = when
         entry.batch_timer = timers.call_at(when, self._on_batch_timer, entry)
@@ -413,7 +423,7 @@ class QuantumMixin:
         self._dispatch_quantum()
 
     def _launch_job(self, entry: BackendEntry, batch: list[Task[Any]], now: float) -> None:
-        loop = self._loop
+        loop = self._host._loop
         assert loop is not None
         qactive = self._qactive
         for task in batch:
@@ -479,7 +489,7 @@ class QuantumMixin:
             ]
             run_outcomes: Sequence[Any] = ()
             if jobs:
-                timeout = self._config.job_timeout
+                timeout = self._host._config.job_timeout
                 if backend.supports_withdrawal:
                     flight = Flight(batch, jobs, started)
                     coro = self._run_flight(entry, flight)
@@ -493,7 +503,7 @@ class QuantumMixin:
                 if timeout is None:
                     run_outcomes = await coro
                 else:
-                    timers = self._timers
+                    timers = self._host._timers
                     assert timers is not None
                     try:
                         run_outcomes = await timers.wait_for(coro, timeout)
@@ -521,14 +531,14 @@ class QuantumMixin:
                 raise  # its tasks are back in the queue: they are no longer this job's
             # The scheduler is closing with this job in flight: its tasks end CANCELLED.
             self._job_finished(entry, batch, started)
-            now = self._qnow()
+            now = self._host._now()
             for t in batch:
-                self._end_early(t, _S.CANCELLED, now)
+                self._host._end_early(t, _S.CANCELLED, now)
             raise
         except BaseException as exc:  # every failure of a job is handled, none escapes
             job_error = exc
         self._job_finished(entry, batch, started)
-        now = self._qnow()
+        now = self._host._now()
         if job_error is not None:
             opened = self._policy.job_failed(entry, job_error, now)
             if opened is not None:
@@ -543,25 +553,25 @@ class QuantumMixin:
                     self._attempt_failed(t, entry, out, reroute=False)
                 elif t.status is _RUNNING:
                     t.value = out
-                    if self._signer is not None:
-                        unsigned = self._seal(t, now)
+                    if self._host._signer is not None:
+                        unsigned = self._host._seal(t, now)
                         if unsigned is not None:
                             t.value = None
                             self._attempt_failed(t, entry, unsigned, reroute=False)
                             continue
                     entry.completed += 1
                     self._core.transition(t, _S.COMPLETED, now)
-                    self._settle(t)
+                    self._host._settle(t)
         self._dispatch_quantum()
 
     def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
-        now = self._qnow()
+        now = self._host._now()
         self._core.job_done(entry.pool, len(batch), started, now)
         entry.record_job(len(batch), now - started)
         # What the backend learned from this job (its cost per shot) is in its next snapshot.
         entry.caps = entry.backend.capabilities()
-        if self._trace is not None:
-            self._trace.record_batch(entry.name, [t.task_id for t in batch], started, now)
+        if self._host._trace is not None:
+            self._host._trace.record_batch(entry.name, [t.task_id for t in batch], started, now)
 
     # -- failures ----------------------------------------------------------------------------
 
@@ -572,7 +582,7 @@ class QuantumMixin:
         if task.status is not _RUNNING:
             return  # it ended meanwhile (cancelled or timed out)
         core = self._core
-        now = self._qnow()
+        now = self._host._now()
         if classify_failure(error) is not _PERMANENT and log.isEnabledFor(logging.INFO):
             log.info(
                 "task %s attempt %d on %r failed: %s",
@@ -586,7 +596,7 @@ class QuantumMixin:
         if decision.action is RetryAction.FAIL:
             task.error = decision.error
             core.transition(task, _S.FAILED, now)
-            self._settle(task)
+            self._host._settle(task)
             return
         target = entry
         no_route: NoRouteError | None = None
@@ -611,7 +621,7 @@ class QuantumMixin:
             self._qactive.discard(task)
             core.requeue(task, entry.pool, now)
             return
-        timers = self._timers
+        timers = self._host._timers
         assert timers is not None
         task.runner = timers.call_later(decision.delay, self._requeue_after_backoff, task, entry)
 
@@ -619,7 +629,7 @@ class QuantumMixin:
         task.runner = None
         if task.status is not _RUNNING:
             return
-        now = self._qnow()
+        now = self._host._now()
         if entry.removed:
             try:
                 decision = self._route(task, frozenset({entry.name}))
@@ -651,22 +661,22 @@ class QuantumMixin:
             self._core.finish(task, _S.FAILED, now)
         else:
             self._core.transition(task, _S.FAILED, now)
-        self._settle(task)
+        self._host._settle(task)
 
     def _breaker_opened(self, entry: BackendEntry, *, tripped: bool) -> None:
         """A backend left rotation (``tripped``: it was in rotation until now, a warning) or
         stays out of it (a failed probe, another job finding it unavailable): move its queued
         work and schedule a probe."""
-        now = self._qnow()
+        now = self._host._now()
         if tripped:
             log.warning("backend %r taken out of rotation (circuit breaker open)", entry.name)
         elif log.isEnabledFor(logging.INFO):
             log.info("backend %r is still unavailable and stays out of rotation", entry.name)
-        if self._trace is not None:
-            self._trace.record_instant(entry.name, "breaker open", now)
+        if self._host._trace is not None:
+            self._host._trace.record_instant(entry.name, "breaker open", now)
         self._evacuate(entry)
         due = entry.breaker.probe_due_at()
-        timers = self._timers
+        timers = self._host._timers
         if due is None or timers is None or entry.probe_timer is not None:
             return
         entry.probe_timer = timers.call_at(due, lambda: self._background(self._probe(entry)))
@@ -676,25 +686,25 @@ class QuantumMixin:
         if entry.removed:
             return
         try:
-            timers = self._timers
+            timers = self._host._timers
             assert timers is not None
             healthy = bool(await timers.wait_for(entry.backend.check_health(), _PROBE_TIMEOUT))
         except asyncio.CancelledError:
             raise
         except Exception:
             healthy = False
-        state = entry.breaker.probe_result(healthy, self._qnow())
+        state = entry.breaker.probe_result(healthy, self._host._now())
         if state is BreakerState.CLOSED:
             log.info("backend %r passed its probe and is back in rotation", entry.name)
-            if self._trace is not None:
-                self._trace.record_instant(entry.name, "breaker closed", self._qnow())
+            if self._host._trace is not None:
+                self._host._trace.record_instant(entry.name, "breaker closed", self._host._now())
             self._dispatch_quantum()
         else:
             self._breaker_opened(entry, tripped=False)
 
     def _evacuate(self, entry: BackendEntry) -> None:
         """Move tasks waiting for ``entry`` to backends that can run them."""
-        now = self._qnow()
+        now = self._host._now()
         for task in list(entry.pool.queue):
             if task.backend is not None and not entry.removed:
                 continue  # pinned here: it waits for the backend to come back
@@ -706,8 +716,8 @@ class QuantumMixin:
                 continue  # nowhere else to go: it waits for the backend to come back
             task.routing = decision
             self._core.move(task, self._backends[decision.backend].pool)
-            if self._trace is not None:
-                self._trace.record_instant(
+            if self._host._trace is not None:
+                self._host._trace.record_instant(
                     entry.name, "evacuated", now, task_id=task.task_id, to=decision.backend
                 )
         self._dispatch_quantum()
@@ -780,8 +790,8 @@ class QuantumMixin:
         log.info(
             "withdrew a job of %d tasks from backend %r before it started", len(ids), entry.name
         )
-        if self._trace is not None:
-            self._trace.record_instant(entry.name, "withdrawn", now, task_ids=ids)
+        if self._host._trace is not None:
+            self._host._trace.record_instant(entry.name, "withdrawn", now, task_ids=ids)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -803,24 +813,6 @@ class QuantumMixin:
                 withdrawn_jobs=e.withdrawn_jobs,
             )
         return out
-
-    # Hooks QuantumScheduler provides.
-    _signer: ResultSigner | None
-
-    def _seal(self, task: Task[Any], now: float) -> BaseException | None:
-        raise NotImplementedError
-
-    def _qnow(self) -> float:
-        raise NotImplementedError
-
-    def _state_closed(self) -> bool:
-        raise NotImplementedError
-
-    def _settle(self, task: Task[Any]) -> None:
-        raise NotImplementedError
-
-    def _end_early(self, task: Task[Any], status: TaskStatus, now: float) -> bool:
-        raise NotImplementedError
 
 
 async def _prepare_and_run(

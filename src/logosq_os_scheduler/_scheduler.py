@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,7 +33,7 @@ from ._errors import (
     SchedulerError,
 )
 from ._handle import TaskHandle
-from ._quantum import QuantumMixin
+from ._quantum import QuantumDispatcher
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
@@ -46,6 +46,8 @@ from .observability._metrics import SchedulerMetrics, percentile
 from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
+    from .backends._base import Backend
+    from .core._routing import RoutingRule
     from .security import ResultSigner
     from .workflows import HybridWorkflow, WorkflowResult
 
@@ -94,7 +96,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class QuantumScheduler(QuantumMixin):
+class QuantumScheduler:
     """The hybrid quantum-classical task scheduler.
 
     Use it as an async context manager, which closes it (draining the queue) on exit::
@@ -160,7 +162,10 @@ class QuantumScheduler(QuantumMixin):
         self._executors: dict[str, tuple[Executor, Pool]] = {}
         self._trace: TraceRecorder | None = None
         self._signer: ResultSigner | None = None
-        self._init_quantum()
+        # The quantum half: backends, routing, batching, retries (see _quantum).
+        self._quantum = QuantumDispatcher(self)
+        # The dispatcher's set of RUNNING quantum tasks, read on every task's end.
+        self._qactive = self._quantum._qactive
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -275,7 +280,7 @@ class QuantumScheduler(QuantumMixin):
         props = None
         name = task.backend_used
         if name is not None:
-            entry = self._backends.get(name)
+            entry = self._quantum._backends.get(name)
             if entry is not None:
                 try:
                     props = entry.backend.properties()
@@ -398,7 +403,7 @@ class QuantumScheduler(QuantumMixin):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            await self._close_quantum()
+            await self._quantum._close_quantum()
             for executor, _pool in self._executors.values():
                 await executor.aclose()
             if self._threads is not None:
@@ -460,7 +465,7 @@ class QuantumScheduler(QuantumMixin):
         if started:
             self._run(task)
         elif not pool.direct:
-            self._dispatch_quantum_soon()
+            self._quantum._dispatch_quantum_soon()
         elif task.priority >= _HIGH and self._config.preemption is _PREEMPTIVE:
             self._preempt_for(task, pool)
         return handle
@@ -503,7 +508,7 @@ class QuantumScheduler(QuantumMixin):
             return entry[1]
         if kind is _HYBRID:
             return self._hybrid_pool_for(task)
-        return self._quantum_pool_for(task)
+        return self._quantum._quantum_pool_for(task)
 
     # -- execution ---------------------------------------------------------------------------
 
@@ -723,6 +728,64 @@ class QuantumScheduler(QuantumMixin):
             self._finish_run(task, _FAILED, exc, attempt)
         else:
             self._finish_run(task, _COMPLETED, fut.result(), attempt)
+
+    # -- quantum backends and routing (carried out by the QuantumDispatcher) ----------------
+
+    @property
+    def backends(self) -> dict[str, Backend]:
+        """The registered backends by name (a copy)."""
+        return self._quantum.backends
+
+    async def register_backend(self, name: str, backend: object) -> Backend:
+        """Register a backend under ``name``: a logosq ``Backend`` or any Qiskit BackendV2
+        (Aer, ``GenericBackendV2``, the offline IBM device models), which is wrapped.
+
+        Returns:
+            The registered Backend (the adapter, for a Qiskit backend), started.
+
+        Raises:
+            InvalidTaskError: If the name is taken.
+            InvalidConfigError: If the object is not a backend.
+        """
+        return await self._quantum.register_backend(name, backend)
+
+    def register_backend_nowait(self, name: str, backend: object) -> Backend:
+        """:meth:`register_backend` as a plain call."""
+        return self._quantum.register_backend_nowait(name, backend)
+
+    async def unregister_backend(self, name: str) -> None:
+        """Take a backend out: its queued tasks move to other backends that can run them
+        (those no other backend can run fail with NoRouteError); jobs in flight finish.
+
+        Raises:
+            InvalidTaskError: If no backend has that name.
+        """
+        await self._quantum.unregister_backend(name)
+
+    def set_routing_rules(self, rules: Sequence[RoutingRule]) -> None:
+        """Replace the routing rules (tried in order; see :class:`RoutingRule`).
+
+        Raises:
+            InvalidTaskError: If an item is not a complete RoutingRule.
+        """
+        self._quantum.set_routing_rules(rules)
+
+    @property
+    def routing_rules(self) -> tuple[RoutingRule, ...]:
+        """The routing rules in force."""
+        return self._quantum.routing_rules
+
+    def flush_batches(self) -> None:
+        """Send the quantum tasks queued so far without waiting out the batch window.
+
+        A partial batch normally waits up to ``batch_window`` for more circuits. A caller that
+        has just submitted everything it will submit for now (the evaluations of one
+        optimiser iteration, say) knows no more are coming, and calls this to have them sent
+        at the loop's next turn, batched as far as backends allow. Tasks submitted later are
+        held as usual. Call it on the scheduler's event-loop thread; it does nothing before
+        the scheduler has started.
+        """
+        self._quantum.flush_batches()
 
     def register_executor(self, name: str, executor: Executor) -> None:
         """Make ``executor`` available to tasks as ``.with_executor(name)``.
@@ -1042,12 +1105,6 @@ class QuantumScheduler(QuantumMixin):
 
     # -- waking waiters ----------------------------------------------------------------------
 
-    def _qnow(self) -> float:
-        return self._now()
-
-    def _state_closed(self) -> bool:
-        return self.closed
-
     def _settle(self, task: Task[Any]) -> None:
         """A task has just ended: wake whoever waits for it, and for the scheduler to idle."""
         self._qactive.discard(task)
@@ -1139,7 +1196,7 @@ class QuantumScheduler(QuantumMixin):
             preemptions=core.preemptions,
             preempted_seconds=core.preempted_seconds,
             breaker_trips=core.breaker_trips,
-            backends=types.MappingProxyType(self._backend_metrics(now, uptime)),
+            backends=types.MappingProxyType(self._quantum._backend_metrics(now, uptime)),
             finished_by_class=types.MappingProxyType(dict(core.finished_by_class)),
             latency_sum=core.latency_sum,
             abandoned_threads=0 if threads is None else threads.abandoned_total,
