@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SchedulerError, TaskCancelledError
-from ._task import Task, TaskPriority, TaskStatus
+from ._task import TERMINAL, Task, TaskPriority
 
 if TYPE_CHECKING:
     from ._protocols import ContextRuntime
@@ -18,10 +18,6 @@ __all__ = ["TaskContext", "current_context"]
 # the loop during an inline call). Set by the runtime around every execution.
 _current_task: contextvars.ContextVar[Task[Any] | None] = contextvars.ContextVar(
     "logosq_current_task", default=None
-)
-
-_TERMINAL = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
 
 
@@ -62,7 +58,7 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """Whether the task has already ended (cancelled or timed out): stop soon."""
-        return self._task.status in _TERMINAL
+        return self._task.status in TERMINAL
 
     def _scheduler(self) -> ContextRuntime:
         pool = self._task.resources

@@ -37,7 +37,8 @@ from ._quantum import QuantumDispatcher
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
-from .core._preemption import choose_victim, should_yield
+from .core._inline import FunctionTimings, Timing
+from .core._preemption import choose_victim, should_yield, slot_wanted
 from .core._state import TERMINAL
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
@@ -71,8 +72,6 @@ _PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _CoroutineType = types.CoroutineType
 _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
 # A function that once took this many times the inline threshold inline goes back to threads.
-_DEMOTE_FACTOR = 20.0
-_FAST_TABLE_LIMIT = 4096
 # Longest stretch one _dispatch call keeps the loop before it yields (seconds).
 _DISPATCH_SLICE = 0.002
 # Hybrid algorithms that may run at once (each is a coroutine waiting on its own tasks).
@@ -136,7 +135,6 @@ class QuantumScheduler:
         elif not isinstance(clock, Clock):
             raise InvalidConfigError("clock", f"expected an object with now(), got {clock!r}")
         self._config = config
-        self._demote_after = config.inline_threshold * _DEMOTE_FACTOR
         self._clock = clock
         # The real clock is read through the builtin directly: it is read on every event.
         self._now: Callable[[], float] = (
@@ -153,7 +151,9 @@ class QuantumScheduler:
         self._active: set[Task[Any]] = set()
         self._dispatching: set[str] = set()
         # id(code) -> [code, seconds]: how long a synchronous function takes (EWMA).
-        self._fast: dict[int, list[Any]] = {}
+        # Which synchronous functions run inline (core._inline); its table is read directly.
+        self._timings = FunctionTimings(config.inline_threshold)
+        self._fast = self._timings.entries
         self._timer: Timer | None = None
         # The runtime's timers, in the clock's time (set when the scheduler starts).
         self._timers: Timers | None = None
@@ -200,7 +200,7 @@ class QuantumScheduler:
             raise SchedulerClosedError("the scheduler is closed; its settings can no longer change")
         new = self._config.replace(**changes)
         self._config = new
-        self._demote_after = new.inline_threshold * _DEMOTE_FACTOR
+        self._timings.set_threshold(new.inline_threshold)
         core = self._core
         core.config = new
         core.classical.capacity = new.workers
@@ -545,7 +545,7 @@ class QuantumScheduler:
         if executor is None or executor == "auto":
             fn = task.fn
             entry = self._fast.get(id(getattr(fn, "__code__", fn)))
-            if entry is not None and entry[1] < self._config.inline_threshold:
+            if entry is not None and entry.seconds < self._timings.threshold:
                 self._run_inline(task, entry)
                 return
         elif executor == "inline":
@@ -559,7 +559,7 @@ class QuantumScheduler:
         assert threads is not None
         threads.submit(task)
 
-    def _run_inline(self, task: Task[Any], entry: list[Any] | None) -> None:
+    def _run_inline(self, task: Task[Any], entry: Timing | None) -> None:
         fn = task.fn
         assert fn is not None
         perf = time.perf_counter
@@ -577,9 +577,9 @@ class QuantumScheduler:
             seconds = perf() - t0
             _current_task.reset(token)
             if entry is None:
-                self._note_duration(fn, seconds)
+                self._timings.record(fn, seconds)
             else:
-                self._update_duration(entry, seconds)
+                self._timings.update(entry, seconds)
         if value.__class__ is _CoroutineType:
             self._active.add(task)
             self._drive(task, value)
@@ -601,36 +601,6 @@ class QuantumScheduler:
             self._settle(task)
         if pool.queue:
             self._dispatch(pool)
-
-    def _update_duration(self, entry: list[Any], seconds: float) -> None:
-        """Fold one run's duration into a function's estimate.
-
-        A run longer than 20x the inline threshold is a strike; two strikes in a row, or one
-        run longer than 200x (10 ms by default), send the function back to the threads. A
-        single pause of the machine or a garbage collection inside a tiny function does not.
-        """
-        if seconds > self._demote_after:
-            entry[2] += 1
-            if entry[2] >= 2 or seconds > self._demote_after * 10:
-                entry[1] = seconds
-                entry[2] = 0
-        else:
-            entry[2] = 0
-            entry[1] = 0.75 * entry[1] + 0.25 * seconds
-
-    def _note_duration(self, fn: Callable[..., Any], seconds: float) -> None:
-        key_obj = getattr(fn, "__code__", fn)
-        key = id(key_obj)
-        fast = self._fast
-        entry = fast.get(key)
-        if entry is None:
-            if len(fast) >= _FAST_TABLE_LIMIT:
-                fast.clear()
-            # [key object, seconds (EWMA), consecutive slow runs]. The key object is kept
-            # alive in the entry so that its id is never reused for another function.
-            fast[key] = [key_obj, seconds, 0]
-        else:
-            self._update_duration(entry, seconds)
 
     def _run_async(self, task: Task[Any]) -> None:
         fn = task.fn
@@ -806,7 +776,7 @@ class QuantumScheduler:
         self._executors[name] = (executor, pool)
 
     def _on_thread_batch(self, batch: list[Completion]) -> None:
-        note = self._note_duration
+        note = self._timings.record
         finish = self._finish_run
         for task, ok, value, seconds in batch:
             fn = task.fn
@@ -981,10 +951,7 @@ class QuantumScheduler:
 
     def _wants_slot_back(self, task: Task[Any]) -> bool:
         """A cheap, thread-safe estimate of whether a checkpoint would yield now."""
-        if self._config.preemption is PreemptionStrategy.NONE:
-            return False
-        pool = task.resources
-        return bool(isinstance(pool, Pool) and pool.queue and pool.busy >= pool.capacity)
+        return slot_wanted(task.resources, self._config.preemption)
 
     def _yield_now(self, task: Task[Any]) -> bool:
         pool = task.resources

@@ -97,12 +97,13 @@ class TaskStatus(enum.Enum, metaclass=HintingEnumType):
     @property
     def is_terminal(self) -> bool:
         """Whether the task's life is over."""
-        return self in _TERMINAL
+        return self in TERMINAL
 
 
-_TERMINAL = frozenset(
+TERMINAL: frozenset[TaskStatus] = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
+"""The statuses a task ends in: the one definition (``core.TERMINAL`` is this set)."""
 
 # Members as module constants: on Python 3.11 reading a member through its enum class goes
 # through EnumType.__getattr__, which is slow; the hot paths below read these instead.

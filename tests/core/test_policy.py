@@ -336,3 +336,20 @@ def test_the_per_circuit_cost_is_an_average_that_forgets() -> None:
     assert b.job_seconds(2, 0) == pytest.approx(2 * b.per_circuit)
     b.per_circuit = 0.01
     assert b.job_seconds(2, 0) == pytest.approx(0.2)
+
+
+def test_slot_wanted_is_a_cheap_upper_estimate_of_should_yield() -> None:
+    from logosq_os_scheduler import PreemptionStrategy
+    from logosq_os_scheduler.core._preemption import should_yield, slot_wanted
+
+    core, _, _ = make_core(workers=1)
+    pool = core.classical
+    running = Task.classical("run").with_function(print).with_priority(P.HIGH).build()
+    assert core.admit(running, pool, 0.0)
+    assert not slot_wanted(pool, PreemptionStrategy.COOPERATIVE)  # nothing waits
+    waiting = Task.classical("wait").with_function(print).with_priority(P.LOW).build()
+    core.admit(waiting, pool, 0.0)
+    assert slot_wanted(pool, PreemptionStrategy.COOPERATIVE)
+    assert not should_yield(running, pool, PreemptionStrategy.COOPERATIVE, 3, 0.0)  # LOW waits
+    assert not slot_wanted(pool, PreemptionStrategy.NONE)
+    assert not slot_wanted(None, PreemptionStrategy.COOPERATIVE)

@@ -14,7 +14,7 @@ from .._config import PreemptionStrategy
 from .._task import Task, TaskPriority, TaskStatus
 from ._core import Pool
 
-__all__ = ["choose_victim", "may_be_preempted", "should_yield"]
+__all__ = ["choose_victim", "may_be_preempted", "should_yield", "slot_wanted"]
 
 _NONE = PreemptionStrategy.NONE
 _RUNNING = TaskStatus.RUNNING
@@ -44,6 +44,16 @@ def should_yield(
         return False
     head = pool.queue.peek(now)
     return head is not None and head.priority > task.priority
+
+
+def slot_wanted(pool: object, strategy: PreemptionStrategy) -> bool:
+    """A cheap estimate of :func:`should_yield`, safe to read from a worker thread: whether
+    preemption is on and the task's pool has no free slot with tasks waiting. It may say yes
+    where :func:`should_yield` would not (the waiting task is no more urgent); a checkpoint
+    then asks :func:`should_yield` on the loop before giving anything up."""
+    if strategy is _NONE or not isinstance(pool, Pool):
+        return False
+    return bool(pool.queue) and pool.busy >= pool.capacity
 
 
 def choose_victim(

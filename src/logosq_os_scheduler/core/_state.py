@@ -15,13 +15,12 @@ checks the move against :data:`ALLOWED` and raises :class:`InternalError` on an 
 
 from __future__ import annotations
 
-from .._task import TaskStatus
+from .._task import TERMINAL, TaskStatus
 
 __all__ = ["ALLOWED", "TERMINAL"]
 
 _S = TaskStatus
 
-TERMINAL: frozenset[TaskStatus] = frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELLED, _S.TIMED_OUT})
 
 ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     _S.PENDING: frozenset({_S.QUEUED}),

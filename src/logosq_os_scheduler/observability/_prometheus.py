@@ -52,14 +52,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .._scheduler import QuantumScheduler
-from .._task import TaskPriority, TaskStatus, TaskType
+from .._task import TERMINAL, TaskPriority, TaskStatus, TaskType
 from ._metrics import SchedulerMetrics
 
 __all__ = ["MetricsSource", "PrometheusExporter", "SchedulerCollector", "read_snapshot"]
 
 _PRIORITIES = sorted(TaskPriority, reverse=True)
-_FINISHED = (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
-_ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
+# Label order: the enum's own.
+_FINISHED = tuple(s for s in TaskStatus if s in TERMINAL)
+_ACTIVE = tuple(s for s in TaskStatus if s not in TERMINAL and s is not TaskStatus.PENDING)
 _BREAKER_STATES = ("closed", "open", "half_open")
 
 
