@@ -703,21 +703,18 @@ class QuantumDispatcher:
             self._breaker_opened(entry, tripped=False)
 
     def _evacuate(self, entry: BackendEntry) -> None:
-        """Move tasks waiting for ``entry`` to backends that can run them."""
+        """Carry out :meth:`QuantumPolicy.plan_evacuation` for ``entry``'s waiting tasks."""
         now = self._host._now()
-        for task in list(entry.pool.queue):
-            if task.backend is not None and not entry.removed:
-                continue  # pinned here: it waits for the backend to come back
-            try:
-                decision = self._route(task, frozenset({entry.name}))
-            except NoRouteError as exc:
-                if entry.removed:
-                    self._fail_no_route(task, now, exc, entry)
-                continue  # nowhere else to go: it waits for the backend to come back
+        exclude = frozenset({entry.name})
+        plan = self._policy.plan_evacuation(entry, lambda task: self._route(task, exclude))
+        for task, error in plan.failures:
+            self._fail_no_route(task, now, error, entry)
+        trace = self._host._trace
+        for task, decision in plan.moves:
             task.routing = decision
             self._core.move(task, self._backends[decision.backend].pool)
-            if self._host._trace is not None:
-                self._host._trace.record_instant(
+            if trace is not None:
+                trace.record_instant(
                     entry.name, "evacuated", now, task_id=task.task_id, to=decision.backend
                 )
         self._dispatch_quantum()

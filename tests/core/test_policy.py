@@ -353,3 +353,29 @@ def test_slot_wanted_is_a_cheap_upper_estimate_of_should_yield() -> None:
     assert not should_yield(running, pool, PreemptionStrategy.COOPERATIVE, 3, 0.0)  # LOW waits
     assert not slot_wanted(pool, PreemptionStrategy.NONE)
     assert not slot_wanted(None, PreemptionStrategy.COOPERATIVE)
+
+
+# -- evacuation -----------------------------------------------------------------------------
+
+
+def test_evacuation_moves_what_can_go_and_keeps_or_fails_the_rest() -> None:
+    from logosq_os_scheduler import NoRouteError
+
+    core, _, policy = make_core()
+    down = add_backend(core, "down")
+    movable = queue(core, down, 0.0)
+    stuck = queue(core, down, 0.0, name="stuck")
+    pinned = queue(core, down, 0.0, pinned="down")
+
+    def route(task: Task[Any]) -> RoutingDecision:
+        if task.name == "stuck":
+            raise NoRouteError("2 qubits", {"other": "too small"})
+        return RoutingDecision("other", "fallback", None, {}, "elsewhere")
+
+    plan = policy.plan_evacuation(down, route)
+    assert [t for t, _ in plan.moves] == [movable] and plan.failures == ()
+    assert set(plan.staying) == {stuck, pinned}  # out of rotation only: they wait for it
+    down.removed = True
+    plan = policy.plan_evacuation(down, route)
+    assert {t for t, _ in plan.moves} == {movable, pinned}  # leaving: pinned work moves too
+    assert [t for t, _ in plan.failures] == [stuck] and plan.staying == ()

@@ -14,13 +14,14 @@ import dataclasses
 import enum
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .._config import PreemptionStrategy
 from .._errors import (
     BackendError,
     BackendUnavailableError,
+    NoRouteError,
     RetriesExhaustedError,
     SchedulerError,
 )
@@ -33,6 +34,7 @@ from ._routing import RoutingDecision
 __all__ = [
     "FailureKind",
     "Hold",
+    "Evacuation",
     "Launch",
     "QuantumPolicy",
     "Retry",
@@ -94,6 +96,23 @@ class Steal:
     thief: BackendState
     donor: BackendState
     tasks: tuple[Task[Any], ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evacuation:
+    """Where the tasks waiting for a backend go when it leaves rotation or is unregistered.
+
+    Attributes:
+        moves: Tasks with the routing decision that sends each elsewhere.
+        failures: Tasks no other backend can run, when the backend is leaving for good,
+            each with the NoRouteError it ends with.
+        staying: Tasks that wait for the backend to come back (pinned to it, or no other
+            backend can run them while it is only out of rotation).
+    """
+
+    moves: tuple[tuple[Task[Any], RoutingDecision], ...]
+    failures: tuple[tuple[Task[Any], NoRouteError], ...]
+    staying: tuple[Task[Any], ...]
 
 
 class RetryAction(enum.Enum):
@@ -269,6 +288,31 @@ class QuantumPolicy:
                     reason=f"{routing.reason}; moved from busy {donor.name!r} to "
                     f"idle {thief.name!r}, expected to finish sooner (work stealing)",
                 )
+
+    # -- evacuation --------------------------------------------------------------------------
+
+    def plan_evacuation(
+        self, state: BackendState, route: Callable[[Task[Any]], RoutingDecision]
+    ) -> Evacuation:
+        """Where the tasks waiting for ``state`` go (it left rotation, or is unregistered when
+        ``state.removed``); ``route`` decides a task's backend with ``state`` excluded and
+        raises NoRouteError when none can run it. A task pinned to a backend that is only
+        out of rotation waits for it."""
+        moves: list[tuple[Task[Any], RoutingDecision]] = []
+        failures: list[tuple[Task[Any], NoRouteError]] = []
+        staying: list[Task[Any]] = []
+        for task in list(state.pool.queue):
+            if task.backend is not None and not state.removed:
+                staying.append(task)
+                continue
+            try:
+                moves.append((task, route(task)))
+            except NoRouteError as exc:
+                if state.removed:
+                    failures.append((task, exc))
+                else:
+                    staying.append(task)
+        return Evacuation(tuple(moves), tuple(failures), tuple(staying))
 
     # -- failures ----------------------------------------------------------------------------
 
