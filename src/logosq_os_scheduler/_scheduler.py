@@ -40,10 +40,11 @@ from .core import Pool, SchedulerCore
 from .core._inline import FunctionTimings, Timing
 from .core._preemption import choose_victim, should_yield, slot_wanted
 from .core._state import TERMINAL
+from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .observability._logging import task_fields
-from .observability._metrics import SchedulerMetrics, percentile
+from .observability._metrics import SchedulerMetrics
 from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
@@ -1114,25 +1115,18 @@ class QuantumScheduler:
         core = self._core
         now = self._now()
         c = core.counts
-        uptime = max(now - core.started_at, 1e-9)
-        finish_times = list(core.finish_times)
-        recent = 0.0
-        if len(finish_times) > 1 and finish_times[-1] > finish_times[0]:
-            recent = (len(finish_times) - 1) / (finish_times[-1] - finish_times[0])
-        waits = list(core.queue_waits)
-        lats = list(core.latencies)
-        depth = [0] * 5
-        for pool in core.pools.values():
-            for i, n in enumerate(pool.queue.depth_by_level()):
-                depth[i] += n
         classical = core.classical
-        busy = classical.busy_time + sum(
-            now - t.started_at
-            for t in list(self._active)
-            if t.started_at is not None and core.locate(t) is classical
-        )
         # Quantum slots are jobs; their use is reported per backend.
-        utilisation = min(1.0, busy / (classical.capacity * uptime))
+        stats = statistics(
+            core,
+            now,
+            (
+                t.started_at
+                for t in list(self._active)
+                if t.started_at is not None and core.locate(t) is classical
+            ),
+        )
+        uptime = stats.uptime
         threads = self._threads
         return SchedulerMetrics(
             submitted=core.submitted,
@@ -1146,18 +1140,16 @@ class QuantumScheduler:
             by_priority=types.MappingProxyType(dict(core.submitted_by_priority)),
             by_type=types.MappingProxyType(dict(core.submitted_by_type)),
             queue_depth=core.waiting,
-            queue_depth_by_priority=types.MappingProxyType(
-                {TaskPriority(4 - i): n for i, n in enumerate(depth)}
-            ),
+            queue_depth_by_priority=types.MappingProxyType(dict(stats.depth_by_priority)),
             uptime=uptime,
-            throughput=c[_COMPLETED] / uptime,
-            recent_throughput=recent,
-            queue_wait_p50=percentile(waits, 50),
-            queue_wait_p99=percentile(waits, 99),
-            latency_p50=percentile(lats, 50),
-            latency_p99=percentile(lats, 99),
-            latency_p999=percentile(lats, 99.9),
-            worker_utilisation=utilisation,
+            throughput=stats.throughput,
+            recent_throughput=stats.recent_throughput,
+            queue_wait_p50=stats.queue_wait_p50,
+            queue_wait_p99=stats.queue_wait_p99,
+            latency_p50=stats.latency_p50,
+            latency_p99=stats.latency_p99,
+            latency_p999=stats.latency_p999,
+            worker_utilisation=stats.classical_utilisation,
             retries=core.retries,
             reroutes=core.reroutes,
             preemptions=core.preemptions,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ..core._statistics import percentile
 from ._listeners import ListenerChain, add_listener, remove_listener
 from ._logging import (
     DEFAULT_FORMAT,
@@ -20,7 +21,7 @@ from ._logging import (
     configure_logging,
     task_fields,
 )
-from ._metrics import BackendMetrics, SchedulerMetrics, percentile
+from ._metrics import BackendMetrics, SchedulerMetrics
 from ._trace import TraceRecorder, TraceValidationError, load_trace, validate_trace
 
 if TYPE_CHECKING:

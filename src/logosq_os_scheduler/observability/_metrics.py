@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from .._task import TaskPriority, TaskStatus, TaskType
 
-__all__ = ["BackendMetrics", "SchedulerMetrics", "percentile"]
-
-
-def percentile(samples: Iterable[float], q: float) -> float | None:
-    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ``samples``; None if empty."""
-    data = sorted(samples)
-    if not data:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(data)))
-    return data[rank - 1]
+__all__ = ["BackendMetrics", "SchedulerMetrics"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
