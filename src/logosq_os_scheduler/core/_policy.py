@@ -225,52 +225,68 @@ class QuantumPolicy:
         """Queued work an idle backend would finish sooner than the backend it waits for.
 
         Routing spreads tasks when they arrive; this keeps them spread when backends run at
-        different speeds, leave rotation and come back. A task moves only if the idle backend
-        can run it, it is not pinned, the rule that routed it allows the idle backend (a rule
-        naming a backend is kept), and its expected completion there (one job from now)
-        beats its expected completion where it waits (the rounds of jobs ahead of it). Tasks
-        are taken from the back of the queue, where waiting is longest.
+        different speeds, leave rotation and come back. Each idle backend in turn looks for
+        work at the others (:meth:`steal_for`).
 
         Returns:
             The first move found (one thief, one donor), or None.
         """
         for thief in backends:
-            tpool = thief.pool
-            if tpool.queue or tpool.busy >= tpool.capacity or not thief.in_rotation(now):
+            plan = self.steal_for(thief, backends, now)
+            if plan is not None:
+                return plan
+        return None
+
+    def steal_for(
+        self, thief: BackendState, donors: Iterable[BackendState], now: float
+    ) -> Steal | None:
+        """Queued work that the idle ``thief`` would finish sooner than a backend in ``donors``.
+
+        A task moves only if the thief can run it, it is not pinned, the rule that routed it
+        allows the thief (a rule naming a backend is kept), and its expected completion there
+        (one job from now) beats its expected completion where it waits (the rounds of jobs
+        ahead of it). Tasks are taken from the back of the queue, where waiting is longest.
+
+        Returns:
+            The move from the first donor that has such work, or None (also when the thief is
+            not idle: it has queued work, no free slot, or is out of rotation).
+        """
+        tpool = thief.pool
+        if tpool.queue or tpool.busy >= tpool.capacity or not thief.in_rotation(now):
+            return None
+        t_caps = thief.caps
+        t_per_job = t_caps.max_circuits_per_job
+        want = t_per_job * (tpool.capacity - tpool.busy)
+        k = min(want, t_per_job)
+        for donor in donors:
+            dpool = donor.pool
+            n = len(dpool.queue)
+            if donor is thief or n < 2:
                 continue
-            t_caps = thief.caps
-            t_per_job = t_caps.max_circuits_per_job
-            want = t_per_job * (tpool.capacity - tpool.busy)
-            for donor in backends:
-                dpool = donor.pool
-                n = len(dpool.queue)
-                if donor is thief or n < 2:
-                    continue
-                d_per_round = donor.caps.max_circuits_per_job * dpool.capacity
-                busy_round = 1 if dpool.busy >= dpool.capacity else 0
-                take: list[Task[Any]] = []
-                k = min(want, t_per_job)
-                for back, task in enumerate(reversed(dpool.queue)):
-                    if len(take) >= want:
-                        break
-                    position = n - 1 - back
-                    shots = task.shots
-                    rounds = math.ceil((position + 1) / d_per_round) + busy_round
-                    donor_eta = rounds * donor.job_seconds(t_per_job, shots * t_per_job)
-                    thief_eta = thief.job_seconds(k, shots * k)
-                    if thief_eta >= donor_eta:
-                        break  # tasks further forward finish sooner where they are
-                    req = task.requirements
-                    routing = task.routing
-                    allowed = routing.allowed if isinstance(routing, RoutingDecision) else None
-                    if (
-                        task.backend is None
-                        and (allowed is None or thief.name in allowed)
-                        and (req is None or t_caps.check_requirements(req) is None)
-                    ):
-                        take.append(task)
-                if take:
-                    return Steal(thief, donor, tuple(take))
+            d_per_round = donor.caps.max_circuits_per_job * dpool.capacity
+            busy_round = 1 if dpool.busy >= dpool.capacity else 0
+            take: list[Task[Any]] = []
+            for back, task in enumerate(reversed(dpool.queue)):
+                if len(take) >= want:
+                    break
+                position = n - 1 - back
+                shots = task.shots
+                rounds = math.ceil((position + 1) / d_per_round) + busy_round
+                donor_eta = rounds * donor.job_seconds(t_per_job, shots * t_per_job)
+                thief_eta = thief.job_seconds(k, shots * k)
+                if thief_eta >= donor_eta:
+                    break  # tasks further forward finish sooner where they are
+                req = task.requirements
+                routing = task.routing
+                allowed = routing.allowed if isinstance(routing, RoutingDecision) else None
+                if (
+                    task.backend is None
+                    and (allowed is None or thief.name in allowed)
+                    and (req is None or t_caps.check_requirements(req) is None)
+                ):
+                    take.append(task)
+            if take:
+                return Steal(thief, donor, tuple(take))
         return None
 
     def steal(self, plan: Steal) -> None:
