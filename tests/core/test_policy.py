@@ -97,6 +97,19 @@ def test_a_partial_batch_is_held_for_the_window_then_launched() -> None:
     assert policy.next_job([b], clock.now(), set()) == Launch(b, 4)
 
 
+def test_a_held_batch_launches_at_the_time_its_hold_named_whatever_the_rounding() -> None:
+    # (2/7 + 1.0) - 2/7 < 1.0 in floating point: a hold compared by difference would hold
+    # again at the very time it said it would end, and a driver would wait on it forever.
+    core, clock, policy = make_core(batch_window=1.0)
+    b = add_backend(core, "b", per_job=4)
+    clock.set(2 / 7)
+    queue(core, b, clock.now())
+    step = policy.next_job([b], clock.now(), set())
+    assert isinstance(step, Hold)
+    assert (step.until - 2 / 7) < 1.0  # the rounding the rule must not trip on
+    assert policy.next_job([b], step.until, set()) == Launch(b, 4)
+
+
 def test_a_full_batch_an_urgent_head_or_a_flush_goes_at_once() -> None:
     core, clock, policy = make_core(batch_window=0.5)
     full = add_backend(core, "full", per_job=2)

@@ -213,7 +213,7 @@ class QuantumPolicy:
             len(best.pool.queue) < limit
             and window > 0
             and best_head.priority < _HIGH
-            and now - best_head.enqueued_at < window
+            and now < best_head.enqueued_at + window  # the same sum Hold waits until
             and best_head.enqueued_at > self.flushed_at
         ):
             return Hold(best, best_head.enqueued_at + window)
