@@ -1,10 +1,13 @@
-"""The ``logosq`` command: run the demo, draw a trace's timeline, run the benchmarks.
+"""The ``logosq`` command: run the demo, draw a trace's timeline, run the benchmarks,
+simulate a quantum cloud.
 
 ::
 
     logosq demo [--quick] [--trace PATH] [--timeline PATH] [--progress | --no-progress]
     logosq timeline TRACE [-o timeline.png] [--title TEXT] [--validate]
     logosq bench [ARGS ...]             (ARGS go to benchmarks/run.py)
+    logosq simulate [--tasks N] [--backends N] [--users N] [--load X] [--seed N]
+                    [--trace CSV] [--save-trace CSV] [--policies P,P] [--plot PNG] [--json PATH]
 
 Exit codes, for scripts:
 
@@ -12,7 +15,7 @@ Exit codes, for scripts:
 0    success
 1    the work failed: a demo task did not end as planned, the demo raised, a
      benchmark failed, or a trace could not be drawn or did not validate
-2    usage error: bad arguments, a missing file, or a missing extra
+2    usage error: bad arguments, a missing or malformed file, or a missing extra
 130  interrupted (Ctrl-C)
 ===  ==========================================================================
 
@@ -150,6 +153,63 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
     return completed.returncode
 
 
+# -- simulate -------------------------------------------------------------------------------------
+
+
+def _cmd_simulate(args: argparse.Namespace, extra: list[str]) -> int:
+    import json
+
+    from ._errors import SchedulerError
+    from .simulate import make_cloud, read_trace, simulate, workload_for, write_trace
+
+    if args.plot is not None and _missing("matplotlib"):
+        _error(f"--plot needs matplotlib: {_EXTRA_HINT}")
+        return EXIT_USAGE
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    try:
+        cloud = make_cloud(args.backends, seed=args.seed)
+        if args.trace is not None:
+            workload = read_trace(args.trace)
+        else:
+            workload = workload_for(
+                cloud, tasks=args.tasks, load=args.load, users=args.users, seed=args.seed
+            )
+        report = simulate(workload=workload, cloud=cloud, policies=policies, seed=args.seed)
+    except SchedulerError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        _error(f"cannot read the trace: {exc}")
+        return EXIT_USAGE
+    print(f"workload: {report.workload}")
+    print(f"cloud: {report.cloud}; offered load {report.offered_load:.2f}x its unbatched capacity")
+    print()
+    print(report.table())
+    try:
+        if args.save_trace is not None:
+            write_trace(workload, args.save_trace)
+            print(f"\nworkload trace: {args.save_trace}")
+        if args.plot is not None:
+            print(f"plot: {report.plot(args.plot)}")
+        if args.json is not None:
+            args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+            print(f"json: {args.json}")
+    except OSError as exc:
+        _error(f"cannot write the output: {exc}")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -157,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``logosq`` argument parser, with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="logosq",
-        description="A hybrid quantum-classical task scheduler: demo, timelines, benchmarks.",
+        description=(
+            "A hybrid quantum-classical task scheduler: demo, timelines, benchmarks, simulation."
+        ),
         epilog="Exit codes: 0 ok, 1 the work failed, 2 usage error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -259,6 +321,62 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     bench.set_defaults(handler=_cmd_bench)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="compare this scheduler's policy with FCFS and least-busy on a simulated cloud",
+        description=(
+            "Run the scheduler's core policy under virtual time on simulated quantum devices "
+            "(latency, other users' queues, failures, outages, calibration), beside "
+            "first-come-first-served and least-busy (IBM's rule), on one workload; print job "
+            "completion time, queue wait by priority, utilisation, estimated fidelity and "
+            "fairness between users."
+        ),
+    )
+    sim.add_argument(
+        "--tasks", type=_positive, default=100_000, help="jobs to generate (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--backends", type=_positive, default=100, help="simulated devices (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--users", type=_positive, default=20, help="users submitting (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--load",
+        type=_positive_float,
+        default=1.0,
+        help=(
+            "arrivals as a multiple of the cloud's capacity at one circuit a job "
+            "(default: %(default)s)"
+        ),
+    )
+    sim.add_argument("--seed", type=int, default=0, help="for every random draw (default: 0)")
+    sim.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help=(
+            "run the jobs of this CSV trace instead of generated ones (header: arrival, "
+            "qubits, shots; optional user, priority, two_qubit_gates, all_to_all)"
+        ),
+    )
+    sim.add_argument(
+        "--save-trace", type=Path, default=None, metavar="CSV", help="write the workload as a trace"
+    )
+    sim.add_argument(
+        "--policies",
+        default="fcfs,least-busy,logosq",
+        help="comma-separated, of fcfs, least-busy, logosq (default: all three)",
+    )
+    sim.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="draw the comparison (matplotlib)"
+    )
+    sim.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="write the report as JSON"
+    )
+    sim.set_defaults(handler=_cmd_simulate)
     return parser
 
 
@@ -288,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("choose a command: demo, timeline or bench (see logosq --help)")
+        _error("choose a command: demo, timeline, bench or simulate (see logosq --help)")
         return EXIT_USAGE
 
     # The package is silent by itself (a library's NullHandler); the command shows its
