@@ -6,6 +6,10 @@ A :class:`Task` is built with a :class:`TaskBuilder` (``Task.classical(name)``,
 machine in :mod:`logosq_os_scheduler.core._state`, and it ends in exactly one terminal
 :class:`TaskStatus`. What it produced is a :class:`~logosq_os_scheduler.TaskResult`
 (``_result.py``).
+
+Task and TaskBuilder share this module because each names the other in a public signature
+(``Task.classical() -> TaskBuilder``, ``TaskBuilder.build() -> Task``): in two modules that is
+an import circle, type-only or not, which ``tests/test_import_graph.py`` refuses.
 """
 
 from __future__ import annotations
