@@ -37,9 +37,10 @@ from ._errors import (
     TransientBackendError,
 )
 from ._handle import TaskHandle
+from ._result import TaskResult
 from ._runtime import new_event_loop, run
 from ._scheduler import QuantumScheduler
-from ._task import Task, TaskBuilder, TaskPriority, TaskResult, TaskStatus, TaskType
+from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec, MockBackend
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError

@@ -15,7 +15,8 @@ from ._errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from ._task import Task, TaskPriority, TaskResult, TaskStatus, TaskType
+from ._result import TaskResult
+from ._task import Task, TaskPriority, TaskStatus, TaskType
 from .core._state import TERMINAL
 
 __all__ = ["TaskHandle", "TaskRuntime"]

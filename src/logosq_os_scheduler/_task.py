@@ -1,10 +1,15 @@
-"""The task model: what a task is, how it is built, and what it leaves behind.
+"""The task model: what a task is and how it is built.
 
 A :class:`Task` is built with a :class:`TaskBuilder` (``Task.classical(name)``,
 ``Task.quantum(name)``, ``Task.hybrid(name)``) and submitted to a scheduler, which returns a
 :class:`~logosq_os_scheduler.TaskHandle`. A task is submitted at most once; its life is the state
 machine in :mod:`logosq_os_scheduler.core._state`, and it ends in exactly one terminal
-:class:`TaskStatus`. What it produced is a :class:`TaskResult`.
+:class:`TaskStatus`. What it produced is a :class:`~logosq_os_scheduler.TaskResult`
+(``_result.py``).
+
+Task and TaskBuilder share this module because each names the other in a public signature
+(``Task.classical() -> TaskBuilder``, ``TaskBuilder.build() -> Task``): in two modules that is
+an import circle, type-only or not, which ``tests/test_import_graph.py`` refuses.
 """
 
 from __future__ import annotations
@@ -12,11 +17,11 @@ from __future__ import annotations
 import enum
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from ._coerce import HintingEnumType, coerce_enum, coerce_seconds, missing_attribute
+from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
 from ._errors import InvalidTaskError
 
 if TYPE_CHECKING:
@@ -26,7 +31,6 @@ __all__ = [
     "Task",
     "TaskBuilder",
     "TaskPriority",
-    "TaskResult",
     "TaskStatus",
     "TaskType",
 ]
@@ -108,14 +112,12 @@ TERMINAL: frozenset[TaskStatus] = frozenset(
 # Members as module constants: on Python 3.11 reading a member through its enum class goes
 # through EnumType.__getattr__, which is slow; the hot paths below read these instead.
 _PENDING = TaskStatus.PENDING
-_COMPLETED = TaskStatus.COMPLETED
 _CLASSICAL = TaskType.CLASSICAL
 _QUANTUM = TaskType.QUANTUM
 _HYBRID = TaskType.HYBRID
 _NORMAL = TaskPriority.NORMAL
 
 _ids = itertools.count(1)
-_MISSING = object()
 _EMPTY_KWARGS: dict[str, Any] = {}
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
@@ -764,130 +766,3 @@ class TaskBuilder(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<TaskBuilder {self._name!r} {self._task_type.value} {self._priority.name}>"
-
-
-class TaskResult(Generic[T]):
-    """What a finished task left behind.
-
-    Attributes:
-        task_id: The task's id.
-        name: The task's name.
-        status: Its terminal status (``COMPLETED`` for a result obtained by awaiting a handle).
-        value: What the function returned; for a quantum task, the counts ``{bitstring: n}``.
-        task_type: Classical, quantum or hybrid.
-        priority: The priority it was submitted with.
-        backend: The backend that ran it (quantum tasks), else None.
-        submitted_at, started_at, finished_at: Times on the scheduler's clock, in seconds.
-        attempts: How many times it was started (more than 1 after retries or preemption).
-        backends_tried: Every backend an attempt went to, in order (quantum tasks).
-        routing: The routing decision with its reason (quantum tasks), else None.
-        metadata: The labels given with ``with_metadata``.
-        signature: The Ed25519 signature over the result, when result signing is on.
-        signed_record: The :class:`~logosq_os_scheduler.security.SignedRecord` it signs: every
-            signed field, for ``verify_result``. None when signing is off.
-    """
-
-    __slots__ = (
-        "task_id",
-        "name",
-        "status",
-        "value",
-        "task_type",
-        "priority",
-        "backend",
-        "submitted_at",
-        "started_at",
-        "finished_at",
-        "attempts",
-        "backends_tried",
-        "routing",
-        "metadata",
-        "signature",
-        "signed_record",
-        "error",
-    )
-
-    def __init__(self, task: Task[T]) -> None:
-        self.task_id = task.task_id
-        self.name = task.name
-        self.status = task.status
-        self.value: T = task.value
-        self.task_type = task.task_type
-        self.priority = task.priority
-        self.submitted_at: float = task.submitted_at if task.submitted_at is not None else 0.0
-        self.started_at = task.started_at
-        self.finished_at: float = task.finished_at if task.finished_at is not None else 0.0
-        self.attempts = task.attempts
-        # The side parts are read once: most classical tasks have neither.
-        part = task.quantum_part
-        if part is None:
-            self.backend: str | None = None
-            self.backends_tried: tuple[str, ...] = ()
-            self.routing: Any = None
-        else:
-            self.backend = part.backend_used
-            self.backends_tried = tuple(part.backends_tried or ())
-            self.routing = part.routing
-        extras = task.extras
-        if extras is None:
-            self.metadata: Mapping[str, Any] = _EMPTY_KWARGS
-            self.signature: bytes | None = None
-            self.signed_record: Any = None
-            self.error: BaseException | None = None
-        else:
-            self.metadata = extras.metadata
-            self.signature = extras.signature
-            self.signed_record = extras.signed_record
-            self.error = extras.error
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """The measurement counts of a quantum task.
-
-        Raises:
-            InvalidTaskError: If this is not a quantum task's result.
-        """
-        if self.task_type is not _QUANTUM or not isinstance(self.value, dict):
-            raise InvalidTaskError("counts", f"task {self.task_id} is not a quantum task")
-        return self.value
-
-    @property
-    def queue_wait(self) -> float | None:
-        """Seconds from submission to the first start, or None if it never started."""
-        if self.started_at is None:
-            return None
-        return self.started_at - self.submitted_at
-
-    @property
-    def latency(self) -> float:
-        """Seconds from submission to the end."""
-        return self.finished_at - self.submitted_at
-
-    @property
-    def ok(self) -> bool:
-        """Whether the task completed."""
-        return self.status is _COMPLETED
-
-    if not TYPE_CHECKING:  # hidden from type checkers, which then still flag misspellings
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only by a failed lookup. The seed reads a hybrid task's outcome off
-            # the result itself (``result.energy``); here it is the task's value.
-            if name.startswith("_"):
-                raise AttributeError(name)
-            try:
-                value = object.__getattribute__(self, "value")
-            except AttributeError:  # not initialised (mid-unpickling)
-                value = None
-            # getattr_static: the hint must not run the value's own properties.
-            if value is not None and inspect.getattr_static(value, name, _MISSING) is not _MISSING:
-                kind = type(value).__name__
-                hint = f"what the task returned is result.value (here a {kind}), so write "
-                raise missing_attribute(self, name, hint + f"result.value.{name}")
-            raise missing_attribute(self, name)
-
-    def __repr__(self) -> str:
-        return (
-            f"TaskResult(task_id={self.task_id}, name={self.name!r}, status={self.status.name}, "
-            f"value={self.value!r}, backend={self.backend!r}, attempts={self.attempts})"
-        )

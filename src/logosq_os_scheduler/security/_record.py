@@ -15,7 +15,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from .._task import Task, TaskResult
+from .._result import TaskResult
+from .._task import Task
 from ._encoding import (
     DOMAIN,
     FORMAT,

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._task import Task, TaskResult, TaskStatus, TaskType
+from .._result import TaskResult
+from .._task import Task, TaskStatus, TaskType
 from ._encoding import (
     DOMAIN,
     canonical_text,

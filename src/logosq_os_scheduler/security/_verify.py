@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SchedulerError
-from .._task import TaskResult
+from .._result import TaskResult
 from ._encoding import canonical_text, encode_value
 from ._errors import ResultVerificationError, SigningKeyError
 from ._keys import key_fingerprint, read_source, require_crypto, why

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._coerce import HintingEnumType, coerce_enum
 from .._errors import InvalidTaskError, SchedulerError
-from .._task import Task, TaskPriority, TaskResult
+from .._result import TaskResult
+from .._task import Task, TaskPriority
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle

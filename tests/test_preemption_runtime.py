@@ -1,5 +1,6 @@
-"""Preemption strategies: who yields, when it resumes, that it finishes right, and who is never
-touched. Policy functions under a manual clock; the runtime with events, never sleeps."""
+"""Preemption strategies through the scheduler, for tasks on the loop and in threads: who
+yields, when it resumes, that it finishes right, and who is never touched. Waits on events,
+never sleeps. The policy alone, on the core: ``tests/core/test_preemption.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 
 from logosq_os_scheduler import (
-    ManualClock,
     PreemptionStrategy,
     QuantumScheduler,
     SchedulerConfig,
@@ -20,80 +20,11 @@ from logosq_os_scheduler import (
     TaskStatus,
 )
 from logosq_os_scheduler._context import current_context
-from logosq_os_scheduler.core import SchedulerCore
-from logosq_os_scheduler.core._preemption import choose_victim, should_yield
 
 P = TaskPriority
 S = TaskStatus
 COOP = PreemptionStrategy.COOPERATIVE
 PRE = PreemptionStrategy.PREEMPTIVE
-
-
-def _running(core: SchedulerCore, prio: TaskPriority, at: float, **kw: Any) -> Task[Any]:
-    b = Task.classical("t").with_function(int).with_priority(prio)
-    if "preemptible" in kw:
-        b.with_preemptible(kw["preemptible"])
-    t = b.build()
-    core.admit(t, core.classical, at)
-    return t
-
-
-# -- policy -----------------------------------------------------------------------------------
-
-
-def test_should_yield_only_to_strictly_more_urgent_waiting_work(clock: ManualClock) -> None:
-    core = SchedulerCore(SchedulerConfig(workers=1), clock)
-    low = _running(core, P.LOW, 0.0)
-    pool = core.classical
-    assert low.status is S.RUNNING
-    assert not should_yield(low, pool, COOP, 3, 0.0)  # nothing waits
-    _running(core, P.LOW, 0.0)  # equal priority waits
-    assert not should_yield(low, pool, COOP, 3, 0.0)
-    _running(core, P.HIGH, 0.0)
-    assert should_yield(low, pool, COOP, 3, 0.0)
-    assert not should_yield(low, pool, PreemptionStrategy.NONE, 3, 0.0)
-    low.preemptions = 3
-    assert not should_yield(low, pool, COOP, 3, 0.0)  # its preemption budget is spent
-
-
-def test_non_preemptible_task_never_yields(clock: ManualClock) -> None:
-    core = SchedulerCore(SchedulerConfig(workers=1), clock)
-    low = _running(core, P.IDLE, 0.0, preemptible=False)
-    _running(core, P.CRITICAL, 0.0)
-    assert not should_yield(low, core.classical, PRE, 3, 0.0)
-
-
-def test_victim_is_the_least_urgent_then_the_latest_started(clock: ManualClock) -> None:
-    core = SchedulerCore(SchedulerConfig(workers=4), clock)
-    a = _running(core, P.LOW, 0.0)
-    b = _running(core, P.LOW, 1.0)
-    c = _running(core, P.NORMAL, 2.0)
-    d = _running(core, P.IDLE, 3.0, preemptible=False)
-    assert choose_victim([a, b, c, d], P.CRITICAL, 3) is b
-    assert choose_victim([c], P.NORMAL, 3) is None  # never by equal priority
-    assert choose_victim([d], P.CRITICAL, 3) is None
-    b.preemptions = 3
-    assert choose_victim([a, b], P.HIGH, 3) is a
-
-
-def test_preempted_task_waits_at_its_priority_and_resumes(clock: ManualClock) -> None:
-    core = SchedulerCore(SchedulerConfig(workers=1), clock)
-    low = _running(core, P.LOW, 0.0)
-    high = _running(core, P.HIGH, 1.0)
-    clock.set(2.0)
-    core.preempt(low, core.classical, clock.now())
-    assert low.status is S.PREEMPTED and core.waiting == 2
-    core.check_invariants()
-    assert core.next_ready(core.classical, 2.0) is high
-    core.finish(high, S.COMPLETED, 3.0)
-    core.release_task(high, 3.0)
-    low.resume = object()  # resuming at a checkpoint continues the same attempt
-    assert core.next_ready(core.classical, 5.0) is low
-    assert low.status is S.RUNNING and low.attempts == 1 and core.preempted_seconds == 3.0
-    core.check_invariants()
-
-
-# -- runtime ----------------------------------------------------------------------------------
 
 
 async def _cooperative_run(strategy: PreemptionStrategy) -> tuple[list[str], Any, Any]:
