@@ -11,7 +11,7 @@ and runs.
                                     core suite again with no extras (the embedded profile)
     python3 dev.py bench [ARGS...]  the benchmark suite: benchmarks/run.py ARGS, which rewrites
                                     BENCHMARKS.md, then bench_quantum.py, bench_vqe.py and
-                                    bench_scaling.py, each appended
+                                    bench_scaling.py and bench_simulate.py, each appended
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def cmd_bench(args: list[str]) -> None:
         ("bench_quantum.py", ".quantum.md"),
         ("bench_vqe.py", ".vqe.md"),
         ("bench_scaling.py", ".scaling.md"),
+        ("bench_simulate.py", ".simulate.md"),
     ):
         section = ROOT / "benchmarks" / part
         run([py, f"benchmarks/{script}", *quick, "--output", f"benchmarks/{part}"])
