@@ -25,7 +25,15 @@ LAZY = {"RayExecutor"}  # loaded on first access, so that importing the package 
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    subpackages = {"backends", "core", "executors", "observability", "security", "workflows"}
+    subpackages = {
+        "backends",
+        "core",
+        "executors",
+        "observability",
+        "security",
+        "simulate",
+        "workflows",
+    }
     public = {n for n in dir(pkg) if not n.startswith("_")} - subpackages - {"cli"}
     assert set(pkg.__all__) - {"__version__"} == public | LAZY
     for name in set(pkg.__all__) - LAZY:
