@@ -121,6 +121,7 @@ def test_the_transpile_cache_rests_while_circuits_do_not_repeat(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from logosq_os_scheduler.backends import _qiskit
+    from logosq_os_scheduler.backends._qiskit import _adapter
 
     fingerprints: list[int] = []
     real = _qiskit._fingerprint
@@ -129,7 +130,8 @@ def test_the_transpile_cache_rests_while_circuits_do_not_repeat(
         fingerprints.append(1)
         return real(qc)
 
-    monkeypatch.setattr(_qiskit, "_fingerprint", counted)
+    # Patched where the backend looks it up: the adapter module, not the package.
+    monkeypatch.setattr(_adapter, "_fingerprint", counted)
 
     def rotation(theta: float) -> QuantumCircuit:
         qc = QuantumCircuit(1, 1)
@@ -810,7 +812,7 @@ async def test_a_large_reply_is_read_off_the_event_loop(monkeypatch: pytest.Monk
     import pickle
     import types
 
-    from logosq_os_scheduler.backends import _qiskit
+    from logosq_os_scheduler.backends._qiskit import _pool
 
     readers: list[int] = []
 
@@ -821,14 +823,14 @@ async def test_a_large_reply_is_read_off_the_event_loop(monkeypatch: pytest.Monk
     shim = types.SimpleNamespace(
         loads=loads, dumps=pickle.dumps, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL
     )
-    monkeypatch.setattr(_qiskit, "pickle", shim)
+    monkeypatch.setattr(_pool, "pickle", shim)  # the worker pool unpickles the replies
     isolated = QiskitBackend(AerSimulator(), seed=17, isolation="process")
     threaded = QiskitBackend(AerSimulator(), seed=17, isolation="thread")
     jobs = [job(bell(), shots=100, key="a")]
     try:
-        monkeypatch.setattr(_qiskit, "_INLINE_REPLY_BYTES", 1 << 30)
+        monkeypatch.setattr(_pool, "_INLINE_REPLY_BYTES", 1 << 30)
         small = (await isolated.prepare_and_run(jobs))[1]
-        monkeypatch.setattr(_qiskit, "_INLINE_REPLY_BYTES", 0)  # every reply counts as large
+        monkeypatch.setattr(_pool, "_INLINE_REPLY_BYTES", 0)  # every reply counts as large
         large = (await isolated.prepare_and_run(jobs))[1]
     finally:
         await isolated.aclose()

@@ -1,35 +1,12 @@
-"""QiskitBackend: any Qiskit ``BackendV2`` as a scheduler backend.
+"""The QiskitBackend adapter: a Qiskit ``BackendV2`` as a scheduler backend.
 
-Works with ``AerSimulator()``, ``GenericBackendV2(n)`` and the offline device models of
-``qiskit_ibm_runtime.fake_provider`` (``FakeBrisbane``, ``FakeTorino``, ``FakeManilaV2``,
-...), fully offline. What it adds to ``backend.run``:
+Holds :class:`QiskitBackend` (preparing through its transpile cache, grouping a job into
+simulator calls, running them in a thread or through the worker pool, learning its costs),
+:func:`default_backend` and :func:`as_backend`, and the helpers that read a backend's shape
+and turn simulator outcomes into job outcomes. It uses :mod:`._transpile`,
+:mod:`._templates` and :mod:`._pool`; none of them imports it.
 
-* **Transpilation with a kept pass manager, and a transpile cache.** A plain
-  ``transpile()`` builds its pass manager anew on every call; :meth:`QiskitBackend.prepare`
-  reuses one per backend, and remembers the result for circuits it has seen (by a
-  structural fingerprint), so a repeated circuit costs a fingerprint, not a transpilation.
-  (``benchmarks/bench_backend_cost.py`` measures the three; see BENCHMARKS.md.)
-* **Active-qubit noise for device models.** Aer ships the whole device noise model on every
-  run, which makes even a small circuit slow. Device models are simulated here with noise
-  restricted to the physical qubits the circuits use (much faster, same counts for the same
-  seed; see BENCHMARKS.md); see :mod:`._aer_worker`.
-* **One simulator call per batch.** :meth:`QiskitBackend.run` sends every circuit of a job
-  with the same shots and options in one call. A circuit given its own ``seed_simulator``
-  runs in a call of its own: Aer seeds the i-th circuit of a call with the seed plus
-  ``i * 2113``, so a seeded circuit would give other counts in a batch than alone.
-* **Copies of one circuit as one experiment.** An optimiser's step sends circuits that differ
-  only in their angles. On an ``AerSimulator``, each goes as a template (made once per
-  structure) and its angles, and the copies of one template in a call run as one experiment
-  with a parameter bind each: Aer prepares the circuit once, and a worker process receives
-  angles instead of a circuit (see :class:`_Templates`). The simulator is called in the
-  worker's own thread, not handed on to the thread Aer's ``run()`` would start.
-* **Simulation off the event loop.** Aer's Python side holds the GIL for much of a run: with
-  a 1,000-circuit batch in a worker thread, a pure-Python event loop ran at 2% of its idle
-  speed; with the batch in a worker process, at 74 to 87%. Local simulations therefore run
-  in worker processes by default (``isolation``).
-
-This module imports Qiskit only when a :class:`QiskitBackend` is built, so importing it is
-free.
+Imports Qiskit only when a :class:`QiskitBackend` is built, so importing it is free.
 """
 
 from __future__ import annotations
@@ -38,22 +15,17 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import functools
-import itertools
 import math
-import os
 import pickle
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._errors import (
+from ..._errors import (
     BackendError,
     InvalidConfigError,
     MissingExtraError,
@@ -61,21 +33,24 @@ from .._errors import (
     SchedulerError,
     TransientBackendError,
 )
-from . import _aer_worker
-from ._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
-from ._circuits import _collect, _is_quantum_circuit, call_guarding_panics, normalize_circuit
+from .. import _aer_worker
+from .._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
+from .._circuits import _is_quantum_circuit, call_guarding_panics, normalize_circuit
+from ._pool import _WorkerPool
+from ._templates import _structure_and_angles, _Templates
+from ._transpile import (
+    _CACHE_MIN_HITS,
+    _CACHE_REST,
+    _CACHE_TRIAL,
+    _TRANSPILE_CACHE_SIZE,
+    PreparedCircuit,
+    _fingerprint,
+    _physical_qubits,
+    _without_idle_qubits,
+)
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
-
-
-__all__ = [
-    "MissingExtraError",
-    "PreparedCircuit",
-    "QiskitBackend",
-    "as_backend",
-    "default_backend",
-]
 
 NoiseMode = Literal["active", "full", "none"]
 Isolation = Literal["auto", "thread", "process"]
@@ -83,29 +58,6 @@ Isolation = Literal["auto", "thread", "process"]
 # Circuits larger than this are transpiled in a thread by aprepare(); smaller ones cost less
 # than the hop to a thread.
 _THREAD_TRANSPILE_SIZE = 200
-# Distinct circuits whose transpilation is remembered per backend. A small circuit on a
-# 127-qubit device is slow to transpile even with a kept pass manager (layout scoring looks
-# at the whole device); a repeat costs only a fingerprint.
-_TRANSPILE_CACHE_SIZE = 256
-# The cache pays for itself only if circuits repeat: every lookup costs a fingerprint, and
-# only a hit saves a transpilation (which costs far more). Circuits that never repeat
-# (freshly bound parameters, every step of an optimiser) gain nothing from it. So the cache
-# is judged over trials of _CACHE_TRIAL lookups: one with fewer than _CACHE_MIN_HITS hits
-# rests the cache for the next _CACHE_REST circuits (no fingerprint, no lookup, no insert),
-# after which a new trial starts. Entries stay while it rests, so a workload that cycles
-# through up to _TRANSPILE_CACHE_SIZE circuits finds hits again in a later trial.
-_CACHE_TRIAL = 64
-_CACHE_MIN_HITS = 2
-_CACHE_REST = 192
-# Non-gate instructions whose meaning is fixed by their name, parameters and operands.
-_PLAIN_INSTRUCTIONS = frozenset({"measure", "barrier", "reset", "delay"})
-# A worker's reply up to this size is unpickled on the event loop (a small one is quick to
-# read); a larger one in a thread, where the loop keeps turning while it is read.
-_INLINE_REPLY_BYTES = 256 * 1024
-# Bytes asked of a worker's pipe per read. os.read allocates what it is asked for: 1 MiB
-# comes from mmap, which is slow to do for every reply; 64 KiB comes from the heap, cheaply.
-# A longer reply takes several reads (the loop calls the reader while the pipe has data).
-_READ_SIZE = 64 * 1024
 # The learned per-shot cost moves this far towards each new observation.
 _EWMA_WEIGHT = 0.2
 # In process isolation, a job the scheduler runs alone (sole_job) whose preparation is
@@ -115,55 +67,6 @@ _EWMA_WEIGHT = 0.2
 # thread, a short sleep on the main thread oversleeps by far, more so at the tail): the
 # thread keeps a loop with other work responsive, but saves a loop with none nothing.
 _INLINE_PREPARE_SECONDS = 0.005
-# Distinct templates (see _Templates) remembered per backend, and the largest circuit made
-# one: the saving is per experiment, small beside a large circuit's simulation.
-_TEMPLATES = 256
-_TEMPLATE_MAX_SIZE = 2000
-# Structures seen once, remembered so that a second sighting makes a template.
-_SEEN = 1024
-
-
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
-class PreparedCircuit:
-    """A circuit transpiled for one :class:`QiskitBackend`, as :meth:`QiskitBackend.prepare`
-    returns it and :meth:`QiskitBackend.run` takes it.
-
-    Prepared circuits belong to the backend that prepared them: another QiskitBackend given
-    one prepares its ``source`` again.
-
-    Attributes:
-        circuit: The transpiled circuit, on the device's physical qubits. Equal circuits
-            share one transpiled object (the backend's transpile cache, which stands aside
-            while circuits do not repeat): treat it as read-only.
-        source: The circuit as submitted (after :func:`normalize_circuit`).
-        physical_qubits: The physical qubits it acts on, sorted (found on first use when the
-            backend did not need them to simulate).
-        backend_token: Identifies the backend that prepared it.
-        payload: The transpiled circuit as bytes (:func:`._aer_worker.dump_circuit`), when
-            the backend runs in a worker process and keeps the circuit in its transpile
-            cache, and the circuit cannot go as a template (others are serialised with the
-            rest of their job, or go as a template's number and angles).
-    """
-
-    circuit: QuantumCircuit
-    source: QuantumCircuit
-    known_physical_qubits: tuple[int, ...] | None
-    backend_token: object
-    payload: bytes | None = None
-
-    @property
-    def physical_qubits(self) -> tuple[int, ...]:
-        """The physical qubits the transpiled circuit acts on, sorted."""
-        found = self.known_physical_qubits
-        if found is None:
-            found = _physical_qubits(self.circuit)
-            object.__setattr__(self, "known_physical_qubits", found)
-        return found
-
-    @property
-    def num_qubits(self) -> int:
-        """Physical qubits it acts on (at least 1)."""
-        return max(1, len(self.physical_qubits))
 
 
 class QiskitBackend(Backend):
@@ -864,407 +767,6 @@ class QiskitBackend(Backend):
             await pool.aclose()
 
 
-class _Templates:
-    """The templates of the circuits one backend runs on its AerSimulator.
-
-    A transpiled circuit whose only angles are those of standard gates is sent as a template
-    (the circuit with each angle a parameter) and its angles (:class:`._aer_worker.Bound`). The
-    copies of one template in a job, the circuits of an optimiser's step that differ only in
-    their angles, then run as one simulator experiment with a parameter bind each, and a worker
-    process receives their angles rather than each circuit in QPY. Finding a circuit's structure
-    (the instructions and the bits they act on) and angles is cheap; making a template costs
-    more, and is done for a structure seen before, so circuits that never repeat their structure
-    (random circuits, say) go as they are and do not pay it. Safe to use from several threads.
-
-    Invariant: ``_by_structure`` holds at most ``_TEMPLATES`` entries, each with a number
-    never given to another template of this backend; ``_seen`` at most ``_SEEN``
-    structures, none of them in ``_by_structure``.
-    """
-
-    def __init__(self, *, serialise: bool) -> None:
-        self._serialise = serialise
-        self._lock = threading.Lock()
-        self._numbers = itertools.count()
-        self._by_structure: collections.OrderedDict[Hashable, tuple[int, Any]] = (
-            collections.OrderedDict()
-        )
-        self._seen: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
-
-    def bind(
-        self, circuits: Sequence[Any], templates: dict[int, Any]
-    ) -> list[_aer_worker.Bound | None]:
-        """Each circuit as a template and its angles, or None for one that cannot be a
-        template; the templates used are added to ``templates`` (bytes if serialised)."""
-        out: list[_aer_worker.Bound | None] = []
-        seen: dict[int, _aer_worker.Bound | None] = {}
-        for circuit in circuits:
-            key = id(circuit)
-            if key not in seen:  # a circuit sent many times (the transpile cache's) once
-                seen[key] = self._bound(circuit, templates)
-            out.append(seen[key])
-        return out
-
-    def _bound(self, circuit: Any, templates: dict[int, Any]) -> _aer_worker.Bound | None:
-        shape = _structure_and_angles(circuit)
-        if shape is None:
-            return None
-        structure, angles = shape
-        with self._lock:
-            found = self._by_structure.get(structure)
-            if found is not None:
-                self._by_structure.move_to_end(structure)
-            elif structure not in self._seen:
-                # First sighting: remembered; a template if the structure comes again.
-                self._seen[structure] = None
-                if len(self._seen) > _SEEN:
-                    self._seen.popitem(last=False)
-                return None
-        if found is None:
-            template = _template_of(circuit)
-            payload = _aer_worker.dump_circuit(template) if self._serialise else template
-            with self._lock:
-                self._seen.pop(structure, None)
-                found = self._by_structure.setdefault(structure, (next(self._numbers), payload))
-                if len(self._by_structure) > _TEMPLATES:
-                    self._by_structure.popitem(last=False)
-        number, payload = found
-        templates[number] = payload
-        return _aer_worker.Bound(number, angles)
-
-
-def _structure_and_angles(circuit: Any) -> tuple[Hashable, tuple[float, ...]] | None:
-    """A transpiled circuit's structure (what two circuits of one template share) and its
-    angles in order; None if it cannot be a template: too large, no angles, or an
-    instruction other than a standard gate with float angles, a measurement, a barrier or
-    a reset (a custom gate, a unitary, control flow, a delay)."""
-    if len(circuit) > _TEMPLATE_MAX_SIZE:
-        return None
-    # The registers and bit counts fix the layout of the counts' bitstrings.
-    structure: list[Any] = [
-        circuit.num_qubits,
-        circuit.num_clbits,
-        tuple(circuit.qregs),
-        tuple(circuit.cregs),
-    ]
-    angles: list[float] = []
-    for instruction in circuit.data:
-        params = instruction.params
-        if instruction.is_standard_gate():
-            for value in params:
-                if type(value) is not float:
-                    return None
-            angles.extend(params)
-        elif params or not _is_plain(instruction):  # a delay has a parameter
-            return None
-        structure.append(instruction.name)
-        structure.append(instruction.qubits)
-        structure.append(instruction.clbits)
-    if not angles:
-        return None
-    return tuple(structure), tuple(angles)
-
-
-def _template_of(circuit: Any) -> Any:
-    """The circuit with each gate angle a parameter, in order (:func:`_structure_and_angles`
-    accepted it)."""
-    from qiskit.circuit import CircuitInstruction, ParameterVector
-
-    count = sum(len(instruction.params) for instruction in circuit.data)
-    vector = iter(ParameterVector("angle", count))
-    template = circuit.copy_empty_like()
-    for instruction in circuit.data:
-        if instruction.params:
-            operation = instruction.operation.copy()
-            operation.params = [next(vector) for _ in instruction.params]
-            instruction = CircuitInstruction(operation, instruction.qubits, instruction.clbits)
-        template._append(instruction)
-    return template
-
-
-# --- worker processes ----------------------------------------------------------------------
-
-
-class _Worker:
-    """One worker process (``python _aer_worker.py``) and the sources it already holds.
-
-    Requests are written by a helper thread (which prepares them first: transpiling, QPY),
-    replies read by the event loop, which watches the process's stdout: a job costs the loop
-    one thread hand-off and one wake-up when the reply lands, as a job in a worker thread
-    does. The stdout pipe is only ever read with ``os.read`` on its descriptor.
-
-    Invariant: ``known`` lists the sources this process has been sent; a new process
-    starts with none.
-    """
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, _aer_worker.__file__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        self.replies = self.process.stdout.fileno()
-        self.known: set[str] = set()
-
-    def send(self, request: bytes) -> bool:
-        """Write a framed request; False if the process is gone."""
-        stdin = self.process.stdin
-        assert stdin is not None
-        try:
-            stdin.write(request)
-            stdin.flush()
-        except (OSError, ValueError):  # a broken pipe, or pipes closed under us by kill()
-            return False
-        return True
-
-    def kill(self) -> None:
-        """Stop the process now and reap it."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        self.process.wait()
-        self._close_pipes()
-
-    def close(self, timeout: float) -> None:
-        """Let the process finish its request and exit (end of input), else kill it."""
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
-
-class _Replies:
-    """The framed replies of one exchange with a worker, as they arrive on its stdout.
-
-    Read by the event loop (``add_reader``), or, where the loop cannot watch a pipe (the
-    Windows proactor loop), by the helper thread after it sent the requests
-    (:meth:`read_blocking`). ``frames`` holds the bodies of the replies complete so far.
-    """
-
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._fd = fd
-        self._loop = loop
-        self._buffer = bytearray()
-        self.frames: list[bytes] = []
-        self._ended = False
-        self._watching = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    def watch(self) -> bool:
-        """Have the loop read the replies; False if it cannot watch a pipe."""
-        try:
-            self._loop.add_reader(self._fd, self._readable)
-        except NotImplementedError:
-            return False
-        self._watching = True
-        return True
-
-    def stop(self) -> None:
-        if self._watching:
-            self._watching = False
-            self._loop.remove_reader(self._fd)
-
-    def _readable(self) -> None:
-        self._take()
-        if self._ended:
-            self.stop()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _take(self) -> None:
-        """Read what is there (the descriptor is readable, or this is the helper thread)
-        and split off complete frames."""
-        try:
-            data = os.read(self._fd, _READ_SIZE)
-        except OSError:
-            data = b""
-        if not data:
-            self._ended = True
-            return
-        self._buffer += data
-        self.frames += _aer_worker.split_frames(self._buffer)
-
-    def read_blocking(self, count: int) -> None:
-        """In the helper thread: read until ``count`` replies are complete or the pipe ends."""
-        while len(self.frames) < count and not self._ended:
-            self._take()
-
-    async def wait(self, count: int) -> list[bytes]:
-        """The first ``count`` replies, once they are complete.
-
-        Raises:
-            _WorkerDied: The pipe ended first.
-        """
-        while len(self.frames) < count:
-            if self._ended:
-                raise _WorkerDied()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self.frames[:count]
-
-
-class _WorkerPool:
-    """``size`` worker processes, each serving one exchange at a time.
-
-    Invariant: a worker is in ``_idle`` iff no exchange is using it; a worker whose exchange
-    was interrupted (cancelled, or its process died) is killed and replaced by a fresh
-    process on next use, so a half-read reply can never be taken for the next one's.
-    ``_idle`` is an asyncio queue, bound to the loop the pool was made on (``loop``).
-    """
-
-    def __init__(self, backend: str, size: int) -> None:
-        self._backend = backend
-        self.loop = asyncio.get_running_loop()
-        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
-        for _ in range(size):
-            self._idle.put_nowait(None)  # None: a slot whose process is not started yet
-        self._all: set[_Worker] = set()
-        self._closed = False
-        # Workers of a pool dropped without aclose() (its backend garbage-collected) are
-        # still stopped: their end of input makes them exit.
-        self._finalizer = weakref.finalize(self, _stop_all, self._all)
-
-    async def start(self) -> None:
-        slots = [self._idle.get_nowait() for _ in range(self._idle.qsize())]
-        try:
-            for i, worker in enumerate(slots):
-                if worker is None:
-                    slots[i] = self._spawn()
-        finally:
-            for worker in slots:
-                self._idle.put_nowait(worker)
-
-    def _spawn(self) -> _Worker:
-        # Popen returns once the child exists; the worker imports Aer on its own time.
-        worker = _Worker()
-        self._all.add(worker)
-        return worker
-
-    async def exchange(
-        self,
-        requests: Callable[[], list[_aer_worker.Request]],
-        source_payload: Callable[[], bytes],
-        *,
-        inline_for: str | None = None,
-    ) -> list[tuple[Any, ...]]:
-        """Make ``requests()`` in a helper thread and send them to one worker process, which
-        is this exchange's alone; return its replies, one per request, in order.
-
-        The event loop reads the replies itself, watching the worker's stdout from before
-        the helper thread starts: the thread's own return is not waited for on the way
-        (it lands while the worker simulates), so a job costs the loop one thread hand-off
-        and one wake-up by the reply. With ``inline_for``, a source the worker holds
-        already, ``requests()`` is made and sent on the loop instead (no hand-off), where
-        the loop reads the replies and the worker has that source.
-
-        Raises:
-            TransientBackendError: The worker process died (it is replaced on next use), or
-                the pool is closed.
-            What ``requests`` raises.
-        """
-        if self._closed:
-            raise TransientBackendError(self._backend, "the backend was closed")
-        worker = await self._idle.get()
-        healthy = False
-        replies: _Replies | None = None
-        try:
-            if worker is None:
-                worker = self._spawn()
-            leased = worker
-            replies = _Replies(leased.replies, self.loop)
-            watched = replies.watch()
-            sent = 0
-
-            def send() -> int:
-                nonlocal sent
-                made = requests()
-                for request in made:
-                    if request.source not in leased.known:
-                        # The first request to this process carries the simulation source
-                        # (pickling a device Target is slow: here, off the loop).
-                        request = dataclasses.replace(
-                            request, sources={request.source: source_payload()}
-                        )
-                    sent += 1
-                    if not leased.send(_aer_worker.frame(request)):
-                        raise _WorkerDied()
-                    leased.known.add(request.source)
-                if not watched:
-                    replies.read_blocking(len(made))
-                return len(made)
-
-            try:
-                if watched and inline_for is not None and inline_for in leased.known:
-                    count = send()
-                else:
-                    count = await asyncio.to_thread(send)
-                bodies = await replies.wait(count)
-            except _WorkerDied:
-                code = leased.process.poll()
-                raise TransientBackendError(
-                    self._backend,
-                    "the simulator worker process died"
-                    + (f" (exit code {code})" if code is not None else "")
-                    + "; the job can be retried",
-                ) from None
-            except Exception:
-                healthy = sent == 0  # the process was never asked
-                raise
-            healthy = True  # every reply is in: nothing is left half-read in the pipe
-            return [
-                # A large reply (thousands of counts) is unpickled off the loop.
-                pickle.loads(body)
-                if len(body) < _INLINE_REPLY_BYTES
-                else await asyncio.to_thread(pickle.loads, body)
-                for body in bodies
-            ]
-        finally:
-            if replies is not None:
-                replies.stop()
-            if not healthy and worker is not None:
-                # Cancelled or broken mid-exchange: its pipe may hold half a reply. Killing
-                # and reaping a process is quick: done here, not awaited,
-                # so that a second cancellation cannot lose the slot.
-                self._all.discard(worker)
-                worker.kill()
-                worker = None
-            self._idle.put_nowait(worker)
-
-    def abandon(self) -> None:
-        """Stop every worker now (the pool's event loop is gone)."""
-        self._closed = True
-        for worker in list(self._all):
-            worker.kill()
-        self._all.clear()
-
-    async def aclose(self) -> None:
-        self._closed = True
-        workers = list(self._all)
-        self._all.clear()
-        for worker in workers:
-            await asyncio.to_thread(worker.close, 5.0)
-
-
-def _stop_all(workers: set[_Worker]) -> None:
-    for worker in list(workers):
-        worker.close(timeout=1.0)
-    workers.clear()
-
-
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -1314,10 +816,6 @@ def as_backend(backend: object, name: str | None = None) -> Backend:
         "expected a logosq_os_scheduler Backend or a qiskit BackendV2, "
         f"got {type(backend).__name__}",
     )
-
-
-class _WorkerDied(Exception):
-    """A worker process died mid-exchange (its pipe broke or ended)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -1399,74 +897,3 @@ def _median_two_qubit_error(target: Any) -> float | None:
             if error is not None and math.isfinite(error):
                 errors.append(float(error))
     return statistics.median(errors) if errors else None
-
-
-@functools.cache
-def _plain_instruction_types() -> tuple[type, ...]:
-    from qiskit.circuit import Barrier, Delay, Measure, Reset
-
-    return (Barrier, Delay, Measure, Reset)
-
-
-def _is_plain(instruction: Any) -> bool:
-    """Whether a circuit instruction is Qiskit's own measure, barrier, reset or delay, whose
-    meaning its name, parameters and operands fix (a custom instruction may share a name)."""
-    return instruction.name in _PLAIN_INSTRUCTIONS and isinstance(
-        instruction.operation, _plain_instruction_types()
-    )
-
-
-def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
-    """A key equal for two circuits iff they transpile the same way, or None if unsure.
-
-    Only circuits made of standard gates and plain instructions (measure, barrier, reset,
-    delay) get a key: a custom gate's name says nothing about its definition, and control
-    flow carries blocks. Registers, operands and parameters are all part of the key.
-    """
-    if qc.layout is not None:
-        return None  # already laid out: transpile it for real
-    qubit = {bit: i for i, bit in enumerate(qc.qubits)}.__getitem__
-    clbit = {bit: i for i, bit in enumerate(qc.clbits)}.__getitem__
-    parts: list[Hashable] = [
-        tuple((r.name, r.size) for r in qc.qregs),
-        tuple((r.name, r.size) for r in qc.cregs),
-        qc.num_qubits,
-        qc.num_clbits,
-    ]
-    try:
-        parts.append(qc.global_phase)
-        for instruction in qc.data:
-            name = instruction.name
-            if not instruction.is_standard_gate() and not _is_plain(instruction):
-                return None
-            # `.operation` builds a Python gate object: read it only for a delay's unit.
-            unit = getattr(instruction.operation, "unit", None) if name == "delay" else None
-            parts.append(
-                (
-                    name,
-                    tuple(instruction.params),
-                    unit,
-                    tuple(map(qubit, instruction.qubits)),
-                    tuple(map(clbit, instruction.clbits)),
-                )
-            )
-        key = tuple(parts)
-        hash(key)
-    except TypeError:
-        return None  # an unhashable parameter
-    return key
-
-
-def _physical_qubits(circuit: QuantumCircuit) -> tuple[int, ...]:
-    active: set[int] = set()
-    pairs: set[tuple[int, int]] = set()
-    _collect(circuit, list(range(circuit.num_qubits)), active, pairs)
-    return tuple(sorted(active))
-
-
-def _without_idle_qubits(qc: QuantumCircuit) -> QuantumCircuit:
-    """``qc`` on a fresh register holding only the qubits something acts on, in order (so it
-    fits a smaller device). Classical bits and registers are kept."""
-    active: set[int] = set()
-    _collect(qc, list(range(qc.num_qubits)), active, set())
-    return _aer_worker.compact_circuit(qc, tuple(sorted(active)))
