@@ -1,41 +1,10 @@
-"""ProcessExecutor: pure-Python work in isolated worker processes, one pipe per worker.
+"""The parent's side of a :class:`ProcessExecutor`: the executor, its workers and jobs.
 
-Why not :class:`concurrent.futures.ProcessPoolExecutor`: it moves every task through one
-shared queue, one feeder thread and one result-handler thread, and that single path caps its
-speed-up for short tasks (see BENCHMARKS.md, scaling). Here each worker has its own socket
-pair. The event loop writes a task straight into an idle worker's socket and reads the result
-from that socket with ``loop.add_reader``: no helper threads, no shared queue, no locks, so
-dispatch costs the loop the same small time per task whatever the worker count.
-
-The wire format, both directions, is a fixed binary header followed by a pickle (protocol 5):
-
-* to a worker: ``<kind, task id, payload length, memory limit, CPU limit>``, then for RUN
-  ``pickle((fn, args, kwargs))``; kinds RUN, CANCEL (of a task queued in the worker), EXIT.
-* from a worker: ``<kind, task id, body length>`` then the body: the pickled value, or a packed
-  exception (its chain pickled link by link, plus the worker's formatted traceback); SKIPPED
-  says a queued task was cancelled before it started.
-
-Prefetch (``prefetch=1``) hides the round trip: a worker gets its next task while it still
-runs one, and starts it the moment it finishes. A queued task is not yet committed: when a
-worker finishes a task it first reads whatever has arrived, drops the queued tasks the parent
-cancelled (a SKIPPED frame for each), and only then sends the result and starts the next one.
-The parent sees those frames in that order, so when a result arrives it knows exactly which
-task the worker is now running: a cancelled task that the worker committed to before it saw
-the cancel is stopped by killing the worker, as a running task always is.
-
-Crash containment: each worker's exit is watched through its process sentinel, also with
-``add_reader``. A worker that dies fails only the task it was running, with
-:class:`WorkerCrashedError` naming the exit code or signal; tasks queued behind it go to other
-workers, and a replacement is started at once so that the pool stays at full capacity.
-
-Limits are applied inside the worker around one task with ``setrlimit``: ``RLIMIT_AS`` (soft
-limit only, restored afterwards, so the worker is reused) and ``RLIMIT_CPU`` (whose hard
-limit, lowered as a backstop for code stuck in C, cannot be raised again: such a worker is
-retired after the task).
-
-The start method is ``forkserver`` where the platform has it, else ``spawn``. Not ``fork``:
-the scheduler's process has threads (forking one is unsafe), and a forked worker would inherit
-the other workers' sockets, so a dead worker's socket would never report end-of-file.
+:class:`ProcessExecutor` and :class:`ProcessExecutorStatistics`; the bookkeeping of workers
+(:class:`_Worker`) and tasks (:class:`_Job`); sending tasks, reading and resolving replies,
+reaping dead workers; and the exit hook that kills workers an unclosed executor left behind.
+Imports :mod:`._wire` (the frames) and :mod:`._child` (:func:`._child._worker_main`, the
+target each worker process is started with).
 """
 
 from __future__ import annotations
@@ -44,9 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
-import faulthandler
 import functools
-import itertools
 import logging
 import math
 import multiprocessing
@@ -56,308 +23,52 @@ import os
 import pickle
 import signal
 import socket
-import struct
 import sys
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from .._errors import (
+from ..._errors import (
     InvalidConfigError,
     InvalidTaskError,
     SchedulerClosedError,
     TaskFailedError,
 )
-from ._base import Executor
-from ._errors import ResourceLimitError, WorkerCrashedError, describe_exit
-
-if sys.platform != "win32":
-    import resource
+from .._base import Executor
+from .._errors import ResourceLimitError, WorkerCrashedError, describe_exit
+from ._child import _worker_main
+from ._wire import (
+    _BAD_INPUT,
+    _BAD_RESULT,
+    _CANCEL,
+    _EXIT,
+    _HDR_IN,
+    _HDR_OUT,
+    _JOIN_LIMIT,
+    _OK,
+    _OVER_LIMIT,
+    _PROTOCOL,
+    _RAISED,
+    _READY,
+    _RECV_MAX,
+    _RECV_SIZE,
+    _RUN,
+    _SKIPPED,
+    _unpack_exception,
+)
 
 __all__ = ["ProcessExecutor", "ProcessExecutorStatistics"]
 
 log = logging.getLogger("logosq_os_scheduler")
 
-_PROTOCOL = 5
-# Frames no larger than this are sent as one buffer (header and body joined).
-_JOIN_LIMIT = 1 << 16
-_RECV_SIZE = 1 << 18
-_RECV_MAX = 1 << 24
 # A worker that dies before saying it is ready counts as a failed start; this many in a row
 # means workers cannot start at all (for example the main module fails to import in them).
 _MAX_START_FAILURES = 3
 _CLOSE_GRACE = 5.0
 
-# parent -> worker: kind, task id, payload length, memory limit (0: none), CPU limit (0: none)
-_HDR_IN = struct.Struct("<BqQQd")
-_RUN = 0
-_EXIT = 1
-_CANCEL = 2
-# worker -> parent: kind, task id, body length
-_HDR_OUT = struct.Struct("<BqQ")
-_READY = 0
-_OK = 1
-_RAISED = 2
-_BAD_INPUT = 3  # the function or its arguments could not be unpickled in the worker
-_BAD_RESULT = 4  # the value could not be pickled
-_OVER_LIMIT = 5
-_SKIPPED = 6  # a queued task was cancelled before it started
 
-
-# -- the worker process ----------------------------------------------------------------------
-
-
-class _CpuTimeExceededError(BaseException):
-    """Raised inside a worker by SIGXCPU. A BaseException, so ``except Exception`` in the
-    task's own code does not swallow it."""
-
-
-def _on_sigxcpu(signum: int, frame: object) -> None:
-    raise _CpuTimeExceededError
-
-
-# A task as the worker holds it: id, pickled call, memory limit, CPU limit.
-_Run = tuple[int, bytearray, int, float]
-
-
-class _Inbox:
-    """The worker's end of its socket: frames from the parent, parsed into runs and cancels."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = bytearray()
-        self.runs: deque[_Run] = deque()
-        self.cancelled: set[int] = set()
-        self.exit = False
-
-    def _parse(self) -> None:
-        buf = self._buf
-        size = _HDR_IN.size
-        pos = 0
-        while len(buf) - pos >= size:
-            kind, task_id, length, memory, cpu = _HDR_IN.unpack_from(buf, pos)
-            end = pos + size + length
-            if end > len(buf):
-                break
-            if kind == _RUN:
-                self.runs.append((task_id, buf[pos + size : end], memory, cpu))
-            elif kind == _CANCEL:
-                self.cancelled.add(task_id)
-            else:
-                self.exit = True
-            pos = end
-        if pos:
-            del buf[:pos]
-
-    def wait(self) -> bool:
-        """Block until a task or EXIT arrives; False at EXIT or end-of-file."""
-        while not self.runs and not self.exit:
-            chunk = self._sock.recv(_RECV_SIZE)
-            if not chunk:
-                return False
-            self._buf += chunk
-            self._parse()
-        return not self.exit or bool(self.runs)
-
-    def poll(self) -> None:
-        """Take in whatever has arrived, without blocking."""
-        while True:
-            try:
-                chunk = self._sock.recv(_RECV_MAX, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not chunk:
-                break  # end-of-file: wait() reports it once the queued tasks are done
-            self._buf += chunk
-        self._parse()
-
-    def skip_cancelled(self) -> list[int]:
-        """Drop queued tasks the parent cancelled; returns their ids."""
-        cancelled = self.cancelled
-        if not cancelled:
-            return []
-        skipped = [run[0] for run in self.runs if run[0] in cancelled]
-        if skipped:
-            self.runs = deque(run for run in self.runs if run[0] not in cancelled)
-        # A cancel for a task not queued here refers to one already committed: the parent
-        # kills this worker for that one, so it can be forgotten.
-        cancelled.clear()
-        return skipped
-
-
-def _send_frames(sock: socket.socket, frames: list[tuple[int, int, bytes]]) -> None:
-    """Send frames in order, in one write when they are small."""
-    parts: list[bytes] = []
-    for kind, task_id, body in frames:
-        parts.append(_HDR_OUT.pack(kind, task_id, len(body)))
-        parts.append(body)
-    if sum(map(len, parts)) <= _JOIN_LIMIT:
-        sock.sendall(b"".join(parts))
-    else:
-        for part in parts:
-            sock.sendall(part)
-
-
-def _pack_exception(exc: BaseException) -> bytes:
-    """Pickle an exception with its chain, link by link (pickle drops ``__cause__``)."""
-    try:
-        text = "".join(traceback.format_exception(exc))
-    except BaseException:
-        text = f"{type(exc).__name__} (the traceback could not be formatted)\n"
-    links: list[tuple[bytes | None, str, str, str]] = []
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    via = ""
-    while link is not None and id(link) not in seen and len(links) < 16:
-        seen.add(id(link))
-        data: bytes | None
-        try:
-            data = pickle.dumps(link, _PROTOCOL)
-            # Many exception classes pickle but do not unpickle (a custom __init__): check here,
-            # where the failure can still be described.
-            pickle.loads(data)
-        except BaseException:
-            data = None
-        try:
-            message = str(link)
-        except BaseException:
-            message = "<message could not be formatted>"
-        kind = type(link)
-        links.append((data, f"{kind.__module__}.{kind.__qualname__}", message, via))
-        if link.__cause__ is not None:
-            link, via = link.__cause__, "cause"
-        elif link.__context__ is not None and not link.__suppress_context__:
-            link, via = link.__context__, "context"
-        else:
-            link = None
-    return pickle.dumps((os.getpid(), text, links), _PROTOCOL)
-
-
-def _apply_limits(memory: int, cpu: float) -> tuple[int, int] | None:
-    """Set the task's limits on this worker; returns the address-space limit to restore."""
-    saved_as: tuple[int, int] | None = None
-    if memory:
-        saved_as = resource.getrlimit(resource.RLIMIT_AS)
-        hard = saved_as[1]
-        soft = memory if hard == resource.RLIM_INFINITY else min(memory, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    if cpu:
-        signal.signal(signal.SIGXCPU, _on_sigxcpu)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        # RLIMIT_CPU counts the whole process's CPU time in whole seconds: allow this task
-        # ``cpu`` more seconds than used so far, rounded up.
-        soft = math.ceil(usage.ru_utime + usage.ru_stime + cpu)
-        old_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        # One second past the soft limit the kernel kills the worker: a backstop for code
-        # stuck in C that never lets the SIGXCPU handler run. The parent retires the worker
-        # after this task, since an unprivileged process cannot raise a hard limit again.
-        hard = soft + 1 if old_hard == resource.RLIM_INFINITY else min(soft + 1, old_hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (min(soft, hard), hard))
-    return saved_as
-
-
-def _lift_limits(cpu: float, saved_as: tuple[int, int] | None) -> None:
-    if cpu:
-        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
-    if saved_as is not None:
-        resource.setrlimit(resource.RLIMIT_AS, saved_as)
-
-
-def _run_task(payload: bytearray, memory: int, cpu: float) -> tuple[int, bytes]:
-    """Run one task in the worker; returns the reply's kind and body."""
-    try:
-        fn, args, kwargs = pickle.loads(payload)
-    except BaseException as exc:
-        return _BAD_INPUT, _pack_exception(exc)
-    try:
-        saved_as = _apply_limits(memory, cpu)
-        try:
-            value = fn(*args, **kwargs)
-        finally:
-            _lift_limits(cpu, saved_as)
-    except _CpuTimeExceededError:
-        return _OVER_LIMIT, pickle.dumps(("cpu_seconds", None), _PROTOCOL)
-    except MemoryError as exc:
-        if memory:
-            return _OVER_LIMIT, pickle.dumps(("memory_bytes", _pack_exception(exc)), _PROTOCOL)
-        return _RAISED, _pack_exception(exc)
-    except BaseException as exc:  # a task's failure is reported, never kills the worker
-        return _RAISED, _pack_exception(exc)
-    del fn, args, kwargs
-    try:
-        return _OK, pickle.dumps(value, _PROTOCOL)
-    except BaseException as exc:
-        exc.add_note(f"(the task returned a value of type {type(value).__qualname__})")
-        return _BAD_RESULT, _pack_exception(exc)
-
-
-def _worker_main(sock: socket.socket) -> None:
-    """The worker process: run tasks in the order they arrive, until EXIT or end-of-file."""
-    # Ctrl-C goes to the whole process group: let the parent decide, and stop us cleanly.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A segfault prints the Python stack of the task to stderr before the worker dies.
-    faulthandler.enable()
-    sock.setblocking(True)
-    inbox = _Inbox(sock)
-    try:
-        _send_frames(sock, [(_READY, 0, b"")])
-        while inbox.wait():
-            task_id, payload, memory, cpu = inbox.runs.popleft()
-            reply, body = _run_task(payload, memory, cpu)
-            del payload
-            # The commit point: the parent learns which queued tasks were skipped before it
-            # reads this result, so it knows which task runs next.
-            inbox.poll()
-            frames = [(_SKIPPED, skipped, b"") for skipped in inbox.skip_cancelled()]
-            frames.append((reply, task_id, body))
-            _send_frames(sock, frames)
-            del body, frames
-    except OSError:
-        return  # the parent is gone
-    finally:
-        sock.close()
-
-
-# -- the parent: decoding replies ------------------------------------------------------------
-
-
-def _unpack_exception(body: bytes | bytearray, task_id: int) -> BaseException:
-    """Rebuild an exception packed by :func:`_pack_exception`, chain and traceback note."""
-    pid, text, links = pickle.loads(body)
-    rebuilt: list[tuple[BaseException, str]] = []
-    for data, type_name, message, via in links:
-        exc: BaseException | None = None
-        if data is not None:
-            try:
-                exc = pickle.loads(data)
-            except Exception:
-                exc = None
-        if exc is None:
-            if rebuilt:
-                break  # the traceback note still shows the rest of the chain
-            exc = TaskFailedError(
-                task_id,
-                f"task {task_id} raised {type_name}: {message} (the exception itself could not "
-                "be sent back from its worker process; see the worker's traceback below)",
-            )
-        rebuilt.append((exc, via))
-    for (outer, _), (inner, via) in itertools.pairwise(rebuilt):
-        if via == "cause":
-            outer.__cause__ = inner
-        else:
-            outer.__context__ = inner
-    top = rebuilt[0][0]
-    top.add_note(f"[traceback in worker process {pid}]\n{text.rstrip()}")
-    if not isinstance(top, Exception):
-        # SystemExit or KeyboardInterrupt from a task must not unwind the caller's loop.
-        wrapped = TaskFailedError(
-            task_id, f"task {task_id} raised {type(top).__name__} in its worker process"
-        )
-        wrapped.__cause__ = top
-        return wrapped
-    return top
+# -- the parent: validating tasks ------------------------------------------------------------
 
 
 def _pickling_error(
