@@ -4,9 +4,10 @@ The same code serves both. In a thread, :class:`QiskitBackend` calls :func:`exec
 :class:`SimulatorCache` it owns. In a process, this file runs as a script
 (``python _aer_worker.py``, started with :mod:`subprocess`, so the user's ``__main__`` is
 never re-imported as ``multiprocessing``'s spawn would) and :func:`main` answers requests
-framed on its stdin/stdout. It imports nothing from the package and Qiskit only inside
-functions, so the worker starts without the package on its path and the package imports it
-without Qiskit.
+framed on its stdin/stdout. It imports Qiskit only inside functions, and from the package
+only the frame layout (``_framing.py``, standard library only, which it loads by its location
+when it runs as a script), so the worker starts without the package on its path and the
+package imports it without Qiskit.
 
 Two things make a small circuit on a large device model cheap, and both live here:
 
@@ -19,20 +20,21 @@ Two things make a small circuit on a large device model cheap, and both live her
   the full model (the tests check this with equal seeds).
 * **Caching.** Simulators are kept per (source, noise mode, qubit set), newest 32.
 
-Protocol (process mode): each message is an 8-byte big-endian length and a pickle. A request is
-a :class:`Request`; the worker answers each request, in order, with ``("ok", [outcome, ...],
-seconds)`` (``seconds``: how long the simulation took, loading the circuits included) or
-``("job-error", kind, message)`` where kind is ``"transient"`` or ``"permanent"``, and an
-outcome is ``("counts", dict)`` or ``("error", kind, message)``. Several requests may be sent
-before the first reply is read. Exceptions never cross the pipe: not every Qiskit exception
-survives a pickle round trip. Circuits travel as QPY, Qiskit's own circuit format, which is
-written faster than a pickle of the same circuit, or as a pickle for a circuit QPY cannot hold:
-a circuit serialised once and sent many times alone (:func:`dump_circuit`), the rest of a
-request's circuits together in one ``bundle`` (:func:`dump_circuits`: one QPY file for all of
-them is written and read in less time than one per circuit). A circuit whose only angles are
-those of standard gates may travel as a :class:`Bound`: the number of a template (the circuit
-with its angles made parameters, in the request's ``templates`` as QPY, loaded once per worker)
-and its angles; the copies of one template run as one experiment with a parameter bind each.
+Protocol (process mode): each message is a frame (:class:`Framing`) whose header is an 8-byte
+big-endian length, and whose body is a pickle. A request is a :class:`Request`; the worker
+answers each request, in order, with ``("ok", [outcome, ...], seconds)`` (``seconds``: how long
+the simulation took, loading the circuits included) or ``("job-error", kind, message)`` where
+kind is ``"transient"`` or ``"permanent"``, and an outcome is ``("counts", dict)`` or
+``("error", kind, message)``. Several requests may be sent before the first reply is read.
+Exceptions never cross the pipe: not every Qiskit exception survives a pickle round trip.
+Circuits travel as QPY, Qiskit's own circuit format, which is written faster than a pickle of
+the same circuit, or as a pickle for a circuit QPY cannot hold: a circuit serialised once and
+sent many times alone (:func:`dump_circuit`), the rest of a request's circuits together in one
+``bundle`` (:func:`dump_circuits`: one QPY file for all of them is written and read in less time
+than one per circuit). A circuit whose only angles are those of standard gates may travel as a
+:class:`Bound`: the number of a template (the circuit with its angles made parameters, in the
+request's ``templates`` as QPY, loaded once per worker) and its angles; the copies of one
+template run as one experiment with a parameter bind each.
 """
 
 from __future__ import annotations
@@ -44,11 +46,31 @@ import inspect
 import io
 import os
 import pickle
-import struct
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+
+def _framing_by_location() -> Any:
+    """The :class:`Framing` class of the package's ``_framing.py``, loaded from its file: run
+    as a script, this module has no package to import it from (and must not import one)."""
+    import importlib.util
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "_logosq_framing", os.path.join(package, "_framing.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Framing
+
+
+if TYPE_CHECKING or __package__:
+    from .._framing import Framing
+else:  # run as a script (``python _aer_worker.py``)
+    Framing = _framing_by_location()
 
 __all__ = [
     "Bound",
@@ -73,7 +95,8 @@ Kind = Literal["transient", "permanent"]
 Outcome = tuple[Any, ...]
 """``("counts", dict)`` or ``("error", kind, message)``."""
 
-_HEADER = struct.Struct(">Q")
+# A frame: an 8-byte big-endian body length, then the body (a pickle).
+_FRAMES = Framing(">Q", length_at=0)
 # This module's name in the package: requests are pickled under it.
 MODULE_NAME = "logosq_os_scheduler.backends._aer_worker"
 _SIMULATOR_CACHE_SIZE = 32
@@ -572,34 +595,24 @@ class _Unpickler(pickle.Unpickler):
 
 def read_message(stream: BinaryIO) -> Any:
     """Read one framed pickle; None at end of stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+    found = _FRAMES.read(stream)
+    if found is None:
         return None
-    (size,) = _HEADER.unpack(header)
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    return _Unpickler(io.BytesIO(body)).load()
+    return _Unpickler(io.BytesIO(found[1])).load()
 
 
 def split_frames(buffer: bytearray) -> list[bytes]:
     """Take the complete framed messages off the front of ``buffer`` (bytes read so far
     from a stream of frames); return their bodies, still pickled."""
-    bodies: list[bytes] = []
-    while len(buffer) >= _HEADER.size:
-        (size,) = _HEADER.unpack_from(buffer)
-        end = _HEADER.size + size
-        if len(buffer) < end:
-            break
-        bodies.append(bytes(buffer[_HEADER.size : end]))
-        del buffer[:end]
-    return bodies
+    frames, end = _FRAMES.split(buffer)
+    del buffer[:end]
+    return [bytes(body) for _, body in frames]
 
 
 def frame(message: Any) -> bytes:
     """One framed pickle, ready to write."""
     body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
+    return _FRAMES.header.pack(len(body)) + body
 
 
 def main() -> None:
