@@ -3,14 +3,18 @@
 A frame is a fixed-size binary header, one field of which is the length of the body that
 follows it. Two protocols are built on it, each with its own header:
 
-* the process executor's (``executors/_process/_protocol.py``): a kind, a task id and the
+* the process executor's (``executors/_process/_wire.py``): a kind, a task id and the
   body's length (and, towards a worker, the task's limits), over a socket pair;
 * the Qiskit simulator workers' (``backends/_aer_worker.py``): the body's length alone,
   over a worker's stdin and stdout.
 
-Bodies are bytes to this module (both protocols put pickles in them). It needs only the
-standard library and imports nothing from the package: the simulator worker runs as a script,
-without the package on its path, and loads this file by its location.
+Bodies are bytes to this module (both protocols put pickles in them). The executor's two
+per-task loops (the parent reading replies, a worker reading tasks) cut frames inline from its
+framings' ``header`` and ``size`` rather than call :meth:`Framing.split`, whose list of frames
+costs more on a path every task takes; the simulator workers use :meth:`Framing.split` and
+:meth:`Framing.read`. It needs only the standard library and imports nothing from the package:
+the simulator worker runs as a script, without the package on its path, and loads this file by
+its location.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The wire protocol between a :class:`ProcessExecutor` and its worker processes.
 
-The frame headers (``_HDR_IN``, parent to worker; ``_HDR_OUT``, worker to parent), the frame
-kinds, the socket read and write sizes, :func:`_send_frames` (the worker's writer), and the
-body format of a failure: :func:`_pack_exception` (in the worker) and
+The frame layouts, both :class:`~logosq_os_scheduler._framing.Framing` (the frame format
+the package's worker protocols share with the Qiskit simulator workers): ``_TO_WORKER`` and
+its header ``_HDR_IN``, ``_FROM_WORKER`` and its header ``_HDR_OUT``. The per-task loops cut
+frames inline from the headers (a call per frame would cost on a path every task takes).
+Then the frame kinds, the socket read and write sizes, :func:`_send_frames` (the worker's
+writer), and the body format of a failure: :func:`_pack_exception` (in the worker) and
 :func:`_unpack_exception` (in the parent). Imports no other module of this package.
 """
 
@@ -12,10 +15,10 @@ import itertools
 import os
 import pickle
 import socket
-import struct
 import traceback
 
 from ..._errors import TaskFailedError
+from ..._framing import Framing
 
 _PROTOCOL = 5
 # Frames no larger than this are sent as one buffer (header and body joined).
@@ -24,12 +27,14 @@ _RECV_SIZE = 1 << 18
 _RECV_MAX = 1 << 24
 
 # parent -> worker: kind, task id, payload length, memory limit (0: none), CPU limit (0: none)
-_HDR_IN = struct.Struct("<BqQQd")
+_TO_WORKER = Framing("<BqQQd", length_at=2)
+_HDR_IN = _TO_WORKER.header
 _RUN = 0
 _EXIT = 1
 _CANCEL = 2
 # worker -> parent: kind, task id, body length
-_HDR_OUT = struct.Struct("<BqQ")
+_FROM_WORKER = Framing("<BqQ", length_at=2)
+_HDR_OUT = _FROM_WORKER.header
 _READY = 0
 _OK = 1
 _RAISED = 2
