@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from logosq_os_scheduler import (
+    BlockingScheduler,
     InvalidTaskError,
     LoopClock,
     ManualClock,
@@ -424,3 +425,45 @@ async def test_a_plain_task_carries_no_side_parts_and_rare_fields_read_through()
         assert isinstance(info.value.__cause__, ValueError)
         ctx = await s.submit(Task.classical("ctx").with_function(priority_from_context))
         assert (await ctx).value == "NORMAL"
+
+
+async def test_cancel_all_cancels_the_queued_then_the_running_and_the_scheduler_goes_on() -> None:
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        started.set()
+        await gate.wait()
+
+    async with QuantumScheduler(1, config=SchedulerConfig(workers=1)) as s:
+        running = await s.submit(Task.classical("hold").with_function(hold))
+        queued = [
+            await s.submit(Task.classical(f"q{i}").with_function(add, i, 1)) for i in range(3)
+        ]
+        await started.wait()
+        assert s.cancel_all(queued_only=True) == 3
+        assert [h.status for h in queued] == [S.CANCELLED] * 3
+        assert running.status is S.RUNNING
+        assert s.cancel_all() == 1
+        assert running.status is S.CANCELLED
+        assert s.cancel_all() == 0
+        # Still open: new work runs.
+        after = await s.submit(Task.classical("after").with_function(add, 2, 3))
+        assert (await after).value == 5
+
+
+def test_blocking_cancel_all_from_another_thread() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return release.wait(60)
+
+    with BlockingScheduler(1) as s:
+        running = s.submit(Task.classical("hold").with_function(hold))
+        queued = s.submit(Task.classical("next").with_function(add, 1, 1))
+        assert started.wait(60)
+        assert s.cancel_all(queued_only=True) == 1
+        assert queued.status is S.CANCELLED
+        release.set()
+        assert running.result(timeout=60).value is True
+        assert s.cancel_all() == 0

@@ -116,6 +116,11 @@ class BlockingScheduler:
         """A metrics snapshot; see :meth:`QuantumScheduler.metrics`."""
         return self._call(_snapshot(self._scheduler))
 
+    def cancel_all(self, *, queued_only: bool = False) -> int:
+        """Cancel every unfinished task (only the queued ones with ``queued_only``); see
+        :meth:`QuantumScheduler.cancel_all`. Returns how many were cancelled."""
+        return self._call(_cancel_all(self._scheduler, queued_only))
+
     def join(self, timeout: float | None = None) -> None:
         """Block until every submitted task has ended."""
         self._call(self._scheduler.join(), timeout)
@@ -158,7 +163,7 @@ class BlockingScheduler:
             except KeyboardInterrupt:
                 # The second Ctrl-C: cancel everything, let closing finish, then go.
                 _say("interrupted again: cancelling the running tasks and exiting")
-                cancel = asyncio.run_coroutine_threadsafe(_cancel_everything(scheduler), self._loop)
+                cancel = asyncio.run_coroutine_threadsafe(_cancel_all(scheduler), self._loop)
                 try:
                     cancel.result(_ABANDON_SECONDS)
                     closing.result(_ABANDON_SECONDS)
@@ -181,8 +186,8 @@ async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:
     return scheduler.metrics()
 
 
-async def _cancel_everything(scheduler: QuantumScheduler) -> None:
-    scheduler._cancel_all(queued_only=False)
+async def _cancel_all(scheduler: QuantumScheduler, queued_only: bool = False) -> int:
+    return scheduler.cancel_all(queued_only=queued_only)
 
 
 def _say(message: str) -> None:

@@ -385,7 +385,7 @@ class QuantumScheduler:
             return
         self._state = _State.CLOSING
         if cancel_pending:
-            self._cancel_all(queued_only=True)
+            self.cancel_all(queued_only=True)
         try:
             if timeout is None:
                 await self.join()
@@ -396,7 +396,7 @@ class QuantumScheduler:
                 assert self._timers is not None
                 await self._timers.wait_for(self.join(), timeout)
         except TimeoutError:
-            self._cancel_all(queued_only=False)
+            self.cancel_all(queued_only=False)
         finally:
             runners = [t.runner for t in self._active if isinstance(t.runner, asyncio.Task)]
             if runners:
@@ -411,7 +411,16 @@ class QuantumScheduler:
                 self._threads.close()
             self._state = _State.CLOSED
 
-    def _cancel_all(self, *, queued_only: bool) -> None:
+    def cancel_all(self, *, queued_only: bool = False) -> int:
+        """Cancel every task not yet finished: the queued ones, and unless ``queued_only`` the
+        running ones too (as :meth:`TaskHandle.cancel` does each). The scheduler stays open.
+
+        Call it on the scheduler's event-loop thread; ``BlockingScheduler.cancel_all`` does
+        the same from any thread.
+
+        Returns:
+            How many tasks were cancelled.
+        """
         now = self._now()
         victims = [t for pool in self._core.pools.values() for t in pool.queue]
         if not queued_only:
@@ -419,6 +428,7 @@ class QuantumScheduler:
             victims.extend(t for t in self._qactive if t.status not in TERMINAL)
         for task in victims:
             self._end_early(task, _S.CANCELLED, now)
+        return len(victims)
 
     # -- submission --------------------------------------------------------------------------
 
