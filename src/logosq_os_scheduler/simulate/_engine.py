@@ -137,10 +137,62 @@ def _job_time(rng: random.Random, device: SimulatedDevice, circuits: int, shots:
     return device.job_seconds(circuits, shots) * rng.lognormvariate(0.0, _JITTER)
 
 
+class _Families:
+    """The cloud's devices by family, and which families can run a circuit.
+
+    The devices of one family are alike in size and connectivity, so what one member can run
+    (:meth:`BackendCapabilities.check_requirements`) every member can: the answer is kept per
+    (width, all-to-all) and a policy looks at families, not at every device.
+    """
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.devices = cloud.devices
+        self.members: list[list[int]] = [[] for _ in cloud.types]
+        for i, d in enumerate(cloud.devices):
+            self.members[d.kind].append(i)
+        self._fitting: dict[tuple[int, bool], list[int]] = {}
+
+    def fitting(self, qubits: int, all_to_all: bool) -> list[int]:
+        """The families (by index) whose devices can run a circuit of ``qubits`` qubits."""
+        key = (qubits, all_to_all)
+        found = self._fitting.get(key)
+        if found is None:
+            req = CircuitRequirements(qubits, requires_all_to_all=all_to_all)
+            found = [
+                kind
+                for kind, members in enumerate(self.members)
+                if members and self.devices[members[0]].caps.check_requirements(req) is None
+            ]
+            self._fitting[key] = found
+        return found
+
+
+class _Engine:
+    """What every policy's engine has: the jobs, their outcome, the events, and :meth:`run`."""
+
+    jobs: Sequence[Job]
+    out: Outcome
+    events: _Events
+
+    def submit(self, k: int, now: float) -> None:
+        raise NotImplementedError
+
+    def on_event(self, now: float, kind: int, payload: Any) -> None:
+        raise NotImplementedError
+
+    def run(self) -> Outcome:
+        """Run every arrival and event in time order; the outcome, with its wall time."""
+        t0 = time.perf_counter()
+        _drive(self.events, self.jobs, self.submit, self.on_event)
+        self.out.wall_seconds = time.perf_counter() - t0
+        self.out.makespan = max((f for f in self.out.finish if f == f), default=0.0)
+        return self.out
+
+
 # -- the baselines --------------------------------------------------------------------------
 
 
-class _Baseline:
+class _Baseline(_Engine):
     """fcfs or least-busy (see the module docstring).
 
     Both find their device through a heap per device family (the devices of one family are
@@ -167,10 +219,7 @@ class _Baseline:
         self.waiting: dict[tuple[int, ...], collections.deque[int]] = {}
         self.waiting_for: list[list[collections.deque[int]]] = [[] for _ in range(kinds)]
         self.tries = [0] * len(self.jobs)
-        self.by_kind: list[list[int]] = [[] for _ in range(kinds)]
-        for i, d in enumerate(devices):
-            self.by_kind[d.kind].append(i)
-        self.kinds_cache: dict[tuple[int, bool], list[int]] = {}
+        self.families = _Families(cloud)
         # fcfs: per family, a heap of devices that may have a free slot (in_idle says which
         # are in it; an entry with no free slot or a device that is down is dropped lazily).
         self.idle: list[list[int]] = [[] for _ in range(kinds)]
@@ -186,27 +235,6 @@ class _Baseline:
             if d.outage is not None:  # the provider's status says when it is back
                 self.events.push(d.outage[1], _TIMER, ("up", i))
             self.mark(i)
-
-    def run(self) -> Outcome:
-        t0 = time.perf_counter()
-        _drive(self.events, self.jobs, self.submit, self.on_event)
-        self.out.wall_seconds = time.perf_counter() - t0
-        self.out.makespan = max((f for f in self.out.finish if f == f), default=0.0)
-        return self.out
-
-    def kinds_for(self, j: Job) -> list[int]:
-        """The device families that can run ``j``."""
-        key = (j.qubits, j.all_to_all)
-        found = self.kinds_cache.get(key)
-        if found is None:
-            found = []
-            for kind, members in enumerate(self.by_kind):
-                if members:
-                    caps = self.devices[members[0]].caps
-                    if caps.num_qubits >= j.qubits and (caps.all_to_all or not j.all_to_all):
-                        found.append(kind)
-            self.kinds_cache[key] = found
-        return found
 
     def mark(self, i: int) -> None:
         """Device i's free slots or load changed: update its family's heap."""
@@ -291,7 +319,8 @@ class _Baseline:
                 self.start(i, q.popleft(), now)
 
     def submit(self, k: int, now: float) -> None:
-        kinds = self.kinds_for(self.jobs[k])
+        j = self.jobs[k]
+        kinds = self.families.fitting(j.qubits, j.all_to_all)
         if not kinds:
             self.out.finish[k] = now  # no device can run it: it fails at once
             return
@@ -304,7 +333,7 @@ class _Baseline:
             return
         best = self.least_busy(kinds, now)
         if best < 0:
-            best = self.by_kind[kinds[0]][0]  # every device that fits is down: wait there
+            best = self.families.members[kinds[0]][0]  # all that fit are down: wait there
         self.pending[best] += 1
         self.mark(best)
         self.queues[best].append(k)
@@ -335,7 +364,8 @@ class _Baseline:
             else:
                 out.retries += 1
                 if self.fcfs:  # it keeps its place at the head
-                    self.wait(k, self.kinds_for(self.jobs[k]), left=True)
+                    j = self.jobs[k]
+                    self.wait(k, self.families.fitting(j.qubits, j.all_to_all), left=True)
                 else:
                     self.queues[i].appendleft(k)  # least-busy retries where it was sent
         self.fill(i, now)
@@ -362,7 +392,7 @@ class _Baseline:
 # -- ours -----------------------------------------------------------------------------------
 
 
-class _Ours:
+class _Ours(_Engine):
     """This scheduler's policy (see the module docstring)."""
 
     def __init__(
@@ -370,7 +400,6 @@ class _Ours:
     ) -> None:
         self.jobs = workload.jobs
         self.devices = cloud.devices
-        self.types = cloud.types
         self.out = Outcome("logosq", len(self.jobs))
         self.rng = random.Random(seed)
         self.events = _Events()
@@ -391,18 +420,11 @@ class _Ours:
                 self.events.push(d.busy_until, _TIMER, ("external", i))
         self.hold_until = [math.inf] * len(states)
         self.probing = [False] * len(states)
-        self.index = _RouteIndex(self.states, self.devices, len(self.types))
+        self.index = _RouteIndex(self.states, _Families(cloud))
         self.job_index: dict[int, int] = {}  # task_id -> job index
         self.task_templates: dict[tuple[int, bool, int, int], Any] = {}
         self.queue_heap: list[tuple[int, int, int]] = []  # (-queued, device, version)
         self.queue_version = [0] * len(states)
-
-    def run(self) -> Outcome:
-        t0 = time.perf_counter()
-        _drive(self.events, self.jobs, self.submit, self.on_event)
-        self.out.wall_seconds = time.perf_counter() - t0
-        self.out.makespan = max((f for f in self.out.finish if f == f), default=0.0)
-        return self.out
 
     # -- arrivals ----------------------------------------------------------------------------
 
@@ -655,20 +677,15 @@ class _RouteIndex:
     that can run the circuit: the least expected completion, ties by name, as decide_route.
     """
 
-    def __init__(
-        self, states: list[BackendState], devices: Sequence[SimulatedDevice], kinds: int
-    ) -> None:
+    def __init__(self, states: list[BackendState], families: _Families) -> None:
         self.states = states
-        self.devices = devices
-        self.kinds = kinds
+        self.devices = families.devices
+        self.families = families
+        self.kinds = len(families.members)
         self.version = [0] * len(states)
         self.shots: list[int] = []
         # heaps[shots position][kind]
         self.heaps: list[list[list[tuple[float, str, int, int]]]] = []
-        self.by_kind: list[list[int]] = [[] for _ in range(kinds)]
-        for i, d in enumerate(devices):
-            self.by_kind[d.kind].append(i)
-        self.fit_cache: dict[tuple[int, bool], list[int]] = {}
 
     def view(self, i: int, now: float) -> BackendView:
         s = self.states[i]
@@ -701,13 +718,13 @@ class _RouteIndex:
         for pos, shots in enumerate(self.shots):
             heap = self.heaps[pos][kind]
             heapq.heappush(heap, (expected_completion(view, shots), name, i, v))
-            if len(heap) > 8 * len(self.by_kind[kind]) + 64:
+            if len(heap) > 8 * len(self.families.members[kind]) + 64:
                 self._rebuild(pos, kind, now)
 
     def _rebuild(self, pos: int, kind: int, now: float) -> None:
         shots = self.shots[pos]
         fresh = []
-        for i in self.by_kind[kind]:
+        for i in self.families.members[kind]:
             s = self.states[i]
             if s.in_rotation(now):
                 fresh.append(
@@ -726,7 +743,7 @@ class _RouteIndex:
             pos = self.shots.index(shots)
         except ValueError:
             pos = self._add_shots(shots, now)
-        kinds = self._kinds_for(req)
+        kinds = self.families.fitting(req.num_qubits, req.requires_all_to_all)
         best: tuple[float, str, int, int] | None = None
         version = self.version
         for kind in kinds:
@@ -741,17 +758,6 @@ class _RouteIndex:
         if best is None:
             raise NoRouteError(req.describe(), {"cloud": "no device in rotation can run it"})
         return best[2]
-
-    def _kinds_for(self, req: CircuitRequirements) -> list[int]:
-        key = (req.num_qubits, req.requires_all_to_all)
-        kinds = self.fit_cache.get(key)
-        if kinds is None:
-            kinds = []
-            for kind, members in enumerate(self.by_kind):
-                if members and self.states[members[0]].caps.check_requirements(req) is None:
-                    kinds.append(kind)
-            self.fit_cache[key] = kinds
-        return kinds
 
 
 POLICIES = ("fcfs", "least-busy", "logosq")
