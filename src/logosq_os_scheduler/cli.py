@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import math
 import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from . import __version__
 
@@ -45,6 +47,7 @@ EXIT_INTERRUPTED = 130
 _EXTRA_HINT = "pip install 'logosq-os-scheduler[observability]'"
 
 Handler = Callable[[argparse.Namespace, list[str]], int]
+_N = TypeVar("_N", int, float)
 
 
 def _error(message: str) -> None:
@@ -201,13 +204,7 @@ def _cmd_simulate(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return _positive_of(text, float, "a positive number")
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -381,12 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
+    return _positive_of(text, int, "a positive integer")
+
+
+def _positive_of(text: str, convert: Callable[[str], _N], what: str) -> _N:
+    """``text`` as a finite number above zero, for argparse; an error saying ``what`` if not."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
 
 

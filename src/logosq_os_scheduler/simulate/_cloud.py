@@ -13,6 +13,7 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
+from .._config import _positive_int
 from .._errors import InvalidConfigError
 from ..core._capabilities import BackendCapabilities, JobCost
 
@@ -141,8 +142,7 @@ def make_cloud(
     Raises:
         InvalidConfigError: If ``backends`` is not positive or no type is given.
     """
-    if not isinstance(backends, int) or backends < 1:
-        raise InvalidConfigError("backends", f"needs a positive count, got {backends!r}")
+    _positive_int("backends", backends)
     if not types:
         raise InvalidConfigError("types", "needs at least one device type")
     rng = random.Random(seed)

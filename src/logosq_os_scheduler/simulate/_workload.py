@@ -9,6 +9,7 @@ import math
 import os
 import random
 
+from .._config import _positive_int
 from .._errors import InvalidConfigError
 from .._task import TaskPriority
 
@@ -97,12 +98,10 @@ def generate_workload(
     Raises:
         InvalidConfigError: If a count, rate or share is out of range.
     """
-    if not isinstance(tasks, int) or tasks < 1:
-        raise InvalidConfigError("tasks", f"needs a positive count, got {tasks!r}")
+    _positive_int("tasks", tasks)
     if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
         raise InvalidConfigError("rate", f"needs a positive number of jobs a second, got {rate!r}")
-    if not isinstance(users, int) or users < 1:
-        raise InvalidConfigError("users", f"needs at least one user, got {users!r}")
+    _positive_int("users", users)
     for name, share in (("heavy_share", heavy_share), ("all_to_all_share", all_to_all_share)):
         if not 0.0 <= share <= 1.0:
             raise InvalidConfigError(name, f"is a share in [0, 1], got {share!r}")
