@@ -29,6 +29,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "backends",
         "core",
         "executors",
+        "journal",
         "observability",
         "security",
         "simulate",

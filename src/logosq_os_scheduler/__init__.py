@@ -15,14 +15,16 @@ import logging as _logging
 
 from ._blocking import BlockingScheduler
 from ._clock import Clock, LoopClock, ManualClock, MonotonicClock
-from ._config import PreemptionStrategy, SchedulerConfig
+from ._config import Durability, PreemptionStrategy, SchedulerConfig
 from ._context import TaskContext, current_context
 from ._errors import (
     BackendError,
     BackendUnavailableError,
     InternalError,
+    InterruptedByRestartError,
     InvalidConfigError,
     InvalidTaskError,
+    JournalError,
     MissingExtraError,
     NoRouteError,
     PermanentBackendError,
@@ -35,6 +37,7 @@ from ._errors import (
     TaskFailedError,
     TaskTimeoutError,
     TransientBackendError,
+    UnknownTaskError,
 )
 from ._handle import TaskHandle
 from ._result import TaskResult
@@ -69,11 +72,14 @@ __all__ = [
     "CircuitRequirements",
     "CircuitSpec",
     "Clock",
+    "Durability",
     "Executor",
     "InternalError",
+    "InterruptedByRestartError",
     "InvalidConfigError",
     "InvalidTaskError",
     "HybridWorkflow",
+    "JournalError",
     "LoopClock",
     "ManualClock",
     "MissingExtraError",
@@ -111,6 +117,7 @@ __all__ = [
     "TaskTimeoutError",
     "TaskType",
     "TransientBackendError",
+    "UnknownTaskError",
     "WorkflowError",
     "WorkflowResult",
     "WorkflowStep",

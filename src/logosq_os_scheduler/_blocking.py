@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -50,9 +51,11 @@ class BlockingScheduler:
         interrupt_timeout: Seconds leaving the ``with`` block on Ctrl-C waits for running
             tasks to end before cancelling them (default 10; 0 cancels them at once; None
             waits for them all, until a second Ctrl-C).
+        journal: Path of a durable journal (see :class:`QuantumScheduler`).
 
     Raises:
         InvalidConfigError: If ``interrupt_timeout`` is negative or not a number.
+        JournalError: If the journal cannot be opened.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class BlockingScheduler:
         config: SchedulerConfig | None = None,
         use_uvloop: bool | None = None,
         interrupt_timeout: float | None = 10.0,
+        journal: str | os.PathLike[str] | None = None,
     ) -> None:
         self._interrupt_timeout = coerce_seconds(
             "interrupt_timeout",
@@ -70,8 +74,8 @@ class BlockingScheduler:
             allow_zero=True,
             error=InvalidConfigError,
         )
+        self._scheduler = QuantumScheduler(workers, config=config, journal=journal)
         self._loop = new_event_loop(use_uvloop=use_uvloop)
-        self._scheduler = QuantumScheduler(workers, config=config)
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._serve, args=(started,), name="logosq-scheduler", daemon=True
@@ -111,6 +115,15 @@ class BlockingScheduler:
         if self._closed:
             raise SchedulerClosedError("the scheduler is closed and accepts no new tasks")
         return self._call(self._scheduler.submit(task))
+
+    def task(self, ref: int | str) -> TaskHandle[Any]:
+        """A task's handle by id or client key; see :meth:`QuantumScheduler.task`."""
+        return self._call(_find_task(self._scheduler, ref))
+
+    def persisted(self, timeout: float | None = None) -> None:
+        """Block until every task submitted so far is in the journal; see
+        :meth:`QuantumScheduler.persisted`."""
+        self._call(self._scheduler.persisted(), timeout)
 
     def metrics(self) -> SchedulerMetrics:
         """A metrics snapshot; see :meth:`QuantumScheduler.metrics`."""
@@ -192,3 +205,7 @@ async def _cancel_all(scheduler: QuantumScheduler, queued_only: bool = False) ->
 
 def _say(message: str) -> None:
     print(f"logosq: {message}", file=sys.stderr, flush=True)
+
+
+async def _find_task(scheduler: QuantumScheduler, ref: int | str) -> TaskHandle[Any]:
+    return scheduler.task(ref)

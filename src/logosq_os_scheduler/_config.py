@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 
 from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
 from ._errors import InvalidConfigError
 
-__all__ = ["PreemptionStrategy", "SchedulerConfig"]
+__all__ = ["Durability", "PreemptionStrategy", "SchedulerConfig"]
 
 
 class PreemptionStrategy(enum.Enum, metaclass=HintingEnumType):
@@ -22,6 +23,26 @@ class PreemptionStrategy(enum.Enum, metaclass=HintingEnumType):
     NONE = "none"
     COOPERATIVE = "cooperative"
     PREEMPTIVE = "preemptive"
+
+
+class Durability(enum.Enum, metaclass=HintingEnumType):
+    """What a journal's acknowledged writes survive (``SchedulerConfig.durability``).
+
+    ==========  ===============================  ==============================================
+    Member      SQLite                           An acknowledged submit survives
+    ==========  ===============================  ==============================================
+    OFF         ``synchronous=OFF``; ``await     a clean exit; a crash loses what the last
+                submit`` does not wait           group commit had not written yet
+    PROCESS     ``synchronous=NORMAL`` (WAL)     a crash or kill -9 of the scheduler process
+                (default)                        (the OS has the bytes); not a power loss
+    POWER       ``synchronous=FULL`` (fsync at   a power loss or kernel crash as well
+                every group commit)
+    ==========  ===============================  ==============================================
+    """
+
+    OFF = "off"
+    PROCESS = "process"
+    POWER = "power"
 
 
 def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
@@ -72,6 +93,11 @@ class SchedulerConfig:
         job_timeout: Seconds a backend job may run before it counts as hung. None: no limit.
         max_preemptions: How often one task may be preempted; after that it runs to the end,
             so no task is starved by a stream of more urgent work.
+        journal: Path of the durable journal (an SQLite file), or None to keep everything in
+            memory. See docs/journal.md.
+        durability: What an acknowledged submit survives (:class:`Durability`).
+        journal_retention: Seconds a finished task stays in the journal; None keeps it until
+            ``logosq jobs gc``.
         max_abandoned_threads: Python cannot stop a thread, so a synchronous function that
             times out or is cancelled on a worker thread runs on: its thread is abandoned (it
             exits once the function returns, dropping the result) and a new thread takes its
@@ -98,6 +124,9 @@ class SchedulerConfig:
     job_timeout: float | None = None
     max_preemptions: int = 3
     max_abandoned_threads: int = 64
+    journal: str | None = None
+    durability: Durability = Durability.PROCESS
+    journal_retention: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int("workers", self.workers)
@@ -146,6 +175,28 @@ class SchedulerConfig:
             self, "job_timeout", _seconds("job_timeout", self.job_timeout, allow_none=True)
         )
         _non_negative_int("max_abandoned_threads", self.max_abandoned_threads)
+        journal = self.journal
+        if journal is not None:
+            if hasattr(journal, "__fspath__"):
+                journal = os.fspath(journal)
+                object.__setattr__(self, "journal", journal)
+            if not isinstance(journal, str) or not journal:
+                raise InvalidConfigError(
+                    "journal", f"must be the path of a file, or None; got {journal!r}"
+                )
+        if type(self.durability) is not Durability:
+            object.__setattr__(
+                self,
+                "durability",
+                coerce_enum(
+                    Durability, self.durability, field="durability", error=InvalidConfigError
+                ),
+            )
+        object.__setattr__(
+            self,
+            "journal_retention",
+            _seconds("journal_retention", self.journal_retention, allow_none=True),
+        )
 
     def replace(self, /, **changes: object) -> SchedulerConfig:
         """Return a copy with some settings changed (validated like the original).

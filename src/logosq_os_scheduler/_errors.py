@@ -9,10 +9,14 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
      ├── SchedulerClosedError      submit after aclose(), or on a scheduler that failed to start
      ├── MissingExtraError         an optional dependency group is needed but not installed
+     ├── JournalError              the durable journal cannot be opened or written (names the file)
+     ├── UnknownTaskError          no task has that id or client key
      ├── TaskError                 a task ended without a value; carries the task id
      │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
      │    │    ├── WorkerCrashedError   its worker process died (executors: exit code/signal)
-     │    │    └── ResourceLimitError   it went over its memory or CPU-time limit
+     │    │    ├── ResourceLimitError   it went over its memory or CPU-time limit
+     │    │    └── InterruptedByRestartError  it was running when the scheduler died, and
+     │    │                          is not marked safe to run again (with_restartable)
      │    ├── TaskTimeoutError     it passed its deadline
      │    ├── TaskCancelledError   it was cancelled
      │    └── RetriesExhaustedError  every allowed attempt failed (last error is ``__cause__``)
@@ -31,8 +35,10 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "InternalError",
+    "InterruptedByRestartError",
     "InvalidConfigError",
     "InvalidTaskError",
+    "JournalError",
     "MissingExtraError",
     "NoRouteError",
     "PermanentBackendError",
@@ -45,6 +51,7 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "TransientBackendError",
+    "UnknownTaskError",
 ]
 
 
@@ -141,6 +148,40 @@ class MissingExtraError(SchedulerError, ImportError):
         self.extra = extra
 
 
+class JournalError(SchedulerError):
+    """The durable journal cannot be opened, read or written.
+
+    Raised when a scheduler opens a journal (a path it cannot write, a file that is not a
+    journal, a journal of a newer schema, a corrupted database, a journal another scheduler
+    holds) and when a durable submit cannot be recorded (a full disk). The message names the
+    file and what to do; nothing the journal had acknowledged is lost.
+
+    Attributes:
+        path: The journal's file.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"journal {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class UnknownTaskError(SchedulerError, LookupError):
+    """No task has that id or client key (in this scheduler or its journal).
+
+    Attributes:
+        ref: The id or key asked for.
+    """
+
+    def __init__(self, ref: object, where: str) -> None:
+        kind = "key" if isinstance(ref, str) else "id"
+        super().__init__(f"no task with {kind} {ref!r} {where}")
+        self.ref = ref
+
+    def __str__(self) -> str:  # LookupError would quote the message like a KeyError's
+        return str(self.args[0])
+
+
 class TaskError(SchedulerError):
     """A task ended without producing a value.
 
@@ -163,6 +204,15 @@ class TaskTimeoutError(TaskError):
 
 class TaskCancelledError(TaskError):
     """The task was cancelled before it finished."""
+
+
+class InterruptedByRestartError(TaskFailedError):
+    """The task was running when its scheduler died, and was not marked safe to run again.
+
+    A restarted scheduler reruns such a task only if it was built with
+    ``.with_restartable()`` (its function may run twice); otherwise it ends FAILED with this
+    error rather than risk doing its side effects twice.
+    """
 
 
 class RetriesExhaustedError(TaskFailedError):

@@ -9,6 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import (
     InternalError,
+    InterruptedByRestartError,
     RetriesExhaustedError,
     SchedulerError,
     TaskCancelledError,
@@ -152,7 +153,7 @@ class TaskHandle(Generic[T]):
         what = f"task {task.task_id} ({task.name!r})"
         if status is _S.FAILED:
             err = task.error
-            if isinstance(err, RetriesExhaustedError):
+            if isinstance(err, (RetriesExhaustedError, InterruptedByRestartError)):
                 raise err
             if isinstance(err, SchedulerError) and not isinstance(err, TaskFailedError):
                 raise TaskFailedError(task.task_id, f"{what} failed: {err}") from err

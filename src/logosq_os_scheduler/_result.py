@@ -46,6 +46,11 @@ class TaskResult(Generic[T]):
         signature: The Ed25519 signature over the result, when result signing is on.
         signed_record: The :class:`~logosq_os_scheduler.security.SignedRecord` it signs: every
             signed field, for ``verify_result``. None when signing is off.
+        recovery: How the task crossed a restart of a scheduler with a journal: None if it
+            did not; ``"requeued"`` (it was waiting, and ran once, after the restart);
+            ``"rerun"`` (it was running, and ran again from the start: its side effects may
+            have happened twice); ``"reattached"`` (its backend job was collected by ID, never
+            sent again); ``"resent"`` (its job was sent again with the same idempotency key).
     """
 
     __slots__ = (
@@ -66,6 +71,7 @@ class TaskResult(Generic[T]):
         "signature",
         "signed_record",
         "error",
+        "recovery",
     )
 
     def __init__(self, task: Task[T]) -> None:
@@ -95,11 +101,13 @@ class TaskResult(Generic[T]):
             self.signature: bytes | None = None
             self.signed_record: Any = None
             self.error: BaseException | None = None
+            self.recovery: str | None = None
         else:
             self.metadata = extras.metadata
             self.signature = extras.signature
             self.signed_record = extras.signed_record
             self.error = extras.error
+            self.recovery = extras.recovery
 
     @property
     def counts(self) -> dict[str, int]:

@@ -23,26 +23,41 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock, LoopClock, MonotonicClock
 from ._coerce import SeedSpelling
-from ._config import PreemptionStrategy, SchedulerConfig
+from ._config import Durability, PreemptionStrategy, SchedulerConfig
 from ._context import _current_task
 from ._errors import (
     InternalError,
+    InterruptedByRestartError,
     InvalidConfigError,
     InvalidTaskError,
+    NoRouteError,
     SchedulerClosedError,
     SchedulerError,
+    UnknownTaskError,
 )
 from ._handle import TaskHandle
 from ._quantum import QuantumDispatcher
-from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
+from ._task import (
+    Task,
+    TaskBuilder,
+    TaskPriority,
+    TaskStatus,
+    TaskType,
+    is_transient,
+    reserve_ids,
+    restored_task,
+)
 from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
 from .core._inline import FunctionTimings, Timing
 from .core._preemption import choose_victim, should_yield, slot_wanted
+from .core._recovery import RecoveryAction, RecoveryFacts, decide_recovery
 from .core._state import TERMINAL
 from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
+from .journal._codec import decode_spec, encode_spec
+from .observability._listeners import add_listener
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics
 from .observability._trace import TraceRecorder
@@ -50,6 +65,7 @@ from .observability._trace import TraceRecorder
 if TYPE_CHECKING:
     from .backends._base import Backend
     from .core._routing import RoutingRule
+    from .journal import Journal, JournalRow
     from .security import ResultSigner
     from .workflows import HybridWorkflow, WorkflowResult
 
@@ -69,6 +85,8 @@ _PREEMPTED = _S.PREEMPTED
 _CLASSICAL = TaskType.CLASSICAL
 _HYBRID = TaskType.HYBRID
 _HIGH = TaskPriority.HIGH
+_QUANTUM = TaskType.QUANTUM
+_DURABILITY_OFF = Durability.OFF
 _PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _CoroutineType = types.CoroutineType
 _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
@@ -113,9 +131,13 @@ class QuantumScheduler:
         workers: Classical slots and worker threads (default 4).
         config: All settings at once; ``workers``, if also given, overrides its ``workers``.
         clock: Where time comes from (default: the monotonic clock).
+        journal: Path of a durable journal (``config.journal`` otherwise): every submit,
+            result and backend job is recorded there, and a scheduler that opens an existing
+            journal recovers its tasks. See docs/journal.md.
 
     Raises:
         InvalidConfigError: If a setting is out of range.
+        JournalError: If the journal cannot be opened (names the file and what to do).
     """
 
     def __init__(
@@ -124,6 +146,7 @@ class QuantumScheduler:
         *,
         config: SchedulerConfig | None = None,
         clock: Clock | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> None:
         if config is None:
             config = SchedulerConfig() if workers is None else SchedulerConfig(workers=workers)
@@ -131,6 +154,8 @@ class QuantumScheduler:
             raise InvalidConfigError("config", f"expected a SchedulerConfig, got {config!r}")
         elif workers is not None:
             config = config.replace(workers=workers)
+        if journal is not None:
+            config = config.replace(journal=journal)
         if clock is None:
             clock = MonotonicClock()
         elif not isinstance(clock, Clock):
@@ -167,6 +192,18 @@ class QuantumScheduler:
         self._quantum = QuantumDispatcher(self)
         # The dispatcher's set of RUNNING quantum tasks, read on every task's end.
         self._qactive = self._quantum._qactive
+        # Client keys of tasks submitted with with_key() when there is no journal.
+        self._keys: dict[str, Task[Any]] = {}
+        # Recovered tasks waiting for a backend that can run them to be registered.
+        self._parked: list[Task[Any]] = []
+        self._journal: Journal | None = None
+        if config.journal is not None:
+            from .journal import Journal
+
+            self._journal = Journal(
+                config.journal, config.durability, retention=config.journal_retention
+            )
+            reserve_ids(self._journal.max_id)
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -361,6 +398,191 @@ class QuantumScheduler:
         self._threads = ThreadWorkers(self._config.workers, loop, self._on_thread_batch)
         self._state = _State.RUNNING
         log.info("scheduler started with %d workers", self._config.workers)
+        journal = self._journal
+        if journal is not None:
+            journal.bind(loop, self._now)
+            add_listener(self._core, journal.listener)
+            self._recover(journal)
+
+    # -- durability --------------------------------------------------------------------------
+
+    def _recover(self, journal: Journal) -> None:
+        """Take back what the journal says was unfinished when its last scheduler stopped.
+
+        Each task is decided by ``core._recovery.decide_recovery``: queued ones go back to
+        their queues with their priority, order and age; running ones run again, fail with
+        InterruptedByRestartError, or (quantum) wait for their backend to be registered.
+        """
+        rows = journal.unfinished()
+        if not rows:
+            return
+        now = self._now()
+        wall = journal.wall(now)
+        requeued = rerun = failed = 0
+        for row in rows:
+            try:
+                task = decode_spec(row.spec, row.task_id, row.name, row.task_type, row.priority)
+            except Exception as exc:
+                self._end_recovered(
+                    journal,
+                    row,
+                    now,
+                    InternalError(
+                        f"task {row.task_id} ({row.name!r}) could not be read back from the "
+                        f"journal after a restart ({type(exc).__name__}: {exc}): is the "
+                        "module of its function still importable under the same name?"
+                    ),
+                )
+                failed += 1
+                continue
+            if row.key is not None:
+                task.key = row.key
+            task.attempts = row.attempts
+            action = decide_recovery(
+                RecoveryFacts(
+                    running=row.status is _RUNNING,
+                    quantum=row.task_type is _QUANTUM,
+                    restartable=task.restartable,
+                )
+            )
+            if action is RecoveryAction.FAIL:
+                self._end_recovered(
+                    journal,
+                    row,
+                    now,
+                    InterruptedByRestartError(
+                        row.task_id,
+                        f"task {row.task_id} ({row.name!r}) was running when its scheduler "
+                        "stopped and is not marked safe to run again: mark it "
+                        "with_restartable() to rerun it after a restart",
+                    ),
+                )
+                failed += 1
+                continue
+            task.recovery = action.value
+            journal.adopt(task)
+            if action is RecoveryAction.RERUN:
+                rerun += 1
+            else:
+                requeued += 1
+            self._readmit(task, max(0.0, wall - row.submitted))
+        self._dispatch_all()
+        log.info(
+            "journal %s recovered: %d requeued, %d to run again, %d failed",
+            journal.path,
+            requeued,
+            rerun,
+            failed,
+        )
+
+    def _end_recovered(
+        self, journal: Journal, row: JournalRow, now: float, error: BaseException
+    ) -> None:
+        task = restored_task(row.task_id, row.name, row.task_type, row.priority)
+        if row.key is not None:
+            task.key = row.key
+        task.attempts = row.attempts
+        journal.adopt(task)
+        # Never admitted to this core: it ends here, and the journal records the end.
+        task.error = error
+        task.status = _FAILED
+        task.finished_at = now
+        journal.listener(task, _RUNNING, _FAILED, now)
+
+    def _readmit(self, task: Task[Any], waited: float) -> None:
+        """Admit a recovered task: like a submit, with its earlier wait counted and no new
+        journal row. A quantum task no registered backend can run waits for one."""
+        try:
+            pool = self._pool_for(task)
+        except NoRouteError:
+            self._parked.append(task)
+            return
+        started = self._core.admit(task, pool, self._now(), waited=waited)
+        self._admitted(task, pool, started)
+
+    def _unpark(self) -> None:
+        """A backend was registered: admit the recovered tasks that can run now."""
+        parked, self._parked = self._parked, []
+        journal = self._journal
+        for task in parked:
+            if task.status is not _PENDING:
+                continue  # cancelled while parked
+            waited = 0.0
+            if journal is not None and task.submitted_at is not None:
+                waited = max(0.0, self._now() - task.submitted_at)
+            self._readmit(task, waited)
+        self._dispatch_all()
+
+    def _dispatch_all(self) -> None:
+        """Start what the free slots of every pool can take (after tasks were requeued)."""
+        for pool in list(self._core.pools.values()):
+            if pool.queue:
+                if pool.direct:
+                    self._dispatch(pool)
+                else:
+                    self._quantum._dispatch_quantum_soon()
+
+    def task(self, ref: int | str) -> TaskHandle[Any]:
+        """The handle of a task by its id or its client key (``with_key``).
+
+        With a journal this finds every task it holds, from before a restart too: awaiting
+        the handle gives the result (at once for a finished task). Without one, it finds the
+        tasks submitted with a key to this scheduler.
+
+        Raises:
+            UnknownTaskError: If no task has that id or key.
+            InvalidTaskError: If ``ref`` is neither an int nor a non-empty string.
+        """
+        if isinstance(ref, bool) or not isinstance(ref, (int, str)) or ref == "":
+            raise InvalidTaskError(
+                "ref", f"a task id (an int) or a client key (a string), got {ref!r}"
+            )
+        found = self._find(ref)
+        if found is None:
+            journal = self._journal
+            where = (
+                f"in journal {journal.path}"
+                if journal is not None
+                else "in this scheduler (without a journal only tasks submitted with "
+                "with_key() are found again: keep the handle that submit returned)"
+            )
+            raise UnknownTaskError(ref, where)
+        return TaskHandle(found, self)
+
+    def _find(self, ref: int | str) -> Task[Any] | None:
+        journal = self._journal
+        if journal is None:
+            return self._keys.get(ref) if isinstance(ref, str) else None
+        task = journal.live(ref)
+        if task is not None:
+            return task
+        row = journal.row(ref)
+        if row is None:
+            return None
+        task = journal.live(ref)  # it may have ended while the row was read
+        if task is not None:
+            return task
+        return journal.ended_task(row, self._now())
+
+    async def persisted(self) -> None:
+        """Wait until every task submitted so far is written to the journal.
+
+        ``await submit(...)`` already waits for its own task; this is the wait for a run of
+        ``submit_nowait`` calls. Returns at once without a journal.
+
+        Raises:
+            JournalError: If the journal could not be written (a full disk): the tasks
+                submitted since its last successful write are not durable.
+        """
+        journal = self._journal
+        if journal is not None:
+            await journal.persisted()
+
+    @property
+    def journal_path(self) -> str | None:
+        """The journal's file, or None when the scheduler keeps everything in memory."""
+        journal = self._journal
+        return None if journal is None else journal.path
 
     async def join(self) -> None:
         """Wait until every submitted task has ended (the scheduler stays open)."""
@@ -380,6 +602,8 @@ class QuantumScheduler:
         """
         if self._state is _State.NEW:
             self._state = _State.CLOSED
+            if self._journal is not None:
+                self._journal.close()
             return
         if self._state is _State.CLOSED:
             return
@@ -409,6 +633,8 @@ class QuantumScheduler:
                 await executor.aclose()
             if self._threads is not None:
                 self._threads.close()
+            if self._journal is not None:
+                self._journal.close()
             self._state = _State.CLOSED
 
     def cancel_all(self, *, queued_only: bool = False) -> int:
@@ -435,19 +661,36 @@ class QuantumScheduler:
     async def submit(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
         """Submit a task (or a builder, which is built) and return its handle at once.
 
+        With a journal, it returns once the task is written there (it then survives a kill of
+        the scheduler; see :class:`~logosq_os_scheduler.Durability`). A task with a client key
+        the scheduler already knows is not submitted again: the first task's handle returns.
+
         Raises:
-            InvalidTaskError: If the task is malformed or was already submitted.
+            InvalidTaskError: If the task is malformed or was already submitted, or (with a
+                journal) could not be run again after a restart (a lambda, say).
             QueueFullError: If ``max_queue_depth`` tasks already wait; nothing else changes.
             NoRouteError: If a quantum task's circuit fits no backend.
             SchedulerClosedError: If the scheduler is closing or closed.
+            JournalError: If the journal cannot be written (a full disk).
         """
-        return self.submit_nowait(task)
+        handle = self.submit_nowait(task)
+        journal = self._journal
+        if journal is not None and journal.durability is not _DURABILITY_OFF:
+            await journal.persisted()
+        return handle
 
     async def submit_many(
         self, tasks: Iterable[Task[Any] | TaskBuilder[Any]]
     ) -> list[TaskHandle[Any]]:
-        """Submit several tasks; stops at the first that is refused, raising its error."""
-        return [self.submit_nowait(t) for t in tasks]
+        """Submit several tasks; stops at the first that is refused, raising its error.
+
+        With a journal, it returns once all of them are written there (one group commit).
+        """
+        handles = [self.submit_nowait(t) for t in tasks]
+        journal = self._journal
+        if journal is not None and journal.durability is not _DURABILITY_OFF:
+            await journal.persisted()
+        return handles
 
     def submit_nowait(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
         """:meth:`submit` as a plain call, for use on the scheduler's event-loop thread."""
@@ -466,20 +709,51 @@ class QuantumScheduler:
             raise InvalidTaskError(
                 "task", f"task {task.task_id} ({task.name!r}) was already submitted"
             )
+        extras = task.extras
+        if self._journal is not None or (extras is not None and extras.key is not None):
+            return self._submit_durable(task)
         pool = self._pool_for(task)
-        core = self._core
-        started = core.admit(task, pool, self._now())
+        handle = TaskHandle(task, self)
+        self._admitted(task, pool, self._core.admit(task, pool, self._now()))
+        return handle
+
+    def _submit_durable(self, task: Task[Any]) -> TaskHandle[Any]:
+        """:meth:`submit_nowait` for a task with a client key or on a journal."""
+        key = task.key
+        if key is not None:
+            existing = self._find(key)
+            if existing is not None:
+                return TaskHandle(existing, self)  # an idempotent submit: the first task
+        pool = self._pool_for(task)
+        journal = self._journal
+        now = self._now()
+        if journal is None or is_transient(task):
+            started = self._core.admit(task, pool, now)
+            if key is not None:
+                self._keys[key] = task
+        else:
+            if journal.error is not None:
+                raise journal.error
+            journal.submitted(task, encode_spec(task), now)
+            try:
+                started = self._core.admit(task, pool, now)
+            except BaseException:
+                journal.retract(task)
+                raise
+        self._admitted(task, pool, started)
+        return TaskHandle(task, self)
+
+    def _admitted(self, task: Task[Any], pool: Pool, started: bool) -> None:
+        """What follows an admission: arm its deadline, run it, or dispatch or preempt."""
         deadline = task.deadline
         if deadline is not None and deadline < self._timer_when:
             self._arm_timer(deadline)
-        handle = TaskHandle(task, self)
         if started:
             self._run(task)
         elif not pool.direct:
             self._quantum._dispatch_quantum_soon()
         elif task.priority >= _HIGH and self._config.preemption is _PREEMPTIVE:
             self._preempt_for(task, pool)
-        return handle
 
     def _pool_for(self, task: Task[Any]) -> Pool:
         kind = task.task_type
@@ -728,11 +1002,17 @@ class QuantumScheduler:
             InvalidTaskError: If the name is taken.
             InvalidConfigError: If the object is not a backend.
         """
-        return await self._quantum.register_backend(name, backend)
+        registered = await self._quantum.register_backend(name, backend)
+        if self._parked:
+            self._unpark()
+        return registered
 
     def register_backend_nowait(self, name: str, backend: object) -> Backend:
         """:meth:`register_backend` as a plain call."""
-        return self._quantum.register_backend_nowait(name, backend)
+        registered = self._quantum.register_backend_nowait(name, backend)
+        if self._parked:
+            self._unpark()
+        return registered
 
     async def unregister_backend(self, name: str) -> None:
         """Take a backend out: its queued tasks move to other backends that can run them

@@ -118,6 +118,61 @@ _HYBRID = TaskType.HYBRID
 _NORMAL = TaskPriority.NORMAL
 
 _ids = itertools.count(1)
+
+
+def reserve_ids(above: int) -> None:
+    """Make every task id handed out from now on greater than ``above`` (a journal's tasks
+    keep their ids across a restart, and new tasks must not take them)."""
+    global _ids
+    nxt = next(_ids)
+    _ids = itertools.count(max(nxt, above + 1))
+
+
+def transient(builder: TaskBuilder[T]) -> TaskBuilder[T]:
+    """Mark a builder's tasks as steps of work the scheduler runs for a workflow or a
+    primitive: a journal does not record them (the workflow is what is recovered)."""
+    builder._transient = True
+    return builder
+
+
+def is_transient(task: Task[Any]) -> bool:
+    """Whether ``task`` was built by :func:`transient`."""
+    extras = task.extras
+    return extras is not None and extras.transient
+
+
+def restored_task(
+    task_id: int, name: str, task_type: TaskType, priority: TaskPriority
+) -> Task[Any]:
+    """A task as a journal recorded it, before the scheduler fills its state in: every spec
+    field at its default, no function or circuit (a finished task needs neither)."""
+    task: Task[Any] = Task.__new__(Task)
+    task.task_id = task_id
+    task.name = name
+    task.task_type = task_type
+    task.priority = priority
+    task.fn = None
+    task.args = ()
+    task.kwargs = _EMPTY_KWARGS
+    task.is_async = False
+    task.status = _PENDING
+    task.seq = 0
+    task.submitted_at = None
+    task.enqueued_at = 0.0
+    task.started_at = None
+    task.finished_at = None
+    task.deadline = None
+    task.attempts = 0
+    task.value = None
+    task.future = None
+    task.runner = None
+    task.resources = None
+    task.slot_held = False
+    task.extras = None
+    task.quantum_part = None
+    return task
+
+
 _EMPTY_KWARGS: dict[str, Any] = {}
 _CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
 
@@ -165,6 +220,9 @@ class _Extras:
         "signature",
         "signed_record",
         "error",
+        "key",
+        "recovery",
+        "transient",
     )
 
     def __init__(self) -> None:
@@ -182,6 +240,12 @@ class _Extras:
         # The SignedRecord behind ``signature`` (a security.SignedRecord), set with it.
         self.signed_record: Any = None
         self.error: BaseException | None = None
+        # The client key given with with_key(), unique per scheduler (and journal).
+        self.key: str | None = None
+        # How the task crossed a restart of a durable scheduler (see TaskResult.recovery).
+        self.recovery: str | None = None
+        # A step of a workflow running on the scheduler: never written to a journal.
+        self.transient = False
 
 
 class _QuantumPart:
@@ -336,6 +400,9 @@ class Task(Generic[T]):
     signed_record: _ExtraField[Any] = _ExtraField(None)
     # Why the task failed (set only when it did).
     error: _ExtraField[BaseException | None] = _ExtraField(None)
+    # The client key (with_key), and how the task crossed a restart (journal recovery).
+    key: _ExtraField[str | None] = _ExtraField(None)
+    recovery: _ExtraField[str | None] = _ExtraField(None)
     # Quantum and hybrid spec fields.
     circuit: _QuantumField[Any] = _QuantumField(None)
     shots: _QuantumField[int] = _QuantumField(1024)
@@ -453,6 +520,8 @@ class TaskBuilder(Generic[T]):
         "_restartable",
         "_limits",
         "_requirements",
+        "_key",
+        "_transient",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -485,6 +554,8 @@ class TaskBuilder(Generic[T]):
         # What the circuit needs, when the caller knows it already (the primitives: every
         # bound copy of one PUB circuit needs the same); None: analysed at submit.
         self._requirements: Any = None
+        self._key: str | None = None
+        self._transient = False
 
     @property
     def name(self) -> str:
@@ -613,12 +684,36 @@ class TaskBuilder(Generic[T]):
         return self
 
     def with_restartable(self, restartable: bool = True) -> TaskBuilder[T]:
-        """Mark that the task may be stopped and started again from scratch: under
-        ``PreemptionStrategy.PREEMPTIVE`` such a task is preempted at once rather than at its
-        next checkpoint (its function must be safe to run again)."""
+        """Mark that the task may be stopped and started again from scratch (its function is
+        safe to run twice).
+
+        Under ``PreemptionStrategy.PREEMPTIVE`` such a task is preempted at once rather than
+        at its next checkpoint. With a journal, a task that was running when the scheduler
+        died runs again after the restart only if it is restartable; otherwise it ends FAILED
+        with :class:`~logosq_os_scheduler.InterruptedByRestartError`."""
         if not isinstance(restartable, bool):
             raise InvalidTaskError("restartable", f"must be True or False, got {restartable!r}")
         self._restartable = restartable
+        return self
+
+    def with_key(self, key: str) -> TaskBuilder[T]:
+        """Give the task a client key, such as ``"exp42/point17"``: its durable name.
+
+        Submitting a task whose key a scheduler already knows returns the handle of the task
+        submitted first (an idempotent submit) and runs nothing new; with a journal this holds
+        across restarts too, and ``scheduler.task(key)`` finds the task again. A builder with a
+        key, submitted twice, therefore gives one task.
+
+        Raises:
+            InvalidTaskError: If ``key`` is not a non-empty string of at most 256 characters.
+        """
+        if not isinstance(key, str) or not key or len(key) > 256:
+            raise InvalidTaskError(
+                "key", f"must be a non-empty string of at most 256 characters, got {key!r}"
+            )
+        if not key.isprintable():
+            raise InvalidTaskError("key", f"must hold printable characters only, got {key!r}")
+        self._key = key
         return self
 
     def with_limits(
@@ -732,6 +827,8 @@ class TaskBuilder(Generic[T]):
             and self._max_retries is None
             and not self._restartable
             and self._limits is None
+            and self._key is None
+            and not self._transient
         ):
             return None
         extras = _Extras()
@@ -742,6 +839,8 @@ class TaskBuilder(Generic[T]):
         extras.max_retries = self._max_retries
         extras.restartable = self._restartable
         extras.limits = self._limits
+        extras.key = self._key
+        extras.transient = self._transient
         return extras
 
     def build(self) -> Task[T]:

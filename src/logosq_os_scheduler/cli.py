@@ -1,5 +1,5 @@
 """The ``logosq`` command: run the demo, draw a trace's timeline, run the benchmarks,
-simulate a quantum cloud.
+simulate a quantum cloud, read a journal.
 
 ::
 
@@ -8,6 +8,9 @@ simulate a quantum cloud.
     logosq bench [ARGS ...]             (ARGS go to benchmarks/run.py)
     logosq simulate [--tasks N] [--backends N] [--users N] [--load X] [--seed N]
                     [--trace CSV] [--save-trace CSV] [--policies P,P] [--plot PNG] [--json PATH]
+    logosq jobs --journal PATH [--status S] [--limit N]     list a journal's tasks
+    logosq jobs show ID|KEY --journal PATH                  one task, with its result
+    logosq jobs gc --older-than 7d --journal PATH           delete tasks that ended before
 
 Exit codes, for scripts:
 
@@ -207,6 +210,76 @@ def _positive_float(text: str) -> float:
     return _positive_of(text, float, "a positive number")
 
 
+# -- jobs -----------------------------------------------------------------------------------------
+
+
+def _cmd_jobs(args: argparse.Namespace, extra: list[str]) -> int:
+    import time
+
+    from ._errors import JournalError
+    from .journal import _inspect
+
+    if args.journal is None:
+        _error("jobs needs --journal PATH: the file given to QuantumScheduler(journal=...)")
+        return EXIT_USAGE
+    path = str(args.journal)
+    try:
+        if args.action == "show":
+            ref: int | str = int(args.ref) if args.ref.isdigit() else args.ref
+            row = _inspect.show_row(path, ref)
+            now = time.time()
+            fields = [
+                ("id", row.task_id),
+                ("key", row.key or "-"),
+                ("name", row.name),
+                ("type", row.task_type.value),
+                ("priority", row.priority.name),
+                ("status", row.status.value),
+                ("submitted", f"{_inspect.format_age(now - row.submitted)} ago"),
+                ("attempts", row.attempts),
+                ("backend", row.backend or "-"),
+                ("job id", row.job_id or "-"),
+                ("recovery", row.recovery or "-"),
+            ]
+            if row.finished is not None:
+                fields.append(("took", f"{row.finished - row.submitted:.3f} s"))
+            label = "error" if row.status.value == "failed" else "result"
+            fields.append((label, _inspect.describe_value(row)))
+            for name, value in fields:
+                print(f"{name:>10}  {value}")
+            return EXIT_OK
+        if args.action == "gc":
+            deleted = _inspect.gc(path, args.older_than)
+            print(f"deleted {deleted} tasks that ended more than {args.older_than_text} ago")
+            return EXIT_OK
+        rows = list(_inspect.list_rows(path, status=args.status, limit=args.limit))
+        totals = _inspect.counts(path)
+    except JournalError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    now = time.time()
+    header = f"{'ID':>8}  {'KEY':<20} {'NAME':<20} {'STATUS':<10} {'BACKEND':<12} JOB ID  AGE"
+    print(header)
+    for row in rows:
+        print(
+            f"{row.task_id:>8}  {(row.key or '-')[:20]:<20} {row.name[:20]:<20} "
+            f"{row.status.value:<10} {(row.backend or '-')[:12]:<12} "
+            f"{(row.job_id or '-')[:8]:<7} {_inspect.format_age(now - row.submitted)}"
+        )
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(totals.items())) or "no tasks"
+    print(f"\n{sum(totals.values())} tasks in {path}: {summary}")
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    from .journal._inspect import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -374,6 +447,47 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, default=None, metavar="PATH", help="write the report as JSON"
     )
     sim.set_defaults(handler=_cmd_simulate)
+
+    def journal_option(default: object) -> argparse.ArgumentParser:
+        # On `jobs` and on each of its actions, so that --journal may come before or after
+        # the action; an action's copy sets it only when given there.
+        holder = argparse.ArgumentParser(add_help=False)
+        holder.add_argument(
+            "--journal",
+            type=Path,
+            default=default,
+            metavar="PATH",
+            help="the journal's file, as given to QuantumScheduler(journal=...) (required)",
+        )
+        return holder
+
+    journal = journal_option(None)
+    journal_again = journal_option(argparse.SUPPRESS)
+    jobs = sub.add_parser(
+        "jobs",
+        parents=[journal],
+        help="list, show or compact the tasks of a journal",
+        description=(
+            "Read a scheduler's journal (also while the scheduler runs): list its newest "
+            "tasks, show one by id or client key with its result, or delete finished ones."
+        ),
+    )
+    jobs.add_argument("--status", default=None, help="only tasks in this status")
+    jobs.add_argument(
+        "--limit", type=_positive, default=50, help="newest tasks to list (default: %(default)s)"
+    )
+    jobs.set_defaults(handler=_cmd_jobs, action="list")
+    actions = jobs.add_subparsers(dest="action", metavar="ACTION")
+    show = actions.add_parser("show", parents=[journal_again], help="one task with its result")
+    show.add_argument("ref", metavar="ID|KEY", help="a task id or a client key")
+    gc = actions.add_parser("gc", parents=[journal_again], help="delete tasks that ended long ago")
+    gc.add_argument(
+        "--older-than",
+        dest="older_than_text",
+        required=True,
+        metavar="AGE",
+        help="delete those that ended before this long ago: 7d, 12h, 30m, 45s",
+    )
     return parser
 
 
@@ -408,8 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("choose a command: demo, timeline, bench or simulate (see logosq --help)")
+        _error("choose a command: demo, timeline, bench, simulate or jobs (see logosq --help)")
         return EXIT_USAGE
+    if getattr(args, "older_than_text", None) is not None:
+        try:
+            args.older_than = _duration(args.older_than_text)
+        except argparse.ArgumentTypeError as exc:
+            _error(f"--older-than: {exc}")
+            return EXIT_USAGE
 
     # The package is silent by itself (a library's NullHandler); the command shows its
     # warnings on stderr, and -v / -vv more.

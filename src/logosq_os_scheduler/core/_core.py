@@ -186,8 +186,15 @@ class SchedulerCore:
 
     # -- admission and dispatch --------------------------------------------------------------
 
-    def admit(self, task: Task[Any], pool: Pool, now: float) -> bool:
+    def admit(
+        self, task: Task[Any], pool: Pool, now: float, *, waited: float | None = None
+    ) -> bool:
         """Admit a PENDING task into ``pool``; start it at once if a slot is free and none waits.
+
+        ``waited`` is for a task recovered from a journal: the seconds it had already waited
+        before the restart. They count for aging and its deadline as if it had waited here;
+        it always joins the queue (so that the recovered tasks start in queue order once
+        all are back), even past ``max_queue_depth`` (it was admitted once already).
 
         Returns:
             True if the task was started (it is RUNNING and holds a slot), False if it waits.
@@ -196,15 +203,16 @@ class SchedulerCore:
             QueueFullError: If it would have to wait and ``max_queue_depth`` tasks already do.
                 The task stays PENDING and nothing else changes.
         """
-        if pool.direct and pool.busy < pool.capacity and not pool.queue:
+        if pool.direct and pool.busy < pool.capacity and not pool.queue and waited is None:
             start_now = True
         else:
             limit = self.config.max_queue_depth
-            if limit is not None and self.waiting >= limit:
+            if limit is not None and self.waiting >= limit and waited is None:
                 raise QueueFullError(self.waiting, limit)
             start_now = False
-        task.submitted_at = now
-        task.enqueued_at = now
+        since = now if waited is None else now - waited
+        task.submitted_at = since
+        task.enqueued_at = since
         task.seq = next(self._seq)
         task.resources = pool
         extras = task.extras
@@ -212,7 +220,7 @@ class SchedulerCore:
         if timeout is None:
             timeout = self.config.task_timeout
         if timeout is not None:
-            task.deadline = now + timeout
+            task.deadline = since + timeout
             heapq.heappush(self._deadlines, (task.deadline, task.seq, task))
         self.submitted += 1
         self.submitted_by_priority[task.priority] += 1

@@ -1,0 +1,75 @@
+"""What a restarted scheduler does with each task its journal says was unfinished.
+
+A pure decision, like the rest of ``core/``: it takes what the journal recorded of a task and
+returns what to do. The runtime carries it out.
+
+====================================  ========================  ==========================
+Recorded                              Decision                  The result says
+====================================  ========================  ==========================
+queued (never started)                REQUEUE, same priority,   ``recovery="requeued"``
+                                      order and age
+running, classical, restartable       RERUN from the start      ``recovery="rerun"``
+running, classical, not restartable   FAIL with                 (the error says why)
+                                      InterruptedByRestartError
+running, quantum, job ID known and    REATTACH by job ID        ``recovery="reattached"``
+backend can reattach
+running, quantum, intent written but  RESEND with the same      ``recovery="resent"``
+no job ID, backend remembers keys     idempotency key
+running, quantum, otherwise           RERUN (the job died with  ``recovery="rerun"``
+                                      the process, or may have
+                                      run: the result says so)
+====================================  ========================  ==========================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+__all__ = ["RecoveryAction", "RecoveryFacts", "decide_recovery"]
+
+
+class RecoveryAction(enum.Enum):
+    """What to do with a task that was unfinished when its scheduler died."""
+
+    REQUEUE = "requeued"
+    RERUN = "rerun"
+    FAIL = "failed"
+    REATTACH = "reattached"
+    RESEND = "resent"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryFacts:
+    """What the journal recorded of one unfinished task, and what its backend can do.
+
+    Attributes:
+        running: Whether it had started (its status was running when the scheduler died).
+        quantum: Whether it is a quantum task (its work was a backend job).
+        restartable: Whether it was marked safe to run twice (``with_restartable``).
+        job_id: The backend's ID of the job it was in, if the backend acknowledged one.
+        job_intent: Whether a job with it was about to be sent (intent written).
+        can_reattach: Whether that backend can collect a job by ID after a restart.
+        remembers_keys: Whether that backend never runs an idempotency key twice.
+    """
+
+    running: bool
+    quantum: bool
+    restartable: bool = False
+    job_id: str | None = None
+    job_intent: bool = False
+    can_reattach: bool = False
+    remembers_keys: bool = False
+
+
+def decide_recovery(facts: RecoveryFacts) -> RecoveryAction:
+    """The action for one unfinished task (see the module's table)."""
+    if not facts.running:
+        return RecoveryAction.REQUEUE
+    if not facts.quantum:
+        return RecoveryAction.RERUN if facts.restartable else RecoveryAction.FAIL
+    if facts.job_id is not None and facts.can_reattach:
+        return RecoveryAction.REATTACH
+    if facts.job_intent and facts.remembers_keys:
+        return RecoveryAction.RESEND
+    return RecoveryAction.RERUN

@@ -1,0 +1,653 @@
+"""The durable journal: every submit, start, end and result, in SQLite, by group commit.
+
+The journal is one more observer of the core's status changes (``core.listener``) plus a
+call at submit. It never writes on the event loop: what one loop turn records goes into one
+buffer, and one writer thread commits each buffer as one transaction. While a commit is under
+way the next buffer fills, so under load the commits grow and their count stays small (group
+commit); an idle scheduler commits within the loop turn after a submit.
+
+Invariants:
+
+* A row is buffered in ``_inserts`` (its task was submitted since the last commit was sent)
+  or ``_updates`` (its task's newer state, for a row already sent); never both. A task's
+  later change to a buffered insert edits that insert, so a task submitted and finished
+  within one commit costs one INSERT.
+* ``_live`` holds every journaled task whose terminal row is not yet committed: a lookup by
+  id or key finds it there, and finds it in the file once it has left.
+* Generations: each buffer sent to the writer gets the next number; ``_committed`` is the
+  newest one the writer has committed. ``persisted()`` waits for the generation that holds
+  every row buffered when it was called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import JournalError
+from .._task import TERMINAL, Task, TaskPriority, TaskStatus, TaskType, restored_task
+from . import _codec
+from ._store import Durability, Lock, connect, fail, open_store, prepare_path
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["Durability", "Journal", "JournalRow"]
+
+log = logging.getLogger("logosq_os_scheduler.journal")
+
+_RUNNING = TaskStatus.RUNNING
+_QUEUED = TaskStatus.QUEUED
+_PENDING = TaskStatus.PENDING
+_COMPLETED = TaskStatus.COMPLETED
+_FAILED = TaskStatus.FAILED
+
+# A buffered insert row is a list, edited in place until it is sent. Most rows have only
+# the first 12 columns (_INSERT); a row that needs one of the rest (a key, an error, ...) is
+# extended to all 17 (_INSERT_ALL). Fewer bound parameters make the common insert cheaper.
+(
+    _I_ID,
+    _I_NAME,
+    _I_TYPE,
+    _I_PRIORITY,
+    _I_SUBMITTED,
+    _I_SPEC,
+    _I_STATUS,
+    _I_STARTED,
+    _I_FINISHED,
+    _I_ATTEMPTS,
+    _I_KIND,
+    _I_RESULT,
+    _I_KEY,
+    _I_ERROR,
+    _I_RECOVERY,
+    _I_BACKEND,
+    _I_JOB,
+) = range(17)
+_SHORT = 12
+_INSERT = (
+    "INSERT INTO tasks(id, name, type, priority, submitted, spec, status, started, finished, "
+    "attempts, result_kind, result) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_ALL = (
+    "INSERT INTO tasks(id, name, type, priority, submitted, spec, status, started, finished, "
+    "attempts, result_kind, result, key, error, recovery, backend, job_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_NO_EXTRAS = [None] * (17 - _SHORT)
+# A turn that buffers this many rows sends them to the writer at once, without waiting for
+# the turn to end, so that writing overlaps the rest of the turn.
+_EARLY = 2048
+# An update row: status, started, finished, attempts, result_kind, result, error, recovery,
+# backend, id. ``started`` and ``recovery`` keep the stored value when None.
+_UPDATE = (
+    "UPDATE tasks SET status=?, started=coalesce(?, started), finished=?, attempts=?, "
+    "result_kind=?, result=?, error=?, recovery=coalesce(?, recovery), "
+    "backend=coalesce(?, backend) WHERE id=?"
+)
+_U_STATUS, _U_STARTED, _U_FINISHED, _U_ATTEMPTS, _U_KIND, _U_RESULT, _U_ERROR = range(7)
+_U_RECOVERY, _U_BACKEND, _U_ID = 7, 8, 9
+
+# What one commit writes: insert rows, update rows, job statements.
+_Batch = tuple[list[list[Any]], list[list[Any]], list[tuple[str, tuple[Any, ...]]]]
+
+_COLUMNS = (
+    "id, key, name, type, priority, submitted, spec, status, started, finished, attempts, "
+    "result_kind, result, error, recovery, backend, job_id"
+)
+# Status and type texts by member: Enum.value is a slow property on the hot path.
+_TEXT: dict[object, str] = {m: m.value for m in (*TaskStatus, *TaskType)}
+
+
+class JournalRow:
+    """One task as the journal holds it (what ``logosq jobs`` and recovery read)."""
+
+    __slots__ = (
+        "task_id",
+        "key",
+        "name",
+        "task_type",
+        "priority",
+        "submitted",
+        "spec",
+        "status",
+        "started",
+        "finished",
+        "attempts",
+        "result_kind",
+        "result",
+        "error",
+        "recovery",
+        "backend",
+        "job_id",
+    )
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        (
+            self.task_id,
+            self.key,
+            self.name,
+            task_type,
+            priority,
+            self.submitted,
+            self.spec,
+            status,
+            self.started,
+            self.finished,
+            self.attempts,
+            self.result_kind,
+            self.result,
+            self.error,
+            self.recovery,
+            self.backend,
+            self.job_id,
+        ) = row
+        self.task_type = TaskType(task_type)
+        self.priority = TaskPriority(priority)
+        self.status = TaskStatus(status)
+
+    def value(self) -> object:
+        """The task's value, decoded."""
+        return _codec.decode_result(self.result_kind, self.result)
+
+    def failure(self) -> BaseException | None:
+        """Why it failed, decoded (None if it did not)."""
+        return _codec.decode_error(self.error)
+
+
+class Journal:
+    """A scheduler's durable record, in the SQLite file at ``path``.
+
+    Give a scheduler a path (``QuantumScheduler(journal="runs/sched.db")``) rather than
+    building one: the scheduler opens it, recovers what it holds, and closes it.
+
+    Args:
+        path: The journal's file (created, with its directory, if missing).
+        durability: What an acknowledged write survives (:class:`Durability`).
+        retention: Seconds a finished task is kept; None keeps them until ``logosq jobs gc``.
+
+    Raises:
+        JournalError: If the file cannot be opened, is not a journal, has a newer schema, is
+            corrupted, or is in use by another scheduler.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        durability: Durability = Durability.PROCESS,
+        *,
+        retention: float | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.durability = durability
+        self.retention = retention
+        prepare_path(self.path)
+        self._lock = Lock(self.path)
+        try:
+            self._conn, meta = open_store(self.path, durability)
+            self._reader = connect(self.path, durability)
+        except BaseException:
+            self._lock.release()
+            raise
+        self.uid = meta["uid"]
+        try:
+            self.max_id = self._reader.execute("SELECT max(id) FROM tasks").fetchone()[0] or 0
+        except sqlite3.Error as exc:
+            self._close_files()
+            raise fail(self.path, exc) from exc
+        self._inserts: dict[int, list[Any]] = {}
+        self._updates: dict[int, list[Any]] = {}
+        self._jobs: list[tuple[str, tuple[Any, ...]]] = []
+        self._live: dict[int, Task[Any]] = {}
+        self._keys: dict[str, Task[Any]] = {}
+        self._sent_gen = 0
+        self._committed = 0
+        self._in_flight = False
+        self._scheduled = False
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._offset = time.time() - time.monotonic()
+        self.error: JournalError | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        if retention is not None:
+            self.gc(retention)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop, now: Callable[[], float]) -> None:
+        """Start writing from the scheduler's loop; ``now`` is the scheduler's clock."""
+        self._loop = loop
+        self._offset = time.time() - now()
+        self._thread = threading.Thread(
+            target=self._writer, name=f"logosq-journal-{self.uid}", daemon=True
+        )
+        self._thread.start()
+
+    def wall(self, now: float) -> float:
+        """A time on the scheduler's clock as wall-clock seconds (what the file stores)."""
+        return now + self._offset
+
+    def close(self) -> None:
+        """Write what is buffered (on this thread, waiting for it), stop the writer, release
+        the file and its lock. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+            self._thread = None
+        batch = self._take()
+        if batch is not None:
+            error = self._commit(batch)
+            if error is not None:
+                log.error("%s", error)
+        self._close_files()
+
+    def _close_files(self) -> None:
+        for conn in (getattr(self, "_conn", None), getattr(self, "_reader", None)):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+        self._lock.release()
+
+    # -- recording (on the loop) -------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise the :class:`JournalError` that stops durable submits, if there is one."""
+        if self.error is not None:
+            raise self.error
+
+    def submitted(self, task: Task[Any], spec: bytes, now: float) -> None:
+        """Buffer a submit: called before the core admits the task (:meth:`retract` undoes)."""
+        tid = task.task_id
+        row = [
+            tid,
+            task.name,
+            _TEXT[task.task_type],
+            int(task.priority),
+            now + self._offset,
+            spec,
+            "queued",
+            None,
+            None,
+            0,
+            0,
+            None,
+        ]
+        inserts = self._inserts
+        inserts[tid] = row
+        if len(inserts) >= _EARLY and not self._in_flight:
+            self._flush()  # a long turn of submits: start writing while it goes on
+        self._live[tid] = task
+        extras = task.extras
+        if extras is not None and extras.key is not None:
+            row.extend(_NO_EXTRAS)
+            row[_I_KEY] = extras.key
+            self._keys[extras.key] = task
+        if not self._scheduled:
+            self._schedule()
+
+    def retract(self, task: Task[Any]) -> None:
+        """Forget a submit the core refused (the queue was full)."""
+        tid = task.task_id
+        self._inserts.pop(tid, None)
+        self._live.pop(tid, None)
+        key = task.key
+        if key is not None and self._keys.get(key) is task:
+            del self._keys[key]
+
+    def adopt(self, task: Task[Any]) -> None:
+        """Follow a task whose row is already in the file (recovered after a restart)."""
+        self._live[task.task_id] = task
+        key = task.key
+        if key is not None:
+            self._keys[key] = task
+
+    def listener(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        """The core's transition listener: record the changes recovery needs."""
+        tid = task.task_id
+        if tid not in self._live:
+            return  # not journaled (a workflow's internal step)
+        if new is _RUNNING:
+            status = "running"
+        elif new in TERMINAL:
+            status = _TEXT[new]
+        elif new is _QUEUED and old is not _PENDING:
+            status = "queued"  # back in a queue (a retry, a preemption that restarts)
+        else:
+            return
+        wall = now + self._offset
+        row = self._inserts.get(tid)
+        kind = 0
+        result = error = finished = None
+        if status != "running" and status != "queued":
+            finished = wall
+            if new is _COMPLETED:
+                kind, result = _codec.encode_result(task.value)
+            else:
+                extras = task.extras
+                error = _codec.encode_error(None if extras is None else extras.error)
+        part = task.quantum_part
+        if row is not None:
+            row[_I_STATUS] = status
+            if status == "running":
+                row[_I_STARTED] = wall
+            row[_I_FINISHED] = finished
+            row[_I_ATTEMPTS] = task.attempts
+            row[_I_KIND] = kind
+            row[_I_RESULT] = result
+            if error is not None or (part is not None and finished is not None):
+                if len(row) == _SHORT:
+                    row.extend(_NO_EXTRAS)
+                row[_I_ERROR] = error
+                if part is not None:
+                    row[_I_BACKEND] = part.backend_used
+        else:
+            self._updates[tid] = [
+                status,
+                wall if status == "running" else None,
+                finished,
+                task.attempts,
+                kind,
+                result,
+                error,
+                task.recovery,
+                None if part is None else part.backend_used,
+                tid,
+            ]
+            if len(self._updates) >= _EARLY and not self._in_flight:
+                self._flush()
+            elif not self._scheduled:
+                self._schedule()
+
+    def job_intent(self, backend: str, job_key: str, task_ids: Sequence[int]) -> None:
+        """A backend job is about to be sent (written before it is)."""
+        ids = ",".join(map(str, task_ids))
+        self._jobs.append(
+            (
+                "INSERT OR REPLACE INTO jobs(key, backend, job_id, task_ids, created) "
+                "VALUES (?,?,NULL,?,?)",
+                (job_key, backend, ids, time.time()),
+            )
+        )
+        if not self._scheduled:
+            self._schedule()
+
+    def job_acknowledged(self, job_key: str, job_id: str) -> None:
+        """The backend acknowledged a job with its ID."""
+        self._jobs.append(("UPDATE jobs SET job_id=? WHERE key=?", (job_id, job_key)))
+        if not self._scheduled:
+            self._schedule()
+
+    def job_done(self, job_key: str) -> None:
+        """A job's outcomes were collected (or it failed as a whole): forget it."""
+        self._jobs.append(("DELETE FROM jobs WHERE key=?", (job_key,)))
+        if not self._scheduled:
+            self._schedule()
+
+    async def persisted(self) -> None:
+        """Wait until everything recorded so far is committed to the file.
+
+        Raises:
+            JournalError: If that commit failed (a full disk): the tasks submitted since the
+                last successful commit were not acknowledged.
+        """
+        if self._inserts or self._updates or self._jobs:
+            target = self._sent_gen + 1
+            if not self._scheduled:
+                self._schedule()
+        elif self._in_flight:
+            target = self._sent_gen
+        else:
+            if self.error is not None:
+                raise self.error
+            return
+        assert self._loop is not None
+        fut = self._loop.create_future()
+        self._waiters.append((target, fut))
+        await fut
+
+    # -- group commit ------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None or self._closed:
+            return  # before start (recovery) or after close: close() writes what is left
+        self._scheduled = True
+        loop.call_soon(self._flush)
+
+    def _take(self) -> _Batch | None:
+        if not (self._inserts or self._updates or self._jobs):
+            return None
+        batch = (list(self._inserts.values()), list(self._updates.values()), self._jobs)
+        self._inserts = {}
+        self._updates = {}
+        self._jobs = []
+        return batch
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._in_flight or self._closed:
+            return  # the writer's completion flushes again
+        batch = self._take()
+        if batch is None:
+            return
+        self._sent_gen += 1
+        self._in_flight = True
+        self._work.put((self._sent_gen, batch))
+
+    def _writer(self) -> None:
+        work = self._work
+        loop = self._loop
+        assert loop is not None
+        while True:
+            item = work.get()
+            if item is None:
+                return
+            gen, batch = item
+            error = self._commit(batch)
+            try:
+                loop.call_soon_threadsafe(self._done, gen, batch, error)
+            except RuntimeError:  # the loop closed under us: close() finishes the work
+                return
+
+    def _commit(self, batch: _Batch) -> BaseException | None:
+        inserts, updates, jobs = batch
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if inserts:
+                    short = [r for r in inserts if len(r) == _SHORT]
+                    if short:
+                        conn.executemany(_INSERT, short)
+                    if len(short) != len(inserts):
+                        conn.executemany(_INSERT_ALL, [r for r in inserts if len(r) != _SHORT])
+                if updates:
+                    conn.executemany(_UPDATE, updates)
+                for sql, params in jobs:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            return fail(self.path, exc)
+        return None
+
+    def _done(
+        self,
+        gen: int,
+        batch: _Batch,
+        error: BaseException | None,
+    ) -> None:
+        self._in_flight = False
+        if error is None:
+            self._committed = gen
+            if self.error is not None:
+                log.warning("journal %s is writable again", self.path)
+                self.error = None
+            live = self._live
+            keys = self._keys
+            for row in batch[0]:
+                if row[_I_FINISHED] is not None:
+                    task = live.pop(row[_I_ID], None)
+                    if task is not None and len(row) != _SHORT and row[_I_KEY] is not None:
+                        keys.pop(row[_I_KEY], None)
+            for row in batch[1]:
+                if row[_U_FINISHED] is not None:
+                    task = live.pop(row[_U_ID], None)
+                    if task is not None:
+                        key = task.key
+                        if key is not None:
+                            keys.pop(key, None)
+            waiters = [w for w in self._waiters if w[0] <= gen]
+            if waiters:
+                self._waiters = [w for w in self._waiters if w[0] > gen]
+                for _g, fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+        else:
+            assert isinstance(error, JournalError)
+            log.error("%s", error)
+            self.error = error
+            self._requeue_batch(batch)
+            waiters = [w for w in self._waiters if w[0] <= gen]
+            self._waiters = [w for w in self._waiters if w[0] > gen]
+            for _g, fut in waiters:
+                if not fut.done():
+                    fut.set_exception(error)
+            loop = self._loop
+            if loop is not None and self._retry is None:
+                self._retry = loop.call_later(1.0, self._retry_now)
+            return
+        if self._inserts or self._updates or self._jobs:
+            self._flush()
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if not self._in_flight:
+            self._flush()
+
+    def _requeue_batch(self, batch: _Batch) -> None:
+        """Put a batch whose commit failed back in front of what was buffered since."""
+        inserts, updates, jobs = batch
+        merged = {row[_I_ID]: row for row in inserts}
+        newer_updates = self._updates
+        for tid, row in self._inserts.items():
+            merged[tid] = row
+        for tid, upd in list(newer_updates.items()):
+            failed = merged.get(tid)
+            if failed is not None and tid not in self._inserts:
+                row = failed
+                # A change since to a row whose insert failed: fold it into the insert.
+                row[_I_STATUS] = upd[_U_STATUS]
+                if upd[_U_STARTED] is not None:
+                    row[_I_STARTED] = upd[_U_STARTED]
+                row[_I_FINISHED] = upd[_U_FINISHED]
+                row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
+                row[_I_KIND] = upd[_U_KIND]
+                row[_I_RESULT] = upd[_U_RESULT]
+                if upd[_U_ERROR] is not None:
+                    if len(row) == _SHORT:
+                        row.extend(_NO_EXTRAS)
+                    row[_I_ERROR] = upd[_U_ERROR]
+                del newer_updates[tid]
+        for upd in updates:
+            newer_updates.setdefault(upd[_U_ID], upd)
+        self._inserts = merged
+        self._jobs = jobs + self._jobs
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def live(self, ref: int | str) -> Task[Any] | None:
+        """The in-memory task with that id or key whose end is not yet in the file."""
+        if isinstance(ref, str):
+            return self._keys.get(ref)
+        return self._live.get(ref)
+
+    def row(self, ref: int | str) -> JournalRow | None:
+        """The file's row for the task with that id or key, or None."""
+        column = "key" if isinstance(ref, str) else "id"
+        try:
+            found = self._reader.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE {column}=?", (ref,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+        return None if found is None else JournalRow(found)
+
+    def unfinished(self) -> list[JournalRow]:
+        """Every task not yet ended, in submission order."""
+        try:
+            found = self._reader.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE status IN ('queued', 'running') ORDER BY id"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+        return [JournalRow(r) for r in found]
+
+    def jobs(self) -> dict[int, tuple[str, str, str | None]]:
+        """Jobs written but not collected: task id -> (job key, backend, job ID or None)."""
+        try:
+            found = self._reader.execute("SELECT key, backend, job_id, task_ids FROM jobs")
+            out: dict[int, tuple[str, str, str | None]] = {}
+            for key, backend, job_id, ids in found.fetchall():
+                for tid in ids.split(","):
+                    if tid:
+                        out[int(tid)] = (key, backend, job_id)
+            return out
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+
+    def gc(self, older_than: float) -> int:
+        """Delete the rows of tasks that ended more than ``older_than`` seconds ago.
+
+        Returns:
+            How many were deleted.
+        """
+        cutoff = time.time() - older_than
+        try:
+            cur = self._conn.execute(
+                "DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?", (cutoff,)
+            )
+            return cur.rowcount
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+
+    def ended_task(self, row: JournalRow, now: float) -> Task[Any]:
+        """A finished task as the file holds it, with its times moved onto the scheduler's
+        clock (``now``), for a handle."""
+        task = restored_task(row.task_id, row.name, row.task_type, row.priority)
+        offset = time.time() - now
+        task.status = row.status
+        task.submitted_at = row.submitted - offset
+        task.started_at = None if row.started is None else row.started - offset
+        task.finished_at = None if row.finished is None else row.finished - offset
+        task.attempts = row.attempts
+        if row.status is _COMPLETED:
+            task.value = row.value()
+        elif row.status is _FAILED:
+            task.error = row.failure()
+        if row.key is not None:
+            task.key = row.key
+        if row.recovery is not None:
+            task.recovery = row.recovery
+        if row.backend is not None:
+            task.backend_used = row.backend
+        return task

@@ -1,0 +1,293 @@
+"""The journal's file: an SQLite database in WAL mode, opened, checked and locked.
+
+Everything here is plain synchronous SQLite from the standard library. The writer thread of
+:class:`~logosq_os_scheduler.journal.Journal` owns one connection; reads for lookups and
+recovery use another. Every SQLite failure becomes a :class:`JournalError` that names the file
+and what to do.
+
+Schema (version 1)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)        uid, schema, created
+    tasks(id INTEGER PRIMARY KEY,                 the task id, kept across restarts
+          key TEXT,                               client key (with_key) or NULL;
+                                                  unique where set (a partial index)
+          name, type, priority,                   as submitted
+          submitted REAL,                         wall-clock time of the submit
+          spec BLOB,                              journal._codec.encode_spec
+          status TEXT,                            queued, running, or a terminal status
+          started REAL, finished REAL,            wall-clock times
+          attempts INTEGER,
+          result_kind INTEGER, result BLOB,       journal._codec.encode_result
+          error BLOB,                             journal._codec.encode_error
+          recovery TEXT,                          how it crossed a restart (TaskResult.recovery)
+          backend TEXT, job_id TEXT)              where a quantum task's job ran
+    jobs(key TEXT PRIMARY KEY, backend TEXT,      a backend job: intent first, then its ID
+         job_id TEXT, task_ids TEXT, created REAL)
+
+``PRAGMA application_id`` marks the file as a journal and ``PRAGMA user_version`` holds the
+schema version: a file without the mark is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .._config import Durability
+from .._errors import JournalError
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "Durability",
+    "Lock",
+    "connect",
+    "open_for_reading",
+    "open_store",
+    "prepare_path",
+]
+
+APPLICATION_ID = 0x4C4F4751  # "LOGQ"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks(
+    id INTEGER PRIMARY KEY,
+    key TEXT,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    submitted REAL NOT NULL,
+    spec BLOB,
+    status TEXT NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result_kind INTEGER NOT NULL DEFAULT 0,
+    result BLOB,
+    error BLOB,
+    recovery TEXT,
+    backend TEXT,
+    job_id TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS jobs(
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    job_id TEXT,
+    task_ids TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
+
+_SYNCHRONOUS = {Durability.OFF: "OFF", Durability.PROCESS: "NORMAL", Durability.POWER: "FULL"}
+
+
+def _fail(path: str, exc: BaseException) -> JournalError:
+    text = str(exc)
+    if "not a database" in text or "file is encrypted" in text:
+        return JournalError(
+            path,
+            "is not a logosq journal (not an SQLite database): give the scheduler a new path, "
+            "or move this file away",
+        )
+    if "malformed" in text or "corrupt" in text:
+        return JournalError(
+            path,
+            f"is corrupted ({text}): restore it from a backup, or salvage its rows with "
+            f"`sqlite3 {path} .recover` into a new file",
+        )
+    if "full" in text:
+        return JournalError(
+            path,
+            f"cannot be written: {text}; free space (or raise the limit) and submit again: "
+            "what was acknowledged before is safe",
+        )
+    if "readonly" in text or "unable to open" in text or "permission" in text.lower():
+        return JournalError(
+            path,
+            f"cannot be opened for writing ({text}): choose a path in a directory this "
+            "process may write",
+        )
+    return JournalError(path, f"SQLite error: {text}")
+
+
+def connect(path: str, durability: Durability, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the journal at ``path`` with its settings applied.
+
+    Raises:
+        JournalError: If SQLite cannot open it.
+    """
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{Path(path).resolve()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        if not readonly:
+            conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
+        return conn
+    except sqlite3.Error as exc:
+        raise _fail(path, exc) from exc
+
+
+class Lock:
+    """An exclusive lock on ``<journal>-lock``: one scheduler per journal.
+
+    ``fcntl.flock`` ends with the process that holds it, so a killed scheduler never leaves
+    a stale lock behind. Where ``fcntl`` is missing (Windows) there is no lock.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path + "-lock"
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JournalError(
+                path,
+                f"cannot create its lock file {self.path} ({exc.strerror}): choose a path in a "
+                "directory this process may write",
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise JournalError(
+                path,
+                f"is in use by another scheduler (process {holder}): stop that one first, or "
+                "give this scheduler its own journal path",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def prepare_path(path: str) -> None:
+    """Create the journal's directory; refuse a path that cannot hold a journal file.
+
+    Raises:
+        JournalError: If the directory cannot be created or the path is a directory.
+    """
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(
+            path,
+            f"cannot create its directory {parent} ({exc.strerror}): choose a path in a "
+            "directory this process may write",
+        ) from exc
+    if os.path.isdir(path):
+        raise JournalError(path, "is a directory: give the path of a file, such as runs/sched.db")
+
+
+def open_store(path: str, durability: Durability) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """Open (creating if new) the journal at ``path`` and check it is one this version reads.
+
+    Returns:
+        The writer's connection, and the journal's meta table (``uid`` among it).
+
+    Raises:
+        JournalError: If the path cannot be written, the file is not a journal, it has a
+            newer schema, or it is corrupted.
+    """
+    conn = connect(path, durability)
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        if app_id != APPLICATION_ID:
+            if tables or app_id != 0:
+                raise JournalError(
+                    path,
+                    "is an SQLite database but not a logosq journal: give the scheduler a new "
+                    "path; it never writes over a database of something else",
+                )
+        elif version > SCHEMA_VERSION:
+            raise JournalError(
+                path,
+                f"was written by a newer logosq-os-scheduler (journal schema {version}; this "
+                f"version reads up to {SCHEMA_VERSION}): upgrade the package to open it",
+            )
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise JournalError(path, f"SQLite refused WAL mode (got {mode!r})")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('uid', ?), ('created', "
+            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            (uuid.uuid4().hex[:12],),
+        )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except JournalError:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _fail(path, exc) from exc
+    return conn, meta
+
+
+def open_for_reading(path: str) -> sqlite3.Connection:
+    """A connection to an existing journal, for ``logosq jobs``: checked like
+    :func:`open_store`, never created, not locked (a running scheduler may hold it).
+
+    Raises:
+        JournalError: If there is no journal at ``path`` or it is not one this version reads.
+    """
+    if not os.path.isfile(path):
+        raise JournalError(path, "no such journal: give the path a scheduler was started with")
+    conn = connect(path, Durability.PROCESS)
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _fail(path, exc) from exc
+    if app_id != APPLICATION_ID:
+        conn.close()
+        raise JournalError(path, "is not a logosq journal")
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise JournalError(
+            path,
+            f"was written by a newer logosq-os-scheduler (journal schema {version}; this "
+            f"version reads up to {SCHEMA_VERSION}): upgrade the package to read it",
+        )
+    return conn
+
+
+def fail(path: str, exc: BaseException) -> JournalError:
+    """The :class:`JournalError` for an SQLite failure on the journal at ``path``."""
+    return _fail(path, exc)
+
+
+def rows(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
+    """Run a read and fetch every row (a helper for the read connection)."""
+    return conn.execute(sql, params).fetchall()

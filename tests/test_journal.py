@@ -1,0 +1,397 @@
+"""The durable journal: records, recovery after kill -9, client keys, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import _journal_tasks as tasks
+from logosq_os_scheduler import (
+    Durability,
+    InterruptedByRestartError,
+    InvalidConfigError,
+    InvalidTaskError,
+    JournalError,
+    QuantumScheduler,
+    SchedulerConfig,
+    Task,
+    TaskStatus,
+    UnknownTaskError,
+)
+from logosq_os_scheduler.journal import Journal
+
+HERE = Path(__file__).parent
+CHILD = HERE / "_journal_child.py"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _square(i: int) -> int:
+    return i * i
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+# -- recording and finding tasks again -----------------------------------------------------
+
+
+async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "sched.db"  # its directory is created
+    async with QuantumScheduler(2, journal=path) as scheduler:
+        first = await scheduler.submit(
+            Task.classical("square").with_function(tasks.square, 7).with_key("exp42/point17")
+        )
+        assert (await first).value == 49
+        # The same key again: the first task's handle, nothing new runs.
+        again = await scheduler.submit(
+            Task.classical("square").with_function(tasks.square, 8).with_key("exp42/point17")
+        )
+        assert again.task_id == first.task_id
+        many = [
+            scheduler.submit_nowait(Task.classical(f"s{i}").with_function(tasks.square, i))
+            for i in range(300)
+        ]
+        await scheduler.persisted()
+        await scheduler.join()
+        assert scheduler.metrics().submitted == 301
+    async with QuantumScheduler(2, journal=path) as scheduler:
+        by_key = scheduler.task("exp42/point17")
+        assert by_key.task_id == first.task_id and by_key.done()
+        assert (await by_key).value == 49
+        assert (await scheduler.task(many[123].task_id)).value == 123 * 123
+        # A key known from before the restart is still an idempotent submit.
+        again = await scheduler.submit(
+            Task.classical("square").with_function(tasks.square, 9).with_key("exp42/point17")
+        )
+        assert again.task_id == first.task_id
+        # New tasks never take an id the journal holds.
+        new = await scheduler.submit(Task.classical("n").with_function(tasks.square, 3))
+        assert new.task_id > max(h.task_id for h in many)
+        with pytest.raises(UnknownTaskError, match="no task with key 'nope'"):
+            scheduler.task("nope")
+        with pytest.raises(InvalidTaskError):
+            scheduler.task(True)  # type: ignore[arg-type]
+    statuses = rows(path, "SELECT status, count(*) FROM tasks GROUP BY status")
+    assert statuses == [("completed", 302)]
+
+
+async def test_failures_are_recorded_with_their_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        h = await scheduler.submit(Task.classical("div").with_function(divmod, 1, 0))
+        with pytest.raises(Exception, match="ZeroDivisionError"):
+            await h
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        again = scheduler.task(h.task_id)
+        assert again.status is TaskStatus.FAILED
+        with pytest.raises(Exception, match="ZeroDivisionError") as info:
+            await again
+        assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+async def test_keys_without_a_journal_are_idempotent_in_memory() -> None:
+    async with QuantumScheduler(1) as scheduler:
+        a = await scheduler.submit(Task.classical("a").with_function(_square, 2).with_key("k"))
+        b = await scheduler.submit(Task.classical("b").with_function(_square, 3).with_key("k"))
+        assert a.task_id == b.task_id and (await b).value == 4
+        assert scheduler.task("k").task_id == a.task_id
+        with pytest.raises(UnknownTaskError, match="only tasks submitted with with_key"):
+            scheduler.task(a.task_id)
+        assert scheduler.journal_path is None
+
+
+async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> None:
+    def nested() -> int:
+        return 1
+
+    async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
+        with pytest.raises(InvalidTaskError, match=r"is a lambda.*top level of a module"):
+            scheduler.submit_nowait(Task.classical("l").with_function(lambda: 1))
+        with pytest.raises(InvalidTaskError, match="defined inside another function"):
+            scheduler.submit_nowait(Task.classical("n").with_function(nested))
+        with pytest.raises(InvalidTaskError, match=r"'args'.*cannot be written to the journal"):
+            scheduler.submit_nowait(
+                Task.classical("a").with_function(tasks.square, threading.Lock())  # type: ignore[arg-type]
+            )
+        # Nothing refused was written, and the scheduler still works.
+        ok = await scheduler.submit(Task.classical("ok").with_function(tasks.square, 2))
+        assert (await ok).value == 4
+        assert scheduler.metrics().submitted == 1
+
+
+# -- recovery after kill -9 ----------------------------------------------------------------
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
+
+
+async def test_queued_tasks_return_in_priority_order_after_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    child = _start("hold", str(path))
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    tasks.ORDER.clear()
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        blocker = scheduler.task("blocker")
+        await scheduler.join()
+        # It was running when the scheduler died and is not marked restartable.
+        assert blocker.status is TaskStatus.FAILED
+        with pytest.raises(InterruptedByRestartError, match="with_restartable"):
+            await blocker
+        critical = await scheduler.task("critical-1")
+        assert critical.recovery == "requeued"
+    assert tasks.ORDER == ["critical-1", "high-1", "high-2", "normal-1", "normal-2", "low-1"]
+    assert rows(path, "SELECT count(*) FROM tasks WHERE status='completed'") == [(6,)]
+
+
+def _acks(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_after_acks(child: subprocess.Popen[str], acks: Path, more: int) -> bool:
+    """SIGKILL ``child`` once ``more`` new submits were acknowledged; False if it finished
+    first."""
+    target = _acks(acks) + more
+    deadline = time.monotonic() + 60
+    while child.poll() is None:
+        if _acks(acks) >= target:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return True
+        if time.monotonic() > deadline:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise AssertionError("the child made no progress for 60 s")
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.slow
+def test_every_acknowledged_task_ends_exactly_once_across_kills(tmp_path: Path) -> None:
+    """Kill -9 the scheduler at random points of its work (after a random number of
+    acknowledged submits, with tasks running and commits under way), restart it each time;
+    at the end every task whose submit returned ended once, with the value an uninterrupted
+    run gives."""
+    path = tmp_path / "j.db"
+    acks = tmp_path / "acks"
+    n = 600
+    rng = random.Random(20261206)
+    kills = 0
+    for _ in range(20):
+        child = _start("crash", str(path), str(acks), str(n))
+        killed = _kill_after_acks(child, acks, rng.randint(1, 25))
+        assert child.stdout is not None
+        child.stdout.close()
+        if not killed:
+            break
+        kills += 1
+    final = _start("crash", str(path), str(acks), str(n))
+    out, _err = final.communicate(timeout=120)
+    assert final.returncode == 0 and "done" in out
+    assert kills == 20
+    acked = {int(line) for line in acks.read_text().split()}
+    assert acked == set(range(n))  # the last run acknowledged what earlier ones had not
+    found = rows(path, "SELECT key, status, result FROM tasks")
+    by_key = {key: (status, result) for key, status, result in found}
+    assert len(found) == len(by_key) == n  # one row per key: nothing submitted twice
+    for i in range(n):
+        status, result = by_key[f"t{i}"]
+        assert status == "completed", (i, status)
+        assert result == str(i * i).encode()
+
+
+# -- settings and refusals -----------------------------------------------------------------
+
+
+def test_journal_settings_are_checked() -> None:
+    assert SchedulerConfig(journal="x.db").durability is Durability.PROCESS
+    assert SchedulerConfig(durability="power").durability is Durability.POWER
+    with pytest.raises(InvalidConfigError, match="durability"):
+        SchedulerConfig(durability="sometimes")
+    with pytest.raises(InvalidConfigError, match="journal"):
+        SchedulerConfig(journal="")
+    with pytest.raises(InvalidConfigError, match="journal_retention"):
+        SchedulerConfig(journal_retention=-1)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_and_kept(tmp_path: Path) -> None:
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all, but somebody's notes " * 100)
+    with pytest.raises(JournalError, match=r"notes\.db: is not a logosq journal"):
+        QuantumScheduler(journal=text)
+    assert text.read_text().startswith("not a database")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t(x)")
+    with pytest.raises(JournalError, match="an SQLite database but not a logosq journal"):
+        QuantumScheduler(journal=other)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(JournalError, match=r"newer logosq-os-scheduler.*schema 99.*upgrade"):
+        QuantumScheduler(journal=path)
+
+
+def test_a_second_scheduler_on_the_same_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first = QuantumScheduler(journal=path)
+    with pytest.raises(JournalError, match=f"in use by another scheduler \\(process {os.getpid()}"):
+        QuantumScheduler(journal=path)
+    asyncio.run(first.aclose())
+    QuantumScheduler(journal=path)  # free again once the first closed
+
+
+def test_an_unwritable_path_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(JournalError, match="cannot create its directory"):
+        QuantumScheduler(journal=blocker / "sub" / "j.db")
+    with pytest.raises(JournalError, match="is a directory"):
+        QuantumScheduler(journal=tmp_path)
+
+
+def test_a_corrupted_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    journal._conn.executemany(
+        "INSERT INTO tasks(id, name, type, priority, submitted, status) VALUES (?,?,?,?,?,?)",
+        [(i, "t" * 200, "classical", 2, 0.0, "completed") for i in range(1, 2000)],
+    )
+    journal._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    journal.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(8192, len(data), 4096):  # scribble over every page but the first two
+        data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match=r"is corrupted.*recover"):
+        scheduler = QuantumScheduler(journal=path)
+        asyncio.run(scheduler.aclose())
+
+
+async def test_a_full_disk_stops_durable_submits_and_loses_nothing_acknowledged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    scheduler = QuantumScheduler(1, journal=path)
+    async with scheduler:
+        acked = [
+            await scheduler.submit(Task.classical(f"a{i}").with_function(tasks.square, i))
+            for i in range(5)
+        ]
+        await scheduler.join()
+        await scheduler.persisted()
+        journal = scheduler._journal
+        assert journal is not None
+        pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
+        journal._conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is now full
+        with pytest.raises(JournalError, match="database or disk is full"):
+            for i in range(2000):
+                await scheduler.submit(
+                    Task.classical(f"b{i}")
+                    .with_function(tasks.square, i)
+                    .with_metadata(pad="x" * 500)
+                )
+        with pytest.raises(JournalError, match=r"full.*acknowledged before is safe"):
+            scheduler.submit_nowait(Task.classical("c").with_function(tasks.square, 1))
+        journal._conn.execute("PRAGMA max_page_count=1073741823")  # space again
+        await scheduler.join()
+    # The acknowledged tasks are there, with their results.
+    async with QuantumScheduler(1, journal=path) as again:
+        for h in acked:
+            assert (await again.task(h.task_id)).value == (await h).value
+
+
+# -- the blocking twin and the command line ------------------------------------------------
+
+
+def test_the_blocking_scheduler_finds_tasks_by_key_after_a_restart(tmp_path: Path) -> None:
+    from logosq_os_scheduler import BlockingScheduler
+
+    path = tmp_path / "j.db"
+    with BlockingScheduler(1, journal=path) as scheduler:
+        h = scheduler.submit(Task.classical("s").with_function(tasks.square, 6).with_key("six"))
+        assert h.result(10).value == 36
+        scheduler.persisted(10)
+    with BlockingScheduler(1, journal=path) as scheduler:
+        assert scheduler.task("six").result(10).value == 36
+        with pytest.raises(UnknownTaskError):
+            scheduler.task(12345)
+    with pytest.raises(JournalError):
+        BlockingScheduler(journal=tmp_path)  # a directory: refused before any thread starts
+
+
+def test_logosq_jobs_lists_shows_and_compacts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from logosq_os_scheduler.cli import main
+
+    path = tmp_path / "j.db"
+
+    async def fill() -> int:
+        async with QuantumScheduler(1, journal=path) as scheduler:
+            await scheduler.submit(
+                Task.classical("sq").with_function(tasks.square, 5).with_key("exp42/point17")
+            )
+            failing = await scheduler.submit(Task.classical("div").with_function(divmod, 1, 0))
+            return failing.task_id
+
+    failing = asyncio.run(fill())
+    assert main(["jobs", "--journal", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "exp42/point17" in out and "completed" in out and "failed" in out
+    assert "2 tasks in" in out and "1 completed, 1 failed" in out
+    assert main(["jobs", "show", "exp42/point17", "--journal", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "result  25" in out and "status  completed" in out
+    assert main(["jobs", "--journal", str(path), "show", str(failing)]) == 0
+    assert "error  ZeroDivisionError" in capsys.readouterr().out
+    assert main(["jobs", "--journal", str(path), "--status", "failed"]) == 0
+    assert "exp42/point17" not in capsys.readouterr().out
+    # Refusals: exit 2 and a message naming the problem.
+    assert main(["jobs", "show", "999999", "--journal", str(path)]) == 2
+    assert "has no task with id 999999" in capsys.readouterr().err
+    assert main(["jobs"]) == 2
+    assert "needs --journal" in capsys.readouterr().err
+    assert main(["jobs", "--journal", str(tmp_path / "missing.db")]) == 2
+    assert "no such journal" in capsys.readouterr().err
+    assert main(["jobs", "gc", "--older-than", "soon", "--journal", str(path)]) == 2
+    assert "expected a duration" in capsys.readouterr().err
+    # Nothing ended 7 days ago; everything ended more than 0 s ago.
+    assert main(["jobs", "gc", "--older-than", "7d", "--journal", str(path)]) == 0
+    assert "deleted 0 tasks" in capsys.readouterr().out
+    assert main(["jobs", "gc", "--older-than", "0s", "--journal", str(path)]) == 0
+    assert "deleted 2 tasks" in capsys.readouterr().out
