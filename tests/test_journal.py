@@ -136,6 +136,25 @@ async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> 
         assert scheduler.metrics().submitted == 1
 
 
+async def test_a_workflows_steps_are_not_journaled_one_by_one(tmp_path: Path) -> None:
+    from logosq_os_scheduler import HybridWorkflow, WorkflowStep
+
+    path = tmp_path / "j.db"
+    wf = (
+        HybridWorkflow("chain")
+        .add_step(WorkflowStep.classical("init", lambda: 10, once=True))
+        .add_step(WorkflowStep.classical("double", lambda x: 2 * x))
+        .with_iterations(3)
+    )
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        result = await scheduler.run_workflow(wf)
+        assert result.value == 80
+        plain = await scheduler.submit(Task.classical("s").with_function(tasks.square, 2))
+        await plain
+    # Closures are fine as steps, and only the plain task was written.
+    assert rows(path, "SELECT name FROM tasks") == [("s",)]
+
+
 # -- recovery after kill -9 ----------------------------------------------------------------
 
 

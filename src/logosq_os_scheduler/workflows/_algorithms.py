@@ -29,7 +29,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.result import sampled_expectation_value
 
 from .._errors import InvalidTaskError
-from .._task import Task, TaskPriority
+from .._task import Task, TaskPriority, transient
 from ._gradients import ParameterShift, shiftable_circuit
 from ._hybrid import AlgorithmResult
 from ._optimizers import COBYLA, Optimizer, as_optimizer
@@ -402,7 +402,7 @@ class QAOA:
         )
         if backend is not None:
             builder = builder.with_backend(backend)
-        handle = scheduler.submit_nowait(builder)
+        handle = scheduler.submit_nowait(transient(builder))
         objective.task_ids.append(handle.task_id)
         (counts,) = await await_all([handle])
         costs = {b: float(np.real(sampled_expectation_value({b: 1}, self.cost))) for b in counts}

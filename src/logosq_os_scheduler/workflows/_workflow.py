@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._coerce import HintingEnumType, coerce_enum
 from .._errors import InvalidTaskError, SchedulerError
 from .._result import TaskResult
-from .._task import Task, TaskPriority
+from .._task import Task, TaskPriority, transient
 
 if TYPE_CHECKING:
     from .._handle import TaskHandle
@@ -571,7 +571,7 @@ class _Run:
         self.outstanding.clear()
 
     def _submit(self, builder: Any, iteration_ids: list[int]) -> TaskHandle[Any]:
-        handle: TaskHandle[Any] = self.scheduler.submit_nowait(builder)
+        handle: TaskHandle[Any] = self.scheduler.submit_nowait(transient(builder))
         self.outstanding.append(handle)
         self.task_ids.append(handle.task_id)
         iteration_ids.append(handle.task_id)

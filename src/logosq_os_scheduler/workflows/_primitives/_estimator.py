@@ -17,7 +17,7 @@ from qiskit.primitives import BaseEstimatorV2, PrimitiveResult, PubResult, State
 from qiskit.primitives.containers import DataBin
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 
-from ..._task import Task, TaskPriority
+from ..._task import Task, TaskPriority, transient
 from ...backends._base import CircuitRequirements
 from ._job import SchedulerPrimitiveJob, as_scheduler, await_all, start_job
 from ._measurements import Measurement, expvals, measurements_for
@@ -229,7 +229,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
     def _submit(
         self, builder: Any, submitted: list[TaskHandle[Any]], task_ids: list[int] | None
     ) -> TaskHandle[Any]:
-        handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+        handle: TaskHandle[Any] = self._scheduler.submit_nowait(transient(builder))
         submitted.append(handle)
         if task_ids is not None:
             task_ids.append(handle.task_id)

@@ -16,7 +16,7 @@ from qiskit.primitives import BaseSamplerV2, PrimitiveResult, SamplerPubResult
 from qiskit.primitives.containers import BitArray, DataBin
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from ..._task import Task, TaskPriority
+from ..._task import Task, TaskPriority, transient
 from ...backends._base import CircuitRequirements
 from ._job import SchedulerPrimitiveJob, as_scheduler, await_all, start_job
 from ._options import SchedulerSamplerOptions, checked_run_options, options_of
@@ -147,7 +147,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             for _, _, builders in work:
                 pub_handles = []
                 for builder in builders:
-                    handle: TaskHandle[Any] = self._scheduler.submit_nowait(builder)
+                    handle: TaskHandle[Any] = self._scheduler.submit_nowait(transient(builder))
                     submitted.append(handle)
                     pub_handles.append(handle)
                     if task_ids is not None:
