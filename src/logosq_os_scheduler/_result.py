@@ -46,8 +46,8 @@ class TaskResult(Generic[T]):
         signature: The Ed25519 signature over the result, when result signing is on.
         signed_record: The :class:`~logosq_os_scheduler.security.SignedRecord` it signs: every
             signed field, for ``verify_result``. None when signing is off.
-        recovery: How the task crossed a restart of a scheduler with a journal: None if it
-            did not; ``"requeued"`` (it was waiting, and ran once, after the restart);
+        recovery: How a restart of a scheduler with a journal changed the task's run: None if
+            it ran once as usual (a task that waited across a restart included);
             ``"rerun"`` (it was running, and ran again from the start: its side effects may
             have happened twice); ``"reattached"`` (its backend job was collected by ID, never
             sent again); ``"resent"`` (its job was sent again with the same idempotency key).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
+import gc
 import logging
 import math
 import os
@@ -87,6 +88,7 @@ _HYBRID = TaskType.HYBRID
 _HIGH = TaskPriority.HIGH
 _QUANTUM = TaskType.QUANTUM
 _DURABILITY_OFF = Durability.OFF
+_REQUEUE = decide_recovery(RecoveryFacts(running=False, quantum=False))
 _PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _CoroutineType = types.CoroutineType
 _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
@@ -413,9 +415,19 @@ class QuantumScheduler:
         their queues with their priority, order and age; running ones run again, fail with
         InterruptedByRestartError, or (quantum) wait for their backend to be registered.
         """
-        rows = journal.unfinished()
-        if not rows:
-            return
+        # A million recovered tasks are a million new objects at once: the cyclic collector
+        # would walk them all again and again while they are made (none of them is garbage).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            rows = journal.unfinished()
+            if rows:
+                self._recover_rows(journal, rows)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _recover_rows(self, journal: Journal, rows: list[JournalRow]) -> None:
         now = self._now()
         wall = journal.wall(now)
         requeued = rerun = failed = 0
@@ -438,13 +450,16 @@ class QuantumScheduler:
             if row.key is not None:
                 task.key = row.key
             task.attempts = row.attempts
-            action = decide_recovery(
-                RecoveryFacts(
-                    running=row.status is _RUNNING,
-                    quantum=row.task_type is _QUANTUM,
-                    restartable=task.restartable,
+            if row.status is _RUNNING:
+                action = decide_recovery(
+                    RecoveryFacts(
+                        running=True,
+                        quantum=row.task_type is _QUANTUM,
+                        restartable=task.restartable,
+                    )
                 )
-            )
+            else:
+                action = _REQUEUE  # decide_recovery's answer for every task that had not started
             if action is RecoveryAction.FAIL:
                 self._end_recovered(
                     journal,
@@ -459,12 +474,12 @@ class QuantumScheduler:
                 )
                 failed += 1
                 continue
-            task.recovery = action.value
             journal.adopt(task)
             if action is RecoveryAction.RERUN:
+                task.recovery = action.value
                 rerun += 1
             else:
-                requeued += 1
+                requeued += 1  # it runs once, as if there had been no restart: no mark
             self._readmit(task, max(0.0, wall - row.submitted))
         self._dispatch_all()
         log.info(

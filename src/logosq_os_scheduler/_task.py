@@ -128,6 +128,19 @@ def reserve_ids(above: int) -> None:
     _ids = itertools.count(max(nxt, above + 1))
 
 
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` gives a coroutine (an ``async def`` function or method, or an
+    object whose ``__call__`` is one)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        # A plain or bound function: read its flags directly (inspect is much slower).
+        return bool(code.co_flags & _CO_ASYNC)
+    call = type(fn).__call__ if not inspect.isroutine(fn) else None
+    return inspect.iscoroutinefunction(fn) or (
+        call is not None and inspect.iscoroutinefunction(call)
+    )
+
+
 def transient(builder: TaskBuilder[T]) -> TaskBuilder[T]:
     """Mark a builder's tasks as steps of work the scheduler runs for a workflow or a
     primitive: a journal does not record them (the workflow is what is recovered)."""
@@ -607,15 +620,7 @@ class TaskBuilder(Generic[T]):
         self._fn = fn
         self._args = args
         self._kwargs = kwargs if kwargs else _EMPTY_KWARGS
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            # A plain or bound function: read its flags directly (inspect is much slower).
-            self._is_async = bool(code.co_flags & _CO_ASYNC)
-        else:
-            call = type(fn).__call__ if not inspect.isroutine(fn) else None
-            self._is_async = inspect.iscoroutinefunction(fn) or (
-                call is not None and inspect.iscoroutinefunction(call)
-            )
+        self._is_async = is_async_callable(fn)
         return self
 
     def with_circuit(self, circuit: object) -> TaskBuilder[T]:

@@ -6,8 +6,8 @@ returns what to do. The runtime carries it out.
 ====================================  ========================  ==========================
 Recorded                              Decision                  The result says
 ====================================  ========================  ==========================
-queued (never started)                REQUEUE, same priority,   ``recovery="requeued"``
-                                      order and age
+queued (never started)                REQUEUE, same priority,   None: it runs once, as
+                                      order and age             if nothing had happened
 running, classical, restartable       RERUN from the start      ``recovery="rerun"``
 running, classical, not restartable   FAIL with                 (the error says why)
                                       InterruptedByRestartError

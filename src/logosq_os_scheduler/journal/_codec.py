@@ -23,7 +23,14 @@ import pickle
 from typing import Any
 
 from .._errors import InvalidTaskError
-from .._task import Task, TaskBuilder, TaskPriority, TaskType
+from .._task import (
+    Task,
+    TaskBuilder,
+    TaskPriority,
+    TaskType,
+    is_async_callable,
+    restored_task,
+)
 
 __all__ = [
     "RESULT_CANONICAL",
@@ -174,6 +181,16 @@ def decode_spec(
     version, fn, args, kwargs, options, quantum = pickle.loads(blob)
     if version != SPEC_VERSION:
         raise ValueError(f"task spec of version {version}; this version reads {SPEC_VERSION}")
+    if options is None and quantum is None and fn is not None:
+        # Most tasks: a function and its arguments, every option at its default. Checked
+        # once at submit already; recovery of a million of them skips the builder.
+        task = restored_task(task_id, name, task_type, priority)
+        task.fn = fn
+        task.args = args
+        if kwargs:
+            task.kwargs = kwargs
+        task.is_async = is_async_callable(fn)
+        return task
     builder: TaskBuilder[Any] = TaskBuilder(name, task_type).with_priority(priority)
     if fn is not None:
         builder.with_function(fn, *args, **(kwargs or {}))
