@@ -3,6 +3,8 @@
 python _journal_child.py crash JOURNAL ACKS N
     Recover JOURNAL, submit tasks t0..t{N-1} (idempotent by key; restartable squares),
     append each index to ACKS once its submit has returned, wait for all, print "done".
+python _journal_child.py workflow JOURNAL
+    The same for a HybridWorkflow of 40 iterations run as a hybrid task.
 python _journal_child.py hold JOURNAL
     One worker: a blocking task, then tasks of several priorities queued behind it;
     print "ready" once they are written, then wait to be killed.
@@ -11,8 +13,10 @@ python _journal_child.py hold JOURNAL
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+from typing import Any
 
 import _journal_tasks as tasks
 from logosq_os_scheduler import QuantumScheduler, Task, TaskPriority
@@ -63,10 +67,67 @@ async def hold(journal: str) -> None:
         await asyncio.sleep(3600)
 
 
+def vqe_task() -> Task[Any]:
+    from qiskit.circuit.library import real_amplitudes
+
+    from logosq_os_scheduler.workflows import VQE, Adam, h2_hamiltonian
+
+    algorithm = VQE(h2_hamiltonian(), real_amplitudes(2, reps=1), shots=None, seed=1)
+    return (
+        Task.hybrid("vqe")
+        .with_algorithm(algorithm)
+        .with_optimizer(Adam(maxiter=80, lr=0.1))
+        .with_key("vqe")
+        .build()
+    )
+
+
+def vqe_summary(result: Any) -> dict[str, Any]:
+    value = result.value
+    return {
+        "energy": value.energy,
+        "parameters": list(value.parameters),
+        "history": list(value.history),
+        "iterations": value.iterations,
+        "evaluations": value.evaluations,
+        "recovery": result.recovery,
+    }
+
+
+async def vqe(journal: str) -> None:
+    async with QuantumScheduler(2, journal=journal) as scheduler:
+        handle = await scheduler.submit(vqe_task())
+        print(json.dumps(vqe_summary(await handle)), flush=True)
+
+
+def workflow_task() -> Task[Any]:
+    from logosq_os_scheduler import HybridWorkflow, WorkflowStep
+
+    workflow = (
+        HybridWorkflow("chain")
+        .add_step(WorkflowStep.classical("start", tasks.wf_start, once=True))
+        .add_step(WorkflowStep.classical("step", tasks.wf_step))
+        .with_iterations(40)
+    )
+    return Task.hybrid("chain").with_algorithm(workflow).with_key("chain").build()
+
+
+async def workflow(journal: str) -> None:
+    async with QuantumScheduler(2, journal=journal) as scheduler:
+        result = await (await scheduler.submit(workflow_task()))
+        outputs = [r.output for r in result.value.history]
+        summary = {"value": result.value.value, "outputs": outputs, "recovery": result.recovery}
+        print(json.dumps(summary), flush=True)
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "crash":
         asyncio.run(crash(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif mode == "workflow":
+        asyncio.run(workflow(sys.argv[2]))
+    elif mode == "vqe":
+        asyncio.run(vqe(sys.argv[2]))
     elif mode == "hold":
         asyncio.run(hold(sys.argv[2]))
     else:

@@ -18,6 +18,15 @@ def record(tag: str) -> str:
     return tag
 
 
+def wf_start() -> int:
+    return 7
+
+
+def wf_step(x: int) -> int:
+    time.sleep(0.02)  # an iteration takes a while, so a kill lands in the middle
+    return (x * 31 + 5) % 1_000_003
+
+
 def block(seconds: float) -> str:
     time.sleep(seconds)
     return "unblocked"

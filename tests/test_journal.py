@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,6 +249,84 @@ def test_every_acknowledged_task_ends_exactly_once_across_kills(tmp_path: Path) 
         status, result = by_key[f"t{i}"]
         assert status == "completed", (i, status)
         assert result == str(i * i).encode()
+
+
+def _kill_at_saved_state(
+    child: subprocess.Popen[str], path: Path, reached: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """SIGKILL ``child`` once the state its task saved in the journal is ``reached``."""
+    import pickle
+
+    deadline = time.monotonic() + 120
+    try:
+        while child.poll() is None and time.monotonic() < deadline:
+            if path.exists():
+                try:
+                    found = rows(path, "SELECT state FROM checkpoints")
+                except sqlite3.OperationalError:  # the schema is being made
+                    found = []
+                if found:
+                    state: dict[str, Any] = pickle.loads(found[0][0])
+                    if reached(state):
+                        os.killpg(child.pid, signal.SIGKILL)
+                        return state
+            time.sleep(0.005)
+        raise AssertionError("the task ended (or hung) before it could be killed")
+    finally:
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+
+
+def test_a_workflow_task_goes_on_from_its_last_iteration_after_kill_9(tmp_path: Path) -> None:
+    import json
+
+    import _journal_child
+
+    path = tmp_path / "j.db"
+    state = _kill_at_saved_state(_start("workflow", str(path)), path, lambda s: s["next"] >= 5)
+    again = _start("workflow", str(path))
+    out, _err = again.communicate(timeout=120)
+    resumed = json.loads(out)
+    assert resumed["recovery"] == "resumed"
+
+    async def reference() -> Any:
+        async with QuantumScheduler(2) as scheduler:
+            return (await (await scheduler.submit(_journal_child.workflow_task()))).value
+
+    expected = asyncio.run(reference())
+    assert resumed["value"] == expected.value
+    assert resumed["outputs"] == [r.output for r in expected.history]
+    assert state["next"] >= 5 and len(resumed["outputs"]) == 40
+
+
+@pytest.mark.qiskit
+async def test_a_vqe_resumes_from_its_last_iteration_after_kill_9(tmp_path: Path) -> None:
+    """Kill -9 the scheduler in the middle of a VQE; the restarted one goes on from the last
+    iteration it saved, and (exact estimation, deterministic Adam) ends exactly where an
+    uninterrupted run ends."""
+    pytest.importorskip("qiskit")
+    import json
+
+    import _journal_child
+
+    path = tmp_path / "j.db"
+    _kill_at_saved_state(_start("vqe", str(path)), path, lambda s: s["optimizer"]["t"] >= 10)
+    again = _start("vqe", str(path))
+    out, _err = again.communicate(timeout=300)
+    resumed = json.loads(out)
+    assert resumed["recovery"] == "resumed"
+    # The uninterrupted run, here, without a journal.
+    async with QuantumScheduler(2) as scheduler:
+        reference = _journal_child.vqe_summary(
+            await (await scheduler.submit(_journal_child.vqe_task()))
+        )
+    assert resumed["energy"] == reference["energy"]
+    assert resumed["parameters"] == reference["parameters"]
+    assert resumed["history"] == reference["history"]
+    assert resumed["iterations"] == reference["iterations"]
+    assert resumed["evaluations"] == reference["evaluations"]
+    assert rows(path, "SELECT count(*) FROM checkpoints") == [(0,)]  # gone once it ended
 
 
 # -- settings and refusals -----------------------------------------------------------------

@@ -68,6 +68,23 @@ class TaskContext:
         return owner  # type: ignore[no-any-return]
 
     @property
+    def saved_state(self) -> Any:
+        """What this task saved with :meth:`save_state` before its scheduler restarted (read
+        back from the journal), or None: where a long task goes on from."""
+        return self._task.saved_state
+
+    def save_state(self, state: object) -> None:
+        """Save where the task is, to go on from there if its scheduler restarts.
+
+        With a journal the state is written there (pickled, in the next group commit) and a
+        restarted scheduler runs the task again with it as :attr:`saved_state`; without one it
+        is only kept in memory. Call it from the task's own code on the event loop (async
+        tasks; VQE and QAOA tasks call it after each optimiser iteration).
+        """
+        scheduler = self._scheduler()
+        scheduler._save_state(self._task, state)
+
+    @property
     def should_yield(self) -> bool:
         """Whether a checkpoint now would give the slot up (an estimate off the loop)."""
         return self._scheduler()._wants_slot_back(self._task)

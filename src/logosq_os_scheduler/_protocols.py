@@ -64,6 +64,10 @@ class ContextRuntime(Protocol):
         """Run ``fn(*args)`` on the scheduler's loop, from any thread."""
         ...
 
+    def _save_state(self, task: Task[Any], state: object) -> None:
+        """Keep ``state`` as where ``task`` goes on from after a restart (journal it)."""
+        ...
+
 
 @runtime_checkable
 class WorkflowRuntime(Protocol):

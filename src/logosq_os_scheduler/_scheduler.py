@@ -430,6 +430,7 @@ class QuantumScheduler:
     def _recover_rows(self, journal: Journal, rows: list[JournalRow]) -> None:
         now = self._now()
         wall = journal.wall(now)
+        states = journal.saved_states()
         requeued = rerun = failed = 0
         for row in rows:
             try:
@@ -456,6 +457,8 @@ class QuantumScheduler:
                         running=True,
                         quantum=row.task_type is _QUANTUM,
                         restartable=task.restartable,
+                        algorithm=task.algorithm is not None,
+                        saved_state=row.task_id in states,
                     )
                 )
             else:
@@ -475,7 +478,9 @@ class QuantumScheduler:
                 failed += 1
                 continue
             journal.adopt(task)
-            if action is RecoveryAction.RERUN:
+            if action is RecoveryAction.RESUME:
+                task.saved_state = states[row.task_id]
+            if action is RecoveryAction.RERUN or action is RecoveryAction.RESUME:
                 task.recovery = action.value
                 rerun += 1
             else:
@@ -536,6 +541,13 @@ class QuantumScheduler:
                     self._dispatch(pool)
                 else:
                     self._quantum._dispatch_quantum_soon()
+
+    def _save_state(self, task: Task[Any], state: object) -> None:
+        """TaskContext.save_state: keep ``state`` on the task, and journal it."""
+        journal = self._journal
+        if journal is not None and journal.live(task.task_id) is task:
+            journal.save_state(task, state)
+        task.saved_state = state
 
     def task(self, ref: int | str) -> TaskHandle[Any]:
         """The handle of a task by its id or its client key (``with_key``).

@@ -236,6 +236,7 @@ class _Extras:
         "key",
         "recovery",
         "transient",
+        "saved_state",
     )
 
     def __init__(self) -> None:
@@ -259,6 +260,8 @@ class _Extras:
         self.recovery: str | None = None
         # A step of a workflow running on the scheduler: never written to a journal.
         self.transient = False
+        # What the task's code saved to go on from after a restart (TaskContext.save_state).
+        self.saved_state: Any = None
 
 
 class _QuantumPart:
@@ -416,6 +419,7 @@ class Task(Generic[T]):
     # The client key (with_key), and how the task crossed a restart (journal recovery).
     key: _ExtraField[str | None] = _ExtraField(None)
     recovery: _ExtraField[str | None] = _ExtraField(None)
+    saved_state: _ExtraField[Any] = _ExtraField(None)
     # Quantum and hybrid spec fields.
     circuit: _QuantumField[Any] = _QuantumField(None)
     shots: _QuantumField[int] = _QuantumField(1024)

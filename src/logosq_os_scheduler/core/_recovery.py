@@ -11,6 +11,9 @@ queued (never started)                REQUEUE, same priority,   None: it runs on
 running, classical, restartable       RERUN from the start      ``recovery="rerun"``
 running, classical, not restartable   FAIL with                 (the error says why)
                                       InterruptedByRestartError
+running, hybrid algorithm (VQE,       RESUME from the state it  ``recovery="resumed"``
+QAOA) with a saved state              saved last (an iteration)
+running, hybrid algorithm, no state   RERUN from the start      ``recovery="rerun"``
 running, quantum, job ID known and    REATTACH by job ID        ``recovery="reattached"``
 backend can reattach
 running, quantum, intent written but  RESEND with the same      ``recovery="resent"``
@@ -37,6 +40,7 @@ class RecoveryAction(enum.Enum):
     FAIL = "failed"
     REATTACH = "reattached"
     RESEND = "resent"
+    RESUME = "resumed"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +55,9 @@ class RecoveryFacts:
         job_intent: Whether a job with it was about to be sent (intent written).
         can_reattach: Whether that backend can collect a job by ID after a restart.
         remembers_keys: Whether that backend never runs an idempotency key twice.
+        algorithm: Whether it is a hybrid algorithm's task (VQE, QAOA): work inside the
+            scheduler, with no side effects outside it, so always safe to run again.
+        saved_state: Whether its code saved a state to go on from (``save_state``).
     """
 
     running: bool
@@ -60,13 +67,19 @@ class RecoveryFacts:
     job_intent: bool = False
     can_reattach: bool = False
     remembers_keys: bool = False
+    algorithm: bool = False
+    saved_state: bool = False
 
 
 def decide_recovery(facts: RecoveryFacts) -> RecoveryAction:
     """The action for one unfinished task (see the module's table)."""
     if not facts.running:
         return RecoveryAction.REQUEUE
+    if facts.saved_state:
+        return RecoveryAction.RESUME
     if not facts.quantum:
+        if facts.algorithm:
+            return RecoveryAction.RERUN
         return RecoveryAction.RERUN if facts.restartable else RecoveryAction.FAIL
     if facts.job_id is not None and facts.can_reattach:
         return RecoveryAction.REATTACH

@@ -109,7 +109,13 @@ def encode_spec(task: Task[Any]) -> bytes:
             "algorithm": part.algorithm,
             "optimizer": part.optimizer,
         }
-    spec = (SPEC_VERSION, fn, task.args, task.kwargs or None, options, quantum)
+    args: tuple[Any, ...] = task.args
+    kwargs = task.kwargs or None
+    if part is not None and part.algorithm is not None:
+        # A hybrid algorithm's task runs run_hybrid(scheduler, algorithm, ...), derived at
+        # submit from the algorithm and its options: store those, not the call.
+        fn, args, kwargs = None, (), None
+    spec = (SPEC_VERSION, fn, args, kwargs, options, quantum)
     try:
         return _dumps(spec, _PROTOCOL)
     except Exception as exc:

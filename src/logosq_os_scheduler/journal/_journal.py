@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import queue
 import sqlite3
 import threading
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._errors import JournalError
+from .._errors import InvalidTaskError, JournalError
 from .._task import TERMINAL, Task, TaskPriority, TaskStatus, TaskType, restored_task
 from . import _codec
 from ._store import Durability, Lock, connect, fail, open_store, prepare_path
@@ -86,6 +87,7 @@ _NO_EXTRAS = [None] * (17 - _SHORT)
 # A turn that buffers this many rows sends them to the writer at once, without waiting for
 # the turn to end, so that writing overlaps the rest of the turn.
 _EARLY = 2048
+_MAX_IN_FLIGHT = 4
 # An update row: status, started, finished, attempts, result_kind, result, error, recovery,
 # backend, id. ``started`` and ``recovery`` keep the stored value when None.
 _UPDATE = (
@@ -111,6 +113,25 @@ _TEXT: dict[object, str] = {m: m.value for m in (*TaskStatus, *TaskType)}
 _TYPES = {m.value: m for m in TaskType}
 _PRIORITIES = {int(m): m for m in TaskPriority}
 _STATUSES = {m.value: m for m in TaskStatus}
+
+
+def _fold(row: list[Any], upd: list[Any]) -> None:
+    """Apply a newer update row to an insert row not yet written."""
+    row[_I_STATUS] = upd[_U_STATUS]
+    if upd[_U_STARTED] is not None:
+        row[_I_STARTED] = upd[_U_STARTED]
+    row[_I_FINISHED] = upd[_U_FINISHED]
+    row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
+    row[_I_KIND] = upd[_U_KIND]
+    row[_I_RESULT] = upd[_U_RESULT]
+    if upd[_U_ERROR] is not None or upd[_U_RECOVERY] is not None or upd[_U_BACKEND] is not None:
+        if len(row) == _SHORT:
+            row.extend(_NO_EXTRAS)
+        row[_I_ERROR] = upd[_U_ERROR]
+        if upd[_U_RECOVERY] is not None:
+            row[_I_RECOVERY] = upd[_U_RECOVERY]
+        if upd[_U_BACKEND] is not None:
+            row[_I_BACKEND] = upd[_U_BACKEND]
 
 
 class JournalRow:
@@ -218,7 +239,13 @@ class Journal:
         self._keys: dict[str, Task[Any]] = {}
         self._sent_gen = 0
         self._committed = 0
-        self._in_flight = False
+        # Batches sent to the writer and not yet done; failed ones wait in _failed (oldest
+        # first) until every batch sent before them is done, then go back into the buffer.
+        self._in_flight = 0
+        self._failed: list[_Batch] = []
+        # Set by the writer after a failed commit: it fails every batch queued after it
+        # without trying; cleared by the loop when it sends again with nothing queued.
+        self._poisoned = False
         self._scheduled = False
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -258,6 +285,8 @@ class Journal:
             self._work.put(None)
             self._thread.join()
             self._thread = None
+        if self._failed:
+            self._requeue_failed()
         batch = self._take()
         if batch is not None:
             error = self._commit(batch)
@@ -298,8 +327,8 @@ class Journal:
         ]
         inserts = self._inserts
         inserts[tid] = row
-        if len(inserts) >= _EARLY and not self._in_flight:
-            self._flush()  # a long turn of submits: start writing while it goes on
+        if len(inserts) >= _EARLY:
+            self._flush(early=True)  # a long turn of submits: write while it goes on
         self._live[tid] = task
         extras = task.extras
         if extras is not None and extras.key is not None:
@@ -344,6 +373,9 @@ class Journal:
         result = error = finished = None
         if status != "running" and status != "queued":
             finished = wall
+            extras = task.extras
+            if extras is not None and extras.saved_state is not None:
+                self._jobs.append(("DELETE FROM checkpoints WHERE task_id=?", (tid,)))
             if new is _COMPLETED:
                 kind, result = _codec.encode_result(task.value)
             else:
@@ -377,10 +409,41 @@ class Journal:
                 None if part is None else part.backend_used,
                 tid,
             ]
-            if len(self._updates) >= _EARLY and not self._in_flight:
-                self._flush()
+            if len(self._updates) >= _EARLY:
+                self._flush(early=True)
             elif not self._scheduled:
                 self._schedule()
+
+    def save_state(self, task: Task[Any], state: object) -> None:
+        """Write ``task``'s newest saved state (replacing the one before).
+
+        Raises:
+            InvalidTaskError: If the state does not pickle.
+        """
+        try:
+            blob = pickle.dumps(state, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise InvalidTaskError(
+                "state",
+                f"cannot be written to the journal ({type(exc).__name__}: {exc}): save "
+                "numbers, arrays, lists and dicts",
+            ) from exc
+        self._jobs.append(
+            (
+                "INSERT OR REPLACE INTO checkpoints(task_id, state) VALUES (?, ?)",
+                (task.task_id, blob),
+            )
+        )
+        if not self._scheduled:
+            self._schedule()
+
+    def saved_states(self) -> dict[int, object]:
+        """The state each unfinished task saved last, by task id."""
+        try:
+            found = self._reader.execute("SELECT task_id, state FROM checkpoints").fetchall()
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+        return {tid: pickle.loads(blob) for tid, blob in found}
 
     def job_intent(self, backend: str, job_key: str, task_ids: Sequence[int]) -> None:
         """A backend job is about to be sent (written before it is)."""
@@ -447,15 +510,26 @@ class Journal:
         self._jobs = []
         return batch
 
-    def _flush(self) -> None:
+    def _flush(self, early: bool = False) -> None:
+        """Send the buffer to the writer.
+
+        At the end of a loop turn (``early`` False) only when no commit is under way: while
+        one is, the buffer grows, and the writer's completion sends it (group commit). A
+        turn that has buffered ``_EARLY`` rows sends them at once (``early``), up to
+        ``_MAX_IN_FLIGHT`` commits queued, so that writing overlaps the rest of a long turn.
+        """
         self._scheduled = False
-        if self._in_flight or self._closed:
-            return  # the writer's completion flushes again
+        if self._closed or self._failed:
+            return  # failed batches are merged back first (_done), then sent again
+        if self._in_flight and (not early or self._in_flight >= _MAX_IN_FLIGHT):
+            return
         batch = self._take()
         if batch is None:
             return
+        if not self._in_flight:
+            self._poisoned = False  # nothing older is queued: the writer may try again
         self._sent_gen += 1
-        self._in_flight = True
+        self._in_flight += 1
         self._work.put((self._sent_gen, batch))
 
     def _writer(self) -> None:
@@ -467,7 +541,16 @@ class Journal:
             if item is None:
                 return
             gen, batch = item
-            error = self._commit(batch)
+            if self._poisoned:
+                # An earlier batch failed: a later one must not commit before it does (an
+                # update would miss the row its failed insert was to write).
+                error: BaseException | None = JournalError(
+                    self.path, "not written: an earlier write failed; it is retried"
+                )
+            else:
+                error = self._commit(batch)
+                if error is not None:
+                    self._poisoned = True
             try:
                 loop.call_soon_threadsafe(self._done, gen, batch, error)
             except RuntimeError:  # the loop closed under us: close() finishes the work
@@ -498,88 +581,89 @@ class Journal:
             return fail(self.path, exc)
         return None
 
-    def _done(
-        self,
-        gen: int,
-        batch: _Batch,
-        error: BaseException | None,
-    ) -> None:
-        self._in_flight = False
+    def _done(self, gen: int, batch: _Batch, error: BaseException | None) -> None:
+        self._in_flight -= 1
         if error is None:
             self._committed = gen
             if self.error is not None:
                 log.warning("journal %s is writable again", self.path)
                 self.error = None
-            live = self._live
-            keys = self._keys
-            for row in batch[0]:
-                if row[_I_FINISHED] is not None:
-                    task = live.pop(row[_I_ID], None)
-                    if task is not None and len(row) != _SHORT and row[_I_KEY] is not None:
-                        keys.pop(row[_I_KEY], None)
-            for row in batch[1]:
-                if row[_U_FINISHED] is not None:
-                    task = live.pop(row[_U_ID], None)
-                    if task is not None:
-                        key = task.key
-                        if key is not None:
-                            keys.pop(key, None)
-            waiters = [w for w in self._waiters if w[0] <= gen]
-            if waiters:
-                self._waiters = [w for w in self._waiters if w[0] > gen]
-                for _g, fut in waiters:
-                    if not fut.done():
-                        fut.set_result(None)
+            self._forget_ended(batch)
+            self._wake(gen, None)
         else:
             assert isinstance(error, JournalError)
-            log.error("%s", error)
-            self.error = error
-            self._requeue_batch(batch)
-            waiters = [w for w in self._waiters if w[0] <= gen]
-            self._waiters = [w for w in self._waiters if w[0] > gen]
-            for _g, fut in waiters:
-                if not fut.done():
-                    fut.set_exception(error)
+            if not self._failed:
+                log.error("%s", error)
+                self.error = error
+            self._failed.append(batch)
+            self._wake(gen, self.error)
+            if self._in_flight:
+                return  # the later batches fail too, in order; merge them all then
+            self._requeue_failed()
             loop = self._loop
             if loop is not None and self._retry is None:
                 self._retry = loop.call_later(1.0, self._retry_now)
             return
-        if self._inserts or self._updates or self._jobs:
+        if not self._in_flight and (self._inserts or self._updates or self._jobs):
             self._flush()
+
+    def _forget_ended(self, batch: _Batch) -> None:
+        """Tasks whose end this committed batch wrote are found in the file from now on."""
+        live = self._live
+        keys = self._keys
+        for row in batch[0]:
+            if row[_I_FINISHED] is not None:
+                task = live.pop(row[_I_ID], None)
+                if task is not None and len(row) != _SHORT and row[_I_KEY] is not None:
+                    keys.pop(row[_I_KEY], None)
+        for row in batch[1]:
+            if row[_U_FINISHED] is not None:
+                task = live.pop(row[_U_ID], None)
+                if task is not None:
+                    key = task.key
+                    if key is not None:
+                        keys.pop(key, None)
+
+    def _wake(self, gen: int, error: BaseException | None) -> None:
+        """Resolve the persisted() waiters that this commit (of generation ``gen``) served."""
+        waiters = [w for w in self._waiters if w[0] <= gen]
+        if not waiters:
+            return
+        self._waiters = [w for w in self._waiters if w[0] > gen]
+        for _g, fut in waiters:
+            if not fut.done():
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
 
     def _retry_now(self) -> None:
         self._retry = None
         if not self._in_flight:
             self._flush()
 
-    def _requeue_batch(self, batch: _Batch) -> None:
-        """Put a batch whose commit failed back in front of what was buffered since."""
-        inserts, updates, jobs = batch
-        merged = {row[_I_ID]: row for row in inserts}
-        newer_updates = self._updates
-        for tid, row in self._inserts.items():
-            merged[tid] = row
-        for tid, upd in list(newer_updates.items()):
-            failed = merged.get(tid)
-            if failed is not None and tid not in self._inserts:
-                row = failed
-                # A change since to a row whose insert failed: fold it into the insert.
-                row[_I_STATUS] = upd[_U_STATUS]
-                if upd[_U_STARTED] is not None:
-                    row[_I_STARTED] = upd[_U_STARTED]
-                row[_I_FINISHED] = upd[_U_FINISHED]
-                row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
-                row[_I_KIND] = upd[_U_KIND]
-                row[_I_RESULT] = upd[_U_RESULT]
-                if upd[_U_ERROR] is not None:
-                    if len(row) == _SHORT:
-                        row.extend(_NO_EXTRAS)
-                    row[_I_ERROR] = upd[_U_ERROR]
-                del newer_updates[tid]
-        for upd in updates:
-            newer_updates.setdefault(upd[_U_ID], upd)
-        self._inserts = merged
-        self._jobs = jobs + self._jobs
+    def _requeue_failed(self) -> None:
+        """Put the batches whose commits failed back, oldest first, in front of what was
+        buffered since, folding each newer change into the older row it changes."""
+        inserts: dict[int, list[Any]] = {}
+        updates: dict[int, list[Any]] = {}
+        jobs: list[tuple[str, tuple[Any, ...]]] = []
+        newest = (list(self._inserts.values()), list(self._updates.values()), self._jobs)
+        for batch in (*self._failed, newest):
+            for row in batch[0]:
+                inserts[row[_I_ID]] = row
+            for upd in batch[1]:
+                tid = upd[_U_ID]
+                pending = inserts.get(tid)
+                if pending is None:
+                    updates[tid] = upd
+                else:
+                    _fold(pending, upd)
+            jobs.extend(batch[2])
+        self._failed = []
+        self._inserts = inserts
+        self._updates = updates
+        self._jobs = jobs
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -605,8 +689,7 @@ class Journal:
         task has: reading a million rows is most of a recovery's time)."""
         try:
             found = self._reader.execute(
-                f"SELECT {_UNFINISHED} FROM tasks WHERE status IN ('queued', 'running') "
-                "ORDER BY id"
+                f"SELECT {_UNFINISHED} FROM tasks WHERE status IN ('queued', 'running') ORDER BY id"
             ).fetchall()
         except sqlite3.Error as exc:
             raise fail(self.path, exc) from exc

@@ -23,6 +23,8 @@ Schema (version 1)::
           backend TEXT, job_id TEXT)              where a quantum task's job ran
     jobs(key TEXT PRIMARY KEY, backend TEXT,      a backend job: intent first, then its ID
          job_id TEXT, task_ids TEXT, created REAL)
+    checkpoints(task_id INTEGER PRIMARY KEY,      the newest state a running task saved
+                state BLOB)                       (TaskContext.save_state), pickled
 
 ``PRAGMA application_id`` marks the file as a journal and ``PRAGMA user_version`` holds the
 schema version: a file without the mark is refused, never overwritten.
@@ -76,6 +78,7 @@ CREATE TABLE IF NOT EXISTS tasks(
     job_id TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS checkpoints(task_id INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs(
     key TEXT PRIMARY KEY,
     backend TEXT NOT NULL,

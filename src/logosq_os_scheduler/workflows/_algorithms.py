@@ -28,11 +28,12 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.result import sampled_expectation_value
 
+from .._context import TaskContext, _current_task
 from .._errors import InvalidTaskError
 from .._task import Task, TaskPriority, transient
 from ._gradients import ParameterShift, shiftable_circuit
 from ._hybrid import AlgorithmResult
-from ._optimizers import COBYLA, Optimizer, as_optimizer
+from ._optimizers import COBYLA, Optimizer, OptimizerResult, as_optimizer
 from ._primitives import SchedulerEstimator, await_all
 
 if TYPE_CHECKING:
@@ -263,7 +264,7 @@ class VQE:
             seed=self.seed,
             callback=self.callback,
         )
-        res = await opt.minimize(objective, self.initial_point.copy())
+        res = await _minimize(self, opt, objective, self.initial_point.copy())
         energy = res.fun
         if self.final_shots is not None and self.shots is not None:
             (energy,) = await objective.energies(self.ansatz, res.x, shots=self.final_shots)
@@ -284,6 +285,41 @@ class VQE:
             f"VQE({self.hamiltonian.num_qubits} qubits, {len(self.hamiltonian)} terms, "
             f"{self.ansatz.num_parameters} parameters, shots={self.shots})"
         )
+
+
+async def _minimize(
+    algorithm: object, opt: Optimizer, objective: EnergyObjective, x0: Vector
+) -> OptimizerResult:
+    """Run ``opt`` on ``objective``; in a hybrid task running ``algorithm``, and with a
+    resumable optimiser, save its state after each iteration and go on from a state saved
+    before a restart.
+
+    The state holds the optimiser's own and the objective's history and evaluation count, so
+    a resumed run's result (with exact estimation) equals an uninterrupted run's.
+    """
+    task = _current_task.get()
+    if task is None or task.algorithm is not algorithm or not getattr(opt, "resumable", False):
+        return await opt.minimize(objective, x0)
+    context = TaskContext(task)
+    resume = None
+    saved = context.saved_state
+    if isinstance(saved, dict) and saved.get("kind") == "optimizer":
+        resume = saved["optimizer"]
+        objective.history[:] = saved["history"]
+        objective.evaluations = saved["evaluations"]
+
+    def checkpoint(state: dict[str, Any]) -> None:
+        context.save_state(
+            {
+                "kind": "optimizer",
+                "optimizer": state,
+                "history": list(objective.history),
+                "evaluations": objective.evaluations,
+            }
+        )
+
+    minimize = opt.minimize  # resumable: it takes the keywords
+    return await minimize(objective, x0, resume=resume, checkpoint=checkpoint)  # type: ignore[call-arg]
 
 
 def _choose_optimizer(given: object | None, own: Optimizer | None) -> Optimizer:
@@ -391,7 +427,7 @@ class QAOA:
             seed=self.seed,
             callback=self.callback,
         )
-        res = await opt.minimize(objective, self.initial_point.copy())
+        res = await _minimize(self, opt, objective, self.initial_point.copy())
         final = self.ansatz.assign_parameters(res.x)
         final.measure_all()
         builder = (

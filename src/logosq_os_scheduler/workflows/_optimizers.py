@@ -21,6 +21,7 @@ import dataclasses
 import inspect
 import math
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +29,16 @@ from numpy.typing import NDArray
 
 from .._errors import InvalidTaskError
 
-__all__ = ["COBYLA", "SPSA", "Adam", "Objective", "Optimizer", "OptimizerResult", "as_optimizer"]
+__all__ = [
+    "COBYLA",
+    "SPSA",
+    "Adam",
+    "Checkpoint",
+    "Objective",
+    "Optimizer",
+    "OptimizerResult",
+    "as_optimizer",
+]
 
 Vector = NDArray[np.float64]
 
@@ -75,9 +85,20 @@ class OptimizerResult:
     message: str
 
 
+Checkpoint = Callable[[dict[str, Any]], None]
+"""Called by a resumable optimiser after each iteration with everything it needs to go on
+from the next (numbers and arrays): a hybrid task stores it in the scheduler's journal."""
+
+
 @runtime_checkable
 class Optimizer(Protocol):
-    """Something that minimises an :class:`Objective` (COBYLA, SPSA, Adam, or your own)."""
+    """Something that minimises an :class:`Objective` (COBYLA, SPSA, Adam, or your own).
+
+    An optimiser with ``resumable = True`` also takes ``resume=`` (a state it gave before)
+    and ``checkpoint=`` (a :data:`Checkpoint`) keywords: a VQE or QAOA task running it on a
+    scheduler with a journal then goes on from its last finished iteration after a restart.
+    Adam and SPSA are resumable; COBYLA (SciPy's, which keeps its state to itself) is not.
+    """
 
     async def minimize(self, objective: Objective, x0: Vector) -> OptimizerResult:
         """Minimise ``objective`` from ``x0``."""
@@ -254,16 +275,33 @@ class SPSA:
             return self.target_magnitude
         return float(self.target_magnitude * (1 + self.stability) ** self.alpha / magnitude)
 
-    async def minimize(self, objective: Objective, x0: Vector) -> OptimizerResult:
-        """Minimise ``objective`` from ``x0``."""
+    resumable = True
+
+    async def minimize(
+        self,
+        objective: Objective,
+        x0: Vector,
+        *,
+        resume: Mapping[str, Any] | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> OptimizerResult:
+        """Minimise ``objective`` from ``x0``, or go on from a ``resume`` state that an
+        earlier run gave ``checkpoint`` (called after every iteration)."""
         rng = np.random.default_rng(self.seed)
         x = np.array(x0, dtype=float)
         a = self.learning_rate
-        if a is None:
+        tail: list[Vector] = []
+        start = 0
+        if resume is not None:
+            start = int(resume["k"])
+            x = np.array(resume["x"], dtype=float)
+            a = float(resume["a"])
+            rng.bit_generator.state = resume["rng"]
+            tail = [np.array(t, dtype=float) for t in resume["tail"]]
+        elif a is None:
             a = await self._calibrate(objective, x, rng)
         r = self.resamplings
-        tail: list[Vector] = []
-        for k in range(self.maxiter):
+        for k in range(start, self.maxiter):
             ak = a / (k + 1 + self.stability) ** self.alpha
             ck = self.perturbation / (k + 1) ** self.gamma
             deltas = rng.choice([-1.0, 1.0], size=(r, len(x)))
@@ -274,6 +312,9 @@ class SPSA:
             x = x - ak * gradient
             if k >= self.maxiter - self.last_avg:
                 tail.append(x)
+            if checkpoint is not None:
+                state = {"k": k + 1, "x": x, "a": a, "rng": rng.bit_generator.state}
+                checkpoint({**state, "tail": list(tail)})
         x = np.mean(tail, axis=0)
         (fun,) = await objective.evaluate(x[None, :])
         return OptimizerResult(
@@ -331,13 +372,27 @@ class Adam:
         self.tol = _positive("tol", tol, allow_zero=True)
         self.amsgrad = bool(amsgrad)
 
-    async def minimize(self, objective: Objective, x0: Vector) -> OptimizerResult:
-        """Minimise ``objective`` from ``x0``."""
+    resumable = True
+
+    async def minimize(
+        self,
+        objective: Objective,
+        x0: Vector,
+        *,
+        resume: Mapping[str, Any] | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> OptimizerResult:
+        """Minimise ``objective`` from ``x0``, or go on from a ``resume`` state that an
+        earlier run gave ``checkpoint`` (called after every iteration)."""
         x = np.array(x0, dtype=float)
         m = np.zeros_like(x)
         v = np.zeros_like(x)
         v_max = np.zeros_like(x)
-        for t in range(1, self.maxiter + 1):
+        start = 1
+        if resume is not None:
+            start = int(resume["t"])
+            x, m, v, v_max = (np.array(resume[k], dtype=float) for k in ("x", "m", "v", "v_max"))
+        for t in range(start, self.maxiter + 1):
             value, gradient = await objective.value_and_gradient(x)
             objective.report(t - 1, x.copy(), value)
             if float(np.linalg.norm(gradient)) <= self.tol:
@@ -357,6 +412,8 @@ class Adam:
             else:
                 v_hat = v / (1 - self.beta2**t)
             x = x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+            if checkpoint is not None:
+                checkpoint({"t": t + 1, "x": x, "m": m, "v": v, "v_max": v_max})
         (fun,) = await objective.evaluate(x[None, :])
         return OptimizerResult(
             x=x,

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._coerce import HintingEnumType, coerce_enum
+from .._context import TaskContext, _current_task
 from .._errors import InvalidTaskError, SchedulerError
 from .._result import TaskResult
 from .._task import Task, TaskPriority, transient
@@ -549,6 +550,21 @@ class HybridWorkflow:
         self._progress = callback
         return self
 
+    async def run(
+        self,
+        scheduler: WorkflowRuntime,
+        *,
+        priority: TaskPriority | None = None,
+        backend: str | None = None,
+        optimizer: object | None = None,
+    ) -> WorkflowResult:
+        """Run the workflow to its end: what a hybrid task with this workflow as its
+        algorithm (``Task.hybrid(name).with_algorithm(workflow)``) runs. As such a task on a
+        scheduler with a journal, it goes on from its last finished iteration after a restart
+        (its steps' functions must then be top-level defs). ``priority``, ``backend`` and
+        ``optimizer`` are the task's; the workflow's steps keep their own."""
+        return await run_workflow(scheduler, self)
+
     def __repr__(self) -> str:
         steps = ", ".join(f"{s.name}:{s.kind.value}" for s in self._steps)
         return f"<HybridWorkflow {self._name!r} [{steps}] x{self._iterations}>"
@@ -640,8 +656,20 @@ class _Run:
         history: list[IterationRecord] = []
         value = wf._initial
         stop_reason: StopReason = "iterations"
+        first = 0
+        # Run as a hybrid task's algorithm, the workflow saves where it is after every
+        # iteration, and goes on from there after its scheduler restarted (journal).
+        task = _current_task.get()
+        context = None if task is None or task.algorithm is not wf else TaskContext(task)
+        if context is not None:
+            saved = context.saved_state
+            if isinstance(saved, dict) and saved.get("kind") == "workflow":
+                first = saved["next"]
+                value = saved["value"]
+                history = list(saved["history"])
+                self.task_ids.extend(saved["task_ids"])
         try:
-            for i in range(wf.iterations):
+            for i in range(first, wf.iterations):
                 it_started = now()
                 outputs: dict[str, Any] = {}
                 seconds: dict[str, float] = {}
@@ -672,6 +700,16 @@ class _Run:
                     task_ids=tuple(ids),
                 )
                 history.append(record)
+                if context is not None:
+                    context.save_state(
+                        {
+                            "kind": "workflow",
+                            "next": i + 1,
+                            "value": value,
+                            "history": tuple(history),
+                            "task_ids": tuple(self.task_ids),
+                        }
+                    )
                 try:
                     self.progress = WorkflowProgress(
                         wf.name, i + 1, wf.iterations, value, now() - started
