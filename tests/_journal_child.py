@@ -5,6 +5,9 @@ python _journal_child.py crash JOURNAL ACKS N
     append each index to ACKS once its submit has returned, wait for all, print "done".
 python _journal_child.py workflow JOURNAL
     The same for a HybridWorkflow of 40 iterations run as a hybrid task.
+python _journal_child.py quantum JOURNAL
+    Three quantum tasks in one job on a backend "qpu" whose jobs take an hour; print
+    "ready" once they are running and written so, then wait to be killed.
 python _journal_child.py hold JOURNAL
     One worker: a blocking task, then tasks of several priorities queued behind it;
     print "ready" once they are written, then wait to be killed.
@@ -19,7 +22,7 @@ import sys
 from typing import Any
 
 import _journal_tasks as tasks
-from logosq_os_scheduler import QuantumScheduler, Task, TaskPriority
+from logosq_os_scheduler import QuantumScheduler, Task, TaskPriority, TaskStatus
 
 
 async def crash(journal: str, acks: str, n: int) -> None:
@@ -120,6 +123,25 @@ async def workflow(journal: str) -> None:
         print(json.dumps(summary), flush=True)
 
 
+async def quantum(journal: str) -> None:
+    from logosq_os_scheduler import CircuitSpec, MockBackend
+
+    async with QuantumScheduler(1, journal=journal) as scheduler:
+        await scheduler.register_backend("qpu", MockBackend("qpu", latency=3600.0))
+        handles = [
+            scheduler.submit_nowait(
+                Task.quantum(f"q{i}").with_circuit(CircuitSpec(2)).with_key(f"q{i}")
+            )
+            for i in range(3)
+        ]
+        # Until their one job is sent: a short poll in this test program.
+        while any(h.status is not TaskStatus.RUNNING for h in handles):  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+        await scheduler.persisted()
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "crash":
@@ -128,6 +150,8 @@ def main() -> None:
         asyncio.run(workflow(sys.argv[2]))
     elif mode == "vqe":
         asyncio.run(vqe(sys.argv[2]))
+    elif mode == "quantum":
+        asyncio.run(quantum(sys.argv[2]))
     elif mode == "hold":
         asyncio.run(hold(sys.argv[2]))
     else:

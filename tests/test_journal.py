@@ -217,6 +217,51 @@ def _kill_after_acks(child: subprocess.Popen[str], acks: Path, more: int) -> boo
     return False
 
 
+async def test_recovered_quantum_tasks_wait_for_their_backend(tmp_path: Path) -> None:
+    from logosq_os_scheduler import MockBackend, SchedulerClosedError
+
+    path = tmp_path / "j.db"
+    child = _start("quantum", str(path))
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        handles = [scheduler.task(f"q{i}") for i in range(3)]
+        # No backend "qpu" yet: they wait, unfinished, and can be cancelled meanwhile.
+        assert [h.status for h in handles] == [TaskStatus.PENDING] * 3
+        assert handles[2].cancel() and handles[2].status is TaskStatus.CANCELLED
+        await scheduler.join()  # nothing it runs is unfinished
+        await scheduler.register_backend("qpu", MockBackend("qpu", seed=1))
+        results = [await h for h in handles[:2]]
+        assert all(sum(r.counts.values()) == 1024 for r in results)
+        # They were in a job (one batch) when the scheduler died: they ran again, and say so.
+        assert [r.recovery for r in results] == ["rerun", "rerun"]
+    assert rows(path, "SELECT key, status FROM tasks ORDER BY key") == [
+        ("q0", "completed"),
+        ("q1", "completed"),
+        ("q2", "cancelled"),
+    ]
+    # A task still waiting when its scheduler closes stays in the journal; its waiter hears.
+    child = _start("quantum", str(tmp_path / "k.db"))
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    scheduler = QuantumScheduler(1, journal=tmp_path / "k.db")
+    async with scheduler:
+        waiting = asyncio.ensure_future(_await_handle(scheduler.task("q0")))
+        await asyncio.sleep(0)
+    with pytest.raises(SchedulerClosedError, match="stays in the journal"):
+        await waiting
+    assert rows(tmp_path / "k.db", "SELECT count(*) FROM tasks WHERE status='running'") == [(3,)]
+
+
+async def _await_handle(handle: Any) -> Any:
+    return await handle
+
+
 @pytest.mark.slow
 def test_every_acknowledged_task_ends_exactly_once_across_kills(tmp_path: Path) -> None:
     """Kill -9 the scheduler at random points of its work (after a random number of

@@ -511,7 +511,12 @@ class QuantumScheduler:
 
     def _readmit(self, task: Task[Any], waited: float) -> None:
         """Admit a recovered task: like a submit, with its earlier wait counted and no new
-        journal row. A quantum task no registered backend can run waits for one."""
+        journal row. A quantum task no registered backend can run waits for one (and with
+        none registered yet, as at a start, it waits for the program to register its own
+        rather than go to the default simulator a plain submit would start)."""
+        if task.task_type is _QUANTUM and not self._quantum._backends:
+            self._parked.append(task)
+            return
         try:
             pool = self._pool_for(task)
         except NoRouteError:
@@ -660,6 +665,18 @@ class QuantumScheduler:
                 await executor.aclose()
             if self._threads is not None:
                 self._threads.close()
+            for task in self._parked:
+                # Still waiting for a backend: it stays in the journal for the next
+                # scheduler; whoever awaits it here is told so.
+                fut = task.future
+                if fut is not None and not fut.done():
+                    fut.set_exception(
+                        SchedulerClosedError(
+                            f"task {task.task_id} ({task.name!r}) was waiting for a backend "
+                            "that can run it when the scheduler closed; it stays in the "
+                            "journal and runs after the next restart that registers one"
+                        )
+                    )
             if self._journal is not None:
                 self._journal.close()
             self._state = _State.CLOSED
@@ -1350,6 +1367,17 @@ class QuantumScheduler:
         loop.call_soon_threadsafe(fn, *args)
 
     def _cancel(self, task: Task[Any]) -> bool:
+        if task.status is _PENDING and task in self._parked:
+            # A recovered task waiting for its backend: never admitted to the core.
+            self._parked.remove(task)
+            now = self._now()
+            task.status = _S.CANCELLED
+            task.finished_at = now
+            journal = self._journal
+            if journal is not None:
+                journal.listener(task, _PENDING, _S.CANCELLED, now)
+            self._settle(task)
+            return True
         return self._end_early(task, _S.CANCELLED, self._now())
 
     def _cancel_from_any_thread(self, task: Task[Any]) -> bool:
