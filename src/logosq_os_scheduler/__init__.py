@@ -44,7 +44,15 @@ from ._result import TaskResult
 from ._runtime import new_event_loop, run
 from ._scheduler import QuantumScheduler
 from ._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
-from .backends import Backend, CircuitJob, CircuitRequirements, CircuitSpec, MockBackend
+from .backends import (
+    Backend,
+    CircuitJob,
+    CircuitRequirements,
+    CircuitSpec,
+    MockBackend,
+    MockQPUService,
+    RemoteMockBackend,
+)
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
@@ -84,6 +92,7 @@ __all__ = [
     "ManualClock",
     "MissingExtraError",
     "MockBackend",
+    "MockQPUService",
     "MonotonicClock",
     "NoRouteError",
     "PermanentBackendError",
@@ -92,6 +101,7 @@ __all__ = [
     "QuantumScheduler",
     "QueueFullError",
     "RayExecutor",
+    "RemoteMockBackend",
     "ResourceLimitError",
     "ResultSigner",
     "RetriesExhaustedError",

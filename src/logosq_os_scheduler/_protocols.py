@@ -16,6 +16,9 @@ primitives             a BlockingScheduler's scheduler                  :class:`
 observers              the core, whose transitions they listen to       :class:`CoreOwner`
 =====================  ===============================================  ====================
 
+One Protocol points the other way, from the runtime out: :class:`JobListener`, what the
+quantum dispatcher tells a journal about the jobs it sends to backends that can reattach.
+
 The members that start with an underscore are the runtime's own: callable from inside the
 package through these Protocols, not part of the public API.
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._handle import TaskHandle, TaskRuntime
@@ -35,7 +38,14 @@ if TYPE_CHECKING:
     from .backends._base import Backend
     from .core import SchedulerCore
 
-__all__ = ["BlockingRuntime", "ContextRuntime", "CoreOwner", "TaskRuntime", "WorkflowRuntime"]
+__all__ = [
+    "BlockingRuntime",
+    "ContextRuntime",
+    "CoreOwner",
+    "JobListener",
+    "TaskRuntime",
+    "WorkflowRuntime",
+]
 
 T = TypeVar("T")
 
@@ -117,3 +127,40 @@ class CoreOwner(Protocol):
     listens to (see :mod:`~logosq_os_scheduler.observability._listeners`)."""
 
     _core: SchedulerCore
+
+
+class JobListener(Protocol):
+    """Told of each job the quantum dispatcher sends to a backend with
+    :attr:`~logosq_os_scheduler.backends.Backend.supports_reattach` (a durable journal).
+
+    Set one as ``QuantumDispatcher.job_listener``. For every job, in this order:
+    :meth:`job_intent` before the job is submitted, :meth:`job_acknowledged` once the backend
+    has given it an ID (not called if submitting failed), and :meth:`job_done` when it is over
+    (whatever the end: outcomes collected, failed as a whole, timed out, or cancelled when the
+    scheduler closed). Only a process that dies skips :meth:`job_done`: an intent without an
+    ID then means the job may or may not have reached the backend (its idempotency keys make
+    sending it again safe); an ID without an end means the backend has it, and
+    ``Backend.reattach(job_id)`` collects it.
+
+    The methods are called on the scheduler's event loop and must not block it for long. An
+    exception from one fails the job attempt (it is retried as any failed job is); one from
+    :meth:`job_intent` means nothing was submitted, and no :meth:`job_done` follows.
+    """
+
+    def job_intent(self, backend: str, job_key: str, task_ids: Sequence[int]) -> None:
+        """A job is about to be submitted.
+
+        Args:
+            backend: The name the backend is registered under.
+            job_key: Unique to this job attempt (a retry of the same tasks gets a new one).
+            task_ids: The tasks whose circuits the job carries, in the job's order.
+        """
+        ...
+
+    def job_acknowledged(self, job_key: str, job_id: str) -> None:
+        """The backend has acknowledged the job ``job_key`` under the ID ``job_id``."""
+        ...
+
+    def job_done(self, job_key: str) -> None:
+        """The job ``job_key`` is over: nothing more will be collected for it."""
+        ...

@@ -20,6 +20,14 @@ them. When a HIGH or CRITICAL task waits for a backend whose slots are all taken
 less urgent, preemptible tasks still waiting unstarted at that backend is withdrawn
 (:meth:`Backend.withdraw`); its tasks turn PREEMPTED, wait in the scheduler's queue at their
 priority and are sent again later, their attempt not spent, and the urgent task takes the slot.
+
+Job identity: a backend whose jobs outlive this process (:attr:`Backend.supports_reattach`)
+gets each job as :meth:`Backend.submit_job` then :meth:`Backend.reattach`, not :meth:`Backend.run`,
+and the dispatcher's :attr:`QuantumDispatcher.job_listener` (a journal) hears of the job before
+it is submitted, when the backend has given it an ID, and when it is over. Time-outs,
+retries, breakers and cancellation apply to the two calls as they do to ``run``. Idempotency
+keys are ``f"{idempotency_prefix}-{task_id}"``: a restarted scheduler that sets the prefix of
+the run it continues sends its tasks under the keys they had.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import (
+    InvalidConfigError,
     InvalidTaskError,
     NoRouteError,
     SchedulerClosedError,
@@ -60,6 +69,7 @@ from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
     from ._config import SchedulerConfig
+    from ._protocols import JobListener
     from .security import ResultSigner
 
 __all__ = ["BackendEntry", "QuantumDispatcher", "QuantumHost"]
@@ -96,6 +106,7 @@ class BackendEntry(BackendState):
         "batch_timer_when",
         "probe_timer",
         "needs_prepare",
+        "reattach",
         "jobs",
     )
 
@@ -117,6 +128,8 @@ class BackendEntry(BackendState):
             type(backend).prepare is not Backend.prepare
             or type(backend).prepare_many is not Backend.prepare_many
         )
+        # Read once, at registration: jobs go out as submit_job + reattach, not run.
+        self.reattach = bool(backend.supports_reattach)
         self.jobs: set[asyncio.Task[None]] = set()
 
 
@@ -172,12 +185,41 @@ class QuantumDispatcher:
         self._qdispatching = False
         self._qdispatch_pending = False
         self._policy = QuantumPolicy(self._core)
+        # The idempotency keys' prefix (idempotency_prefix); random unless a journal sets it.
         self._uid = uuid.uuid4().hex[:12]
+        # Job keys (for the job listener) are this process's own: even with the prefix of an
+        # earlier run, a job key never repeats one that run wrote.
+        self._job_prefix = self._uid
+        self._jobs_sent = 0
+        self.job_listener: JobListener | None = None
+        """Told of every job sent to a backend that can reattach (see :class:`JobListener`);
+        None (the default) tells nobody."""
         self._default_backend_tried = False
         self._owned_backends: list[Backend] = []
         self._bg_tasks: set[asyncio.Task[Any]] = set()
         # Quantum tasks that are RUNNING: in a job, or waiting out a retry back-off.
         self._qactive: set[Task[Any]] = set()
+
+    @property
+    def idempotency_prefix(self) -> str:
+        """What every idempotency key starts with: a task's key is ``f"{prefix}-{task_id}"``.
+
+        Random per dispatcher by default. A scheduler restarted from a journal sets it to the
+        prefix of the run it continues (before it sends any job), so that the tasks it sends
+        again carry the keys they had and a backend that remembers keys runs none twice.
+
+        Raises:
+            InvalidConfigError: On setting anything but a non-empty string.
+        """
+        return self._uid
+
+    @idempotency_prefix.setter
+    def idempotency_prefix(self, prefix: str) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise InvalidConfigError(
+                "idempotency_prefix", f"must be a non-empty string, got {prefix!r}"
+            )
+        self._uid = prefix
 
     # -- the registry ------------------------------------------------------------------------
 
@@ -471,9 +513,9 @@ class QuantumDispatcher:
             circuits: list[Any] = [t.circuit_run for t in batch]
             prepared_errors: dict[int, BaseException] = {}
             # A backend that prepares circuits does it within the job (one hand-off from the
-            # loop where it can), unless it may withdraw the job: a flight holds circuits
-            # prepared beforehand.
-            together = entry.needs_prepare and not backend.supports_withdrawal
+            # loop where it can), unless it may withdraw the job (a flight holds circuits
+            # prepared beforehand) or the job goes out as submit_job + reattach.
+            together = entry.needs_prepare and not (backend.supports_withdrawal or entry.reattach)
             if entry.needs_prepare and not together:
                 circuits, prepared_errors = await asyncio.to_thread(prepare_all, backend, circuits)
             live = [i for i in range(len(batch)) if i not in prepared_errors]
@@ -498,6 +540,8 @@ class QuantumDispatcher:
                     # its own waits for the loop (see sole_job).
                     alone = self._core.unfinished == len(batch)
                     coro = _prepare_and_run(backend, jobs, circuits, alone=alone)
+                elif entry.reattach:
+                    coro = self._submit_and_reattach(entry, jobs)
                 else:
                     coro = backend.run(jobs)
                 if timeout is None:
@@ -563,6 +607,30 @@ class QuantumDispatcher:
                     self._core.transition(t, _S.COMPLETED, now)
                     self._host._settle(t)
         self._dispatch_quantum()
+
+    async def _submit_and_reattach(
+        self, entry: BackendEntry, jobs: Sequence[CircuitJob]
+    ) -> Sequence[JobOutcome]:
+        """Run a job on a backend that can reattach: :meth:`Backend.submit_job`, then
+        :meth:`Backend.reattach`, telling :attr:`job_listener` of the job around them.
+
+        The listener hears of the intent before anything is sent (so a crash between the two
+        is recognisable), of the job ID as soon as the backend gives it, and of the end
+        however it comes (outcomes, failure, time-out or cancellation).
+        """
+        backend = entry.backend
+        listener = self.job_listener
+        if listener is None:
+            return await backend.reattach(await backend.submit_job(jobs))
+        self._jobs_sent += 1
+        job_key = f"{self._job_prefix}-job-{self._jobs_sent}"
+        listener.job_intent(entry.name, job_key, [j.task_id for j in jobs])
+        try:
+            job_id = await backend.submit_job(jobs)
+            listener.job_acknowledged(job_key, job_id)
+            return await backend.reattach(job_id)
+        finally:
+            listener.job_done(job_key)
 
     def _job_finished(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
         now = self._host._now()
@@ -726,7 +794,10 @@ class QuantumDispatcher:
         while it is under way. Raises _JobWithdrawnSignal if it was withdrawn."""
         entry.flights.append(flight)
         try:
-            outcomes = await entry.backend.run(flight.jobs)
+            if entry.reattach:
+                outcomes = await self._submit_and_reattach(entry, flight.jobs)
+            else:
+                outcomes = await entry.backend.run(flight.jobs)
         except Exception:
             if flight.withdrawn:
                 raise _JobWithdrawnSignal from None

@@ -299,3 +299,13 @@ async def test_qiskit_circuits_uniform_and_exact_sampling() -> None:
     mid.x(0)
     (outcome,) = await exact.run([CircuitJob(mid, 10, 3, "m")])
     assert isinstance(outcome, PermanentBackendError)
+
+
+async def test_a_mock_cannot_reattach_its_jobs_die_with_the_process() -> None:
+    backend = MockBackend("m")
+    assert backend.supports_reattach is False
+    with pytest.raises(PermanentBackendError, match="'m': cannot submit a job by ID"):
+        await backend.submit_job(jobs(2))
+    with pytest.raises(PermanentBackendError, match="cannot reattach to job 'j-1'"):
+        await backend.reattach("j-1")
+    assert backend.statistics().jobs == 0

@@ -77,6 +77,16 @@ async def test_bell_on_aer_is_half_00_half_11() -> None:
     assert backend.execution == "aer" and backend.coupling_map is None and backend.all_to_all
 
 
+async def test_aer_jobs_die_with_the_process_so_it_cannot_reattach() -> None:
+    backend = QiskitBackend(AerSimulator(), isolation="thread")
+    assert backend.supports_reattach is False
+    with pytest.raises(PermanentBackendError, match="cannot submit a job by ID"):
+        await backend.submit_job([job(backend.prepare(bell()))])
+    with pytest.raises(PermanentBackendError, match="cannot reattach to job 'j-1'"):
+        await backend.reattach("j-1")
+    await backend.aclose()
+
+
 async def test_qasm2_and_qasm3_programs_run() -> None:
     backend = QiskitBackend(AerSimulator(), seed=2, isolation="thread")
     outcomes = await backend.run([job(BELL_QASM2, key="a"), job(BELL_QASM3, key="b")])

@@ -1,4 +1,5 @@
-"""Quantum backends: the Backend contract, MockBackend, and adapters for Qiskit backends.
+"""Quantum backends: the Backend contract, MockBackend, a mock QPU service in a process of its
+own (MockQPUService, RemoteMockBackend), and adapters for Qiskit backends.
 
 Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
 :func:`as_backend`, :func:`default_backend` and :class:`MissingExtraError` are loaded on
@@ -30,6 +31,8 @@ from ._circuits import (
     normalize_circuit,
 )
 from ._mock import MockBackend, MockBackendStats, MockJobRecord
+from ._mock_service import MockQPUService
+from ._remote_mock import RemoteMockBackend
 
 if _TYPE_CHECKING:
     from ._qiskit import (
@@ -54,8 +57,10 @@ __all__ = [
     "MockBackend",
     "MockBackendStats",
     "MockJobRecord",
+    "MockQPUService",
     "PreparedCircuit",
     "QiskitBackend",
+    "RemoteMockBackend",
     "SupportsNumQubits",
     "analyze_circuit",
     "as_backend",

@@ -10,6 +10,17 @@ A backend may also keep a queue of its own (a cloud service queues jobs before i
 as Qiskit Runtime's jobs sit ``QUEUED`` until the device takes them). Such a backend may offer
 :meth:`Backend.withdraw`: a submitted job that has not started is taken back and never runs,
 which lets the scheduler's PREEMPTIVE strategy give the place to more urgent work.
+
+A backend whose jobs have IDs that outlive this process (a cloud service's job IDs, as
+Qiskit Runtime's ``job.job_id()``) declares :attr:`Backend.supports_reattach` and splits a job
+in two: :meth:`Backend.submit_job` sends it and returns the job ID the moment the backend has
+acknowledged it, and :meth:`Backend.reattach` waits for the job with that ID, whichever
+process submitted it, and returns its outcomes as :meth:`Backend.run` would. For such a
+backend ``run(jobs)`` is ``reattach(await submit_job(jobs))``. The scheduler then calls the
+two halves itself, and tells a journal the job ID in between, so that a scheduler restarted
+after a crash collects the jobs its predecessor left running instead of sending them again.
+A backend that cannot (a local simulator, whose jobs die with the process: ``MockBackend``,
+``QiskitBackend``) keeps the defaults, which raise :class:`PermanentBackendError` saying so.
 """
 
 from __future__ import annotations
@@ -142,6 +153,59 @@ class Backend(abc.ABC):
         """Whether :meth:`withdraw` can take back a submitted job that has not started."""
         return False
 
+    @property
+    def supports_reattach(self) -> bool:
+        """Whether its jobs have IDs that outlive this process, so that :meth:`reattach`
+        can collect a job submitted by an earlier process (see :meth:`submit_job`)."""
+        return False
+
+    async def submit_job(self, jobs: Sequence[CircuitJob]) -> str:
+        """Send one job (as :meth:`run` takes it) and return its ID, without waiting for it.
+
+        Returns as soon as the backend has acknowledged the job: from then on the job runs
+        whether or not this process lives, and :meth:`reattach` collects it by that ID. Only
+        backends with :attr:`supports_reattach` implement it.
+
+        Returns:
+            The backend's ID for the job.
+
+        Raises:
+            PermanentBackendError: By default: this backend has no job IDs to give (its
+                :attr:`supports_reattach` is False; call :meth:`run`). A backend that
+                implements it raises what :meth:`run` raises for a job refused at submission.
+            BackendUnavailableError: The backend could not be reached; nothing was sent.
+        """
+        raise PermanentBackendError(
+            self.name,
+            "cannot submit a job by ID: its jobs do not outlive this process "
+            "(supports_reattach is False); run jobs with run()",
+        )
+
+    async def reattach(self, job_id: str) -> Sequence[JobOutcome]:
+        """Wait for the job with ID ``job_id`` and return its outcomes.
+
+        The job may have been submitted by :meth:`submit_job` in this process or in an
+        earlier one that has since died. Cancelling the wait leaves the job running at the
+        backend; reattaching again later collects it.
+
+        Returns:
+            One outcome per circuit of the job, in order, as :meth:`run` returns them.
+
+        Raises:
+            PermanentBackendError: The backend knows no job with this ID (the message names
+                it); or, by default, this backend cannot reattach (its
+                :attr:`supports_reattach` is False).
+            TransientBackendError: The job failed as a whole for a passing reason; submit it
+                again (with the same idempotency keys).
+            BackendUnavailableError: The backend could not be reached; the job may still be
+                running there, and reattaching later may collect it.
+        """
+        raise PermanentBackendError(
+            self.name,
+            f"cannot reattach to job {job_id!r}: this backend's jobs do not outlive the "
+            "process that ran them (supports_reattach is False)",
+        )
+
     def withdraw(self, jobs: Sequence[CircuitJob]) -> bool:
         """Take back a job submitted with :meth:`run` that has not started executing.
 
@@ -250,6 +314,10 @@ class Backend(abc.ABC):
     async def run(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
         """Run one job: every circuit in ``jobs`` (at most ``max_circuits_per_job``).
 
+        A backend with :attr:`supports_reattach` runs a job as
+        ``await self.reattach(await self.submit_job(jobs))`` (:meth:`submit_and_reattach`);
+        the scheduler then calls the two halves itself rather than :meth:`run`.
+
         Returns:
             One outcome per circuit, in order: its counts (summing to its shots), or the
             exception that circuit alone raised.
@@ -260,14 +328,21 @@ class Backend(abc.ABC):
             PermanentBackendError: The whole job is invalid; do not retry.
         """
 
+    async def submit_and_reattach(self, jobs: Sequence[CircuitJob]) -> Sequence[JobOutcome]:
+        """:meth:`run` for a backend with :attr:`supports_reattach`: :meth:`submit_job`, then
+        :meth:`reattach` with the ID it returned. Such a backend's :meth:`run` may return
+        this."""
+        return await self.reattach(await self.submit_job(jobs))
+
     async def prepare_and_run(
         self, jobs: Sequence[CircuitJob]
     ) -> tuple[list[Any], list[JobOutcome]]:
         """Prepare the circuits of a job (as submitted) and run those that could be prepared.
 
         What the scheduler calls for a job on a backend that prepares circuits (one that
-        overrides :meth:`prepare` or :meth:`prepare_many`) and takes no jobs back
-        (:attr:`supports_withdrawal` is False). The default prepares them all with
+        overrides :meth:`prepare` or :meth:`prepare_many`) that takes no jobs back
+        (:attr:`supports_withdrawal` is False) and has no job IDs (:attr:`supports_reattach`
+        is False). The default prepares them all with
         :func:`prepare_all` in a worker thread, then calls :meth:`run` with those that could
         be prepared: two hand-offs from the event loop. A backend that does both in one
         hand-off to its worker overrides it, which saves a thread round trip per job.
