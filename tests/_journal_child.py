@@ -8,6 +8,8 @@ python _journal_child.py workflow JOURNAL
 python _journal_child.py quantum JOURNAL
     Three quantum tasks in one job on a backend "qpu" whose jobs take an hour; print
     "ready" once they are running and written so, then wait to be killed.
+python _journal_child.py remote JOURNAL HOST PORT
+    Four quantum tasks on the mock QPU service at HOST:PORT (jobs by ID), then wait.
 python _journal_child.py hold JOURNAL
     One worker: a blocking task, then tasks of several priorities queued behind it;
     print "ready" once they are written, then wait to be killed.
@@ -142,6 +144,25 @@ async def quantum(journal: str) -> None:
         await asyncio.sleep(3600)
 
 
+async def remote(journal: str, host: str, port: str) -> None:
+    from logosq_os_scheduler import CircuitSpec, RemoteMockBackend
+
+    async with QuantumScheduler(1, journal=journal) as scheduler:
+        backend = RemoteMockBackend((host, int(port)), name="qpu", max_concurrent_jobs=1)
+        await scheduler.register_backend("qpu", backend)
+        handles = [
+            scheduler.submit_nowait(
+                Task.quantum(f"r{i}").with_circuit(CircuitSpec(3)).with_shots(100).with_key(f"r{i}")
+            )
+            for i in range(4)
+        ]
+        await scheduler.persisted()
+        print("submitted", flush=True)
+        for h in handles:
+            await h
+        print("done", flush=True)
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "crash":
@@ -152,6 +173,8 @@ def main() -> None:
         asyncio.run(vqe(sys.argv[2]))
     elif mode == "quantum":
         asyncio.run(quantum(sys.argv[2]))
+    elif mode == "remote":
+        asyncio.run(remote(sys.argv[2], sys.argv[3], sys.argv[4]))
     elif mode == "hold":
         asyncio.run(hold(sys.argv[2]))
     else:

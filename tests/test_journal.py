@@ -258,6 +258,38 @@ async def test_recovered_quantum_tasks_wait_for_their_backend(tmp_path: Path) ->
     assert rows(tmp_path / "k.db", "SELECT count(*) FROM tasks WHERE status='running'") == [(3,)]
 
 
+async def test_a_job_the_backend_acknowledged_is_reattached_by_id_never_sent_again(
+    tmp_path: Path,
+) -> None:
+    from logosq_os_scheduler import MockQPUService, RemoteMockBackend
+
+    path = tmp_path / "j.db"
+    with MockQPUService(latency=2.0, max_running_jobs=1) as service:
+        host, port = service.address
+        child = _start("remote", str(path), host, str(port))
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "submitted"
+        # Kill it once the backend has acknowledged the job and the ID is on disk.
+        deadline = time.monotonic() + 60
+        while not rows(path, "SELECT job_id FROM jobs WHERE job_id IS NOT NULL"):
+            assert time.monotonic() < deadline, "no job ID was written"
+            await asyncio.sleep(0.01)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert service.stats()["submits"] == 1
+        async with QuantumScheduler(1, journal=path) as scheduler:
+            await scheduler.register_backend("qpu", RemoteMockBackend(service.address, name="qpu"))
+            results = [await scheduler.task(f"r{i}") for i in range(4)]
+        stats = service.stats()
+    assert [r.recovery for r in results] == ["reattached"] * 4
+    assert all(sum(r.counts.values()) == 100 for r in results)
+    # The service's own counts: one submit, each circuit executed once, nothing sent again.
+    assert stats["submits"] == 1 and stats["executed"] == 4 and stats["duplicate_keys"] == 0
+    assert rows(path, "SELECT count(*) FROM jobs") == [(0,)]
+    assert rows(path, "SELECT count(*) FROM tasks WHERE status='completed'") == [(4,)]
+
+
 async def _await_handle(handle: Any) -> Any:
     return await handle
 

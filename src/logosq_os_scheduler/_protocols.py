@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._handle import TaskHandle, TaskRuntime
@@ -147,8 +147,11 @@ class JobListener(Protocol):
     :meth:`job_intent` means nothing was submitted, and no :meth:`job_done` follows.
     """
 
-    def job_intent(self, backend: str, job_key: str, task_ids: Sequence[int]) -> None:
-        """A job is about to be submitted.
+    def job_intent(
+        self, backend: str, job_key: str, task_ids: Sequence[int]
+    ) -> Awaitable[None] | None:
+        """A job is about to be submitted. A listener that returns an awaitable (a journal's
+        write of the intent) has the job submitted only once it is done.
 
         Args:
             backend: The name the backend is registered under.

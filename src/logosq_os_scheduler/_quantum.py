@@ -464,7 +464,50 @@ class QuantumDispatcher:
         entry.batch_timer_when = math.inf
         self._dispatch_quantum()
 
-    def _launch_job(self, entry: BackendEntry, batch: list[Task[Any]], now: float) -> None:
+    def reattach_job(
+        self, name: str, job_key: str, job_id: str, tasks: list[Task[Any]], waited: float
+    ) -> bool:
+        """Collect a job an earlier scheduler sent (recovered from a journal) by its ID: the
+        tasks run again as that job, holding one slot of the backend, and the job is never
+        sent again.
+
+        Returns:
+            False (nothing done) if the backend has no free slot for it now; the caller
+            then sends the tasks again, with their same idempotency keys.
+        """
+        from .backends._circuits import analyze_circuit, normalize_circuit
+
+        entry = self._backends[name]
+        core = self._core
+        now = self._host._now()
+        if entry.pool.busy >= entry.pool.capacity:
+            return False
+        for task in tasks:
+            part = task.quantum_part
+            assert part is not None  # quantum tasks are built with one
+            part.circuit_run = normalize_circuit(part.circuit)
+            part.requirements = analyze_circuit(part.circuit_run)
+            core.admit(task, entry.pool, now, waited=waited)
+        core.take_tasks(entry.pool, tasks, now)
+        self._launch_job(entry, tasks, now, reattach=(job_key, job_id))
+        return True
+
+    async def _collect(self, entry: BackendEntry, job_key: str, job_id: str) -> Sequence[Any]:
+        """A recovered job's outcomes, by its ID; the listener hears of its end."""
+        try:
+            return await entry.backend.reattach(job_id)
+        finally:
+            listener = self.job_listener
+            if listener is not None:
+                listener.job_done(job_key)
+
+    def _launch_job(
+        self,
+        entry: BackendEntry,
+        batch: list[Task[Any]],
+        now: float,
+        reattach: tuple[str, str] | None = None,
+    ) -> None:
         loop = self._host._loop
         assert loop is not None
         qactive = self._qactive
@@ -480,7 +523,7 @@ class QuantumDispatcher:
                 task.backends_tried = [entry.name]
             else:
                 tried.append(entry.name)
-        job = loop.create_task(self._run_job(entry, batch, now))
+        job = loop.create_task(self._run_job(entry, batch, now, reattach))
         entry.jobs.add(job)
         job.add_done_callback(entry.jobs.discard)
 
@@ -502,7 +545,15 @@ class QuantumDispatcher:
             await b.aclose()
         self._owned_backends.clear()
 
-    async def _run_job(self, entry: BackendEntry, batch: list[Task[Any]], started: float) -> None:
+    async def _run_job(
+        self,
+        entry: BackendEntry,
+        batch: list[Task[Any]],
+        started: float,
+        reattach: tuple[str, str] | None = None,
+    ) -> None:
+        """Run one job of ``batch`` on ``entry``'s backend and carry its outcomes out;
+        ``reattach`` (job key, job ID) collects a job sent before a restart instead."""
         backend = entry.backend
         name = entry.name
         job_error: BaseException | None = None
@@ -532,7 +583,9 @@ class QuantumDispatcher:
             run_outcomes: Sequence[Any] = ()
             if jobs:
                 timeout = self._host._config.job_timeout
-                if backend.supports_withdrawal:
+                if reattach is not None:
+                    coro = self._collect(entry, *reattach)
+                elif backend.supports_withdrawal:
                     flight = Flight(batch, jobs, started)
                     coro = self._run_flight(entry, flight)
                 elif together:
@@ -624,7 +677,9 @@ class QuantumDispatcher:
             return await backend.reattach(await backend.submit_job(jobs))
         self._jobs_sent += 1
         job_key = f"{self._job_prefix}-job-{self._jobs_sent}"
-        listener.job_intent(entry.name, job_key, [j.task_id for j in jobs])
+        written = listener.job_intent(entry.name, job_key, [j.task_id for j in jobs])
+        if written is not None:
+            await written  # the intent is on disk before anything is sent
         try:
             job_id = await backend.submit_job(jobs)
             listener.job_acknowledged(job_key, job_id)

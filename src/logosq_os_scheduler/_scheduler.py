@@ -196,8 +196,12 @@ class QuantumScheduler:
         self._qactive = self._quantum._qactive
         # Client keys of tasks submitted with with_key() when there is no journal.
         self._keys: dict[str, Task[Any]] = {}
-        # Recovered tasks waiting for a backend that can run them to be registered.
+        # Recovered tasks waiting for a backend that can run them to be registered, with
+        # (seconds waited before, since when on this clock), and the backend job each
+        # recovered quantum task was in: task id -> (job key, backend, job ID or None).
         self._parked: list[Task[Any]] = []
+        self._parked_wait: dict[int, tuple[float, float]] = {}
+        self._job_of: dict[int, tuple[str, str, str | None]] = {}
         self._journal: Journal | None = None
         if config.journal is not None:
             from .journal import Journal
@@ -404,6 +408,10 @@ class QuantumScheduler:
         if journal is not None:
             journal.bind(loop, self._now)
             add_listener(self._core, journal.listener)
+            # Jobs on backends with job IDs are journaled, and a restarted scheduler sends
+            # a task with the same idempotency key as before.
+            self._quantum.job_listener = journal
+            self._quantum.idempotency_prefix = journal.uid
             self._recover(journal)
 
     # -- durability --------------------------------------------------------------------------
@@ -431,6 +439,8 @@ class QuantumScheduler:
         now = self._now()
         wall = journal.wall(now)
         states = journal.saved_states()
+        jobs = journal.jobs()
+        job_tasks: dict[str, list[int]] = {}
         requeued = rerun = failed = 0
         for row in rows:
             try:
@@ -478,6 +488,11 @@ class QuantumScheduler:
                 failed += 1
                 continue
             journal.adopt(task)
+            if row.task_type is _QUANTUM and row.status is _RUNNING:
+                job = jobs.get(row.task_id)
+                if job is not None:  # its job's fate is decided once its backend is back
+                    self._job_of[row.task_id] = job
+                    job_tasks.setdefault(job[0], []).append(row.task_id)
             if action is RecoveryAction.RESUME:
                 task.saved_state = states[row.task_id]
             if action is RecoveryAction.RERUN or action is RecoveryAction.RESUME:
@@ -486,6 +501,10 @@ class QuantumScheduler:
             else:
                 requeued += 1  # it runs once, as if there had been no restart: no mark
             self._readmit(task, max(0.0, wall - row.submitted))
+        for job_key, ids in job_tasks.items():
+            journal.follow_job(job_key, ids)  # its row goes once its tasks have left it
+        # Jobs whose tasks had all ended (the crash came before their rows were deleted).
+        journal.forget_jobs({key for key, _b, _i in jobs.values()} - job_tasks.keys())
         self._dispatch_all()
         log.info(
             "journal %s recovered: %d requeued, %d to run again, %d failed",
@@ -514,29 +533,72 @@ class QuantumScheduler:
         journal row. A quantum task no registered backend can run waits for one (and with
         none registered yet, as at a start, it waits for the program to register its own
         rather than go to the default simulator a plain submit would start)."""
-        if task.task_type is _QUANTUM and not self._quantum._backends:
-            self._parked.append(task)
+        if task.task_type is _QUANTUM and (
+            not self._quantum._backends or task.task_id in self._job_of
+        ):
+            self._park(task, waited)
             return
         try:
             pool = self._pool_for(task)
         except NoRouteError:
-            self._parked.append(task)
+            self._park(task, waited)
             return
         started = self._core.admit(task, pool, self._now(), waited=waited)
         self._admitted(task, pool, started)
 
     def _unpark(self) -> None:
-        """A backend was registered: admit the recovered tasks that can run now."""
+        """A backend was registered: admit the recovered tasks that can run now.
+
+        A task that was in a backend job when its scheduler died waits for that backend by
+        name; then ``decide_recovery`` chooses, knowing what the backend can do: collect the
+        job by its ID (REATTACH), send it again with the same idempotency keys (RESEND), or
+        run it again (RERUN).
+        """
         parked, self._parked = self._parked, []
-        journal = self._journal
+        now = self._now()
+        backends = self._quantum._backends
+        jobs: dict[str, tuple[str, str, list[Task[Any]], float]] = {}
         for task in parked:
             if task.status is not _PENDING:
                 continue  # cancelled while parked
-            waited = 0.0
-            if journal is not None and task.submitted_at is not None:
-                waited = max(0.0, self._now() - task.submitted_at)
+            waited, since = self._parked_wait.pop(task.task_id, (0.0, now))
+            waited += now - since
+            job = self._job_of.get(task.task_id)
+            if job is not None:
+                job_key, name, job_id = job
+                entry = backends.get(name)
+                if entry is None:
+                    self._park(task, waited)  # wait for the backend its job went to
+                    continue
+                del self._job_of[task.task_id]
+                backend = entry.backend
+                action = decide_recovery(
+                    RecoveryFacts(
+                        running=True,
+                        quantum=True,
+                        job_id=job_id,
+                        job_intent=True,
+                        can_reattach=backend.supports_reattach,
+                        remembers_keys=backend.supports_idempotency,
+                    )
+                )
+                task.recovery = action.value
+                if action is RecoveryAction.REATTACH:
+                    assert job_id is not None  # REATTACH needs the ID
+                    jobs.setdefault(job_key, (name, job_id, [], waited))[2].append(task)
+                    continue
             self._readmit(task, waited)
+        for job_key, (name, job_id, tasks, waited) in jobs.items():
+            if not self._quantum.reattach_job(name, job_key, job_id, tasks, waited):
+                for task in tasks:  # no free slot for it: send again, with the same keys
+                    task.recovery = RecoveryAction.RESEND.value
+                    self._readmit(task, waited)
         self._dispatch_all()
+
+    def _park(self, task: Task[Any], waited: float) -> None:
+        """Keep a recovered task aside until a backend that can run it is registered."""
+        self._parked.append(task)
+        self._parked_wait[task.task_id] = (waited, self._now())
 
     def _dispatch_all(self) -> None:
         """Start what the free slots of every pool can take (after tasks were requeued)."""

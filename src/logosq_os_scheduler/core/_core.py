@@ -354,6 +354,24 @@ class SchedulerCore:
             self.quantum_in_flight += len(batch)
         return batch
 
+    def take_tasks(self, pool: Pool, tasks: list[Task[Any]], now: float) -> None:
+        """Start these queued tasks of ``pool`` as one job holding one slot (a job recovered
+        from a journal, collected by its ID: its tasks are known, not chosen by the queue).
+
+        Raises:
+            InternalError: If no slot is free or a task is not queued in ``pool``.
+        """
+        if pool.busy >= pool.capacity:
+            raise InternalError(f"no free slot in pool {pool.name!r} for a recovered job")
+        for task in tasks:
+            if task.status is not _QUEUED or task.resources is not pool:
+                raise InternalError(f"task {task.task_id} is not queued in pool {pool.name!r}")
+            pool.queue.remove(task)
+            self.waiting -= 1
+            self.start(task, pool, now)
+        pool.busy += 1
+        self.quantum_in_flight += len(tasks)
+
     def job_done(self, pool: Pool, size: int, started_at: float, now: float) -> None:
         """A job of ``size`` tasks started at ``started_at`` has returned: free its slot."""
         self.quantum_in_flight -= size

@@ -30,7 +30,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidTaskError, JournalError
@@ -236,6 +236,9 @@ class Journal:
         self._updates: dict[int, list[Any]] = {}
         self._jobs: list[tuple[str, tuple[Any, ...]]] = []
         self._live: dict[int, Task[Any]] = {}
+        # Backend jobs whose rows are in the file, and the tasks still in each.
+        self._job_tasks: dict[str, set[int]] = {}
+        self._task_job: dict[int, str] = {}
         self._keys: dict[str, Task[Any]] = {}
         self._sent_gen = 0
         self._committed = 0
@@ -363,8 +366,12 @@ class Journal:
             status = "running"
         elif new in TERMINAL:
             status = _TEXT[new]
+            if self._task_job:
+                self._left_job(tid)
         elif new is _QUEUED and old is not _PENDING:
             status = "queued"  # back in a queue (a retry, a preemption that restarts)
+            if self._task_job:
+                self._left_job(tid)
         else:
             return
         wall = now + self._offset
@@ -445,8 +452,12 @@ class Journal:
             raise fail(self.path, exc) from exc
         return {tid: pickle.loads(blob) for tid, blob in found}
 
-    def job_intent(self, backend: str, job_key: str, task_ids: Sequence[int]) -> None:
-        """A backend job is about to be sent (written before it is)."""
+    def job_intent(
+        self, backend: str, job_key: str, task_ids: Sequence[int]
+    ) -> Coroutine[Any, Any, None] | None:
+        """A backend job is about to be sent: record it, and return the wait for that record
+        to be written (the dispatcher sends the job only then, so that after a crash a job
+        the backend may have is never unknown here). None with durability OFF."""
         ids = ",".join(map(str, task_ids))
         self._jobs.append(
             (
@@ -455,7 +466,28 @@ class Journal:
                 (job_key, backend, ids, time.time()),
             )
         )
+        self.follow_job(job_key, task_ids)
         if not self._scheduled:
+            self._schedule()
+        return None if self.durability is Durability.OFF else self.persisted()
+
+    def follow_job(self, job_key: str, task_ids: Sequence[int]) -> None:
+        """Forget the job's row once every task of it has left it (ended, or gone back to a
+        queue): written with, or after, the tasks' own ends, so a crash never leaves a task
+        running without the job it was in."""
+        live = self._live
+        mine = {tid for tid in task_ids if tid in live}
+        if not mine:
+            return
+        self._job_tasks[job_key] = mine
+        for tid in mine:
+            self._task_job[tid] = job_key
+
+    def forget_jobs(self, job_keys: set[str]) -> None:
+        """Delete the rows of jobs none of whose tasks is unfinished."""
+        for job_key in sorted(job_keys):
+            self._jobs.append(("DELETE FROM jobs WHERE key=?", (job_key,)))
+        if job_keys and not self._scheduled:
             self._schedule()
 
     def job_acknowledged(self, job_key: str, job_id: str) -> None:
@@ -465,10 +497,18 @@ class Journal:
             self._schedule()
 
     def job_done(self, job_key: str) -> None:
-        """A job's outcomes were collected (or it failed as a whole): forget it."""
-        self._jobs.append(("DELETE FROM jobs WHERE key=?", (job_key,)))
-        if not self._scheduled:
-            self._schedule()
+        """A job is over; its row goes when its tasks leave it (see :meth:`follow_job`)."""
+
+    def _left_job(self, tid: int) -> None:
+        job_key = self._task_job.pop(tid, None)
+        if job_key is None:
+            return
+        tasks = self._job_tasks.get(job_key)
+        if tasks is not None:
+            tasks.discard(tid)
+            if not tasks:
+                del self._job_tasks[job_key]
+                self._jobs.append(("DELETE FROM jobs WHERE key=?", (job_key,)))
 
     async def persisted(self) -> None:
         """Wait until everything recorded so far is committed to the file.
