@@ -10,6 +10,10 @@ python _journal_child.py quantum JOURNAL
     "ready" once they are running and written so, then wait to be killed.
 python _journal_child.py remote JOURNAL HOST PORT
     Four quantum tasks on the mock QPU service at HOST:PORT (jobs by ID), then wait.
+python _journal_child.py mixed JOURNAL ACKS HOST PORT N
+    The crash test's workload: the VQE, then N tasks (classical squares with keys, every
+    third a quantum task on the mock QPU service at HOST:PORT), each key appended to ACKS
+    once its submit returned; wait for all, print "done".
 python _journal_child.py hold JOURNAL
     One worker: a blocking task, then tasks of several priorities queued behind it;
     print "ready" once they are written, then wait to be killed.
@@ -163,6 +167,34 @@ async def remote(journal: str, host: str, port: str) -> None:
         print("done", flush=True)
 
 
+async def mixed(journal: str, acks: str, host: str, port: str, n: int) -> None:
+    """Classical tasks with keys, quantum tasks on the mock QPU service, and a VQE."""
+    from logosq_os_scheduler import CircuitSpec, RemoteMockBackend, SchedulerConfig
+
+    config = SchedulerConfig(workers=2, max_retries=50, retry_backoff=0.001, journal=journal)
+    async with QuantumScheduler(config=config) as scheduler:
+        backend = RemoteMockBackend((host, int(port)), name="qpu", max_concurrent_jobs=2)
+        await scheduler.register_backend("qpu", backend)
+        handles = []
+        with open(acks, "a") as out:  # noqa: ASYNC230 - a test's log, written line by line
+            handles.append(await scheduler.submit(vqe_task()))
+            out.write("vqe\n")
+            out.flush()
+            for i in range(n):
+                if i % 3 == 2:
+                    key = f"q{i}"
+                    builder = Task.quantum(key).with_circuit(CircuitSpec(3)).with_shots(64)
+                else:
+                    key = f"c{i}"
+                    builder = Task.classical(key).with_function(tasks.square, i).with_restartable()
+                handles.append(await scheduler.submit(builder.with_key(key)))
+                out.write(f"{key}\n")
+                out.flush()
+        for h in handles:
+            await h
+    print("done", flush=True)
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "crash":
@@ -175,6 +207,8 @@ def main() -> None:
         asyncio.run(quantum(sys.argv[2]))
     elif mode == "remote":
         asyncio.run(remote(sys.argv[2], sys.argv[3], sys.argv[4]))
+    elif mode == "mixed":
+        asyncio.run(mixed(*sys.argv[2:6], int(sys.argv[6])))
     elif mode == "hold":
         asyncio.run(hold(sys.argv[2]))
     else:

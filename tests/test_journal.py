@@ -406,6 +406,67 @@ async def test_a_vqe_resumes_from_its_last_iteration_after_kill_9(tmp_path: Path
     assert rows(path, "SELECT count(*) FROM checkpoints") == [(0,)]  # gone once it ended
 
 
+@pytest.mark.slow
+@pytest.mark.qiskit
+async def test_a_mixed_workload_survives_twenty_kills(tmp_path: Path) -> None:
+    """Issue #22's crash test: classical tasks with keys, quantum tasks on the mock QPU
+    service (latency, transient job failures), and a VQE; the scheduler is killed with
+    SIGKILL at 20 random points of its work and restarted each time. At the end: every
+    acknowledged task ended exactly once, with the value an uninterrupted run gives; no
+    circuit was executed twice by the service; the VQE's energy is the uninterrupted run's."""
+
+    import _journal_child
+    from logosq_os_scheduler import MockQPUService
+    from logosq_os_scheduler.backends._mock_qpu import counts_for
+
+    path = tmp_path / "j.db"
+    acks = tmp_path / "acks"
+    n = 450
+    rng = random.Random(22)
+    with MockQPUService(latency=(0.01, 0.002), failure_rate=0.05, max_running_jobs=2) as qpu:
+        host, port = qpu.address
+        argv = ("mixed", str(path), str(acks), host, str(port), str(n))
+        kills = 0
+        while kills < 20:
+            child = _start(*argv)
+            killed = _kill_after_acks(child, acks, rng.randint(1, 20))
+            assert child.stdout is not None
+            child.stdout.close()
+            if not killed:
+                break
+            kills += 1
+        final = _start(*argv)
+        out, _err = final.communicate(timeout=300)
+        assert final.returncode == 0 and "done" in out
+        stats = qpu.stats()
+        executions = qpu.executions()
+    assert kills == 20
+    acked = set(acks.read_text().split())
+    found = rows(path, "SELECT id, key, status, result, result_kind FROM tasks")
+    by_key = {key: (tid, status, result, kind) for tid, key, status, result, kind in found}
+    assert len(found) == len(by_key) == n + 1  # one row per key: nothing submitted twice
+    assert acked == set(by_key)
+    assert all(status == "completed" for _t, status, _r, _k in by_key.values())
+    uid = rows(path, "SELECT value FROM meta WHERE key='uid'")[0][0]
+    from logosq_os_scheduler.journal._codec import decode_result
+
+    for i in range(n):
+        if i % 3 == 2:
+            tid, _s, result, kind = by_key[f"q{i}"]
+            assert decode_result(kind, result) == counts_for(f"{uid}-{tid}", 3, 64)
+        else:
+            assert by_key[f"c{i}"][2] == str(i * i).encode()
+    # The service executed every circuit once, however often the scheduler died.
+    assert stats["duplicate_keys"] == 0
+    assert set(executions.values()) == {1} and len(executions) == n // 3
+    # The VQE, resumed after every kill, ends where an uninterrupted run ends.
+    async with QuantumScheduler(2) as scheduler:
+        reference = await (await scheduler.submit(_journal_child.vqe_task()))
+    vqe = decode_result(by_key["vqe"][3], by_key["vqe"][2])
+    assert vqe.energy == reference.value.energy
+    assert vqe.parameters == reference.value.parameters
+
+
 # -- settings and refusals -----------------------------------------------------------------
 
 
