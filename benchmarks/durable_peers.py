@@ -350,6 +350,21 @@ class _Broker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def fs_type(path: Path) -> str:
+    """The type of the filesystem PATH is on (fsync is nearly free on tmpfs): /proc/mounts."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                _, point, fs = line.split()[:3]
+                inside = str(path.resolve()).startswith(point.rstrip("/") + "/")
+                if (inside or str(path.resolve()) == point) and len(point) >= len(best):
+                    best, kind = point, fs
+    except OSError:
+        pass
+    return kind
+
+
 def _worker_argvs(peer: _Peer, python: Path, url: str) -> list[list[str]]:
     bindir = python.parent
     return [
@@ -428,7 +443,7 @@ def run_peer(
     base["PYTHONPATH"] = str(TASKS)
     base.update(peer.environ)
     timeout = 120.0 + n / 20.0
-    details: dict[str, Any] = {"load_before": loadavg()}
+    details: dict[str, Any] = {"load_before": loadavg(), "workdir_fs": fs_type(workdir)}
 
     # e2e: workers running.
     details["quiet_wait_s"] = wait_for_quiet()
@@ -543,17 +558,22 @@ def render(
             f"{_fmt([r.e2e_per_s for r in rs])} | {_fmt([r.submit_only_per_s for r in rs])} |"
         )
     brokers = {r.broker_config for rs in runs.values() for r in rs if r.broker_config}
+    fss = sorted({r.details["workdir_fs"] for rs in runs.values() for r in rs if r.details})
     versions: dict[str, dict[str, str]] = {}  # by virtualenv: arq's has an older redis-py
     for name, rs in runs.items():
         for r in rs:
             versions.setdefault(PEERS[name].env, {}).update(r.versions)
     lines += [
         "",
-        "Brokers: " + "; ".join(sorted(brokers)) + "." if brokers else "Brokers: none ran.",
+        (
+            "Brokers: " + "; ".join(sorted(brokers)) + f"; their directories on {', '.join(fss)}."
+            if brokers
+            else "Brokers: none ran."
+        ),
         "With no config file, redis-server snapshots (RDB) at most once a minute under "
         "load and never fsyncs a write: a result counted here survives a clean restart, "
         "not a crash or a power loss (`--aof` gives the AOF-everysec rows: at most about "
-        "a second lost). Huey's SQLite at synchronous=FULL in WAL mode fsyncs each commit.",
+        "a second lost). In WAL mode SQLite fsyncs each commit at synchronous=FULL, not at NORMAL.",
         "Versions: "
         + "; ".join(
             f".venv/{env}: " + ", ".join(f"{k} {v}" for k, v in sorted(vs.items()))
