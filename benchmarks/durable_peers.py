@@ -523,15 +523,24 @@ def _fmt(values: list[float]) -> str:
 
 
 def render(
-    runs: dict[str, list[PeerResult]], failed: dict[str, str], command: str, aof: bool
+    runs: dict[str, list[PeerResult]],
+    failed: dict[str, str],
+    command: str,
+    aof: bool,
+    *,
+    date: str | None = None,
+    revision: str | None = None,
+    machine: str | None = None,
 ) -> str:
+    """The Markdown report of RUNS; DATE, REVISION and MACHINE default to now and here."""
     n = next((r.n for rs in runs.values() for r in rs), 0)
     repeats = max((len(rs) for rs in runs.values()), default=0)
     lines = [
         "## Durable task queues, end to end (`benchmarks/durable_peers.py`)",
         "",
-        f"Command: `{command}`, {datetime.date.today().isoformat()}, revision {_git_revision()}.",
-        f"Machine: {machine_line()}.",
+        f"Command: `{command}`, {date or datetime.date.today().isoformat()}, revision "
+        f"{revision or _git_revision()}.",
+        f"Machine: {machine or machine_line()}.",
         "",
         f"{n:,} `noop(i) -> i` a run, one producer, {WORKERS} worker processes; "
         f"{'median [min-max] of ' + str(repeats) + ' runs' if repeats > 1 else 'one run'}. "
@@ -559,6 +568,7 @@ def render(
         )
     brokers = {r.broker_config for rs in runs.values() for r in rs if r.broker_config}
     fss = sorted({r.details["workdir_fs"] for rs in runs.values() for r in rs if r.details})
+    loads = [r.details["load_before"] for rs in runs.values() for r in rs if r.details]
     versions: dict[str, dict[str, str]] = {}  # by virtualenv: arq's has an older redis-py
     for name, rs in runs.items():
         for r in rs:
@@ -574,6 +584,13 @@ def render(
         "load and never fsyncs a write: a result counted here survives a clean restart, "
         "not a crash or a power loss (`--aof` gives the AOF-everysec rows: at most about "
         "a second lost). In WAL mode SQLite fsyncs each commit at synchronous=FULL, not at NORMAL.",
+        (
+            f"1-minute load average before each run: {min(loads):.1f} to {max(loads):.1f} "
+            f"(on {os.cpu_count()} cores; the machine is shared, and a run waits at most "
+            "15 s for it to be quiet: a high one flags runs disturbed by other work)."
+            if loads
+            else ""
+        ),
         "Versions: "
         + "; ".join(
             f".venv/{env}: " + ", ".join(f"{k} {v}" for k, v in sorted(vs.items()))
@@ -596,6 +613,26 @@ def _jsonable(result: PeerResult) -> dict[str, Any]:
     return out
 
 
+def render_json(doc: dict[str, Any]) -> str:
+    """The report of a ``--json`` output, as it was rendered when it was measured."""
+    runs: dict[str, list[PeerResult]] = {}
+    for d in doc["runs"]:
+        for k in ("e2e_per_s", "submit_only_per_s"):
+            d[k] = math.nan if d[k] is None else d[k]
+        runs.setdefault(d["name"], []).append(PeerResult(**d))
+    for name in doc["failed"]:
+        runs.setdefault(name, [])
+    return render(
+        runs,
+        doc["failed"],
+        doc["command"],
+        doc.get("aof", False),
+        date=doc.get("date", "unknown date"),
+        revision=doc.get("revision", "unknown"),
+        machine=doc["machine"],
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"n={QUICK_N:,}, 1 run (for CI)")
@@ -609,13 +646,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="print every run as JSON instead of the table"
     )
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="no runs: the table of a --json output"
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        text = render_json(json.loads(args.render.read_text()))
+        print(text)
+        if args.output is not None:
+            args.output.write_text(text)
+        return 0
     n = args.n or (QUICK_N if args.quick else DEFAULT_N)
     repeat = args.repeat or (1 if args.quick else DEFAULT_REPEAT)
     if n < 1 or repeat < 1:
         parser.error("--n and --repeat must be at least 1")
     names = args.only or list(PEERS)
-    command = shlex.join(["python", "benchmarks/durable_peers.py", *sys.argv[1:]])
+    # The command as the report shows it: less the options that change no figure.
+    shown = [a for a in sys.argv[1:] if a != "--json"]
+    if args.output is not None:
+        k = shown.index("--output") if "--output" in shown else -1
+        shown = shown[:k] + shown[k + 2 :] if k >= 0 else [a for a in shown if "--output=" not in a]
+    command = shlex.join(["python", "benchmarks/durable_peers.py", *shown])
 
     started = time.perf_counter()
     for env in sorted({PEERS[name].env for name in names}):
@@ -648,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "command": command,
+                    "date": datetime.date.today().isoformat(),
+                    "revision": _git_revision(),
+                    "aof": args.aof,
                     "machine": machine_line(),
                     "runs": [_jsonable(r) for rs in runs.values() for r in rs],
                     "failed": failed,
