@@ -98,7 +98,7 @@ def recovery(n: int) -> tuple[float, int]:
         now = time.time()
         journal._conn.execute("BEGIN")
         journal._conn.executemany(
-            "INSERT INTO tasks(id, name, type, priority, submitted, spec, status) "
+            "INSERT INTO submits(id, name, type, priority, submitted, spec, status) "
             "VALUES (?,?,?,?,?,?,?)",
             ((i, "sq", "classical", i % 5, now - 60, spec, "queued") for i in range(1, n + 1)),
         )

@@ -525,8 +525,8 @@ def test_a_corrupted_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     journal = Journal(path)
     journal._conn.executemany(
-        "INSERT INTO tasks(id, name, type, priority, submitted, status) VALUES (?,?,?,?,?,?)",
-        [(i, "t" * 200, "classical", 2, 0.0, "completed") for i in range(1, 2000)],
+        "INSERT INTO submits(id, name, type, priority, submitted, status) VALUES (?,?,?,?,?,?)",
+        [(i, "t" * 200, "classical", 2, 0.0, "queued") for i in range(1, 2000)],
     )
     journal._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     journal.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 from .._errors import JournalError
 from ._journal import _COLUMNS, JournalRow
-from ._store import fail, open_for_reading
+from ._store import delete_ended, fail, open_for_reading
 
 __all__ = [
     "counts",
@@ -109,11 +109,7 @@ def gc(path: str, older_than: float) -> int:
     back to the file system. Returns how many were deleted."""
     conn = open_for_reading(path)
     try:
-        cur = conn.execute(
-            "DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?",
-            (time.time() - older_than,),
-        )
-        deleted = cur.rowcount
+        deleted = delete_ended(conn, time.time() - older_than)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if deleted:
             conn.execute("VACUUM")

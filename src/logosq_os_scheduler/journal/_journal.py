@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import InvalidTaskError, JournalError
 from .._task import TERMINAL, Task, TaskPriority, TaskStatus, TaskType, restored_task
 from . import _codec
-from ._store import Durability, Lock, connect, fail, open_store, prepare_path
+from ._store import Durability, Lock, connect, delete_ended, fail, open_store, prepare_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,62 +51,51 @@ _PENDING = TaskStatus.PENDING
 _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
 
-# A buffered insert row is a list, edited in place until it is sent. Most rows have only
-# the first 12 columns (_INSERT); a row that needs one of the rest (a key, an error, ...) is
-# extended to all 17 (_INSERT_ALL). Fewer bound parameters make the common insert cheaper.
-(
-    _I_ID,
-    _I_NAME,
-    _I_TYPE,
-    _I_PRIORITY,
-    _I_SUBMITTED,
-    _I_SPEC,
-    _I_STATUS,
-    _I_STARTED,
-    _I_FINISHED,
-    _I_ATTEMPTS,
-    _I_KIND,
-    _I_RESULT,
-    _I_KEY,
-    _I_ERROR,
-    _I_RECOVERY,
-    _I_BACKEND,
-    _I_JOB,
-) = range(17)
-_SHORT = 12
+# The file keeps a task in two append-only tables: ``submits`` (written at submit, and its
+# status updated to running or back to queued) and ``ends`` (written once, when it ends);
+# the ``tasks`` view joins them. Inserting an end costs a third of rewriting the row.
+#
+# A buffered submit row is a list, edited in place until it is sent. Most rows have only the
+# first 9 columns (_INSERT); one with a key is extended to 11 (_INSERT_KEYED).
+_I_ID, _I_NAME, _I_TYPE, _I_PRIORITY, _I_SUBMITTED, _I_SPEC = range(6)
+_I_STATUS, _I_STARTED, _I_ATTEMPTS, _I_KEY, _I_RECOVERY = range(6, 11)
+_SHORT = 9
 _INSERT = (
-    "INSERT INTO tasks(id, name, type, priority, submitted, spec, status, started, finished, "
-    "attempts, result_kind, result) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT INTO submits(id, name, type, priority, submitted, spec, status, started, attempts) "
+    "VALUES (?,?,?,?,?,?,?,?,?)"
 )
-_INSERT_ALL = (
-    "INSERT INTO tasks(id, name, type, priority, submitted, spec, status, started, finished, "
-    "attempts, result_kind, result, key, error, recovery, backend, job_id) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_INSERT_KEYED = (
+    "INSERT INTO submits(id, name, type, priority, submitted, spec, status, started, attempts, "
+    "key, recovery) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
-_NO_EXTRAS = [None] * (17 - _SHORT)
+# A status update of a submit already sent: status, started (kept when None), attempts, id.
+_UPDATE = "UPDATE submits SET status=?, started=coalesce(?, started), attempts=? WHERE id=?"
+_U_STATUS, _U_STARTED, _U_ATTEMPTS, _U_ID = range(4)
+# An end: id, status, finished, attempts, result_kind, result, error, recovery, backend.
+_END = (
+    "INSERT OR REPLACE INTO ends(id, status, finished, attempts, result_kind, result, error, "
+    "recovery, backend) VALUES (?,?,?,?,?,?,?,?,?)"
+)
 # A turn that buffers this many rows sends them to the writer at once, without waiting for
 # the turn to end, so that writing overlaps the rest of the turn.
 _EARLY = 2048
 _MAX_IN_FLIGHT = 4
-# An update row: status, started, finished, attempts, result_kind, result, error, recovery,
-# backend, id. ``started`` and ``recovery`` keep the stored value when None.
-_UPDATE = (
-    "UPDATE tasks SET status=?, started=coalesce(?, started), finished=?, attempts=?, "
-    "result_kind=?, result=?, error=?, recovery=coalesce(?, recovery), "
-    "backend=coalesce(?, backend) WHERE id=?"
-)
-_U_STATUS, _U_STARTED, _U_FINISHED, _U_ATTEMPTS, _U_KIND, _U_RESULT, _U_ERROR = range(7)
-_U_RECOVERY, _U_BACKEND, _U_ID = 7, 8, 9
 
-# What one commit writes: insert rows, update rows, job statements.
-_Batch = tuple[list[list[Any]], list[list[Any]], list[tuple[str, tuple[Any, ...]]]]
+# What one commit writes: submit rows, status updates, ends, other statements (jobs,
+# checkpoints), in that order.
+_Batch = tuple[
+    list[list[Any]], list[list[Any]], list[tuple[Any, ...]], list[tuple[str, tuple[Any, ...]]]
+]
 
 _COLUMNS = (
     "id, key, name, type, priority, submitted, spec, status, started, finished, attempts, "
     "result_kind, result, error, recovery, backend, job_id"
 )
 # What recovery reads: the columns an unfinished task has (JournalRow fills the rest in).
-_UNFINISHED = "id, key, name, type, priority, submitted, spec, status, attempts"
+_UNFINISHED = (
+    "s.id, s.key, s.name, s.type, s.priority, s.submitted, s.spec, s.status, s.attempts "
+    "FROM submits s WHERE NOT EXISTS (SELECT 1 FROM ends e WHERE e.id = s.id) ORDER BY s.id"
+)
 # Status and type texts by member: Enum.value is a slow property on the hot path.
 _TEXT: dict[object, str] = {m: m.value for m in (*TaskStatus, *TaskType)}
 # And back: calling an Enum to look a member up is slow too (recovery reads a million rows).
@@ -116,22 +105,11 @@ _STATUSES = {m.value: m for m in TaskStatus}
 
 
 def _fold(row: list[Any], upd: list[Any]) -> None:
-    """Apply a newer update row to an insert row not yet written."""
+    """Apply a newer status update to a submit row not yet written."""
     row[_I_STATUS] = upd[_U_STATUS]
     if upd[_U_STARTED] is not None:
         row[_I_STARTED] = upd[_U_STARTED]
-    row[_I_FINISHED] = upd[_U_FINISHED]
     row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
-    row[_I_KIND] = upd[_U_KIND]
-    row[_I_RESULT] = upd[_U_RESULT]
-    if upd[_U_ERROR] is not None or upd[_U_RECOVERY] is not None or upd[_U_BACKEND] is not None:
-        if len(row) == _SHORT:
-            row.extend(_NO_EXTRAS)
-        row[_I_ERROR] = upd[_U_ERROR]
-        if upd[_U_RECOVERY] is not None:
-            row[_I_RECOVERY] = upd[_U_RECOVERY]
-        if upd[_U_BACKEND] is not None:
-            row[_I_BACKEND] = upd[_U_BACKEND]
 
 
 class JournalRow:
@@ -228,12 +206,13 @@ class Journal:
             raise
         self.uid = meta["uid"]
         try:
-            self.max_id = self._reader.execute("SELECT max(id) FROM tasks").fetchone()[0] or 0
+            self.max_id = self._reader.execute("SELECT max(id) FROM submits").fetchone()[0] or 0
         except sqlite3.Error as exc:
             self._close_files()
             raise fail(self.path, exc) from exc
         self._inserts: dict[int, list[Any]] = {}
         self._updates: dict[int, list[Any]] = {}
+        self._ends: list[tuple[Any, ...]] = []
         self._jobs: list[tuple[str, tuple[Any, ...]]] = []
         self._live: dict[int, Task[Any]] = {}
         # Backend jobs whose rows are in the file, and the tasks still in each.
@@ -323,10 +302,7 @@ class Journal:
             spec,
             "queued",
             None,
-            None,
             0,
-            0,
-            None,
         ]
         inserts = self._inserts
         inserts[tid] = row
@@ -335,8 +311,8 @@ class Journal:
         self._live[tid] = task
         extras = task.extras
         if extras is not None and extras.key is not None:
-            row.extend(_NO_EXTRAS)
-            row[_I_KEY] = extras.key
+            row.append(extras.key)
+            row.append(extras.recovery)
             self._keys[extras.key] = task
         if not self._scheduled:
             self._schedule()
@@ -375,51 +351,52 @@ class Journal:
         else:
             return
         wall = now + self._offset
-        row = self._inserts.get(tid)
+        if status == "running" or status == "queued":
+            row = self._inserts.get(tid)
+            if row is not None:
+                row[_I_STATUS] = status
+                if status == "running":
+                    row[_I_STARTED] = wall
+                row[_I_ATTEMPTS] = task.attempts
+                return
+            updates = self._updates
+            updates[tid] = [status, wall if status == "running" else None, task.attempts, tid]
+            if len(updates) >= _EARLY:
+                self._flush(early=True)
+            elif not self._scheduled:
+                self._schedule()
+            return
+        # The end: one row in ``ends``; a status update still buffered is moot now.
+        if self._updates:
+            self._updates.pop(tid, None)
+        extras = task.extras
         kind = 0
-        result = error = finished = None
-        if status != "running" and status != "queued":
-            finished = wall
-            extras = task.extras
-            if extras is not None and extras.saved_state is not None:
-                self._jobs.append(("DELETE FROM checkpoints WHERE task_id=?", (tid,)))
-            if new is _COMPLETED:
-                kind, result = _codec.encode_result(task.value)
-            else:
-                extras = task.extras
-                error = _codec.encode_error(None if extras is None else extras.error)
-        part = task.quantum_part
-        if row is not None:
-            row[_I_STATUS] = status
-            if status == "running":
-                row[_I_STARTED] = wall
-            row[_I_FINISHED] = finished
-            row[_I_ATTEMPTS] = task.attempts
-            row[_I_KIND] = kind
-            row[_I_RESULT] = result
-            if error is not None or (part is not None and finished is not None):
-                if len(row) == _SHORT:
-                    row.extend(_NO_EXTRAS)
-                row[_I_ERROR] = error
-                if part is not None:
-                    row[_I_BACKEND] = part.backend_used
+        result = error = None
+        if new is _COMPLETED:
+            kind, result = _codec.encode_result(task.value)
         else:
-            self._updates[tid] = [
+            error = _codec.encode_error(None if extras is None else extras.error)
+        if extras is not None and extras.saved_state is not None:
+            self._jobs.append(("DELETE FROM checkpoints WHERE task_id=?", (tid,)))
+        part = task.quantum_part
+        ends = self._ends
+        ends.append(
+            (
+                tid,
                 status,
-                wall if status == "running" else None,
-                finished,
+                wall,
                 task.attempts,
                 kind,
                 result,
                 error,
-                task.recovery,
+                None if extras is None else extras.recovery,
                 None if part is None else part.backend_used,
-                tid,
-            ]
-            if len(self._updates) >= _EARLY:
-                self._flush(early=True)
-            elif not self._scheduled:
-                self._schedule()
+            )
+        )
+        if len(ends) >= _EARLY:
+            self._flush(early=True)
+        elif not self._scheduled:
+            self._schedule()
 
     def save_state(self, task: Task[Any], state: object) -> None:
         """Write ``task``'s newest saved state (replacing the one before).
@@ -517,7 +494,7 @@ class Journal:
             JournalError: If that commit failed (a full disk): the tasks submitted since the
                 last successful commit were not acknowledged.
         """
-        if self._inserts or self._updates or self._jobs:
+        if self._inserts or self._updates or self._ends or self._jobs:
             target = self._sent_gen + 1
             if not self._scheduled:
                 self._schedule()
@@ -542,11 +519,17 @@ class Journal:
         loop.call_soon(self._flush)
 
     def _take(self) -> _Batch | None:
-        if not (self._inserts or self._updates or self._jobs):
+        if not (self._inserts or self._updates or self._ends or self._jobs):
             return None
-        batch = (list(self._inserts.values()), list(self._updates.values()), self._jobs)
+        batch = (
+            list(self._inserts.values()),
+            list(self._updates.values()),
+            self._ends,
+            self._jobs,
+        )
         self._inserts = {}
         self._updates = {}
+        self._ends = []
         self._jobs = []
         return batch
 
@@ -597,7 +580,7 @@ class Journal:
                 return
 
     def _commit(self, batch: _Batch) -> BaseException | None:
-        inserts, updates, jobs = batch
+        inserts, updates, ends, statements = batch
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -607,10 +590,12 @@ class Journal:
                     if short:
                         conn.executemany(_INSERT, short)
                     if len(short) != len(inserts):
-                        conn.executemany(_INSERT_ALL, [r for r in inserts if len(r) != _SHORT])
+                        conn.executemany(_INSERT_KEYED, [r for r in inserts if len(r) != _SHORT])
                 if updates:
                     conn.executemany(_UPDATE, updates)
-                for sql, params in jobs:
+                if ends:
+                    conn.executemany(_END, ends)
+                for sql, params in statements:
                     conn.execute(sql, params)
                 conn.execute("COMMIT")
             except BaseException:
@@ -644,25 +629,19 @@ class Journal:
             if loop is not None and self._retry is None:
                 self._retry = loop.call_later(1.0, self._retry_now)
             return
-        if not self._in_flight and (self._inserts or self._updates or self._jobs):
+        if not self._in_flight and (self._inserts or self._updates or self._ends or self._jobs):
             self._flush()
 
     def _forget_ended(self, batch: _Batch) -> None:
         """Tasks whose end this committed batch wrote are found in the file from now on."""
         live = self._live
         keys = self._keys
-        for row in batch[0]:
-            if row[_I_FINISHED] is not None:
-                task = live.pop(row[_I_ID], None)
-                if task is not None and len(row) != _SHORT and row[_I_KEY] is not None:
-                    keys.pop(row[_I_KEY], None)
-        for row in batch[1]:
-            if row[_U_FINISHED] is not None:
-                task = live.pop(row[_U_ID], None)
-                if task is not None:
-                    key = task.key
-                    if key is not None:
-                        keys.pop(key, None)
+        for end in batch[2]:
+            task = live.pop(end[0], None)
+            if task is not None:
+                extras = task.extras
+                if extras is not None and extras.key is not None:
+                    keys.pop(extras.key, None)
 
     def _wake(self, gen: int, error: BaseException | None) -> None:
         """Resolve the persisted() waiters that this commit (of generation ``gen``) served."""
@@ -684,11 +663,17 @@ class Journal:
 
     def _requeue_failed(self) -> None:
         """Put the batches whose commits failed back, oldest first, in front of what was
-        buffered since, folding each newer change into the older row it changes."""
+        buffered since, folding each newer status update into the submit row it changes."""
         inserts: dict[int, list[Any]] = {}
         updates: dict[int, list[Any]] = {}
-        jobs: list[tuple[str, tuple[Any, ...]]] = []
-        newest = (list(self._inserts.values()), list(self._updates.values()), self._jobs)
+        ends: list[tuple[Any, ...]] = []
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        newest = (
+            list(self._inserts.values()),
+            list(self._updates.values()),
+            self._ends,
+            self._jobs,
+        )
         for batch in (*self._failed, newest):
             for row in batch[0]:
                 inserts[row[_I_ID]] = row
@@ -699,11 +684,13 @@ class Journal:
                     updates[tid] = upd
                 else:
                     _fold(pending, upd)
-            jobs.extend(batch[2])
+            ends.extend(batch[2])
+            statements.extend(batch[3])
         self._failed = []
         self._inserts = inserts
         self._updates = updates
-        self._jobs = jobs
+        self._ends = ends
+        self._jobs = statements
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -728,9 +715,7 @@ class Journal:
         """Every task not yet ended, in submission order (without the columns only an ended
         task has: reading a million rows is most of a recovery's time)."""
         try:
-            found = self._reader.execute(
-                f"SELECT {_UNFINISHED} FROM tasks WHERE status IN ('queued', 'running') ORDER BY id"
-            ).fetchall()
+            found = self._reader.execute(f"SELECT {_UNFINISHED}").fetchall()
         except sqlite3.Error as exc:
             raise fail(self.path, exc) from exc
         return [JournalRow(r) for r in found]
@@ -754,12 +739,8 @@ class Journal:
         Returns:
             How many were deleted.
         """
-        cutoff = time.time() - older_than
         try:
-            cur = self._conn.execute(
-                "DELETE FROM tasks WHERE finished IS NOT NULL AND finished < ?", (cutoff,)
-            )
-            return cur.rowcount
+            return delete_ended(self._conn, time.time() - older_than)
         except sqlite3.Error as exc:
             raise fail(self.path, exc) from exc
 

@@ -8,19 +8,22 @@ and what to do.
 Schema (version 1)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)        uid, schema, created
-    tasks(id INTEGER PRIMARY KEY,                 the task id, kept across restarts
-          key TEXT,                               client key (with_key) or NULL;
-                                                  unique where set (a partial index)
-          name, type, priority,                   as submitted
-          submitted REAL,                         wall-clock time of the submit
-          spec BLOB,                              journal._codec.encode_spec
-          status TEXT,                            queued, running, or a terminal status
-          started REAL, finished REAL,            wall-clock times
-          attempts INTEGER,
-          result_kind INTEGER, result BLOB,       journal._codec.encode_result
-          error BLOB,                             journal._codec.encode_error
-          recovery TEXT,                          how it crossed a restart (TaskResult.recovery)
-          backend TEXT, job_id TEXT)              where a quantum task's job ran
+    submits(id INTEGER PRIMARY KEY,               the task id, kept across restarts
+            key TEXT,                             client key (with_key) or NULL; unique where
+                                                  set (a partial index)
+            name, type, priority,                 as submitted
+            submitted REAL,                       wall-clock time of the submit
+            spec BLOB,                            journal._codec.encode_spec
+            status TEXT,                          queued or running (updated while unfinished)
+            started REAL, attempts INTEGER,
+            recovery TEXT, backend, job_id)
+    ends(id INTEGER PRIMARY KEY,                  written once, when the task ended
+         status TEXT, finished REAL,              its terminal status; wall-clock time
+         attempts, result_kind INTEGER,
+         result BLOB, error BLOB,                 journal._codec.encode_result / encode_error
+         recovery TEXT, backend TEXT)             how it crossed a restart; where it ran
+    tasks                                         a view: submits LEFT JOIN ends, one row a
+                                                  task with its latest status (what to read)
     jobs(key TEXT PRIMARY KEY, backend TEXT,      a backend job: intent first, then its ID
          job_id TEXT, task_ids TEXT, created REAL)
     checkpoints(task_id INTEGER PRIMARY KEY,      the newest state a running task saved
@@ -48,6 +51,7 @@ __all__ = [
     "Durability",
     "Lock",
     "connect",
+    "delete_ended",
     "open_for_reading",
     "open_store",
     "prepare_path",
@@ -58,7 +62,7 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks(
+CREATE TABLE IF NOT EXISTS submits(
     id INTEGER PRIMARY KEY,
     key TEXT,
     name TEXT NOT NULL,
@@ -68,16 +72,31 @@ CREATE TABLE IF NOT EXISTS tasks(
     spec BLOB,
     status TEXT NOT NULL,
     started REAL,
-    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    recovery TEXT,
+    backend TEXT,
+    job_id TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS submits_key ON submits(key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ends(
+    id INTEGER PRIMARY KEY,
+    status TEXT NOT NULL,
+    finished REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     result_kind INTEGER NOT NULL DEFAULT 0,
     result BLOB,
     error BLOB,
     recovery TEXT,
-    backend TEXT,
-    job_id TEXT
+    backend TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS tasks_key ON tasks(key) WHERE key IS NOT NULL;
+CREATE VIEW IF NOT EXISTS tasks AS SELECT
+    s.id AS id, s.key AS key, s.name AS name, s.type AS type, s.priority AS priority,
+    s.submitted AS submitted, s.spec AS spec, coalesce(e.status, s.status) AS status,
+    s.started AS started, e.finished AS finished, coalesce(e.attempts, s.attempts) AS attempts,
+    coalesce(e.result_kind, 0) AS result_kind, e.result AS result, e.error AS error,
+    coalesce(e.recovery, s.recovery) AS recovery, coalesce(e.backend, s.backend) AS backend,
+    s.job_id AS job_id
+    FROM submits s LEFT JOIN ends e ON e.id = s.id;
 CREATE TABLE IF NOT EXISTS checkpoints(task_id INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs(
     key TEXT PRIMARY KEY,
@@ -284,6 +303,22 @@ def open_for_reading(path: str) -> sqlite3.Connection:
             f"version reads up to {SCHEMA_VERSION}): upgrade the package to read it",
         )
     return conn
+
+
+def delete_ended(conn: sqlite3.Connection, cutoff: float) -> int:
+    """Delete the tasks that ended before ``cutoff`` (wall-clock seconds); how many."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "DELETE FROM submits WHERE id IN (SELECT id FROM ends WHERE finished < ?)", (cutoff,)
+        )
+        deleted: int = conn.execute("DELETE FROM ends WHERE finished < ?", (cutoff,)).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return deleted
 
 
 def fail(path: str, exc: BaseException) -> JournalError:
