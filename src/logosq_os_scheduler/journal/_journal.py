@@ -79,7 +79,7 @@ _END = (
 # A turn that buffers this many rows sends them to the writer at once, without waiting for
 # the turn to end, so that writing overlaps the rest of the turn.
 _EARLY = 2048
-_MAX_IN_FLIGHT = 4
+_MAX_IN_FLIGHT = 64
 
 # What one commit writes: submit rows, status updates, ends, other statements (jobs,
 # checkpoints), in that order.
@@ -516,7 +516,12 @@ class Journal:
         if loop is None or self._closed:
             return  # before start (recovery) or after close: close() writes what is left
         self._scheduled = True
-        loop.call_soon(self._flush)
+        loop.call_soon(self._turn_ended)
+
+    def _turn_ended(self) -> None:
+        """The loop turn that buffered rows is over: send them (group commit)."""
+        self._scheduled = False
+        self._flush()
 
     def _take(self) -> _Batch | None:
         if not (self._inserts or self._updates or self._ends or self._jobs):
@@ -541,7 +546,6 @@ class Journal:
         turn that has buffered ``_EARLY`` rows sends them at once (``early``), up to
         ``_MAX_IN_FLIGHT`` commits queued, so that writing overlaps the rest of a long turn.
         """
-        self._scheduled = False
         if self._closed or self._failed:
             return  # failed batches are merged back first (_done), then sent again
         if self._in_flight and (not early or self._in_flight >= _MAX_IN_FLIGHT):
