@@ -656,13 +656,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.output is not None:
             args.output.write_text(text)
         return 0
-    n = args.n or (QUICK_N if args.quick else DEFAULT_N)
-    repeat = args.repeat or (1 if args.quick else DEFAULT_REPEAT)
+    n = args.n if args.n is not None else QUICK_N if args.quick else DEFAULT_N
+    repeat = args.repeat if args.repeat is not None else 1 if args.quick else DEFAULT_REPEAT
     if n < 1 or repeat < 1:
         parser.error("--n and --repeat must be at least 1")
     names = args.only or list(PEERS)
     # The command as the report shows it: less the options that change no figure.
-    shown = [a for a in sys.argv[1:] if a != "--json"]
+    shown = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--json"]
     if args.output is not None:
         k = shown.index("--output") if "--output" in shown else -1
         shown = shown[:k] + shown[k + 2 :] if k >= 0 else [a for a in shown if "--output=" not in a]
