@@ -188,11 +188,11 @@ def peers(n: int, repeat: int) -> tuple[list[str], float, str]:
         ran = [r for r in results if not r.skipped]
         if not ran:
             if results and results[0].skipped:
-                notes.append(f"{name} skipped: {results[0].skipped}")
+                notes.append(f"{name}: {results[0].skipped}")
             continue
         e2e = [r.e2e_per_s for r in ran]
         best = max(best, statistics.median(e2e))
-        versions.update(ran[0].versions)
+        versions.update({f"{k} ({peer.env})": v for k, v in ran[0].versions.items()})
         rows.append(
             f"| {peer.label} | {_fmt(e2e)} | {_fmt([r.submit_only_per_s for r in ran])} | "
             f"({ran[0].broker_config.split(';')[0]}) |"
