@@ -233,7 +233,8 @@ def main() -> None:
     n = args.n or (2_000 if args.quick else 20_000)
     repeat = args.repeat or (1 if args.quick else 3)
     info = machine_info(False, [])
-    command = "python benchmarks/bench_durable.py" + (" --quick" if args.quick else "")
+    shown = [a for a in sys.argv[1:] if a != "--output" and a != str(args.output)]
+    command = " ".join(["python benchmarks/bench_durable.py", *shown])
     out = [
         "## Durable throughput (`benchmarks/bench_durable.py`)",
         "",
