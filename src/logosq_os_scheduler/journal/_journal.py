@@ -267,13 +267,19 @@ class Journal:
             self._work.put(None)
             self._thread.join()
             self._thread = None
-        if self._failed:
-            self._requeue_failed()
+        # Batches the writer did not get to (its loop closed under it), oldest first.
+        left: list[_Batch] = []
+        while not self._work.empty():
+            item = self._work.get_nowait()
+            if item is not None:
+                left.append(item[1])
+        failed, self._failed = self._failed, []
         batch = self._take()
-        if batch is not None:
-            error = self._commit(batch)
-            if error is not None:
-                log.error("%s", error)
+        for pending in (*failed, *left, batch):  # in the order they were made
+            if pending is not None:
+                error = self._commit(pending)
+                if error is not None:
+                    log.error("%s", error)
         self._close_files()
 
     def _close_files(self) -> None:
