@@ -632,3 +632,18 @@ def test_logosq_jobs_lists_shows_and_compacts(
     assert "deleted 0 tasks" in capsys.readouterr().out
     assert main(["jobs", "gc", "--older-than", "0s", "--journal", str(path)]) == 0
     assert "deleted 2 tasks" in capsys.readouterr().out
+
+
+def test_logosq_demo_runs_on_a_journal(tmp_path: Path) -> None:
+    pytest.importorskip("rich")
+    from logosq_os_scheduler.cli import main
+
+    path = tmp_path / "demo.db"
+    code = main(
+        ["demo", "--quick", "--no-trace", "--no-timeline", "--no-progress", "--journal", str(path)]
+    )
+    assert code == 0
+    statuses = dict(rows(path, "SELECT status, count(*) FROM tasks GROUP BY status"))
+    assert statuses["completed"] > 100
+    assert set(statuses) <= {"completed", "failed", "timed_out", "cancelled"}  # all ended
+    assert main(["demo", "--quick", "--no-trace", "--no-timeline", "--journal", str(tmp_path)]) == 2

@@ -74,6 +74,7 @@ class DemoOptions:
         workers: Classical worker slots.
         seed: Seed of the workload's randomness (the same seed plans the same tasks).
         progress_interval: Seconds between plain progress lines.
+        journal: Run the scheduler on this durable journal (``logosq jobs`` reads it after).
     """
 
     quick: bool = False
@@ -83,6 +84,7 @@ class DemoOptions:
     workers: int = 4
     seed: int = 2024
     progress_interval: float = 3.0
+    journal: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.progress_interval > 0:
@@ -390,7 +392,7 @@ def build_scheduler(options: DemoOptions) -> QuantumScheduler:
     config = SchedulerConfig(
         workers=options.workers, max_retries=5, breaker_cooldown=0.2, job_timeout=60.0
     )
-    scheduler = QuantumScheduler(config=config)
+    scheduler = QuantumScheduler(config=config, journal=options.journal)
     for name, backend in backends.items():
         scheduler.register_backend_nowait(name, backend)
     scheduler.set_routing_rules(

@@ -3,7 +3,8 @@ simulate a quantum cloud, read a journal.
 
 ::
 
-    logosq demo [--quick] [--trace PATH] [--timeline PATH] [--progress | --no-progress]
+    logosq demo [--quick] [--trace PATH] [--timeline PATH] [--journal PATH]
+                [--progress | --no-progress]
     logosq timeline TRACE [-o timeline.png] [--title TEXT] [--validate]
     logosq bench [ARGS ...]             (ARGS go to benchmarks/run.py)
     logosq simulate [--tasks N] [--backends N] [--users N] [--load X] [--seed N]
@@ -89,9 +90,15 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         progress=args.progress,
         workers=args.workers,
         seed=args.seed,
+        journal=args.journal,
     )
+    from ._errors import JournalError
+
     try:
         return run(main_async(options))
+    except JournalError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     except Exception as exc:
         # The workload itself broke (not a task: tasks' failures are part of the plan).
         _error(f"the demo failed: {type(exc).__name__}: {exc}")
@@ -325,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--no-trace", dest="trace", action="store_const", const=None, help="write no trace"
+    )
+    demo.add_argument(
+        "--journal",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run on this durable journal (then: logosq jobs --journal PATH)",
     )
     demo.add_argument(
         "--timeline",
