@@ -627,6 +627,13 @@ def test_logosq_jobs_lists_shows_and_compacts(
     assert "no such journal" in capsys.readouterr().err
     assert main(["jobs", "gc", "--older-than", "soon", "--journal", str(path)]) == 2
     assert "expected a duration" in capsys.readouterr().err
+    # A running scheduler holds the journal: it is still read (WAL readers take no lock).
+    held = QuantumScheduler(1, journal=path)
+    try:
+        assert main(["jobs", "--journal", str(path)]) == 0
+        assert "exp42/point17" in capsys.readouterr().out
+    finally:
+        asyncio.run(held.aclose())
     # Nothing ended 7 days ago; everything ended more than 0 s ago.
     assert main(["jobs", "gc", "--older-than", "7d", "--journal", str(path)]) == 0
     assert "deleted 0 tasks" in capsys.readouterr().out
