@@ -467,3 +467,17 @@ def test_blocking_cancel_all_from_another_thread() -> None:
         release.set()
         assert running.result(timeout=60).value is True
         assert s.cancel_all() == 0
+
+
+async def test_metrics_from_any_thread_hops_onto_the_loop() -> None:
+    def one() -> int:
+        return 1
+
+    async with QuantumScheduler(1) as scheduler:
+        await (await scheduler.submit(Task.classical("one").with_function(one)))
+        # From another thread: taken on the loop and handed back.
+        snapshot = await asyncio.to_thread(scheduler.metrics_from_any_thread, 5.0)
+        assert snapshot.submitted == 1 and snapshot.completed == 1
+        # On the loop thread: taken directly (a hop would wait on itself).
+        assert scheduler.metrics_from_any_thread().completed == 1
+    assert scheduler.metrics_from_any_thread().completed == 1  # the loop is gone: directly

@@ -15,7 +15,7 @@ from ._config import SchedulerConfig
 from ._errors import InvalidConfigError, SchedulerClosedError
 from ._handle import TaskHandle
 from ._runtime import new_event_loop
-from ._scheduler import QuantumScheduler
+from ._scheduler import QuantumScheduler, _snapshot
 from ._task import Task, TaskBuilder
 from .observability._metrics import SchedulerMetrics
 
@@ -193,10 +193,6 @@ class BlockingScheduler:
             self._close_interrupted()
         else:
             self.close(cancel_pending=exc_type is not None)
-
-
-async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:
-    return scheduler.metrics()
 
 
 async def _cancel_all(scheduler: QuantumScheduler, queued_only: bool = False) -> int:

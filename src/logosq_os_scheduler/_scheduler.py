@@ -1517,6 +1517,21 @@ class QuantumScheduler:
 
     # -- observation -------------------------------------------------------------------------
 
+    def metrics_from_any_thread(self, timeout: float | None = 5.0) -> SchedulerMetrics:
+        """:meth:`metrics`, called from any thread (an exporter's HTTP thread, say).
+
+        The scheduler's state belongs to its event-loop thread: from another thread the
+        snapshot is taken on the loop and handed back; on the loop thread, or when the loop
+        is not running, it is taken directly.
+
+        Raises:
+            TimeoutError: If the loop does not take it within ``timeout`` seconds.
+        """
+        loop = self._loop
+        if loop is not None and loop.is_running() and threading.get_ident() != self._loop_thread:
+            return asyncio.run_coroutine_threadsafe(_snapshot(self), loop).result(timeout)
+        return self.metrics()
+
     def metrics(self) -> SchedulerMetrics:
         """A snapshot of counts, queue depth, throughput, latency percentiles and utilisation."""
         core = self._core
@@ -1576,3 +1591,7 @@ class QuantumScheduler:
             f"<QuantumScheduler {self._state.value} workers={self._config.workers} "
             f"waiting={core.waiting} unfinished={core.unfinished}>"
         )
+
+
+async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:
+    return scheduler.metrics()

@@ -39,7 +39,6 @@ backend_withdrawn_jobs_total
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
@@ -51,7 +50,6 @@ import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .._scheduler import QuantumScheduler
 from .._task import TERMINAL, TaskPriority, TaskStatus, TaskType
 from ._metrics import SchedulerMetrics
 
@@ -73,29 +71,25 @@ class MetricsSource(Protocol):
         ...
 
 
-async def _read(source: MetricsSource) -> SchedulerMetrics:
-    return source.metrics()
+@runtime_checkable
+class _FromAnyThread(Protocol):
+    """A source whose snapshot must be taken on its own loop (a QuantumScheduler)."""
+
+    def metrics_from_any_thread(self, timeout: float | None = 5.0) -> SchedulerMetrics: ...
 
 
 def read_snapshot(source: MetricsSource, timeout: float = 5.0) -> SchedulerMetrics:
     """Take ``source.metrics()`` safely from any thread.
 
     A QuantumScheduler's state belongs to its event-loop thread, and a scrape arrives on the
-    HTTP server's thread: the snapshot is then taken on the loop (``run_coroutine_threadsafe``)
-    and handed back. On the loop thread, or once the loop has stopped, it is taken directly.
+    HTTP server's thread: its ``metrics_from_any_thread`` takes the snapshot on the loop and
+    hands it back. A BlockingScheduler's ``metrics()`` makes that hop itself.
 
     Raises:
         TimeoutError: If the loop does not take the snapshot within ``timeout`` seconds.
     """
-    # Only an async scheduler needs the hop: a BlockingScheduler's metrics() makes it itself.
-    loop = source._loop if isinstance(source, QuantumScheduler) else None
-    if loop is not None and loop.is_running():
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        if current is not loop:
-            return asyncio.run_coroutine_threadsafe(_read(source), loop).result(timeout)
+    if isinstance(source, _FromAnyThread):
+        return source.metrics_from_any_thread(timeout)
     return source.metrics()
 
 
