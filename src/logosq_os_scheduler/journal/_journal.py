@@ -200,8 +200,13 @@ class Journal:
         self._lock = Lock(self.path)
         try:
             self._conn, meta = open_store(self.path, durability)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             self._reader = connect(self.path, durability)
         except BaseException:
+            self._conn.close()
             self._lock.release()
             raise
         self.uid = meta["uid"]
@@ -275,11 +280,21 @@ class Journal:
                 left.append(item[1])
         failed, self._failed = self._failed, []
         batch = self._take()
+        last_error: BaseException | None = None
         for pending in (*failed, *left, batch):  # in the order they were made
             if pending is not None:
                 error = self._commit(pending)
                 if error is not None:
                     log.error("%s", error)
+                    last_error = error
+        # Whoever still waits for a write hears now: it is done, or it failed.
+        waiters, self._waiters = self._waiters, []
+        for _gen, fut in waiters:
+            if not fut.done():
+                if last_error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(last_error)
         self._close_files()
 
     def _close_files(self) -> None:
