@@ -104,9 +104,15 @@ async def test_offline_device_models_show_their_noise_and_rules_route_real_circu
         noisy = await s.submit(Task.quantum("bell").with_circuit(bell()).with_shots(4000))
         wide = await s.submit(Task.quantum("ghz7").with_circuit(ghz(7)).with_shots(1000))
         dense = await s.submit(
-            Task.quantum("star").with_circuit(star(5)).with_priority(TaskPriority.HIGH)
+            Task.quantum("star")
+            .with_circuit(star(5))
+            .with_priority(TaskPriority.HIGH)
+            .with_all_to_all()
         )
+        # The same star, not asking for all-to-all: the line device runs it, with SWAPs.
+        routed = await s.submit(Task.quantum("star-routed").with_circuit(star(5)))
         r_noisy, r_wide, r_dense = await noisy, await wide, await dense
+        r_routed = await routed
 
     assert r_noisy.backend == "manila" and r_noisy.routing.rule_index == 2
     errors = r_noisy.value.get("01", 0) + r_noisy.value.get("10", 0)
@@ -117,6 +123,9 @@ async def test_offline_device_models_show_their_noise_and_rules_route_real_circu
     assert r_wide.value.get("0000000", 0) + r_wide.value.get("1111111", 0) > 600
     assert r_dense.backend == "aer" and r_dense.routing.rule_index == 1
     assert set(r_dense.value) == {"00000", "11111"}
+    assert r_routed.backend == "manila" and r_routed.routing.rule_index == 2
+    ghz_share = r_routed.value.get("00000", 0) + r_routed.value.get("11111", 0)
+    assert ghz_share > 0.5 * sum(r_routed.value.values())  # noisy, and still a GHZ state
 
 
 async def test_a_circuit_wider_than_every_device_fails_at_submit_naming_each() -> None:
@@ -192,3 +201,46 @@ async def test_the_scheduler_tells_a_backend_when_its_job_is_all_there_is() -> N
         assert (await waiting).value == "done"
     assert seen == [True, False]
     assert sole_job.get() is False
+
+
+async def test_connectivity_is_a_cost_dense_circuits_run_on_the_only_coupling_map() -> None:
+    """A Toffoli, a CX triangle, QFT(4) to QFT(8) and a 20-qubit GHZ all route to FakeBrisbane
+    when it is the only device, and run (the transpiler adds SWAPs); an explicit all-to-all
+    request is still refused, with the way out in the message."""
+    from qiskit.synthesis.qft import synth_qft_full
+
+    toffoli = QuantumCircuit(3)
+    toffoli.x(0)
+    toffoli.x(1)
+    toffoli.ccx(0, 1, 2)
+    toffoli.measure_all()
+    triangle = QuantumCircuit(3)
+    triangle.h(0)
+    triangle.cx(0, 1)
+    triangle.cx(1, 2)
+    triangle.cx(0, 2)
+    triangle.measure_all()
+    circuits = {"toffoli": toffoli, "triangle": triangle}
+    for n in range(4, 9):
+        qft = synth_qft_full(n)
+        qft.measure_all()
+        circuits[f"qft{n}"] = qft
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("ibm_brisbane", FakeBrisbane())
+        handles = {
+            name: await s.submit(Task.quantum(name).with_circuit(qc).with_shots(64))
+            for name, qc in circuits.items()
+        }
+        # 20 qubits under the device's full noise model cost a trajectory per shot: few shots.
+        handles["ghz20"] = await s.submit(Task.quantum("ghz20").with_circuit(ghz(20)).with_shots(4))
+        results = {name: await h for name, h in handles.items()}
+        with pytest.raises(NoRouteError) as info:
+            await s.submit(Task.quantum("a2a").with_circuit(triangle).with_all_to_all())
+    assert {r.backend for r in results.values()} == {"ibm_brisbane"}
+    for name, r in results.items():
+        assert sum(r.counts.values()) == (4 if name == "ghz20" else 64), name
+        assert r.routing.considered["ibm_brisbane"] == "chosen"
+    toffoli_counts = results["toffoli"].counts
+    assert max(toffoli_counts, key=toffoli_counts.__getitem__) == "111"  # noisy, still a Toffoli
+    reason = info.value.reasons["ibm_brisbane"]
+    assert "coupling map" in reason and "leave with_all_to_all() out" in reason

@@ -60,13 +60,17 @@ async def test_rules_route_by_qubits_and_connectivity_and_record_why() -> None:
             ]
         )
         wide = await (await s.submit(q("wide", spec(30, (0, 1)))))
-        star = await (await s.submit(q("star", spec(5, (0, 1), (0, 2), (0, 3), (0, 4)))))
+        star_spec = spec(5, (0, 1), (0, 2), (0, 3), (0, 4))
+        star = await (await s.submit(q("star", star_spec).with_all_to_all()))
+        # The same shape without the request: connectivity is a cost, the default rule routes.
+        dense = await (await s.submit(q("dense", star_spec)))
         bell = await (await s.submit(q("bell", spec(2, (0, 1)))))
     assert wide.backend == "ibm_brisbane" and wide.routing.rule_index == 0
     assert wide.routing.considered["small"] == "has 5 qubits, circuit needs 30"
     assert wide.routing.considered["ionq_aria"] == "has 25 qubits, circuit needs 30"
     assert star.backend == "ionq_aria" and star.routing.rule_index == 1
     assert "needs all-to-all" in star.routing.rule
+    assert dense.routing.rule_index == 2 and dense.routing.considered[dense.backend] == "chosen"
     assert bell.routing.rule_index == 2 and bell.routing.considered[bell.backend] == "chosen"
     assert wide.value == {"0" * 30: 100}
 

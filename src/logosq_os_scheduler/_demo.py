@@ -318,9 +318,10 @@ async def quantum_burst(ctx: DemoContext) -> None:
     """Circuits at every priority through the routing rules, with a backend outage halfway.
 
     Small circuits spread across the backends by expected completion time; a 12-qubit GHZ
-    state goes to the 127-qubit device model; a star-shaped circuit goes to the all-to-all
-    model. Halfway, the cloud QPU goes down: its jobs fail, its breaker opens, its queued
-    work moves elsewhere, and it is brought back once a probe finds it healthy.
+    state goes to the 127-qubit device model; a star-shaped circuit that asks for all-to-all
+    connectivity (``with_all_to_all()``) goes to the all-to-all model. Halfway, the cloud
+    QPU goes down: its jobs fail, its breaker opens, its queued work moves elsewhere, and it
+    is brought back once a probe finds it healthy.
     """
     rng = ctx.rng
     circuits = _circuits(rng)
@@ -345,6 +346,9 @@ async def quantum_burst(ctx: DemoContext) -> None:
                 .with_shots(128 if name == "ghz12" else 256)
                 .with_priority(priority)
             )
+            if name == "star6":
+                # It would run on a coupling map too, with SWAPs; it asks for direct gates.
+                builder = builder.with_all_to_all()
             await ctx.submit(builder)
         await asyncio.sleep(0.05 if ctx.quick else 0.2)
         if r == rounds // 2 and backend is not None:

@@ -326,6 +326,7 @@ class QuantumDispatcher:
                     else req.requires_all_to_all
                 ),
                 max_degree=req.max_degree,
+                dense=req.dense,
             )
         part.circuit_run = circuit
         part.requirements = req

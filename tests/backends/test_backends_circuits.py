@@ -51,11 +51,11 @@ def test_spec_bell_star_triangle() -> None:
     bell = analyze_circuit(CircuitSpec(2, [(0, 1)]))
     assert bell == CircuitRequirements(2, frozenset({(0, 1)}), False, 1)
     star = analyze_circuit(CircuitSpec(5, [(0, 1), (0, 2), (3, 0), (0, 4)]))
-    assert (star.max_degree, star.requires_all_to_all) == (4, True)
+    assert (star.max_degree, star.dense) == (4, True)
     chain3 = analyze_circuit(CircuitSpec(4, [(0, 1), (0, 2), (0, 3)]))
-    assert (chain3.max_degree, chain3.requires_all_to_all) == (3, False)
+    assert (chain3.max_degree, chain3.dense) == (3, False)
     triangle = analyze_circuit(CircuitSpec(3, [(0, 1), (2, 1), (0, 2)]))
-    assert (triangle.max_degree, triangle.requires_all_to_all) == (2, True)
+    assert (triangle.max_degree, triangle.dense) == (2, True)
     assert triangle.interactions == frozenset({(0, 1), (1, 2), (0, 2)})
 
 
@@ -229,13 +229,13 @@ def test_analyze_qiskit_circuits(qiskit) -> None:  # type: ignore[no-untyped-def
     for t in range(1, 5):
         star.cx(0, t)
     req = analyze_circuit(star)
-    assert (req.num_qubits, req.max_degree, req.requires_all_to_all) == (5, 4, True)
+    assert (req.num_qubits, req.max_degree, req.dense) == (5, 4, True)
 
     triangle = qiskit.QuantumCircuit(3)
     triangle.cz(0, 1)
     triangle.cz(1, 2)
     triangle.cz(2, 0)
-    assert analyze_circuit(triangle).requires_all_to_all
+    assert analyze_circuit(triangle).dense
 
     toffoli = qiskit.QuantumCircuit(3)
     toffoli.ccx(0, 1, 2)

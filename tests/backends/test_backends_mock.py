@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -155,12 +156,12 @@ async def test_a_circuit_too_wide_fails_alone_and_permanently() -> None:
     assert "has 4 qubits, circuit needs 5" in str(outcomes[1])
 
 
-async def test_a_circuit_needing_all_to_all_fails_on_a_coupling_map() -> None:
+async def test_a_dense_circuit_runs_on_a_coupling_map() -> None:
+    # A triangle of two-qubit gates needs SWAPs on a line, not a different device.
     backend = MockBackend(num_qubits=5, all_to_all=False, seed=0)
     triangle = CircuitSpec(3, [(0, 1), (1, 2), (0, 2)])
     outcomes = await backend.run([CircuitJob(triangle, 10, 1, "t")])
-    assert isinstance(outcomes[0], PermanentBackendError)
-    assert "all-to-all" in str(outcomes[0])
+    assert isinstance(outcomes[0], dict) and sum(outcomes[0].values()) == 10
 
 
 async def test_an_oversized_job_is_refused() -> None:
@@ -243,10 +244,13 @@ def test_declared_shape() -> None:
     assert custom.coupling_map == frozenset({(0, 2), (2, 0)})
     assert MockBackend().all_to_all and MockBackend().coupling_map is None
     req = analyze_circuit(CircuitSpec(4, [(0, 1), (0, 2), (0, 3), (1, 2)]))
-    assert req == CircuitRequirements(4, req.interactions, True, 3)
+    assert req == CircuitRequirements(4, req.interactions, False, 3, dense=True)
     assert MockBackend(num_qubits=4).check_requirements(req) is None
     sparse = MockBackend(num_qubits=4, all_to_all=False)
-    assert "all-to-all" in (sparse.check_requirements(req) or "")
+    # A dense circuit is a cost on a coupling map, not a refusal; asking for all-to-all is.
+    assert sparse.check_requirements(req) is None
+    asked = dataclasses.replace(req, requires_all_to_all=True)
+    assert "with_all_to_all() out" in (sparse.check_requirements(asked) or "")
 
 
 @pytest.mark.parametrize(

@@ -121,4 +121,5 @@ def test_no_route_names_what_each_backend_lacks() -> None:
         decide_route(task(), CircuitRequirements(3, TRIANGLE.interactions, True, 2), [], views)
     message = str(info.value)
     assert "tiny: has 2 qubits, circuit needs 3" in message
-    assert "line: has a coupling map, circuit needs all-to-all connectivity" in message
+    assert "line: has a coupling map, and the task asks for all-to-all connectivity" in message
+    assert "leave with_all_to_all() out" in message

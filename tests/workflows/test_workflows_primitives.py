@@ -166,7 +166,7 @@ async def test_bound_copies_of_a_circuit_are_walked_once_and_routed_by_what_they
 ) -> None:
     """Every bound copy of one PUB circuit needs the same qubits and connectivity, so the
     circuit is walked once per job and measured basis, not once per task; the tasks are
-    still routed by what they need (a triangle of CNOTs does not fit a line of qubits)."""
+    still routed by what they need (three qubits do not fit a two-qubit line)."""
     from logosq_os_scheduler.backends import MockBackend, _circuits
 
     walks: list[int] = []
@@ -181,7 +181,7 @@ async def test_bound_copies_of_a_circuit_are_walked_once_and_routed_by_what_they
     points = np.random.default_rng(3).uniform(-1, 1, size=(6, triangle.num_parameters))
     handles = []
     async with QuantumScheduler(config=config()) as s:
-        await s.register_backend("line", MockBackend("line", num_qubits=3, all_to_all=False))
+        await s.register_backend("line", MockBackend("line", num_qubits=2, all_to_all=False))
         await s.register_backend("aer", aer_backend())
         submit = s.submit_nowait
 
@@ -200,7 +200,7 @@ async def test_bound_copies_of_a_circuit_are_walked_once_and_routed_by_what_they
     assert walks == [3, 3]  # one walk per measured basis, not one per task
     for decision in routed:
         assert decision is not None and decision.backend == "aer"
-        assert "all-to-all" in decision.considered["line"]
+        assert decision.considered["line"] == "has 2 qubits, circuit needs 3"
 
 
 @pytest.mark.parametrize(

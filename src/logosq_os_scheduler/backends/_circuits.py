@@ -75,8 +75,8 @@ class CircuitSpec:
 
     Args:
         num_qubits: Qubits the circuit uses (at least 1).
-        interactions: Pairs of qubit indices joined by a two-qubit gate; they decide whether
-            the circuit needs all-to-all connectivity.
+        interactions: Pairs of qubit indices joined by a two-qubit gate (they tell how dense
+            the circuit is; only ``with_all_to_all()`` on the task demands all-to-all).
 
     Raises:
         InvalidTaskError: If ``num_qubits`` is not a positive int, or an interaction names a
@@ -209,8 +209,10 @@ def analyze_circuit(circuit: object) -> CircuitRequirements:
     * ``interactions`` are the pairs of qubits (by their index in the circuit) joined by any
       multi-qubit operation, every pair of a three-or-more-qubit gate included (a Toffoli
       needs all three pairs), looking inside control-flow blocks. From them
-      :meth:`CircuitRequirements.from_interactions` derives whether the circuit needs
-      all-to-all connectivity (a qubit with four or more partners, or a triangle).
+      :meth:`CircuitRequirements.from_interactions` derives the highest degree and whether
+      the circuit is dense (a qubit with four or more partners, or a triangle). No circuit
+      needs all-to-all connectivity by its shape: only a task's ``with_all_to_all()`` asks
+      for it.
 
     Args:
         circuit: A ``QuantumCircuit``, OpenQASM text, a :class:`CircuitSpec`, or any object

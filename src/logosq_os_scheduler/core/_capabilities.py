@@ -20,22 +20,27 @@ class CircuitRequirements:
     Attributes:
         num_qubits: Qubits the circuit uses.
         interactions: The pairs of qubits (low, high) that share a two-qubit gate.
-        requires_all_to_all: True if its interactions cannot be placed on sparse (heavy-hex or
-            linear) hardware without SWAP gates: some qubit interacts with four or more
-            others, or three qubits interact pairwise (a triangle).
+        requires_all_to_all: True only when the task's author asked for it
+            (``with_all_to_all()``): then no device with a coupling map runs it. Otherwise
+            connectivity is a cost, not a verdict: the transpiler routes any circuit onto a
+            coupling map with SWAP gates, so a device with enough qubits can run it.
         max_degree: The most partners any one qubit interacts with.
+        dense: Whether its interactions cannot be placed on sparse (heavy-hex or linear)
+            hardware without SWAP gates (a qubit with four or more partners, or a triangle):
+            such a circuit costs more on a coupling map, which routing may weigh.
     """
 
     num_qubits: int
     interactions: frozenset[tuple[int, int]] = frozenset()
     requires_all_to_all: bool = False
     max_degree: int = 0
+    dense: bool = False
 
     @staticmethod
     def from_interactions(
         num_qubits: int, interactions: frozenset[tuple[int, int]]
     ) -> CircuitRequirements:
-        """Build requirements from an interaction set, deriving the connectivity need."""
+        """Build requirements from an interaction set, with its degree and density."""
         neighbours: dict[int, set[int]] = {}
         for a, b in interactions:
             neighbours.setdefault(a, set()).add(b)
@@ -45,15 +50,15 @@ class CircuitRequirements:
         return CircuitRequirements(
             num_qubits=num_qubits,
             interactions=interactions,
-            requires_all_to_all=max_degree >= 4 or triangle,
             max_degree=max_degree,
+            dense=max_degree >= 4 or triangle,
         )
 
     def describe(self) -> str:
         """The requirements in words, for error messages."""
         need = f"{self.num_qubits} qubit{'s' if self.num_qubits != 1 else ''}"
         if self.requires_all_to_all:
-            need += ", all-to-all connectivity"
+            need += ", all-to-all connectivity (asked for with with_all_to_all())"
         return need
 
 
@@ -117,5 +122,9 @@ class BackendCapabilities:
         if req.num_qubits > self.num_qubits:
             return f"has {self.num_qubits} qubits, circuit needs {req.num_qubits}"
         if req.requires_all_to_all and not self.all_to_all:
-            return "has a coupling map, circuit needs all-to-all connectivity"
+            return (
+                "has a coupling map, and the task asks for all-to-all connectivity: leave "
+                "with_all_to_all() out and the transpiler routes the circuit onto the "
+                "coupling map with SWAP gates"
+            )
         return None
