@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._errors import JournalError
-from ._journal import _COLUMNS, JournalRow
+from ._journal import _COLUMNS, JournalRow, read_row
 from ._store import delete_ended, fail, open_for_reading
 
 __all__ = [
@@ -92,16 +92,13 @@ def show_row(path: str, ref: int | str) -> JournalRow:
     """
     conn = open_for_reading(path)
     try:
-        column = "key" if isinstance(ref, str) else "id"
-        found = conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {column}=?", (ref,)).fetchone()
-    except sqlite3.Error as exc:
-        raise fail(path, exc) from exc
+        found = read_row(conn, path, ref)
     finally:
         conn.close()
     if found is None:
         kind = "key" if isinstance(ref, str) else "id"
         raise JournalError(path, f"has no task with {kind} {ref!r}")
-    return JournalRow(found)
+    return found
 
 
 def gc(path: str, older_than: float) -> int:

@@ -41,7 +41,7 @@ from ._store import Durability, Lock, connect, delete_ended, fail, open_store, p
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Durability", "Journal", "JournalRow"]
+__all__ = ["Durability", "Journal", "JournalRow", "read_row"]
 
 log = logging.getLogger("logosq_os_scheduler.journal")
 
@@ -110,6 +110,20 @@ def _fold(row: list[Any], upd: list[Any]) -> None:
     if upd[_U_STARTED] is not None:
         row[_I_STARTED] = upd[_U_STARTED]
     row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
+
+
+def read_row(conn: sqlite3.Connection, path: str, ref: int | str) -> JournalRow | None:
+    """The row of the task with id or client key ``ref`` in the journal at ``path``, or None.
+
+    Raises:
+        JournalError: If it cannot be read.
+    """
+    column = "key" if isinstance(ref, str) else "id"
+    try:
+        found = conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {column}=?", (ref,)).fetchone()
+    except sqlite3.Error as exc:
+        raise fail(path, exc) from exc
+    return None if found is None else JournalRow(found)
 
 
 class JournalRow:
@@ -305,11 +319,6 @@ class Journal:
         self._lock.release()
 
     # -- recording (on the loop) -------------------------------------------------------------
-
-    def check_writable(self) -> None:
-        """Raise the :class:`JournalError` that stops durable submits, if there is one."""
-        if self.error is not None:
-            raise self.error
 
     def submitted(self, task: Task[Any], spec: bytes, now: float) -> None:
         """Buffer a submit: called before the core admits the task (:meth:`retract` undoes)."""
@@ -727,14 +736,7 @@ class Journal:
 
     def row(self, ref: int | str) -> JournalRow | None:
         """The file's row for the task with that id or key, or None."""
-        column = "key" if isinstance(ref, str) else "id"
-        try:
-            found = self._reader.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE {column}=?", (ref,)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise fail(self.path, exc) from exc
-        return None if found is None else JournalRow(found)
+        return read_row(self._reader, self.path, ref)
 
     def unfinished(self) -> list[JournalRow]:
         """Every task not yet ended, in submission order (without the columns only an ended

@@ -40,7 +40,6 @@ import os
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any
 
 from .._config import Durability
 from .._errors import JournalError
@@ -52,6 +51,7 @@ __all__ = [
     "Lock",
     "connect",
     "delete_ended",
+    "fail",
     "open_for_reading",
     "open_store",
     "prepare_path",
@@ -111,7 +111,9 @@ CREATE TABLE IF NOT EXISTS jobs(
 _SYNCHRONOUS = {Durability.OFF: "OFF", Durability.PROCESS: "NORMAL", Durability.POWER: "FULL"}
 
 
-def _fail(path: str, exc: BaseException) -> JournalError:
+def fail(path: str, exc: BaseException) -> JournalError:
+    """The :class:`JournalError` for an SQLite failure on the journal at ``path``: what it
+    means for the file, and what to do."""
     text = str(exc)
     if "not a database" in text or "file is encrypted" in text:
         return JournalError(
@@ -140,28 +142,45 @@ def _fail(path: str, exc: BaseException) -> JournalError:
     return JournalError(path, f"SQLite error: {text}")
 
 
-def connect(path: str, durability: Durability, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: str, durability: Durability) -> sqlite3.Connection:
     """A connection to the journal at ``path`` with its settings applied.
 
     Raises:
         JournalError: If SQLite cannot open it.
     """
     try:
-        if readonly:
-            conn = sqlite3.connect(
-                f"file:{Path(path).resolve()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        else:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=5000")
-        if not readonly:
-            conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
+        conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
         return conn
     except sqlite3.Error as exc:
-        raise _fail(path, exc) from exc
+        raise fail(path, exc) from exc
+
+
+def _check_journal(conn: sqlite3.Connection, path: str, *, fresh_ok: bool) -> None:
+    """Refuse a database that is not a journal this version reads. ``fresh_ok``: an empty
+    database (a new file) passes, to be made a journal.
+
+    Raises:
+        JournalError: If it is some other database, or a journal of a newer schema.
+        sqlite3.Error: If it cannot be read.
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id != APPLICATION_ID:
+        if fresh_ok and app_id == 0 and not conn.execute("SELECT 1 FROM sqlite_master").fetchone():
+            return
+        raise JournalError(
+            path,
+            "is an SQLite database but not a logosq journal: give the scheduler a new path; "
+            "it never writes over a database of something else",
+        )
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            path,
+            f"was written by a newer logosq-os-scheduler (journal schema {version}; this "
+            f"version reads up to {SCHEMA_VERSION}): upgrade the package to open it",
+        )
 
 
 class Lock:
@@ -239,22 +258,7 @@ def open_store(path: str, durability: Durability) -> tuple[sqlite3.Connection, d
     """
     conn = connect(path, durability)
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        if app_id != APPLICATION_ID:
-            if tables or app_id != 0:
-                raise JournalError(
-                    path,
-                    "is an SQLite database but not a logosq journal: give the scheduler a new "
-                    "path; it never writes over a database of something else",
-                )
-        elif version > SCHEMA_VERSION:
-            raise JournalError(
-                path,
-                f"was written by a newer logosq-os-scheduler (journal schema {version}; this "
-                f"version reads up to {SCHEMA_VERSION}): upgrade the package to open it",
-            )
+        _check_journal(conn, path, fresh_ok=True)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise JournalError(path, f"SQLite refused WAL mode (got {mode!r})")
@@ -272,7 +276,7 @@ def open_store(path: str, durability: Durability) -> tuple[sqlite3.Connection, d
         raise
     except sqlite3.Error as exc:
         conn.close()
-        raise _fail(path, exc) from exc
+        raise fail(path, exc) from exc
     return conn, meta
 
 
@@ -287,21 +291,13 @@ def open_for_reading(path: str) -> sqlite3.Connection:
         raise JournalError(path, "no such journal: give the path a scheduler was started with")
     conn = connect(path, Durability.PROCESS)
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_journal(conn, path, fresh_ok=False)
+    except JournalError:
+        conn.close()
+        raise
     except sqlite3.Error as exc:
         conn.close()
-        raise _fail(path, exc) from exc
-    if app_id != APPLICATION_ID:
-        conn.close()
-        raise JournalError(path, "is not a logosq journal")
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise JournalError(
-            path,
-            f"was written by a newer logosq-os-scheduler (journal schema {version}; this "
-            f"version reads up to {SCHEMA_VERSION}): upgrade the package to read it",
-        )
+        raise fail(path, exc) from exc
     return conn
 
 
@@ -319,13 +315,3 @@ def delete_ended(conn: sqlite3.Connection, cutoff: float) -> int:
             conn.execute("ROLLBACK")
         raise
     return deleted
-
-
-def fail(path: str, exc: BaseException) -> JournalError:
-    """The :class:`JournalError` for an SQLite failure on the journal at ``path``."""
-    return _fail(path, exc)
-
-
-def rows(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
-    """Run a read and fetch every row (a helper for the read connection)."""
-    return conn.execute(sql, params).fetchall()
