@@ -522,11 +522,21 @@ class QuantumScheduler:
             task.key = row.key
         task.attempts = row.attempts
         journal.adopt(task)
-        # Never admitted to this core: it ends here, and the journal records the end.
         task.error = error
-        task.status = _FAILED
+        self._end_outside_core(task, _FAILED, now)
+
+    def _end_outside_core(self, task: Task[Any], status: TaskStatus, now: float) -> None:
+        """End a recovered task the core never admitted (it could not be read back, may
+        not run again, or was cancelled while it waited for its backend): the journal
+        records the end and whoever waits for it is woken."""
+        task.status = status
         task.finished_at = now
-        journal.listener(task, _RUNNING, _FAILED, now)
+        self._parked_wait.pop(task.task_id, None)
+        self._job_of.pop(task.task_id, None)
+        journal = self._journal
+        if journal is not None:
+            journal.listener(task, _PENDING, status, now)
+        self._settle(task)
 
     def _readmit(self, task: Task[Any], waited: float) -> None:
         """Admit a recovered task: like a submit, with its earlier wait counted and no new
@@ -1432,13 +1442,7 @@ class QuantumScheduler:
         if task.status is _PENDING and task in self._parked:
             # A recovered task waiting for its backend: never admitted to the core.
             self._parked.remove(task)
-            now = self._now()
-            task.status = _S.CANCELLED
-            task.finished_at = now
-            journal = self._journal
-            if journal is not None:
-                journal.listener(task, _PENDING, _S.CANCELLED, now)
-            self._settle(task)
+            self._end_outside_core(task, _S.CANCELLED, self._now())
             return True
         return self._end_early(task, _S.CANCELLED, self._now())
 
