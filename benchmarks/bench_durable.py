@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from durable_peers import _fmt  # noqa: E402  (median [min-max], as the peers' table)
 from logosq_os_scheduler import QuantumScheduler, SchedulerConfig, Task  # noqa: E402
 from machine import machine_info  # noqa: E402
 
@@ -214,12 +215,6 @@ def _lines(path: Path) -> int:
         return path.read_bytes().count(b"\n")
     except FileNotFoundError:
         return 0
-
-
-def _fmt(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:,.0f}"
-    return f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
 
 
 def main() -> None:

@@ -170,14 +170,19 @@ def _start(*args: str) -> subprocess.Popen[str]:
     )
 
 
-async def test_queued_tasks_return_in_priority_order_after_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    child = _start("hold", str(path))
+def _kill_when_ready(*argv: str) -> None:
+    """Run the child with ``argv``, wait for its "ready" line, then SIGKILL it."""
+    child = _start(*argv)
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     child.stdout.close()
+
+
+async def test_queued_tasks_return_in_priority_order_after_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    _kill_when_ready("hold", str(path))
     tasks.ORDER.clear()
     async with QuantumScheduler(1, journal=path) as scheduler:
         blocker = scheduler.task("blocker")
@@ -221,12 +226,7 @@ async def test_recovered_quantum_tasks_wait_for_their_backend(tmp_path: Path) ->
     from logosq_os_scheduler import MockBackend, SchedulerClosedError
 
     path = tmp_path / "j.db"
-    child = _start("quantum", str(path))
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    _kill_when_ready("quantum", str(path))
     async with QuantumScheduler(1, journal=path) as scheduler:
         handles = [scheduler.task(f"q{i}") for i in range(3)]
         # No backend "qpu" yet: they wait, unfinished, and can be cancelled meanwhile.
@@ -244,11 +244,7 @@ async def test_recovered_quantum_tasks_wait_for_their_backend(tmp_path: Path) ->
         ("q2", "cancelled"),
     ]
     # A task still waiting when its scheduler closes stays in the journal; its waiter hears.
-    child = _start("quantum", str(tmp_path / "k.db"))
-    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    _kill_when_ready("quantum", str(tmp_path / "k.db"))
     scheduler = QuantumScheduler(1, journal=tmp_path / "k.db")
     async with scheduler:
         waiting = asyncio.ensure_future(_await_handle(scheduler.task("q0")))
