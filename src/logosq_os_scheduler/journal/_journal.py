@@ -14,9 +14,9 @@ Invariants:
   within one commit costs one INSERT.
 * ``_live`` holds every journaled task whose terminal row is not yet committed: a lookup by
   id or key finds it there, and finds it in the file once it has left.
-* Generations: each buffer sent to the writer gets the next number; ``_committed`` is the
-  newest one the writer has committed. ``persisted()`` waits for the generation that holds
-  every row buffered when it was called.
+* Generations: each buffer sent to the writer gets the next number (``_sent_gen``), and
+  batches commit in that order. ``persisted()`` waits for the generation that holds every
+  row buffered when it was called; a commit wakes the waiters of its generation and older.
 """
 
 from __future__ import annotations
@@ -239,7 +239,6 @@ class Journal:
         self._task_job: dict[int, str] = {}
         self._keys: dict[str, Task[Any]] = {}
         self._sent_gen = 0
-        self._committed = 0
         # Batches sent to the writer and not yet done; failed ones wait in _failed (oldest
         # first) until every batch sent before them is done, then go back into the buffer.
         self._in_flight = 0
@@ -643,7 +642,6 @@ class Journal:
     def _done(self, gen: int, batch: _Batch, error: BaseException | None) -> None:
         self._in_flight -= 1
         if error is None:
-            self._committed = gen
             if self.error is not None:
                 log.warning("journal %s is writable again", self.path)
                 self.error = None
