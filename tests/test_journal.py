@@ -108,6 +108,15 @@ async def test_failures_are_recorded_with_their_error(tmp_path: Path) -> None:
         assert isinstance(info.value.__cause__, ZeroDivisionError)
 
 
+def test_task_errors_are_stored_as_themselves() -> None:
+    from logosq_os_scheduler.journal._codec import decode_error, encode_error
+
+    err = InterruptedByRestartError(7, "task 7 was running when its scheduler stopped")
+    back = decode_error(encode_error(err))
+    assert type(back) is InterruptedByRestartError
+    assert back.task_id == 7 and str(back) == str(err)
+
+
 async def test_keys_without_a_journal_are_idempotent_in_memory() -> None:
     async with QuantumScheduler(1) as scheduler:
         a = await scheduler.submit(Task.classical("a").with_function(_square, 2).with_key("k"))
@@ -650,3 +659,49 @@ def test_logosq_demo_runs_on_a_journal(tmp_path: Path) -> None:
     assert statuses["completed"] > 100
     assert set(statuses) <= {"completed", "failed", "timed_out", "cancelled"}  # all ended
     assert main(["demo", "--quick", "--no-trace", "--no-timeline", "--journal", str(tmp_path)]) == 2
+
+
+async def test_aclose_can_leave_unfinished_tasks_in_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        done = await scheduler.submit(Task.classical("done").with_function(tasks.square, 3))
+        await done
+        running = await scheduler.submit(
+            Task.classical("running").with_function(tasks.block, 0.3).with_key("running")
+        )
+        queued = [
+            await scheduler.submit(
+                Task.classical(f"q{i}").with_function(tasks.square, i).with_key(f"q{i}")
+            )
+            for i in range(3)
+        ]
+        while running.status is not TaskStatus.RUNNING:
+            await asyncio.sleep(0.001)
+        # The running task gets its time to finish; the queued ones are not run.
+        await scheduler.aclose(timeout=10, leave_in_journal=True)
+        assert [h.status for h in queued] == [TaskStatus.CANCELLED] * 3
+        assert running.status is TaskStatus.COMPLETED
+    statuses = dict(rows(path, "SELECT name, status FROM tasks"))
+    assert statuses == {
+        "done": "completed",
+        "running": "completed",
+        "q0": "queued",
+        "q1": "queued",
+        "q2": "queued",
+    }
+    async with QuantumScheduler(1, journal=path) as again:
+        values = [(await again.task(f"q{i}")).value for i in range(3)]
+    assert values == [0, 1, 4]
+
+
+async def test_leave_in_journal_leaves_running_tasks_past_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    scheduler = QuantumScheduler(1, journal=path)
+    async with scheduler:
+        running = await scheduler.submit(
+            Task.classical("slow").with_function(tasks.block, 5.0).with_restartable()
+        )
+        while running.status is not TaskStatus.RUNNING:
+            await asyncio.sleep(0.001)
+        await scheduler.aclose(timeout=0, leave_in_journal=True)
+    assert rows(path, "SELECT name, status FROM tasks") == [("slow", "running")]

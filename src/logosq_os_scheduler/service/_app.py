@@ -197,16 +197,18 @@ async def submit_batch(request: Request, service: Service, user: UserSettings) -
 
 async def get_task(request: Request, service: Service, user: UserSettings) -> Response:
     """A task by id; ``wait=`` long-polls until it ends."""
+    wait = _wait_seconds(request, service)
     handle = service.find(user, _task_id(request))
-    await service.wait(handle, _wait_seconds(request, service))
+    await service.wait(handle, wait)
     return JSON(service.view(handle.task))
 
 
 async def get_task_by_key(request: Request, service: Service, user: UserSettings) -> Response:
     """A task by its client key (an admin may add ``user=`` for another user's key)."""
     key: str = request.path_params["key"]
+    wait = _wait_seconds(request, service)
     handle = service.find(user, key, owner=request.query_params.get("user"))
-    await service.wait(handle, _wait_seconds(request, service))
+    await service.wait(handle, wait)
     return JSON(service.view(handle.task))
 
 
