@@ -661,9 +661,24 @@ def test_logosq_demo_runs_on_a_journal(tmp_path: Path) -> None:
     assert main(["demo", "--quick", "--no-trace", "--no-timeline", "--journal", str(tmp_path)]) == 2
 
 
+def _started(scheduler: QuantumScheduler, name: str) -> asyncio.Event:
+    """An event set when the task called ``name`` starts running."""
+    from logosq_os_scheduler.observability._listeners import add_listener
+
+    event = asyncio.Event()
+
+    def listener(task: Any, old: TaskStatus, new: TaskStatus, now: float) -> None:
+        if task.name == name and new is TaskStatus.RUNNING:
+            event.set()
+
+    add_listener(scheduler, listener)
+    return event
+
+
 async def test_aclose_can_leave_unfinished_tasks_in_the_journal(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with QuantumScheduler(1, journal=path) as scheduler:
+        started = _started(scheduler, "running")
         done = await scheduler.submit(Task.classical("done").with_function(tasks.square, 3))
         await done
         running = await scheduler.submit(
@@ -675,8 +690,7 @@ async def test_aclose_can_leave_unfinished_tasks_in_the_journal(tmp_path: Path) 
             )
             for i in range(3)
         ]
-        while running.status is not TaskStatus.RUNNING:
-            await asyncio.sleep(0.001)
+        await started.wait()
         # The running task gets its time to finish; the queued ones are not run.
         await scheduler.aclose(timeout=10, leave_in_journal=True)
         assert [h.status for h in queued] == [TaskStatus.CANCELLED] * 3
@@ -698,10 +712,11 @@ async def test_leave_in_journal_leaves_running_tasks_past_the_timeout(tmp_path: 
     path = tmp_path / "j.db"
     scheduler = QuantumScheduler(1, journal=path)
     async with scheduler:
+        started = _started(scheduler, "slow")
         running = await scheduler.submit(
             Task.classical("slow").with_function(tasks.block, 5.0).with_restartable()
         )
-        while running.status is not TaskStatus.RUNNING:
-            await asyncio.sleep(0.001)
+        await started.wait()
+        assert running.status is TaskStatus.RUNNING
         await scheduler.aclose(timeout=0, leave_in_journal=True)
     assert rows(path, "SELECT name, status FROM tasks") == [("slow", "running")]
