@@ -243,13 +243,21 @@ class QuantumScheduler:
         if self.closed:
             raise SchedulerClosedError("the scheduler is closed; its settings can no longer change")
         new = self._config.replace(**changes)
+        core = self._core
+        if (new.fair_share is None) != (core.fair is None):
+            raise InvalidConfigError(
+                "fair_share",
+                "cannot be turned on or off on a running scheduler: build the scheduler with "
+                "SchedulerConfig(fair_share=FairShare(...)) to share it between users",
+            )
+        if core.fair is not None and new.fair_share is not None:
+            core.fair.policy = new.fair_share  # new weights and caps apply from now on
         self._config = new
         self._timings.set_threshold(new.inline_threshold)
-        core = self._core
         core.config = new
         core.classical.capacity = new.workers
         for pool in core.pools.values():
-            pool.queue._aging = new.aging_threshold
+            pool.queue.aging = new.aging_threshold
         if self._threads is not None:
             self._threads.resize(new.workers)
         if self._loop is not None and self._state is _State.RUNNING:
@@ -1490,6 +1498,13 @@ class QuantumScheduler:
         fut = task.future
         if fut is not None and not fut.done():
             fut.set_result(None)
+        fair = self._core.fair
+        if fair is not None and fair.woken:
+            # A user held back by a fair-share cap may start work again, in any pool.
+            fair.woken = False
+            loop = self._loop
+            if loop is not None:
+                loop.call_soon(self._dispatch_all)
         if self._idle_waiters and self._core.unfinished == 0:
             waiters, self._idle_waiters = self._idle_waiters, []
             for w in waiters:

@@ -12,7 +12,8 @@ from .._clock import Clock
 from .._config import SchedulerConfig
 from .._errors import InternalError, QueueFullError
 from .._task import Task, TaskPriority, TaskStatus, TaskType
-from ._queue import ReadyQueue
+from ._fairshare import FairShareLedger, FairShareQueue, user_of
+from ._queue import ReadyQueue, WaitQueue
 from ._state import ALLOWED, TERMINAL
 
 __all__ = ["Pool", "SchedulerCore", "TransitionListener"]
@@ -48,7 +49,13 @@ class Pool:
     __slots__ = ("name", "capacity", "busy", "queue", "busy_time", "direct", "owner")
 
     def __init__(
-        self, name: str, capacity: int, aging: float | None, *, direct: bool = True
+        self,
+        name: str,
+        capacity: int,
+        aging: float | None,
+        *,
+        direct: bool = True,
+        fair: FairShareLedger | None = None,
     ) -> None:
         self.name = name
         self.capacity = capacity
@@ -58,7 +65,7 @@ class Pool:
         self.direct = direct
         # Invariant: 0 <= busy; busy <= capacity except transiently after capacity shrinks.
         self.busy = 0
-        self.queue = ReadyQueue(aging)
+        self.queue: WaitQueue = ReadyQueue(aging) if fair is None else FairShareQueue(aging, fair)
         self.busy_time = 0.0
         # The runtime driving the core that made this pool (opaque to the core).
         self.owner: Any = None
@@ -92,6 +99,8 @@ class SchedulerCore:
         # The runtime driving this core, opaque to it: its pools carry it so that a task
         # can find its scheduler through ``task.resources``.
         self.owner = owner
+        # Fair share between users (None: strict priority over everyone's work).
+        self.fair = None if config.fair_share is None else FairShareLedger(config.fair_share)
         self.pools: dict[str, Pool] = {}
         self.classical = self.add_pool("classical", config.workers)
         self._seq = itertools.count()
@@ -131,7 +140,7 @@ class SchedulerCore:
         """Create (or return the existing) pool of that name."""
         pool = self.pools.get(name)
         if pool is None:
-            pool = Pool(name, capacity, self.config.aging_threshold, direct=direct)
+            pool = Pool(name, capacity, self.config.aging_threshold, direct=direct, fair=self.fair)
             pool.owner = self.owner
             self.pools[name] = pool
         return pool
@@ -162,6 +171,12 @@ class SchedulerCore:
                 f"({task.name!r})"
             )
         task.status = new
+        fair = self.fair
+        if fair is not None:
+            if old is _RUNNING:
+                fair.stopped(user_of(task))
+            elif new is _RUNNING:
+                fair.started(user_of(task))
         counts = self.counts
         if old is not _PENDING:
             counts[old] -= 1
@@ -203,7 +218,14 @@ class SchedulerCore:
             QueueFullError: If it would have to wait and ``max_queue_depth`` tasks already do.
                 The task stays PENDING and nothing else changes.
         """
-        if pool.direct and pool.busy < pool.capacity and not pool.queue and waited is None:
+        fair = self.fair
+        if (
+            pool.direct
+            and pool.busy < pool.capacity
+            and not pool.queue
+            and waited is None
+            and (fair is None or self._fair_may_start(fair, task))
+        ):
             start_now = True
         else:
             limit = self.config.max_queue_depth
@@ -230,6 +252,10 @@ class SchedulerCore:
             # state table; the counters change once and the listener still sees both.
             task.status = _RUNNING
             self.counts[_RUNNING] += 1
+            if fair is not None:
+                user = user_of(task)
+                fair.charge(user)
+                fair.started(user)
             listener = self.listener
             if listener is not None:
                 listener(task, _PENDING, _QUEUED, now)
@@ -243,6 +269,15 @@ class SchedulerCore:
         self.transition(task, _QUEUED, now)
         pool.queue.push(task)
         self.waiting += 1
+        return False
+
+    @staticmethod
+    def _fair_may_start(fair: FairShareLedger, task: Task[Any]) -> bool:
+        """Whether fair share's caps let ``task`` start; if not, its user waits for a wake."""
+        user = user_of(task)
+        if fair.may_start(user):
+            return True
+        fair.blocked.add(user)
         return False
 
     def requeue(self, task: Task[Any], pool: Pool, now: float) -> None:
@@ -477,6 +512,15 @@ class SchedulerCore:
             raise InternalError(
                 f"status counts {sum(self.counts.values())} != submitted {self.submitted}"
             )
+        fair = self.fair
+        if fair is not None:
+            fair_waiting = sum(fair.waiting.values())
+            fair_running = sum(fair.running.values())
+            if fair_waiting != self.waiting or fair_running != self.counts[_RUNNING]:
+                raise InternalError(
+                    f"fair-share accounting broken: waiting {fair_waiting} != {self.waiting} "
+                    f"or running {fair_running} != {self.counts[_RUNNING]}"
+                )
         if self.quantum_in_flight < 0:
             raise InternalError("negative quantum in-flight count")
         for p in self.pools.values():
