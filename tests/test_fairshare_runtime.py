@@ -47,6 +47,10 @@ async def test_a_capped_users_circuit_starts_when_their_classical_work_ends() ->
         assert sum((await asyncio.wait_for(alices, 10)).counts.values()) == 16
         metrics = scheduler.metrics()
         assert metrics.completed == 3
+        alice, bob = metrics.users["alice"], metrics.users["bob"]
+        assert (alice.started, alice.running, alice.waiting) == (2, 0, 0)
+        assert (bob.started, bob.weight) == (1, 1.0)
+        assert metrics.as_dict()["users"]["alice"]["started"] == 2  # type: ignore[index]
 
 
 async def test_fair_share_cannot_be_switched_on_a_running_scheduler() -> None:

@@ -60,7 +60,7 @@ from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .journal._codec import decode_spec, encode_spec
 from .observability._listeners import add_listener
 from .observability._logging import task_fields
-from .observability._metrics import SchedulerMetrics
+from .observability._metrics import SchedulerMetrics, UserMetrics
 from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
@@ -1602,6 +1602,7 @@ class QuantumScheduler:
             abandoned_threads=0 if threads is None else threads.abandoned_total,
             abandoned_threads_running=0 if threads is None else threads.abandoned_running,
             unreplaced_threads=self._unreplaced_threads,
+            users=types.MappingProxyType(_user_metrics(core)),
         )
 
     def __repr__(self) -> str:
@@ -1610,6 +1611,26 @@ class QuantumScheduler:
             f"<QuantumScheduler {self._state.value} workers={self._config.workers} "
             f"waiting={core.waiting} unfinished={core.unfinished}>"
         )
+
+
+def _user_metrics(core: SchedulerCore) -> dict[str, UserMetrics]:
+    """Each user's work and share under fair share (empty without it)."""
+    fair = core.fair
+    if fair is None:
+        return {}
+    policy = fair.policy
+    names = set(fair.running) | set(fair.waiting) | set(fair.starts)
+    return {
+        user: UserMetrics(
+            user=user,
+            running=fair.running.get(user, 0),
+            waiting=fair.waiting.get(user, 0),
+            started=fair.starts.get(user, 0),
+            weight=policy.weight(user),
+            share_pass=fair.passes.get(user, 0.0),
+        )
+        for user in sorted(names)
+    }
 
 
 async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:
