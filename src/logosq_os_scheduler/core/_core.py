@@ -407,6 +407,19 @@ class SchedulerCore:
         pool.busy += 1
         self.quantum_in_flight += len(tasks)
 
+    def occupy(self, pool: Pool, slots: int) -> None:
+        """Hold ``slots`` free slots of ``pool`` for work this core does not schedule (other
+        users' jobs on a shared device, in the simulator); :meth:`release` gives each back.
+
+        Raises:
+            InternalError: If ``pool`` has fewer than ``slots`` slots free.
+        """
+        if slots < 0 or pool.busy + slots > pool.capacity:
+            raise InternalError(
+                f"cannot hold {slots} slots of pool {pool.name!r}: {pool.free} free"
+            )
+        pool.busy += slots
+
     def job_done(self, pool: Pool, size: int, started_at: float, now: float) -> None:
         """A job of ``size`` tasks started at ``started_at`` has returned: free its slot."""
         self.quantum_in_flight -= size

@@ -422,7 +422,7 @@ class _Ours(_Engine):
         # Other users' jobs hold each device's slots until busy_until.
         for i, d in enumerate(self.devices):
             if d.busy_until > 0:
-                states[i].pool.busy = states[i].pool.capacity
+                core.occupy(states[i].pool, states[i].pool.capacity)
                 self.events.push(d.busy_until, _TIMER, ("external", i))
         self.hold_until = [math.inf] * len(states)
         self.probing = [False] * len(states)
