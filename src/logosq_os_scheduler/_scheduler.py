@@ -528,6 +528,8 @@ class QuantumScheduler:
         task = restored_task(row.task_id, row.name, row.task_type, row.priority)
         if row.key is not None:
             task.key = row.key
+        if row.user is not None:
+            task.user = row.user
         task.attempts = row.attempts
         journal.adopt(task)
         task.error = error
@@ -537,8 +539,7 @@ class QuantumScheduler:
         """End a recovered task the core never admitted (it could not be read back, may
         not run again, or was cancelled while it waited for its backend): the journal
         records the end and whoever waits for it is woken."""
-        task.status = status
-        task.finished_at = now
+        SchedulerCore.end_unadmitted(task, status, now)
         self._parked_wait.pop(task.task_id, None)
         self._job_of.pop(task.task_id, None)
         journal = self._journal

@@ -193,3 +193,15 @@ def test_slots_held_for_outside_work_are_not_given_to_tasks(clock: ManualClock) 
     core.release(pool, None, clock.now())
     assert core.next_ready(pool, clock.now()) is t
     core.check_invariants()
+
+
+def test_a_task_never_admitted_ends_only_from_pending_to_a_terminal_state(
+    clock: ManualClock,
+) -> None:
+    t = _task()
+    SchedulerCore.end_unadmitted(t, S.CANCELLED, clock.now())
+    assert (t.status, t.finished_at) == (S.CANCELLED, clock.now())
+    with pytest.raises(InternalError, match="CANCELLED -> FAILED"):
+        SchedulerCore.end_unadmitted(t, S.FAILED, clock.now())
+    with pytest.raises(InternalError, match="PENDING -> QUEUED"):
+        SchedulerCore.end_unadmitted(_task(), S.QUEUED, clock.now())

@@ -199,6 +199,24 @@ class SchedulerCore:
         if listener is not None:
             listener(task, old, new, now)
 
+    @staticmethod
+    def end_unadmitted(task: Task[Any], status: TaskStatus, now: float) -> None:
+        """End a task this core never admitted: one recovered from a journal that cannot be
+        read back, may not run again, or was cancelled while it waited for its backend. It
+        goes from PENDING straight to terminal ``status`` and counts nowhere here (it was
+        counted by the scheduler that admitted it before the restart).
+
+        Raises:
+            InternalError: If the task is not PENDING or ``status`` is not terminal.
+        """
+        if task.status is not _PENDING or status not in TERMINAL:
+            raise InternalError(
+                f"task {task.task_id} ({task.name!r}) cannot end unadmitted: "
+                f"{task.status.name} -> {status.name}"
+            )
+        task.status = status
+        task.finished_at = now
+
     # -- admission and dispatch --------------------------------------------------------------
 
     def admit(
