@@ -50,6 +50,7 @@ from ._task import (
 )
 from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
+from .core._core import TransitionListener
 from .core._inline import FunctionTimings, Timing
 from .core._preemption import choose_victim, should_yield, slot_wanted
 from .core._recovery import RecoveryAction, RecoveryFacts, decide_recovery
@@ -58,7 +59,6 @@ from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .journal._codec import decode_spec, encode_spec
-from .observability._listeners import add_listener
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics, UserMetrics
 from .observability._trace import TraceRecorder
@@ -415,7 +415,7 @@ class QuantumScheduler:
         journal = self._journal
         if journal is not None:
             journal.bind(loop, self._now)
-            add_listener(self._core, journal.listener)
+            self._core.add_listener(journal.listener)
             # Jobs on backends with job IDs are journaled, and a restarted scheduler sends
             # a task with the same idempotency key as before.
             self._quantum.job_listener = journal
@@ -1536,6 +1536,29 @@ class QuantumScheduler:
         fut.add_done_callback(lambda _f: fn())
 
     # -- observation -------------------------------------------------------------------------
+
+    @property
+    def started_at(self) -> float:
+        """When the scheduler was made, on :attr:`clock` (the zero of metrics' uptime)."""
+        return self._core.started_at
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(task, old, new, now)`` after every status change of every task,
+        after the listeners already attached: the scheduler's event stream, which the trace
+        recorder, the transition logger, the journal and the service listen to.
+
+        A listener runs on the event loop inside the change: it must be quick and must not
+        raise or submit. Call this on the loop's thread (or before the scheduler starts).
+        """
+        self._core.add_listener(listener)
+
+    def remove_listener(self, listener: TransitionListener) -> bool:
+        """Stop calling ``listener``; the other listeners stay.
+
+        Returns:
+            True if it was attached (and now is not), False if it was not.
+        """
+        return self._core.remove_listener(listener)
 
     def metrics_from_any_thread(self, timeout: float | None = 5.0) -> SchedulerMetrics:
         """:meth:`metrics`, called from any thread (an exporter's HTTP thread, say).

@@ -16,7 +16,7 @@ from ._fairshare import FairShareLedger, FairShareQueue, user_of
 from ._queue import ReadyQueue, WaitQueue
 from ._state import ALLOWED, TERMINAL
 
-__all__ = ["Pool", "SchedulerCore", "TransitionListener"]
+__all__ = ["ListenerChain", "Pool", "SchedulerCore", "TransitionListener"]
 
 _S = TaskStatus
 # Members as constants (reading them through the class costs ~90 ns each on Python 3.11).
@@ -29,6 +29,30 @@ _TIMED_OUT = _S.TIMED_OUT
 
 TransitionListener = Callable[[Task[Any], TaskStatus, TaskStatus, float], None]
 """Called as ``listener(task, old, new, now)`` after every status change."""
+
+
+class ListenerChain:
+    """Calls several transition listeners in the order they were added.
+
+    A chain is an immutable tuple replaced on every change, so a change made while the core
+    is inside a call never alters the call in progress. With one listener no chain is built:
+    the core calls it directly, which keeps the hot path at one call.
+
+    Args:
+        listeners: The listeners, first called first.
+    """
+
+    __slots__ = ("listeners",)
+
+    def __init__(self, listeners: tuple[TransitionListener, ...]) -> None:
+        self.listeners = listeners
+
+    def __call__(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        for listener in self.listeners:
+            listener(task, old, new, now)
+
+    def __repr__(self) -> str:
+        return f"<ListenerChain of {len(self.listeners)}>"
 
 
 class Pool:
@@ -155,6 +179,40 @@ class SchedulerCore:
             raise InternalError(f"pool {pool.name!r} removed with {len(pool.queue)} tasks waiting")
         if self.pools.get(pool.name) is pool:
             del self.pools[pool.name]
+
+    # -- listeners: the core's event stream ---------------------------------------------------
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Make ``listener`` see every status change as ``listener(task, old, new, now)``,
+        after the listeners already attached."""
+        current = self.listener
+        if current is None:
+            self.listener = listener
+        elif isinstance(current, ListenerChain):
+            self.listener = ListenerChain((*current.listeners, listener))
+        else:
+            self.listener = ListenerChain((current, listener))
+
+    def remove_listener(self, listener: TransitionListener) -> bool:
+        """Stop ``listener`` seeing status changes; the other listeners stay.
+
+        Returns:
+            True if it was attached (and now is not), False if it was not attached.
+        """
+        current = self.listener
+        if current is None:
+            return False
+        if isinstance(current, ListenerChain):
+            # Bound methods compare equal when they bind the same function to the same object.
+            rest = tuple(fn for fn in current.listeners if fn != listener)
+            if len(rest) == len(current.listeners):
+                return False
+            self.listener = None if not rest else rest[0] if len(rest) == 1 else ListenerChain(rest)
+            return True
+        if current == listener:
+            self.listener = None
+            return True
+        return False
 
     # -- the state machine -------------------------------------------------------------------
 
