@@ -94,6 +94,50 @@ async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
     assert statuses == [("completed", 302)]
 
 
+async def test_whose_task_it_is_survives_a_restart(tmp_path: Path) -> None:
+    from logosq_os_scheduler.journal._codec import decode_spec, encode_spec
+
+    path = tmp_path / "j.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        mine = await scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 4).with_user("alice").with_key("a1")
+        )
+        keyless = await scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 5).with_user("bob")
+        )
+        assert (mine.user, mine.key, keyless.user, keyless.key) == ("alice", "a1", "bob", None)
+        await scheduler.join()
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        # Finished tasks read back from the file know their user ...
+        assert scheduler.task("a1").user == "alice"
+        assert scheduler.task(keyless.task_id).user == "bob"
+    assert rows(path, "SELECT user FROM tasks ORDER BY id") == [("alice",), ("bob",)]
+    # ... and so does an unfinished one rebuilt from its spec at recovery.
+    task = Task.classical("sq").with_function(tasks.square, 6).with_user("carol").build()
+    again = decode_spec(encode_spec(task), task.task_id, task.name, task.task_type, task.priority)
+    assert again.user == "carol"
+
+
+def test_a_journal_of_schema_1_gains_the_user_column(tmp_path: Path) -> None:
+    from logosq_os_scheduler import BlockingScheduler
+
+    path = tmp_path / "old.db"
+    with BlockingScheduler(1, journal=path) as scheduler:
+        scheduler.submit(Task.classical("sq").with_function(tasks.square, 3).with_key("k")).result()
+    with sqlite3.connect(path) as conn:  # make it the file version 1 wrote
+        conn.execute("DROP VIEW tasks")
+        conn.execute("ALTER TABLE submits DROP COLUMN user")
+        conn.execute("PRAGMA user_version=1")
+    with BlockingScheduler(1, journal=path) as scheduler:
+        old = scheduler.task("k")
+        assert (old.result().value, old.user) == (9, None)
+        new = scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 2).with_user("alice")
+        )
+        assert new.result().value == 4 and scheduler.task(new.task_id).user == "alice"
+    assert rows(path, "PRAGMA user_version") == [(2,)]
+
+
 async def test_failures_are_recorded_with_their_error(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with QuantumScheduler(1, journal=path) as scheduler:
