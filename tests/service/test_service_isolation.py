@@ -137,20 +137,26 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "not valid qpy",
         )
         huge = function("square", "x" * 30_000)
-        _problem(alice.post("/v1/tasks", json=huge), 413, "RequestTooLargeError", "max_body_bytes")
+        _problem(alice.post("/v1/tasks", json=huge), 413, "InvalidRequestError", "max_body_bytes")
         # A body sent in chunks, without a length up front, is cut off while it is read.
         chunks = (
             b'{"kind": "function", "function": "square", "args": ["' + b"y" * 1000
             for _ in range(40)
         )
-        _problem(alice.post("/v1/tasks", content=chunks), 413, "RequestTooLargeError")
+        _problem(alice.post("/v1/tasks", content=chunks), 413, "InvalidRequestError")
         unknown = function("square", 1, colour="blue")
         _problem(
-            alice.post("/v1/tasks", json=unknown), 422, "InvalidTaskError", "unknown field `colour`"
+            alice.post("/v1/tasks", json=unknown),
+            422,
+            "InvalidRequestError",
+            "unknown field `colour`",
         )
         foreign = function("square", 1, shots=10)  # shots belong to circuits
         _problem(
-            alice.post("/v1/tasks", json=foreign), 422, "InvalidTaskError", "unknown field `shots`"
+            alice.post("/v1/tasks", json=foreign),
+            422,
+            "InvalidRequestError",
+            "unknown field `shots`",
         )
         _problem(
             alice.post("/v1/tasks", json=function("rm_rf")),
@@ -159,13 +165,18 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "no function 'rm_rf' is registered",
         )
         _problem(
-            alice.post("/v1/tasks", content=b"{not json"), 400, "InvalidTaskError", "not valid JSON"
+            alice.post("/v1/tasks", content=b"{not json"),
+            400,
+            "InvalidRequestError",
+            "not valid JSON",
         )
-        _problem(alice.post("/v1/tasks", json={"kind": "pickle"}), 422, "InvalidTaskError")
+        _problem(alice.post("/v1/tasks", json={"kind": "pickle"}), 422, "InvalidRequestError")
         wide = "OPENQASM 2.0;\nqreg q[6];\n"
         _problem(alice.post("/v1/tasks", json=circuit(wide)), 422, "InvalidTaskError", "at most 5")
         batch = {"tasks": [function("square", i) for i in range(11)]}
-        _problem(alice.post("/v1/tasks/batch", json=batch), 422, "InvalidTaskError", "at most 10")
+        _problem(
+            alice.post("/v1/tasks/batch", json=batch), 422, "InvalidRequestError", "at most 10"
+        )
         _problem(alice.post("/v1/tasks", json=circuit(shots=0)), 422, "InvalidTaskError", "shots")
         _problem(
             alice.post("/v1/tasks", json=function("square", 1, key="a\nb")),
@@ -173,10 +184,12 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "InvalidTaskError",
             "printable",
         )
-        _problem(alice.get("/v1/tasks/abc"), 422, "InvalidTaskError", "task id")
-        _problem(alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidTaskError", "wait")
+        _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
         _problem(
-            alice.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidTaskError", "status"
+            alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
+        )
+        _problem(
+            alice.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
         )
     _still_serves(srv)
 

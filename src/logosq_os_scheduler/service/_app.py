@@ -23,13 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .._errors import SchedulerError
+from .._errors import InvalidRequestError, PermissionDeniedError, SchedulerError
 from .._task import TaskStatus
 from ._config import ServiceConfig, UserSettings
-from ._errors import PermissionDeniedError, RequestTooLargeError
 from ._openapi import openapi_document
 from ._problems import Problem, problem_for
-from ._service import Service
+from ._service import BatchItemError, Service
 from ._wire import PRIORITIES, BatchRequest, TaskRequest
 
 __all__ = ["create_app"]
@@ -62,9 +61,11 @@ def _problem_response(problem: Problem) -> Response:
     )
 
 
-def _bad_request(detail: str, *, status: int = 400, slug: str = "bad-request") -> Problem:
+def _bad_request(
+    detail: str, *, status: int = 400, slug: str = "bad-request", field: str = "request"
+) -> Problem:
     title = "Malformed request" if status == 400 else "Invalid request"
-    return Problem(status, slug, title, detail, error="InvalidTaskError")
+    return Problem(status, slug, title, detail, error="InvalidRequestError", field=field)
 
 
 def _endpoint(
@@ -83,6 +84,8 @@ def _endpoint(
             return await handler(request, service, user)  # type: ignore[arg-type]
         except Problem as problem:
             return _problem_response(problem)
+        except BatchItemError as exc:
+            return _problem_response(problem_for(exc.error, index=exc.index))
         except SchedulerError as exc:
             return _problem_response(problem_for(exc))
         except Exception:
@@ -119,9 +122,11 @@ async def _body(request: Request, service: Service) -> bytes:
     """The request body, refused (413) as soon as it passes ``server.max_body_bytes``."""
     limit = service.config.server.max_body_bytes
     declared = request.headers.get("content-length")
-    too_large = RequestTooLargeError(
+    too_large = InvalidRequestError(
         f"the request body is larger than this server accepts ({limit} bytes, "
-        "server.max_body_bytes): send fewer tasks per batch or smaller circuits"
+        "server.max_body_bytes): send fewer tasks per batch or smaller circuits",
+        field="body",
+        status=413,
     )
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
