@@ -111,3 +111,23 @@ def test_metrics_and_openapi(make_server: Configure) -> None:
         schemas = doc["components"]["schemas"]
         assert {"CircuitRequest", "FunctionRequest", "VQERequest", "QAOARequest"} <= set(schemas)
         assert schemas["CircuitRequest"]["properties"]["circuit"]
+
+
+def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:
+    from pathlib import Path
+
+    import logosq_os_scheduler.service as service
+
+    srv = make_server()
+    index = Path(service.__file__).parent / "static" / "index.html"
+    with srv.client(None) as anonymous:
+        page = anonymous.get("/")
+        if index.is_file():
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert page.content == index.read_bytes()
+        else:
+            assert page.status_code == 404 and "no file 'index.html'" in page.json()["detail"]
+        for name in ("..%2Fservice.toml", ".hidden.js", "server.toml", "x.py"):
+            r = anonymous.get(f"/static/{name}")
+            assert r.status_code == 404, name
+            assert r.headers["content-type"] == "application/problem+json"
