@@ -184,6 +184,12 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "InvalidTaskError",
             "printable",
         )
+        _problem(
+            alice.post("/v1/tasks", json=circuit(backend="qpu9")),
+            422,
+            "InvalidTaskError",
+            "no backend 'qpu9' on this server (known: sim)",
+        )
         _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
         _problem(
             alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"

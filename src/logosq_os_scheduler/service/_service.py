@@ -228,6 +228,7 @@ class Service:
                     if existing is not None:
                         out.append((existing, False))
                         continue
+                self._check_backend(request)
                 builder = build_task(
                     request, user.name, self.functions, self.restartable, self.limits
                 )
@@ -238,7 +239,7 @@ class Service:
             out.append(None)
             new.append((i, builder))
             shots += request_shots(request)
-        self.accounts.admit(user, len(new), shots)
+        self.accounts.check_quotas(user, len(new), shots)
         submitted: list[TaskHandle[Any]] = []
         try:
             for i, builder in new:
@@ -251,10 +252,23 @@ class Service:
                 submitted.append(handle)
                 out[i] = (handle, True)
         except BaseException:
-            for handle in submitted:  # all or nothing
+            # All or nothing: what was admitted before the refusal is cancelled (its key
+            # then names a cancelled task). The checks above make this rare: it takes a
+            # refusal only the scheduler can make (no backend fits the circuit).
+            for handle in submitted:
                 handle.cancel()
             raise
+        self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
+
+    def _check_backend(self, request: TaskRequest) -> None:
+        name = getattr(request, "backend", None)
+        backends = self.scheduler.backends
+        if name is not None and name not in backends:
+            known = ", ".join(sorted(backends)) or "none: circuits run on the default simulator"
+            raise InvalidTaskError(
+                "backend", f"no backend {name!r} on this server (known: {known})"
+            )
 
     def _lookup(self, ref: int | str) -> TaskHandle[Any] | None:
         try:
