@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import math
 import re
@@ -236,14 +237,18 @@ def _check_width(num_qubits: int, limits: Limits, what: str) -> None:
 def _circuit_task(request: CircuitRequest, limits: Limits) -> Builder:
     _check_shots(request.shots, limits)
     source = request.circuit
-    circuit = parse_circuit(source, "circuit", limits.max_qubits)
-    _check_width(circuit.num_qubits, limits, "circuit")
-    # OpenQASM goes to the task as its text: the scheduler reads it through the same cache,
-    # and the journal stores the text rather than a QPY dump of the circuit.
+    circuit: Any
+    if source.format == "qpy":
+        circuit = parse_circuit(source, "circuit", limits.max_qubits)
+        width = circuit.num_qubits
+    else:
+        # OpenQASM goes to the task as its text: the scheduler reads it through the same
+        # cache, and the journal stores the text rather than a QPY dump of the circuit.
+        circuit = source.source
+        width = _qasm_width(source.format, source.source)
+    _check_width(width, limits, "circuit")
     builder = (
-        Task.quantum(request.name or "circuit")
-        .with_circuit(circuit if source.format == "qpy" else source.source)
-        .with_shots(request.shots)
+        Task.quantum(request.name or "circuit").with_circuit(circuit).with_shots(request.shots)
     )
     if request.backend is not None:
         builder = builder.with_backend(request.backend)
@@ -395,6 +400,15 @@ def parse_circuit(source: CircuitSource, field: str, max_qubits: int) -> Any:
     if header is None and expected == 2:
         raise InvalidTaskError(field, "an OpenQASM 2 program starts with 'OPENQASM 2.0;'")
     return normalize_circuit(source.source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qasm_width(fmt: Literal["qasm2", "qasm3"], text: str) -> int:
+    """The qubits of a valid OpenQASM program (a refusal is raised, and not cached): the
+    same program sent again is not parsed again, nor copied out of the parser's cache."""
+    circuit = parse_circuit(CircuitSource(fmt, text), "circuit", 0)
+    width: int = circuit.num_qubits
+    return width
 
 
 # The most classical bits a QPY circuit may declare (qubits are bounded by max_qubits).
