@@ -9,6 +9,7 @@ call the scheduler directly: a submit is checked, counted against the quotas and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -124,6 +125,10 @@ class Service:
 
     async def start(self) -> None:
         """Start the scheduler (recovering its journal) and register the backends."""
+        # Qiskit takes seconds to import: at the start, not in the first client's request.
+        with contextlib.suppress(ImportError):
+            import qiskit.qasm2
+            import qiskit.qasm3  # noqa: F401
         # Before the start, so that tasks recovered from the journal are counted too.
         self.scheduler.add_listener(self._on_transition)
         self.scheduler.add_listener(self.hub.listener)
