@@ -133,6 +133,8 @@ def test_fair_share_weights() -> None:
         ({"server": {"port": 70000}}, "server.port", "between 0 and 65535"),
         ({"server": {"colour": 1}}, "server.colour", "unknown key"),
         ({"server": {"log_format": "xml"}}, "server.log_format", "'text' or 'json'"),
+        ({"server": {"durability": "fast"}}, "server.durability", "'off', 'process' or 'power'"),
+        ({"server": {"max_queue_depth": 0}}, "server.max_queue_depth", "integer >= 1"),
         (
             {"users": {"alice": {"token_sha256": "abc"}}},
             "users.alice.token_sha256",

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -89,6 +89,8 @@ def _endpoint(
             return _problem_response(problem_for(exc.error, index=exc.index))
         except SchedulerError as exc:
             return _problem_response(problem_for(exc))
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is there to read it
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _problem_response(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._config import FairShare, SchedulerConfig
+from .._config import Durability, FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
@@ -104,7 +104,11 @@ class Service:
     def _scheduler_config(self, journal: str) -> SchedulerConfig:
         settings = self.config.server
         return SchedulerConfig(
-            workers=settings.workers, journal=journal, fair_share=self._fair_share()
+            workers=settings.workers,
+            journal=journal,
+            durability=Durability(settings.durability),
+            max_queue_depth=settings.max_queue_depth,
+            fair_share=self._fair_share(),
         )
 
     def _fair_share(self) -> FairShare:
