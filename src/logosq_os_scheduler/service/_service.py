@@ -96,6 +96,8 @@ class Service:
         self.hub = EventHub(self.view)
         self.closing = asyncio.Event()
         self._finished: dict[str, _Finished] = {}
+        # Requests waiting in wait() now (long-polls), for operators (/v1/stats, admin).
+        self.long_polls = 0
         self._reader: sqlite3.Connection | None = None
         # Unix time minus the scheduler's clock: views carry Unix times.
         self._offset = time.time() - self.scheduler.clock.now()
@@ -319,11 +321,13 @@ class Service:
 
         handle.add_done_callback(finished)
         closing = asyncio.ensure_future(self.closing.wait())
+        self.long_polls += 1
         try:
             await asyncio.wait(
                 (done, closing), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            self.long_polls -= 1
             closing.cancel()
             if not done.done():
                 done.cancel()
@@ -438,6 +442,7 @@ class Service:
             "throughput_per_s": m.recent_throughput,
             "users": users,
             "backends": self.backends(),
+            **({"long_polls": self.long_polls} if user.admin else {}),
         }
 
     def me(self, user: UserSettings) -> dict[str, Any]:
