@@ -221,9 +221,10 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "no backend 'qpu9' on this server (known: sim)",
         )
         _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
-        _problem(
+        body = _problem(
             alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
         )
+        assert body["max_wait"] == 60 and body["field"] == "wait"
         _problem(
             alice.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
         )

@@ -162,11 +162,14 @@ def _wait_seconds(request: Request, service: Service) -> float:
         wait = math.nan
     limit = service.config.server.max_wait
     if not (0 <= wait <= limit):
-        raise _bad_request(
+        problem = _bad_request(
             f"wait must be a number of seconds between 0 and {limit:g}, got {raw!r}",
             status=422,
             slug="invalid-request",
+            field="wait",
         )
+        problem.body["max_wait"] = limit
+        raise problem
     return wait
 
 
