@@ -150,6 +150,10 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise _bad_request(f"invalid request: {exc}", status=422, slug="invalid-request") from exc
     except msgspec.DecodeError as exc:
         raise _bad_request(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise _bad_request(
+            "the body is nested too deeply to read", status=422, slug="invalid-request"
+        ) from exc
 
 
 def _wait_seconds(request: Request, service: Service) -> float:
