@@ -174,6 +174,16 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             for _ in range(40)
         )
         _problem(alice.post("/v1/tasks", content=chunks), 413, "InvalidRequestError")
+        odd_option = circuit(run_options={"shots": 5})
+        body = _problem(
+            alice.post("/v1/tasks", json=odd_option), 422, "InvalidRequestError", "`shots`"
+        )
+        assert body["field"] == "run_options"
+        batch_body = {"tasks": [function("square", 1), circuit(fmt="qasm4")]}
+        body = _problem(
+            alice.post("/v1/tasks/batch", json=batch_body), 422, "InvalidRequestError", "qasm4"
+        )
+        assert body["field"] == "circuit" and body["index"] == 1
         unknown = function("square", 1, colour="blue")
         _problem(
             alice.post("/v1/tasks", json=unknown),
