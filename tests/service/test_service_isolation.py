@@ -93,6 +93,9 @@ def test_listing_is_per_user_and_the_admin_sees_all(make_server: Configure) -> N
         assert {v["id"] for v in everyone} == set(a_ids) | set(b_ids)
         only_bob = root.get("/v1/tasks", params={"user": "bob"}).json()["tasks"]
         assert {v["id"] for v in only_bob} == set(b_ids)
+        urgent = alice.post("/v1/tasks", json=function("square", 9, priority="high")).json()
+        high = alice.get("/v1/tasks", params={"priority": "high"}).json()["tasks"]
+        assert [v["id"] for v in high] == [urgent["id"]]
         _problem(
             bob.get("/v1/tasks", params={"user": "alice"}),
             403,
