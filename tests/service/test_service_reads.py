@@ -60,6 +60,7 @@ def test_me_backends_stats(make_server: Configure) -> None:
         backends = {b["name"]: b for b in alice.get("/v1/backends").json()}
         assert set(backends) == {"sim", "big"}
         assert backends["big"]["num_qubits"] == 20 and backends["big"]["capacity"] == 2
+        assert backends["big"]["kind"] == "mock"
         assert backends["sim"]["breaker"] == "closed" and backends["sim"]["in_rotation"] is True
         assert backends["sim"]["queued_by_priority"] == [0, 0, 0, 0, 0]
         stats = alice.get("/v1/stats").json()

@@ -395,13 +395,14 @@ class Service:
     def backends(self) -> list[dict[str, Any]]:
         """Each backend: its size, queues and breaker state."""
         metrics = self.scheduler.metrics()
+        kinds = {b.name: b.kind for b in self.config.backends}
         out = []
         for name, backend in self.scheduler.backends.items():
             m = metrics.backends.get(name)
             out.append(
                 {
                     "name": name,
-                    "kind": type(backend).__name__,
+                    "kind": kinds.get(name, type(backend).__name__),
                     "num_qubits": getattr(backend, "num_qubits", None),
                     "capacity": m.capacity if m else 0,
                     "busy": m.busy if m else 0,
