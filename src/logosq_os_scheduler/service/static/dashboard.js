@@ -198,6 +198,13 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
+// Quantum work runs on a backend; classical work (no backend) on the server's workers.
+const CLASSICAL_LANE = "classical workers";
+
+function laneOf(task) {
+  return task.backend ?? CLASSICAL_LANE;
+}
+
 function renderTimeline() {
   const root = $("timeline-svg");
   const width = Math.max(320, root.clientWidth || 800);
@@ -208,11 +215,12 @@ function renderTimeline() {
   const lanes = [...state.backendNames];
   const runs = [];
   for (const t of state.tasks.values()) {
-    if (t.started_at == null || t.backend == null) continue;
+    if (t.started_at == null) continue;
     const end = t.finished_at ?? (TERMINAL.has(t.status) ? t.started_at : now);
     if (end < from) continue;
-    if (!lanes.includes(t.backend)) lanes.push(t.backend);
-    runs.push([t, Math.max(t.started_at, from), Math.min(end, now)]);
+    const lane = laneOf(t);
+    if (!lanes.includes(lane)) lanes.push(lane);
+    runs.push([t, lane, Math.max(t.started_at, from), Math.min(end, now)]);
   }
   const height = Math.max(1, lanes.length) * laneHeight + 20;
   root.setAttribute("viewBox", `0 0 ${width} ${height}`);
@@ -223,11 +231,11 @@ function renderTimeline() {
     children.push(svg("rect", { x: 0, y: i * laneHeight, width, height: laneHeight - 2, class: "lane" }));
     children.push(svg("text", { x: 4, y: i * laneHeight + 15, class: "lane-label" }, name));
   });
-  for (const [t, start, end] of runs) {
+  for (const [t, lane, start, end] of runs) {
     const status = TERMINAL.has(t.status) ? (t.status === "completed" ? "completed" : "failed") : "running";
     const run = svg("rect", {
       x: x(start),
-      y: lanes.indexOf(t.backend) * laneHeight + 3,
+      y: lanes.indexOf(lane) * laneHeight + 3,
       width: Math.max(2, x(end) - x(start)),
       height: laneHeight - 8,
       class: `run ${status}`,
