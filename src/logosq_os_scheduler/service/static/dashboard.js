@@ -228,11 +228,17 @@ function renderTimeline() {
   const x = (time) => labelWidth + ((time - from) / TIMELINE_SECONDS) * (width - labelWidth - 8);
   const children = [];
   lanes.forEach((name, i) => {
-    children.push(svg("rect", { x: 0, y: i * laneHeight, width, height: laneHeight - 2, class: "lane" }));
+    children.push(
+      svg("rect", { x: 0, y: i * laneHeight, width, height: laneHeight - 2, class: "lane" }),
+    );
     children.push(svg("text", { x: 4, y: i * laneHeight + 15, class: "lane-label" }, name));
   });
   for (const [t, lane, start, end] of runs) {
-    const status = TERMINAL.has(t.status) ? (t.status === "completed" ? "completed" : "failed") : "running";
+    const status = TERMINAL.has(t.status)
+      ? t.status === "completed"
+        ? "completed"
+        : "failed"
+      : "running";
     const run = svg("rect", {
       x: x(start),
       y: lanes.indexOf(lane) * laneHeight + 3,
@@ -244,14 +250,26 @@ function renderTimeline() {
     children.push(run);
   }
   const axisY = lanes.length * laneHeight + 14;
-  for (const [offset, label] of [[TIMELINE_SECONDS, "−2 min"], [60, "−1 min"], [0, "now"]]) {
+  for (const [offset, label] of [
+    [TIMELINE_SECONDS, "−2 min"],
+    [60, "−1 min"],
+    [0, "now"],
+  ]) {
     const anchor = offset === 0 ? "end" : offset === TIMELINE_SECONDS ? "start" : "middle";
-    children.push(svg("text", { x: x(now - offset), y: axisY, class: "axis", "text-anchor": anchor }, label));
+    children.push(
+      svg("text", { x: x(now - offset), y: axisY, class: "axis", "text-anchor": anchor }, label),
+    );
   }
   if (lanes.length === 0) {
     children.push(svg("text", { x: labelWidth, y: 15, class: "axis" }, "No backends to show."));
   } else if (runs.length === 0) {
-    children.push(svg("text", { x: labelWidth + 8, y: 15, class: "axis" }, "No task has run in the last two minutes."));
+    children.push(
+      svg(
+        "text",
+        { x: labelWidth + 8, y: 15, class: "axis" },
+        "No task has run in the last two minutes.",
+      ),
+    );
   }
   root.replaceChildren(...children);
 }
@@ -264,15 +282,25 @@ function renderSparkline() {
   root.setAttribute("height", height);
   const now = browserNow();
   const samples = state.throughput;
+  // The window grows from one minute to five as the page watches: no history is kept on the
+  // server, and an empty four minutes would squeeze the line into a corner.
+  const since = samples.length ? now - samples[0][0] : 0;
+  const span = Math.min(SPARKLINE_SECONDS, Math.max(60, Math.ceil(since / 60) * 60));
   const top = Math.max(1, ...samples.map(([, v]) => v));
-  const x = (t) => ((t - (now - SPARKLINE_SECONDS)) / SPARKLINE_SECONDS) * width;
+  const x = (t) => ((t - (now - span)) / span) * width;
   const y = (v) => height - 4 - (v / top) * (height - 20);
-  const children = [svg("text", { x: 4, y: 12, class: "axis" }, `peak ${formatRate(top)} · last 5 min`)];
+  const label = `throughput, last ${span / 60} min (peak ${formatRate(top)})`;
+  const children = [svg("text", { x: 4, y: 12, class: "axis" }, label)];
   if (samples.length >= 2) {
     const points = samples.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     const first = x(samples[0][0]).toFixed(1);
     const last = x(samples[samples.length - 1][0]).toFixed(1);
-    children.push(svg("polygon", { points: `${first},${height} ${points} ${last},${height}`, class: "spark-area" }));
+    children.push(
+      svg("polygon", {
+        points: `${first},${height} ${points} ${last},${height}`,
+        class: "spark-area",
+      }),
+    );
     children.push(svg("polyline", { points, class: "spark-line" }));
   }
   root.replaceChildren(...children);
