@@ -29,7 +29,9 @@ VENVS = ROOT / ".venv"
 # pytest's exit code 5 means "no tests ran": that is a failure here, never a pass.
 NO_TESTS = 5
 
-CORE_MARKERS = "not qiskit and not ray and not observability and not security and not browser"
+CORE_MARKERS = (
+    "not qiskit and not ray and not observability and not security and not service and not browser"
+)
 
 
 def _python(env_dir: Path) -> Path:
