@@ -134,6 +134,11 @@ def page(browser: Any) -> Iterator[Any]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A refusal by the page's Content-Security-Policy is a bug of the page, not of the test.
+    opened.on(
+        "console",
+        lambda message: errors.append(message.text) if "Refused to" in message.text else None,
+    )
     try:
         yield opened
     finally:
@@ -323,3 +328,19 @@ def test_screenshot_of_a_busy_run(make_server: Configure, tmp_path: Path, page: 
         page.screenshot(path=str(target), full_page=True)
     finally:
         work.open_all()
+
+
+def test_the_page_is_served_with_a_policy_that_keeps_it_to_its_server(server: Server) -> None:
+    with server.client(None) as client:
+        page = client.get("/")
+        script = client.get("/static/dashboard.js")
+        missing = client.get("/static/nothing.js")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["x-content-type-options"] == "nosniff"
+    assert missing.status_code == 404
