@@ -32,6 +32,8 @@ expect = sync_api.expect
 expect.set_options(timeout=15_000)
 
 PRIORITIES = ("CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE")
+# A user's row: the name, then running, waiting, completed and failed (then the weight).
+COUNTS = "td:nth-child(-n+5)"
 # The users of the test server besides its admin, root (no person's name on the page).
 USERS = {"lab-a": {"groups": ["lab"]}, "lab-b": {"groups": ["lab"]}}
 BACKENDS = [
@@ -213,7 +215,7 @@ def test_a_user_sees_their_own_work_only(server: Server, work: Work, page: Any) 
     expect(page.locator("#whoami")).to_have_text("lab-b")
     expect(page.get_by_role("heading", name="Your work")).to_be_visible()
     expect(page.locator("#users tbody tr")).to_have_count(1)
-    expect(_row(page, "users", "lab-b").locator("td")).to_have_text(["1", "2", "0"])
+    expect(_row(page, "users", "lab-b").locator(COUNTS)).to_have_text(["1", "2", "0", "0"])
     expect(_task_row(page, "b-run")).to_contain_text("running")
     expect(_task_row(page, "b-wait-idle")).to_contain_text("queued")
     expect(page.locator("#tasks tbody tr")).to_have_count(3)
@@ -237,8 +239,11 @@ def test_the_admin_sees_every_queue_user_backend_and_task_live(
 
     # Each user's running and waiting work.
     expect(page.get_by_role("heading", name="Users")).to_be_visible()
-    expect(_row(page, "users", "lab-a").locator("td")).to_have_text(["1", "2", "0"])
-    expect(_row(page, "users", "lab-b").locator("td")).to_have_text(["1", "2", "0"])
+    expect(_row(page, "users", "lab-a").locator(COUNTS)).to_have_text(["1", "2", "0", "0"])
+    expect(_row(page, "users", "lab-b").locator(COUNTS)).to_have_text(["1", "2", "0", "0"])
+    # The fair-share weight is the server's (the group's weight split among its members).
+    weights = {u["user"]: u["weight"] for u in work.call("GET", "/v1/stats", "root")["users"]}
+    expect(_row(page, "users", "lab-a").locator("td").nth(4)).to_have_text(f"{weights['lab-a']:g}")
 
     # The backends, each with its state.
     for name in ("sim-fast", "sim-wide"):

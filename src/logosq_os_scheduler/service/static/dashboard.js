@@ -108,6 +108,10 @@ function showEmpty(id, empty) {
   $(id).hidden = !empty;
 }
 
+function formatWeight(weight) {
+  return typeof weight === "number" ? String(Number(weight.toFixed(3))) : null;
+}
+
 function formatRate(perSecond) {
   if (!Number.isFinite(perSecond)) return "–";
   return `${perSecond >= 100 ? perSecond.toFixed(0) : perSecond.toFixed(1)} tasks/s`;
@@ -141,7 +145,11 @@ function renderStats(stats) {
 
   const users = stats.users ?? [];
   $("users-body").replaceChildren(
-    ...users.map((u) => row([u.user, u.running, u.queued, u.completed], { user: u.user })),
+    ...users.map((u) =>
+      row([u.user, u.running, u.queued, u.completed, u.failed, formatWeight(u.weight)], {
+        user: u.user,
+      }),
+    ),
   );
   showEmpty("users-empty", users.length === 0);
 
