@@ -61,7 +61,8 @@ class Work:
     def __init__(self, server: Server, gates: Path) -> None:
         self.server = server
         self.gates = gates
-        self.held: set[str] = set()
+        # The gate file of each held task, by its key (a key may hold any character).
+        self.held: dict[str, Path] = {}
 
     def call(self, method: str, path: str, user: str, body: Any = None) -> Any:
         with self.server.client(user) as client:
@@ -71,18 +72,19 @@ class Work:
 
     def hold(self, user: str, key: str, priority: str, name: str = "hold") -> dict[str, Any]:
         """Submit, as ``user``, a task that runs until :meth:`open` lets it finish."""
-        body = function("wait_for_file", str(self.gates / key))
+        gate = self.gates / f"gate-{len(self.held)}"
+        body = function("wait_for_file", str(gate))
         body.update(key=key, name=name, priority=priority)
         task: dict[str, Any] = self.call("POST", "/v1/tasks", user, body)
-        self.held.add(key)
+        self.held[key] = gate
         return task
 
     def open(self, key: str) -> None:
-        (self.gates / key).touch()
+        self.held[key].touch()
 
     def open_all(self) -> None:
-        for key in sorted(self.held):
-            self.open(key)
+        for gate in self.held.values():
+            gate.touch()
 
     def wait_status(self, user: str, task_id: int, status: str, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -277,6 +279,34 @@ def test_the_admin_sees_every_queue_user_backend_and_task_live(
     _expect_queues(page, {})
     expect(page.get_by_text("No task is waiting.")).to_be_visible()
     expect(page.locator("#timeline-svg rect.run.completed")).to_have_count(6)
+
+
+def test_the_page_says_when_it_lost_the_server_and_catches_up_after_a_restart(
+    server: Server, work: Work, page: Any
+) -> None:
+    task = work.hold("lab-a", "interrupted", "normal")
+    work.wait_status("lab-a", task["id"], "running")
+    _sign_in(page, server, "lab-a")
+    expect(_task_row(page, "interrupted")).to_contain_text("running")
+
+    server.kill()  # SIGKILL: no goodbye on the event stream
+    expect(page.locator("#connection")).to_have_text("reconnecting…")
+
+    server.start()  # the same port and journal
+    expect(page.locator("#connection")).to_have_text("live")
+    # The journal failed the run the kill interrupted; the page shows it without a reload.
+    expect(_task_row(page, "interrupted")).to_contain_text("failed")
+    expect(_tile(page, "Running")).to_have_text("0")
+
+
+def test_text_from_users_is_shown_as_text(server: Server, work: Work, page: Any) -> None:
+    name = '<img src="x" onerror="document.title = 0">'
+    work.hold("lab-a", "<b>key</b>", "low", name=name)
+    _sign_in(page, server, "root")
+    row = _task_row(page, "<b>key</b>")
+    expect(row).to_contain_text(name)
+    expect(page.locator("#tasks img, #tasks b")).to_have_count(0)
+    expect(page).to_have_title("logosq scheduler")
 
 
 @pytest.mark.skipif(
