@@ -309,6 +309,19 @@ def test_text_from_users_is_shown_as_text(server: Server, work: Work, page: Any)
     expect(page).to_have_title("logosq scheduler")
 
 
+def test_the_page_keeps_up_with_a_burst_of_work(server: Server, work: Work, page: Any) -> None:
+    _sign_in(page, server, "root")
+    expect(_tile(page, "Completed")).to_have_text("0")
+    for batch in range(10):
+        tasks = [circuit(key=f"burst-{batch}-{i}", shots=100) for i in range(200)]
+        work.call("POST", "/v1/tasks/batch", "lab-a", {"tasks": tasks})
+    expect(_tile(page, "Completed")).to_have_text("2000", timeout=60_000)
+    expect(_row(page, "users", "lab-a").locator(COUNTS)).to_have_text(["0", "0", "2000", "0"])
+    expect(page.locator("#tasks tbody tr")).to_have_count(50)
+    expect(_task_row(page, "burst-9-199")).to_contain_text("completed")
+    expect(page.locator("#connection")).to_have_text("live")
+
+
 @pytest.mark.skipif(
     not os.environ.get("LOGOSQ_DASHBOARD_SCREENSHOT"),
     reason="writes the README's screenshot: set LOGOSQ_DASHBOARD_SCREENSHOT=docs/dashboard.png",

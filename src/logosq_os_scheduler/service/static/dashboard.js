@@ -11,6 +11,8 @@
 const PRIORITIES = ["critical", "high", "normal", "low", "idle"];
 const TOKEN_KEY = "logosq.dashboard.token";
 const MAX_TASK_ROWS = 50;
+const MAX_KEPT_TASKS = 2000;
+const RENDER_DELAY_MS = 100;
 const TIMELINE_SECONDS = 120;
 const SPARKLINE_SECONDS = 300;
 const RECONNECT_MAX_MS = 10_000;
@@ -34,6 +36,7 @@ const state = {
   everOpen: false,
   reconnectDelay: 500,
   reconnectTimer: null,
+  renderPending: false,
   // Task views by id, newest first when rendered; the table shows MAX_TASK_ROWS of them.
   tasks: new Map(),
   // Backend names in the server's order, for the timeline's lanes.
@@ -325,15 +328,32 @@ function noteTask(task) {
     }
   }
   state.tasks.set(task.id, task);
-  // Forget what neither the table nor the timeline shows any more.
-  if (state.tasks.size > 4 * MAX_TASK_ROWS) {
-    const horizon = serverNow() - TIMELINE_SECONDS;
-    const ids = [...state.tasks.keys()].sort((a, b) => b - a);
-    for (const id of ids.slice(MAX_TASK_ROWS)) {
-      const t = state.tasks.get(id);
-      if (TERMINAL.has(t.status) && (t.finished_at ?? 0) < horizon) state.tasks.delete(id);
-    }
+}
+
+// Forget what neither the table nor the timeline shows any more, and past MAX_KEPT_TASKS the
+// oldest too: a busy server sends thousands of task events a second.
+function pruneTasks() {
+  if (state.tasks.size <= MAX_KEPT_TASKS) return;
+  const horizon = serverNow() - TIMELINE_SECONDS;
+  const ids = [...state.tasks.keys()].sort((a, b) => b - a);
+  ids.slice(MAX_KEPT_TASKS).forEach((id) => state.tasks.delete(id));
+  for (const id of ids.slice(MAX_TASK_ROWS, MAX_KEPT_TASKS)) {
+    const t = state.tasks.get(id);
+    if (TERMINAL.has(t.status) && (t.finished_at ?? 0) < horizon) state.tasks.delete(id);
   }
+}
+
+// Task events are drawn together, at most every RENDER_DELAY_MS, not one redraw each.
+function scheduleRender() {
+  if (state.renderPending) return;
+  state.renderPending = true;
+  setTimeout(() => {
+    state.renderPending = false;
+    if (!state.token) return;
+    pruneTasks();
+    renderTasks();
+    renderTimeline();
+  }, RENDER_DELAY_MS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,8 +400,7 @@ function connect() {
   events.addEventListener("stats", (event) => renderStats(JSON.parse(event.data)));
   events.addEventListener("task", (event) => {
     noteTask(JSON.parse(event.data));
-    renderTasks();
-    renderTimeline();
+    scheduleRender();
   });
   events.onerror = () => {
     setConnection("reconnecting", "reconnecting…");
