@@ -211,6 +211,26 @@ def test_a_wrong_token_shows_why_and_nothing_else(server: Server, page: Any) -> 
     expect(page.locator("#dashboard")).to_be_hidden()
 
 
+def test_an_idle_server_says_so_and_the_tab_keeps_its_sign_in(server: Server, page: Any) -> None:
+    _sign_in(page, server, "root")
+    expect(page.get_by_text("No task is waiting.")).to_be_visible()
+    expect(page.get_by_text("No work submitted yet.")).to_be_visible()
+    expect(page.get_by_text("No tasks yet.")).to_be_visible()
+    expect(page.get_by_text("No task has run in the last two minutes.")).to_be_visible()
+    expect(page.locator("#backends tbody tr")).to_have_count(2)
+    # A reload keeps the tab signed in; signing out forgets the token.
+    page.reload()
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#whoami")).to_have_text("root · admin")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#connection")).to_have_text("signed out")
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#dashboard")).to_be_hidden()
+    assert page.evaluate("() => sessionStorage.length") == 0
+    page.reload()
+    expect(page.get_by_label("API token")).to_be_visible()
+
+
 def test_a_user_sees_their_own_work_only(server: Server, work: Work, page: Any) -> None:
     _held_work(work)
     _sign_in(page, server, "lab-b")
