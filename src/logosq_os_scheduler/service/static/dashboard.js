@@ -390,6 +390,7 @@ function connect() {
   const events = new EventSource(`/v1/events?token=${encodeURIComponent(state.token)}`);
   state.events = events;
   events.onopen = () => {
+    if (state.events !== events) return;
     setConnection("live");
     showError(null);
     state.reconnectDelay = 500;
@@ -437,12 +438,14 @@ async function signIn(token) {
     me = await api("/v1/me");
   } catch (exc) {
     state.token = null;
-    sessionStorage.removeItem(TOKEN_KEY);
     setConnection("signed-out", "signed out");
-    const why =
-      exc instanceof ApiError && exc.status === 401
-        ? `The server refused this token: ${exc.message}`
-        : `Could not sign in: ${exc.message}`;
+    const refused = exc instanceof ApiError && exc.status === 401;
+    // A refused token is forgotten; one the server could not be asked about is kept, so a
+    // reload once the server is back signs the tab in again.
+    if (refused) sessionStorage.removeItem(TOKEN_KEY);
+    const why = refused
+      ? `The server refused this token: ${exc.message}`
+      : `Could not sign in: ${exc.message}`;
     $("login-error").textContent = why;
     $("login-error").hidden = false;
     return;
@@ -461,6 +464,7 @@ async function signIn(token) {
   } catch (exc) {
     showError(`Could not load the dashboard: ${exc.message}`);
   }
+  if (state.token !== token) return; // signed out while the first picture loaded
   connect();
 }
 
