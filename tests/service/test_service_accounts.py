@@ -133,6 +133,8 @@ def test_fair_share_weights() -> None:
         ({"server": {"port": 70000}}, "server.port", "between 0 and 65535"),
         ({"server": {"colour": 1}}, "server.colour", "unknown key"),
         ({"server": {"log_format": "xml"}}, "server.log_format", "'text' or 'json'"),
+        ({"server": {"durability": "fast"}}, "server.durability", "'off', 'process' or 'power'"),
+        ({"server": {"max_queue_depth": 0}}, "server.max_queue_depth", "integer >= 1"),
         (
             {"users": {"alice": {"token_sha256": "abc"}}},
             "users.alice.token_sha256",
@@ -204,3 +206,37 @@ def test_load_config_from_toml(tmp_path: Path) -> None:
     bad = parse_config({"functions": {"f": "no_such_module_here:f"}})
     with pytest.raises(InvalidConfigError, match=r"functions\.f.*cannot import"):
         bad.resolve_functions()
+
+
+def test_logosq_token_prints_a_token_and_its_config_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from logosq_os_scheduler.cli import EXIT_OK, main
+
+    assert main(["token"]) == EXIT_OK
+    out = capsys.readouterr()
+    token, line = out.out.splitlines()
+    assert token.startswith("lq_")
+    assert line == f'token_sha256 = "{hash_token(token)}"'
+    assert "shown only now" in out.err
+    # The line is what a config takes.
+    config = parse_config({"users": {"a": {"token_sha256": line.split('"')[1]}}})
+    assert Accounts(config, ManualClock()).authenticate(token).name == "a"
+
+
+def test_logosq_serve_with_a_bad_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("msgspec")
+    from logosq_os_scheduler.cli import EXIT_USAGE, main
+
+    assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == EXIT_USAGE
+    assert "cannot read" in capsys.readouterr().err
+    path = tmp_path / "server.toml"
+    path.write_text("[server]\nport = 8765\n")
+    assert main(["serve", "--config", str(path)]) == EXIT_USAGE
+    assert "the server runs on a durable journal" in capsys.readouterr().err
+    assert main(["serve", "--config", str(path), "--port", "99999"]) == EXIT_USAGE
+    assert "server.port" in capsys.readouterr().err

@@ -9,13 +9,14 @@ call the scheduler directly: a submit is checked, counted against the quotas and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._config import FairShare, SchedulerConfig
+from .._config import Durability, FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
@@ -95,6 +96,8 @@ class Service:
         self.hub = EventHub(self.view)
         self.closing = asyncio.Event()
         self._finished: dict[str, _Finished] = {}
+        # Requests waiting in wait() now (long-polls), for operators (/v1/stats, admin).
+        self.long_polls = 0
         self._reader: sqlite3.Connection | None = None
         # Unix time minus the scheduler's clock: views carry Unix times.
         self._offset = time.time() - self.scheduler.clock.now()
@@ -103,7 +106,11 @@ class Service:
     def _scheduler_config(self, journal: str) -> SchedulerConfig:
         settings = self.config.server
         return SchedulerConfig(
-            workers=settings.workers, journal=journal, fair_share=self._fair_share()
+            workers=settings.workers,
+            journal=journal,
+            durability=Durability(settings.durability),
+            max_queue_depth=settings.max_queue_depth,
+            fair_share=self._fair_share(),
         )
 
     def _fair_share(self) -> FairShare:
@@ -124,6 +131,10 @@ class Service:
 
     async def start(self) -> None:
         """Start the scheduler (recovering its journal) and register the backends."""
+        # Qiskit takes seconds to import: at the start, not in the first client's request.
+        with contextlib.suppress(ImportError):
+            import qiskit.qasm2
+            import qiskit.qasm3  # noqa: F401
         # Before the start, so that tasks recovered from the journal are counted too.
         self.scheduler.add_listener(self._on_transition)
         self.scheduler.add_listener(self.hub.listener)
@@ -310,11 +321,13 @@ class Service:
 
         handle.add_done_callback(finished)
         closing = asyncio.ensure_future(self.closing.wait())
+        self.long_polls += 1
         try:
             await asyncio.wait(
                 (done, closing), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            self.long_polls -= 1
             closing.cancel()
             if not done.done():
                 done.cancel()
@@ -429,6 +442,7 @@ class Service:
             "throughput_per_s": m.recent_throughput,
             "users": users,
             "backends": self.backends(),
+            **({"long_polls": self.long_polls} if user.admin else {}),
         }
 
     def me(self, user: UserSettings) -> dict[str, Any]:
