@@ -29,7 +29,9 @@ VENVS = ROOT / ".venv"
 # pytest's exit code 5 means "no tests ran": that is a failure here, never a pass.
 NO_TESTS = 5
 
-CORE_MARKERS = "not qiskit and not ray and not observability and not security and not service"
+CORE_MARKERS = (
+    "not qiskit and not ray and not observability and not security and not service and not browser"
+)
 
 
 def _python(env_dir: Path) -> Path:
@@ -73,7 +75,7 @@ def cmd_demo(args: list[str]) -> None:
 
 
 def cmd_test(args: list[str]) -> None:
-    py = ensure_env("dev-all", "all,dev,algorithms")
+    py = ensure_env("dev-all", "all,dev,algorithms,browser")
     run([py, "-m", "ruff", "check", "src", "tests", "benchmarks"])
     run([py, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks"])
     run([py, "-m", "mypy"])
