@@ -18,6 +18,7 @@ from ._clock import Clock, LoopClock, ManualClock, MonotonicClock
 from ._config import Durability, PreemptionStrategy, SchedulerConfig
 from ._context import TaskContext, current_context
 from ._errors import (
+    AuthenticationError,
     BackendError,
     BackendUnavailableError,
     InternalError,
@@ -28,10 +29,14 @@ from ._errors import (
     MissingExtraError,
     NoRouteError,
     PermanentBackendError,
+    PermissionDeniedError,
     QueueFullError,
+    QuotaExceededError,
     RetriesExhaustedError,
     SchedulerClosedError,
     SchedulerError,
+    ServiceError,
+    ServiceUnavailableError,
     TaskCancelledError,
     TaskError,
     TaskFailedError,
@@ -71,6 +76,7 @@ __version__ = "0.1.0"
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AuthenticationError",
     "Backend",
     "BackendError",
     "BackendMetrics",
@@ -96,10 +102,12 @@ __all__ = [
     "MonotonicClock",
     "NoRouteError",
     "PermanentBackendError",
+    "PermissionDeniedError",
     "PreemptionStrategy",
     "ProcessExecutor",
     "QuantumScheduler",
     "QueueFullError",
+    "QuotaExceededError",
     "RayExecutor",
     "RemoteMockBackend",
     "ResourceLimitError",
@@ -113,6 +121,8 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerError",
     "SchedulerMetrics",
+    "ServiceError",
+    "ServiceUnavailableError",
     "SignedRecord",
     "Task",
     "TaskBuilder",

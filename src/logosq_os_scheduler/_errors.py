@@ -11,6 +11,14 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── MissingExtraError         an optional dependency group is needed but not installed
      ├── JournalError              the durable journal cannot be opened or written (names the file)
      ├── UnknownTaskError          no task has that id or client key
+ ├── ServiceError              a scheduler service (logosq serve) refused a request or could
+ │    │                        not answer it; carries the HTTP status and the problem body
+ │    ├── AuthenticationError      401: the API token is missing or unknown
+ │    ├── PermissionDeniedError    403: the token's user may not do this (a priority above
+ │    │                            their ceiling, another user's tasks)
+ │    ├── QuotaExceededError       429: over a quota; says which limit, and when to retry
+ │    └── ServiceUnavailableError  the server could not be reached, or kept failing (5xx),
+ │                                 through every retry
      ├── TaskError                 a task ended without a value; carries the task id
      │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
      │    │    ├── WorkerCrashedError   its worker process died (executors: exit code/signal)
@@ -32,6 +40,7 @@ Messages say what was wrong and, where it helps, what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
     "BackendUnavailableError",
     "InternalError",
@@ -42,10 +51,14 @@ __all__ = [
     "MissingExtraError",
     "NoRouteError",
     "PermanentBackendError",
+    "PermissionDeniedError",
     "QueueFullError",
+    "QuotaExceededError",
     "RetriesExhaustedError",
     "SchedulerClosedError",
     "SchedulerError",
+    "ServiceError",
+    "ServiceUnavailableError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -180,6 +193,73 @@ class UnknownTaskError(SchedulerError, LookupError):
 
     def __str__(self) -> str:  # LookupError would quote the message like a KeyError's
         return str(self.args[0])
+
+
+class ServiceError(SchedulerError):
+    """A scheduler service (``logosq serve``) refused a request, or could not answer it.
+
+    Raised by :mod:`logosq_os_scheduler.client` for a refusal that no more specific error
+    describes, and the parent of those that do. A request the server found invalid raises
+    :class:`InvalidTaskError`, and an unknown task :class:`UnknownTaskError`, as a local
+    scheduler would.
+
+    Attributes:
+        status: The HTTP status of the refusal, or None when no response came.
+        problem: The RFC 9457 problem body the server sent (empty when there was none).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, problem: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem: dict[str, object] = dict(problem or {})
+
+
+class AuthenticationError(ServiceError):
+    """The API token is missing, malformed or unknown to the server (HTTP 401).
+
+    Check the token given to the client (``logosq token`` makes one and prints the line its
+    server's config needs).
+    """
+
+
+class PermissionDeniedError(ServiceError):
+    """The token's user may not do what was asked (HTTP 403): a priority above the user's
+    ceiling (only an admin may submit CRITICAL), or a listing of other users' tasks."""
+
+
+class QuotaExceededError(ServiceError):
+    """The user or their group is over a quota (HTTP 429); nothing was submitted.
+
+    Attributes:
+        limit: Which quota (``"max_running"``, ``"max_active"``, ``"shots_per_day"``, ...).
+        retry_after: Seconds after which the server expects the request may succeed (its
+            ``Retry-After``), or None when it gave none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        problem: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, problem=problem)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(ServiceError):
+    """The server could not be reached, timed out, or answered with a server error (5xx),
+    on every attempt the client's retry policy allowed. The last cause is ``__cause__``.
+
+    A submit that raises this may or may not have reached the server: submit the same
+    builder again (it carries its client key) or look the key up with ``client.task(key)``;
+    the server never runs one key twice.
+    """
 
 
 class TaskError(SchedulerError):
