@@ -4,6 +4,8 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
 
     SchedulerError
      ├── InvalidTaskError          a task, circuit, rule or workflow is malformed (names it)
+ │    └── InvalidRequestError  a scheduler service refused a request as invalid (400, 413,
+ │                             422); also a ServiceError
      ├── InvalidConfigError        a scheduler setting is out of range (names the setting)
      ├── QueueFullError            admission refused: the queue is at max_queue_depth
      ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
@@ -46,6 +48,7 @@ __all__ = [
     "InternalError",
     "InterruptedByRestartError",
     "InvalidConfigError",
+    "InvalidRequestError",
     "InvalidTaskError",
     "JournalError",
     "MissingExtraError",
@@ -200,20 +203,49 @@ class ServiceError(SchedulerError):
 
     Raised by :mod:`logosq_os_scheduler.client` for a refusal that no more specific error
     describes, and the parent of those that do. A request the server found invalid raises
-    :class:`InvalidTaskError`, and an unknown task :class:`UnknownTaskError`, as a local
-    scheduler would.
+    :class:`InvalidRequestError` (an :class:`InvalidTaskError` too), and an unknown task
+    :class:`UnknownTaskError`, as a local scheduler would.
 
     Attributes:
         status: The HTTP status of the refusal, or None when no response came.
-        problem: The RFC 9457 problem body the server sent (empty when there was none).
+        body: The RFC 9457 problem body the server sent (empty when there was none).
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, problem: dict[str, object] | None = None
+        self, message: str, *, status: int | None = None, body: dict[str, object] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.problem: dict[str, object] = dict(problem or {})
+        self.body: dict[str, object] = dict(body or {})
+
+
+class InvalidRequestError(InvalidTaskError, ServiceError):
+    """A scheduler service refused a request as invalid: unparseable (400), too large (413),
+    or well-formed but wrong (422: an unknown field, malformed QASM, an unregistered function
+    name, too many qubits). The message is the server's own.
+
+    Catch it as :class:`InvalidTaskError` (a local scheduler raises that for the same
+    mistakes) or as :class:`ServiceError`.
+
+    Attributes:
+        field: The task field to blame when the server named one, else ``"request"``.
+        index: The position of the refused task in a batch, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "request",
+        index: int | None = None,
+        status: int | None = 422,
+        body: dict[str, object] | None = None,
+    ) -> None:
+        ServiceError.__init__(self, message, status=status, body=body)
+        self.field = field
+        self.problem = message
+        self.where = None
+        self.index = index
 
 
 class AuthenticationError(ServiceError):
@@ -245,9 +277,9 @@ class QuotaExceededError(ServiceError):
         limit: str,
         retry_after: float | None = None,
         status: int | None = 429,
-        problem: dict[str, object] | None = None,
+        body: dict[str, object] | None = None,
     ) -> None:
-        super().__init__(message, status=status, problem=problem)
+        super().__init__(message, status=status, body=body)
         self.limit = limit
         self.retry_after = retry_after
 
