@@ -266,6 +266,7 @@ class QuotaExceededError(ServiceError):
 
     Attributes:
         limit: Which quota (``"max_running"``, ``"max_active"``, ``"shots_per_day"``, ...).
+        scope: Whose quota (``"user alice"``, ``"group lab"``), or None when not said.
         retry_after: Seconds after which the server expects the request may succeed (its
             ``Retry-After``), or None when it gave none.
     """
@@ -275,12 +276,14 @@ class QuotaExceededError(ServiceError):
         message: str,
         *,
         limit: str,
+        scope: str | None = None,
         retry_after: float | None = None,
         status: int | None = 429,
         body: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.limit = limit
+        self.scope = scope
         self.retry_after = retry_after
 
 
