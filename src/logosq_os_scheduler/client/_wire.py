@@ -362,6 +362,9 @@ _FAILURES: dict[str, type[TaskFailedError]] = {
 }
 
 
+_GENERIC_ENDS = frozenset({"TaskTimeoutError", "TaskCancelledError"})
+
+
 def error_of_task(view: TaskView) -> TaskError:
     """The error ``await handle`` raises for a task that ended without a value: the one a
     local handle raises for the same end, with the server's message."""
@@ -373,12 +376,15 @@ def error_of_task(view: TaskView) -> TaskError:
             return cls(view.task_id, detail)
         kind = f"{view.error_type}: " if view.error_type and view.error_type not in detail else ""
         return TaskFailedError(view.task_id, f"{what} failed: {kind}{detail}")
+    # A time-out or a cancellation is said as a local handle says it; an error the server
+    # recorded as its cause (anything but the generic one) is added.
+    cause = ""
+    if view.error_type and view.error_type not in _GENERIC_ENDS:
+        cause = f" ({view.error_type}: {view.error_message})"
     if view.status is TaskStatus.TIMED_OUT:
-        return TaskTimeoutError(
-            view.task_id, view.error_message or f"{what} passed its deadline and timed out"
-        )
+        return TaskTimeoutError(view.task_id, f"{what} passed its deadline and timed out{cause}")
     if view.status is TaskStatus.CANCELLED:
-        return TaskCancelledError(view.task_id, view.error_message or f"{what} was cancelled")
+        return TaskCancelledError(view.task_id, f"{what} was cancelled{cause}")
     raise ValueError(f"{what} is {view.status.name}, which is not an end without a value")
 
 

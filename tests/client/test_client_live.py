@@ -1,0 +1,267 @@
+"""SchedulerClient and BlockingSchedulerClient against a real ``logosq serve`` on loopback.
+
+Every test starts a server process (``make_server``, shared with the service's tests) and
+talks to it only through the client: submit, await, cancel, reattach from a new client,
+idempotent keys (a lost response included, through a proxy that drops it), and the errors
+each refusal maps to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("msgspec")
+pytest.importorskip("qiskit")
+
+from _proxy import DroppingProxy
+
+from logosq_os_scheduler import (
+    AuthenticationError,
+    InvalidRequestError,
+    InvalidTaskError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    ServiceError,
+    Task,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskPriority,
+    TaskStatus,
+    TaskTimeoutError,
+    UnknownTaskError,
+)
+from logosq_os_scheduler.client import (
+    BlockingSchedulerClient,
+    RemoteTaskHandle,
+    RetryPolicy,
+    SchedulerClient,
+    TaskRequest,
+)
+
+pytestmark = [pytest.mark.service, pytest.mark.qiskit, pytest.mark.slow]
+
+BELL_QASM2 = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0],q[1];
+measure q -> c;
+"""
+
+USERS: dict[str, dict[str, object]] = {
+    "user1": {"groups": ["lab"], "priority_ceiling": "high"},
+    "user2": {"groups": ["lab"]},
+}
+
+
+def runs(path: Path) -> list[str]:
+    """The tags ``append_run`` wrote, one per run."""
+    return path.read_text().split() if path.exists() else []
+
+
+async def test_submit_await_and_the_result_of_each_kind(make_server: Any) -> None:
+    srv = make_server(users=USERS)
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        bell = await client.submit(
+            Task.quantum("bell")
+            .with_circuit(BELL_QASM2)
+            .with_shots(200)
+            .with_priority(TaskPriority.HIGH)
+        )
+        square = await client.submit_function("square", 7, key="sq/7")
+        assert isinstance(bell, RemoteTaskHandle)
+        assert bell.key is not None and bell.key.startswith("lq-")  # a key made for it
+        assert square.key == "sq/7" and square.name == "function"
+        result = await bell
+        assert result.ok and result.status is TaskStatus.COMPLETED
+        assert sum(result.counts.values()) == 200
+        assert set(result.counts) <= {"00", "01", "10", "11"}
+        assert result.priority is TaskPriority.HIGH and result.user == "user1"
+        assert result.backend == "sim" and bell.done()
+        assert (await square.result(timeout=30)).value == 49
+        assert await square.status() is TaskStatus.COMPLETED
+        me = await client.me()
+        assert (me.user, me.admin, me.priority_ceiling) == ("user1", False, TaskPriority.HIGH)
+        backends = await client.backends()
+        assert [b.name for b in backends] == ["sim"]
+        listed = await client.tasks()
+        assert {v.task_id for v in listed} == {bell.task_id, square.task_id}
+
+
+async def test_failures_time_outs_and_cancellations_raise_as_locally(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS)
+    gate = tmp_path / "gate"
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        failing = await client.submit_function("fail", "boom")
+        with pytest.raises(TaskFailedError) as failed:
+            await failing
+        assert failed.value.task_id == failing.task_id
+        assert str(failed.value) == f"task {failing.task_id} ('function') failed: ValueError: boom"
+
+        blocked = await client.submit_function("wait_for_file", str(gate), key="blocked")
+        # Waiting less than the task takes: the handle says so, and the task goes on.
+        with pytest.raises(TaskTimeoutError, match="did not finish within 0.2 s"):
+            await blocked.result(timeout=0.2)
+        assert not blocked.done()
+        assert await blocked.status() in (TaskStatus.QUEUED, TaskStatus.RUNNING)
+        assert await blocked.cancel() is True
+        with pytest.raises(TaskCancelledError, match="was cancelled"):
+            await blocked
+        assert await blocked.cancel() is False  # it has ended: nothing to cancel
+        assert blocked.view.status is TaskStatus.CANCELLED
+
+        late = await client.submit_function("wait_for_file", str(gate), timeout=0.3)
+        with pytest.raises(TaskTimeoutError, match="passed its deadline"):
+            await late
+        gate.touch()
+
+
+async def test_a_key_submitted_twice_is_one_task(make_server: Any, tmp_path: Path) -> None:
+    srv = make_server(users=USERS)
+    log = tmp_path / "runs.txt"
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        first = await client.submit_function("append_run", str(log), "a", key="exp/once")
+        again = await client.submit_function("append_run", str(log), "a", key="exp/once")
+        assert again.task_id == first.task_id
+        assert (await first).value == (await again).value == "a"
+        # One builder with a key, submitted twice, is one task too (as locally).
+        builder = Task.quantum("b").with_circuit(BELL_QASM2).with_key("exp/bell")
+        assert (await client.submit(builder)).task_id == (await client.submit(builder)).task_id
+        # Another user's same key is another task: keys are per user.
+    async with SchedulerClient(srv.url, srv.tokens["user2"]) as other:
+        theirs = await other.submit_function("append_run", str(log), "b", key="exp/once")
+        assert theirs.task_id != first.task_id
+        await theirs
+    assert runs(log) == ["a", "b"]
+
+
+async def test_a_lost_response_is_retried_and_the_task_runs_once(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS)
+    log = tmp_path / "runs.txt"
+    policy = RetryPolicy(retries=3, backoff=0.01)
+    async with DroppingProxy(srv.port, b"POST /v1/tasks HTTP/1.1") as proxy:
+        async with SchedulerClient(proxy.url, srv.tokens["user1"], retries=policy) as client:
+            # No key given: the client's own key makes the retry find the first task.
+            handle = await client.submit_function("append_run", str(log), "once")
+            assert proxy.dropped == 1
+            assert (await handle).value == "once"
+            assert len(await client.tasks()) == 1
+    async with DroppingProxy(srv.port, b"POST /v1/tasks/batch", drops=1) as proxy:
+        async with SchedulerClient(proxy.url, srv.tokens["user1"], retries=policy) as client:
+            batch = [TaskRequest.function("append_run", str(log), f"b{i}") for i in range(5)]
+            handles = await client.submit_many(batch)
+            assert proxy.dropped == 1
+            assert [(await h).value for h in handles] == [f"b{i}" for i in range(5)]
+    assert sorted(runs(log)) == ["b0", "b1", "b2", "b3", "b4", "once"]
+
+
+async def test_a_new_client_reattaches_by_key_and_by_id(make_server: Any, tmp_path: Path) -> None:
+    srv = make_server(users=USERS)
+    gate = tmp_path / "gate"
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        waiting = await client.submit_function("wait_for_file", str(gate), key="exp/42/point/7")
+        task_id = waiting.task_id
+    # The first client is gone; a new one (as after a restart of the client process) finds
+    # the task by its key, a key holding slashes included, and by its id.
+    gate.touch()
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as fresh:
+        by_key = await fresh.task("exp/42/point/7")
+        by_id = await fresh.task(task_id)
+        assert by_key.task_id == by_id.task_id == task_id
+        assert (await by_key).value == "opened"
+        with pytest.raises(UnknownTaskError):
+            await fresh.task("exp/never")
+        with pytest.raises(UnknownTaskError):
+            await fresh.task(task_id + 1000)
+    # Another user cannot see it: a 404, as for a task that does not exist.
+    async with SchedulerClient(srv.url, srv.tokens["user2"]) as other:
+        with pytest.raises(UnknownTaskError):
+            await other.task("exp/42/point/7")
+        with pytest.raises(UnknownTaskError):
+            await other.task(task_id)
+
+
+async def test_refusals_raise_the_scheduler_error_family(make_server: Any, tmp_path: Path) -> None:
+    users = dict(USERS)
+    users["capped"] = {"groups": ["lab"], "quotas": {"max_active": 1}}
+    srv = make_server(users=users)
+    gate = tmp_path / "gate"
+    async with SchedulerClient(srv.url, "lq_not-a-token", retries=0) as stranger:
+        with pytest.raises(AuthenticationError) as auth:
+            await stranger.me()
+        assert auth.value.status == 401
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        with pytest.raises(PermissionDeniedError, match="(?i)critical"):
+            await client.submit_function("square", 2, priority=TaskPriority.CRITICAL)
+        with pytest.raises(InvalidRequestError) as unknown_fn:
+            await client.submit_function("rm_rf", "/")
+        assert isinstance(unknown_fn.value, InvalidTaskError)
+        assert unknown_fn.value.status == 422 and "rm_rf" in str(unknown_fn.value)
+        with pytest.raises(InvalidRequestError) as bad_qasm:
+            await client.submit(Task.quantum("bad").with_circuit("OPENQASM 2.0;\nqreg q[2];\nh"))
+        assert bad_qasm.value.field == "circuit"
+        with pytest.raises(PermissionDeniedError):
+            await client.tasks(user="user2")
+        # The server kept serving through all of it.
+        assert (await (await client.submit_function("square", 3))).value == 9
+    async with SchedulerClient(srv.url, srv.tokens["capped"]) as capped:
+        await capped.submit_function("wait_for_file", str(gate))
+        with pytest.raises(QuotaExceededError) as quota:
+            await capped.submit_function("square", 2)
+        assert quota.value.limit == "max_active"
+        assert quota.value.retry_after is not None and quota.value.retry_after >= 1
+        assert isinstance(quota.value, ServiceError) and quota.value.status == 429
+        gate.touch()
+
+
+async def test_a_batch_submits_in_order_and_refuses_whole(make_server: Any) -> None:
+    srv = make_server(users=USERS)
+    async with SchedulerClient(srv.url, srv.tokens["user1"], batch_size=7) as client:
+        handles = await client.submit_many(
+            [TaskRequest.function("square", i, key=f"sq/{i}") for i in range(20)]
+            + [Task.quantum("bell").with_circuit(BELL_QASM2).with_shots(50)]
+        )
+        assert [h.key for h in handles[:20]] == [f"sq/{i}" for i in range(20)]
+        values = [(await h).value for h in handles]
+        assert values[:20] == [i * i for i in range(20)]
+        assert sum(values[20].values()) == 50
+        with pytest.raises(InvalidRequestError) as refused:
+            await client.submit_many(
+                [TaskRequest.function("square", 1), TaskRequest.function("nope")]
+            )
+        assert refused.value.index == 1
+
+
+def test_the_blocking_twin(make_server: Any, tmp_path: Path) -> None:
+    srv = make_server(users=USERS)
+    gate = tmp_path / "gate"
+    with BlockingSchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        handle = client.submit_function("square", 12, key="sq/12")
+        assert handle.result(timeout=30).value == 144
+        assert client.task("sq/12").task_id == handle.task_id
+        bell = client.submit(Task.quantum("bell").with_circuit(BELL_QASM2).with_shots(64))
+        assert sum(bell.result(timeout=30).counts.values()) == 64
+        blocked = client.submit_function("wait_for_file", str(gate))
+        with pytest.raises(TaskTimeoutError):
+            blocked.result(timeout=0.1)
+        assert blocked.cancel() is True
+        assert blocked.status() is TaskStatus.CANCELLED
+        with pytest.raises(TaskCancelledError):
+            blocked.result()
+        many = client.submit_many([TaskRequest.function("square", i) for i in range(3)])
+        assert [h.result().value for h in many] == [0, 1, 4]
+        assert client.me().user == "user1"
+        with pytest.raises(UnknownTaskError):
+            client.task("missing")
+    gate.touch()
