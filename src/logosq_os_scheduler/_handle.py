@@ -58,6 +58,12 @@ class TaskHandle(Generic[T]):
         self._result: TaskResult[T] | None = None
 
     @property
+    def task(self) -> Task[T]:
+        """The task itself, to read its fields (a service renders them); change nothing on
+        it: its runtime fields belong to the scheduler."""
+        return self._task
+
+    @property
     def task_id(self) -> int:
         """The task's id."""
         return self._task.task_id

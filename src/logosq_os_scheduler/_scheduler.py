@@ -58,7 +58,7 @@ from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .journal._codec import decode_spec, encode_spec
-from .observability._listeners import add_listener
+from .observability._listeners import add_listener, remove_listener
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics
 from .observability._trace import TraceRecorder
@@ -696,13 +696,24 @@ class QuantumScheduler:
         self._idle_waiters.append(fut)
         await fut
 
-    async def aclose(self, *, cancel_pending: bool = False, timeout: float | None = None) -> None:
+    async def aclose(
+        self,
+        *,
+        cancel_pending: bool = False,
+        timeout: float | None = None,
+        leave_in_journal: bool = False,
+    ) -> None:
         """Stop accepting tasks and wait for those submitted to end.
 
         Args:
             cancel_pending: Cancel tasks still waiting in the queue instead of running them.
             timeout: Seconds to wait for the rest; past it every unfinished task is cancelled,
                 so closing never hangs on a task that does not end.
+            leave_in_journal: With a journal, what would be cancelled (the queued tasks at
+                once, and the running ones still running after ``timeout``) is left in the
+                journal as it is instead: the next scheduler on it recovers those tasks as
+                after a crash (docs/journal.md), and here their handles end CANCELLED. This
+                is how a service stops on SIGTERM without losing its queue.
         """
         if self._state is _State.NEW:
             self._state = _State.CLOSED
@@ -712,7 +723,10 @@ class QuantumScheduler:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSING
-        if cancel_pending:
+        leave = leave_in_journal and self._journal is not None
+        if leave:
+            self._leave_in_journal(queued_only=True)
+        elif cancel_pending:
             self.cancel_all(queued_only=True)
         try:
             if timeout is None:
@@ -724,7 +738,10 @@ class QuantumScheduler:
                 assert self._timers is not None
                 await self._timers.wait_for(self.join(), timeout)
         except TimeoutError:
-            self.cancel_all(queued_only=False)
+            if leave:
+                self._leave_in_journal(queued_only=False)
+            else:
+                self.cancel_all(queued_only=False)
         finally:
             runners = [t.runner for t in self._active if isinstance(t.runner, asyncio.Task)]
             if runners:
@@ -752,6 +769,20 @@ class QuantumScheduler:
             if self._journal is not None:
                 self._journal.close()
             self._state = _State.CLOSED
+
+    def _leave_in_journal(self, *, queued_only: bool) -> None:
+        """End unfinished tasks here without the journal recording it (see ``aclose``)."""
+        journal = self._journal
+        assert journal is not None
+        # The journal learns of ends through its listener and of job ends through
+        # job_listener: with both detached the file keeps these tasks as they are now.
+        remove_listener(self._core, journal.listener)
+        self._quantum.job_listener = None
+        try:
+            self.cancel_all(queued_only=queued_only)
+        finally:
+            add_listener(self._core, journal.listener)
+            self._quantum.job_listener = journal
 
     def cancel_all(self, *, queued_only: bool = False) -> int:
         """Cancel every task not yet finished: the queued ones, and unless ``queued_only`` the

@@ -27,6 +27,7 @@ class BackendMetrics:
         utilisation: Share of its slot time in use since the scheduler started (0..1).
         withdrawn_jobs: Jobs taken back from its queue unstarted to make room for more
             urgent work (PREEMPTIVE).
+        queued_by_priority: Of ``queued``, how many at each priority, CRITICAL first.
     """
 
     name: str
@@ -39,6 +40,7 @@ class BackendMetrics:
     breaker_state: str
     utilisation: float
     withdrawn_jobs: int = 0
+    queued_by_priority: tuple[int, ...] = (0, 0, 0, 0, 0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
