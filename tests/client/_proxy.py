@@ -20,6 +20,10 @@ class DroppingProxy:
         self.dropped = 0
         self.port = 0
         self._server: asyncio.Server | None = None
+        # Every connection's handler and transports, all ended when the proxy closes: a
+        # transport left to the garbage collector after its loop closed warns.
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._transports: list[asyncio.BaseTransport] = []
 
     @property
     def url(self) -> str:
@@ -33,10 +37,26 @@ class DroppingProxy:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
+        for transport in self._transports:
+            transport.abort()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._transports.append(writer.transport)
+        try:
+            await self._pipe(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._transports.append(up_writer.transport)
         losing = asyncio.Event()
 
         async def client_to_server() -> None:
