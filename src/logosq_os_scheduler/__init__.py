@@ -15,7 +15,7 @@ import logging as _logging
 
 from ._blocking import BlockingScheduler
 from ._clock import Clock, LoopClock, ManualClock, MonotonicClock
-from ._config import Durability, PreemptionStrategy, SchedulerConfig
+from ._config import Durability, FairShare, PreemptionStrategy, SchedulerConfig
 from ._context import TaskContext, current_context
 from ._errors import (
     AuthenticationError,
@@ -89,6 +89,7 @@ __all__ = [
     "Clock",
     "Durability",
     "Executor",
+    "FairShare",
     "InternalError",
     "InterruptedByRestartError",
     "InvalidConfigError",

@@ -308,6 +308,11 @@ class TaskError(SchedulerError):
         super().__init__(message)
         self.task_id = task_id
 
+    def __reduce__(self) -> tuple[type[TaskError], tuple[int, str]]:
+        # Pickled with both arguments, so that a journal stores (and a restarted scheduler
+        # or a service reads back) this class rather than a RuntimeError with its text.
+        return type(self), (self.task_id, str(self.args[0]) if self.args else "")
+
 
 class TaskFailedError(TaskError):
     """The task's function (or its backend job) raised; the original error is ``__cause__``."""

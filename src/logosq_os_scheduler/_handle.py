@@ -84,6 +84,16 @@ class TaskHandle(Generic[T]):
         return self._task.task_type
 
     @property
+    def key(self) -> str | None:
+        """The task's client key (``with_key``), or None."""
+        return self._task.key
+
+    @property
+    def user(self) -> str | None:
+        """Whose task it is (``with_user``), or None."""
+        return self._task.user
+
+    @property
     def status(self) -> TaskStatus:
         """The task's status now (safe to read from any thread)."""
         return self._task.status

@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policies",
         default="fcfs,least-busy,logosq",
-        help="comma-separated, of fcfs, least-busy, logosq (default: all three)",
+        help="comma-separated, of fcfs, least-busy, logosq, logosq-fair (ours with fair share "
+        "between the users; default: the first three)",
     )
     sim.add_argument(
         "--plot", type=Path, default=None, metavar="PNG", help="draw the comparison (matplotlib)"

@@ -87,6 +87,7 @@ def test_batch_all_or_nothing(make_server: Configure) -> None:
         )
         assert r.status_code == 422
         assert r.json()["detail"].startswith("tasks[1]: ")
+        assert r.json()["index"] == 1 and r.json()["field"] == "function"
         assert "no function 'nope' is registered" in r.json()["detail"]
         assert alice.get("/v1/tasks/key/b-0").status_code == 404
 

@@ -78,7 +78,8 @@ def page_ids(
     conn: sqlite3.Connection,
     path: str,
     *,
-    key_prefix: str | None = None,
+    user: str | None = None,
+    users_only: bool = False,
     status: str | None = None,
     priority: int | None = None,
     before: int | None = None,
@@ -90,7 +91,9 @@ def page_ids(
     Args:
         conn: A connection from ``open_for_reading(path)``.
         path: The journal's file (for error messages).
-        key_prefix: Only tasks whose client key starts with this ("" for every keyed task).
+        user: Only this user's tasks (``with_user``).
+        users_only: Only tasks of some user (what a service made, not the tasks of a
+            hybrid algorithm it runs).
         status: Only tasks of this status (as the file has it: ``"queued"``, ...).
         priority: Only tasks of this priority (``int(TaskPriority)``).
         before: Only tasks with a smaller id.
@@ -101,14 +104,11 @@ def page_ids(
     """
     where: list[str] = []
     params: list[Any] = []
-    if key_prefix is not None:
-        if key_prefix:
-            # A range on the key index: every string that starts with the prefix sorts
-            # between it and the prefix with its last character incremented.
-            where.append("key >= ? AND key < ?")
-            params += [key_prefix, key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1)]
-        else:
-            where.append("key IS NOT NULL")
+    if user is not None:
+        where.append("user = ?")
+        params.append(user)
+    elif users_only:
+        where.append("user IS NOT NULL")
     if status is not None:
         where.append("status = ?")
         params.append(status)

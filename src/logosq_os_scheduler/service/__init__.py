@@ -29,13 +29,6 @@ from ._config import (
     load_config,
     parse_config,
 )
-from ._errors import (
-    AuthenticationError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RequestTooLargeError,
-    ServiceUnavailableError,
-)
 from ._token import new_token
 
 if TYPE_CHECKING:
@@ -44,17 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Accounts",
-    "AuthenticationError",
     "BackendSettings",
     "FunctionSettings",
     "GroupSettings",
-    "PermissionDeniedError",
-    "QuotaExceededError",
     "Quotas",
-    "RequestTooLargeError",
     "ServerSettings",
     "ServiceConfig",
-    "ServiceUnavailableError",
     "Usage",
     "UserSettings",
     "create_app",

@@ -21,12 +21,16 @@ from collections import deque
 from collections.abc import Mapping
 
 from .._clock import Clock
-from .._errors import InvalidTaskError
+from .._errors import (
+    AuthenticationError,
+    InvalidTaskError,
+    PermissionDeniedError,
+    QuotaExceededError,
+)
 from .._task import TaskPriority
 from ._config import GroupSettings, Quotas, ServiceConfig, UserSettings
-from ._errors import AuthenticationError, PermissionDeniedError, QuotaExceededError
 
-__all__ = ["DAY", "Accounts", "Usage", "hash_token"]
+__all__ = ["DAY", "Accounts", "Usage", "hash_token", "share_weights"]
 
 DAY = 86_400.0
 
@@ -174,10 +178,10 @@ class Accounts:
             limit = quotas.max_active
             if limit is not None and holder.active + tasks > limit:
                 raise QuotaExceededError(
-                    "max_active",
-                    scope,
                     f"{scope} has {holder.active} tasks queued or running and a quota of "
                     f"max_active = {limit}; {tasks} more do not fit: wait for some to finish",
+                    limit="max_active",
+                    scope=scope,
                     retry_after=1.0,
                 )
             limit = quotas.shots_per_day
@@ -191,10 +195,10 @@ class Accounts:
                 wait = holder.window.wait_for(now, shots, limit)
                 if wait > 0:
                     raise QuotaExceededError(
-                        "shots_per_day",
-                        scope,
                         f"{scope} has used {holder.window.total} of {limit} shots in the last "
                         f"24 hours; {shots} more fit in {math.ceil(wait)} s",
+                        limit="shots_per_day",
+                        scope=scope,
                         retry_after=wait,
                     )
         if shots:
@@ -235,21 +239,18 @@ class Accounts:
             holder = self._holders[(kind, name)] = _Holder()
         return holder
 
-    def weights(self) -> dict[str, float]:
-        """Each user's fair-share weight: their own times each group's (a group's weight is
-        shared by its members)."""
-        out: dict[str, float] = {}
-        members: dict[str, int] = {}
-        for user in self._users.values():
-            for group in user.groups:
-                members[group] = members.get(group, 0) + 1
-        for user in self._users.values():
-            weight = user.weight
-            for group in user.groups:
-                weight *= self._groups[group].weight / members[group]
-            out[user.name] = weight
-        return out
 
-    def max_running(self) -> dict[str, int]:
-        """Each user's max_running quota, where they have one."""
-        return {u.name: u.quotas.max_running for u in self._users.values() if u.quotas.max_running}
+def share_weights(config: ServiceConfig) -> dict[str, float]:
+    """Each user's fair-share weight: their own, times the weight of each of their groups
+    divided among its members (a group's weight is what its members share)."""
+    members: dict[str, int] = {}
+    for user in config.users.values():
+        for group in user.groups:
+            members[group] = members.get(group, 0) + 1
+    out: dict[str, float] = {}
+    for user in config.users.values():
+        weight = user.weight
+        for group in user.groups:
+            weight *= config.groups[group].weight / members[group]
+        out[user.name] = weight
+    return out

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,13 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .._errors import SchedulerError
+from .._errors import InvalidRequestError, PermissionDeniedError, SchedulerError
 from .._task import TaskStatus
 from ._config import ServiceConfig, UserSettings
-from ._errors import PermissionDeniedError, RequestTooLargeError
 from ._openapi import openapi_document
 from ._problems import Problem, problem_for
-from ._service import Service
+from ._service import BatchItemError, Service
 from ._wire import PRIORITIES, BatchRequest, TaskRequest
 
 __all__ = ["create_app"]
@@ -62,9 +62,11 @@ def _problem_response(problem: Problem) -> Response:
     )
 
 
-def _bad_request(detail: str, *, status: int = 400, slug: str = "bad-request") -> Problem:
+def _bad_request(
+    detail: str, *, status: int = 400, slug: str = "bad-request", field: str = "request"
+) -> Problem:
     title = "Malformed request" if status == 400 else "Invalid request"
-    return Problem(status, slug, title, detail, error="InvalidTaskError")
+    return Problem(status, slug, title, detail, error="InvalidRequestError", field=field)
 
 
 def _endpoint(
@@ -83,6 +85,8 @@ def _endpoint(
             return await handler(request, service, user)  # type: ignore[arg-type]
         except Problem as problem:
             return _problem_response(problem)
+        except BatchItemError as exc:
+            return _problem_response(problem_for(exc.error, index=exc.index))
         except SchedulerError as exc:
             return _problem_response(problem_for(exc))
         except Exception:
@@ -119,9 +123,11 @@ async def _body(request: Request, service: Service) -> bytes:
     """The request body, refused (413) as soon as it passes ``server.max_body_bytes``."""
     limit = service.config.server.max_body_bytes
     declared = request.headers.get("content-length")
-    too_large = RequestTooLargeError(
+    too_large = InvalidRequestError(
         f"the request body is larger than this server accepts ({limit} bytes, "
-        "server.max_body_bytes): send fewer tasks per batch or smaller circuits"
+        "server.max_body_bytes): send fewer tasks per batch or smaller circuits",
+        field="body",
+        status=413,
     )
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -197,16 +203,18 @@ async def submit_batch(request: Request, service: Service, user: UserSettings) -
 
 async def get_task(request: Request, service: Service, user: UserSettings) -> Response:
     """A task by id; ``wait=`` long-polls until it ends."""
+    wait = _wait_seconds(request, service)
     handle = service.find(user, _task_id(request))
-    await service.wait(handle, _wait_seconds(request, service))
+    await service.wait(handle, wait)
     return JSON(service.view(handle.task))
 
 
 async def get_task_by_key(request: Request, service: Service, user: UserSettings) -> Response:
     """A task by its client key (an admin may add ``user=`` for another user's key)."""
     key: str = request.path_params["key"]
+    wait = _wait_seconds(request, service)
     handle = service.find(user, key, owner=request.query_params.get("user"))
-    await service.wait(handle, _wait_seconds(request, service))
+    await service.wait(handle, wait)
     return JSON(service.view(handle.task))
 
 
@@ -324,6 +332,42 @@ def _sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _encode(data) + b"\n\n"
 
 
+_STATIC = Path(__file__).parent / "static"
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+
+def _static_file(name: str) -> Response:
+    """A file of the dashboard (package data), by its plain name only."""
+    path = _STATIC / name
+    media_type = _MEDIA_TYPES.get(path.suffix)
+    if (
+        "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or media_type is None
+        or not path.is_file()
+    ):
+        raise Problem(404, "not-found", "No such file", f"the dashboard has no file {name!r}")
+    return Response(path.read_bytes(), media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+async def dashboard(request: Request, service: Service, user: UserSettings) -> Response:
+    """The dashboard page (it asks for a token and reads the /v1 API with it)."""
+    return _static_file("index.html")
+
+
+async def static(request: Request, service: Service, user: UserSettings) -> Response:
+    """The dashboard's scripts and styles."""
+    return _static_file(request.path_params["name"])
+
+
 async def openapi(request: Request, service: Service, user: UserSettings) -> Response:
     """The OpenAPI 3.1 document of this API."""
     return JSON(openapi_document())
@@ -347,6 +391,16 @@ def _int_param(raw: str | None, name: str, default: int, low: int, high: int) ->
             slug="invalid-request",
         )
     return value
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405 (no such path, or not with this method), as problems."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+        return _problem_response(Problem(405, "method-not-allowed", "Method not allowed", detail))
+    detail = f"no route {request.url.path}: see /openapi.json for the API"
+    return _problem_response(Problem(404, "not-found", "No such route", detail))
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -373,6 +427,8 @@ def create_app(config: ServiceConfig) -> Starlette:
             await service.stop()
 
     routes = [
+        Route("/", _endpoint(dashboard, auth=False), methods=["GET"]),
+        Route("/static/{name}", _endpoint(static, auth=False), methods=["GET"]),
         Route("/healthz", _endpoint(healthz, auth=False), methods=["GET"]),
         Route("/openapi.json", _endpoint(openapi, auth=False), methods=["GET"]),
         Route("/metrics", _endpoint(metrics, admin=True), methods=["GET"]),
@@ -387,6 +443,10 @@ def create_app(config: ServiceConfig) -> Starlette:
         Route("/v1/stats", _endpoint(stats), methods=["GET"]),
         Route("/v1/events", _endpoint(events, query_token=True), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _no_route, 405: _no_route},
+    )
     app.state.service = service
     return app

@@ -11,20 +11,18 @@ import math
 from typing import Any
 
 from .._errors import (
+    AuthenticationError,
     InvalidConfigError,
     InvalidTaskError,
     NoRouteError,
+    PermissionDeniedError,
     QueueFullError,
+    QuotaExceededError,
     SchedulerClosedError,
     SchedulerError,
-    UnknownTaskError,
-)
-from ._errors import (
-    AuthenticationError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RequestTooLargeError,
+    ServiceError,
     ServiceUnavailableError,
+    UnknownTaskError,
 )
 
 __all__ = ["PROBLEM_BASE", "Problem", "problem_for"]
@@ -36,7 +34,6 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (AuthenticationError, 401, "unauthorized", "Missing or unknown API token"),
     (PermissionDeniedError, 403, "forbidden", "Not allowed for this user"),
     (UnknownTaskError, 404, "not-found", "No such task"),
-    (RequestTooLargeError, 413, "too-large", "Request body too large"),
     (QuotaExceededError, 429, "quota-exceeded", "Quota exceeded"),
     (QueueFullError, 429, "queue-full", "The scheduler's queue is full"),
     (NoRouteError, 422, "no-route", "No backend can run this task"),
@@ -85,17 +82,33 @@ class Problem(Exception):
         self.body.update(extra)
 
 
-def problem_for(exc: SchedulerError) -> Problem:
+_BY_STATUS = {
+    400: ("bad-request", "Malformed request"),
+    413: ("too-large", "Request body too large"),
+    422: ("invalid-task", "Invalid task"),
+}
+
+
+def problem_for(exc: SchedulerError, *, index: int | None = None) -> Problem:
     """The problem that reports ``exc``; a SchedulerError the table does not name (one the
-    scheduler raised about the task itself) is a 422."""
+    scheduler raised about the task itself) is a 422.
+
+    Args:
+        exc: The refusal.
+        index: The position of the refused task in a batch (said in the body and in front
+            of the detail).
+    """
     status, slug, title = next(
         ((status, slug, title) for cls, status, slug, title in _TABLE if isinstance(exc, cls)),
         (422, "rejected", "The scheduler refused the task"),
     )
+    if isinstance(exc, ServiceError) and exc.status in _BY_STATUS:
+        status = exc.status
+        slug, title = _BY_STATUS[status]
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, QuotaExceededError):
-        retry = max(1, math.ceil(exc.retry_after))
+        retry = max(1, math.ceil(exc.retry_after or 1))
         headers["Retry-After"] = str(retry)
         extra = {"limit": exc.limit, "scope": exc.scope, "retry_after": retry}
     elif isinstance(exc, QueueFullError):
@@ -103,6 +116,8 @@ def problem_for(exc: SchedulerError) -> Problem:
         extra = {"limit": "max_queue_depth", "retry_after": 1}
     elif isinstance(exc, InvalidTaskError):
         extra = {"field": exc.field}
-    return Problem(
-        status, slug, title, str(exc), error=type(exc).__name__, headers=headers, **extra
-    )
+    detail = str(exc)
+    if index is not None:
+        extra["index"] = index
+        detail = f"tasks[{index}]: {detail}"
+    return Problem(status, slug, title, detail, error=type(exc).__name__, headers=headers, **extra)

@@ -15,20 +15,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._config import SchedulerConfig
+from .._config import FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
+    PermissionDeniedError,
     SchedulerError,
+    ServiceUnavailableError,
     UnknownTaskError,
 )
 from .._handle import TaskHandle
 from .._scheduler import QuantumScheduler
 from .._task import TERMINAL, Task, TaskPriority, TaskStatus
-from ..observability._listeners import add_listener
-from ._accounts import Accounts
+from ._accounts import Accounts, share_weights
 from ._config import BackendSettings, ServiceConfig, UserSettings
-from ._errors import PermissionDeniedError, ServiceUnavailableError
 from ._events import EventHub
 from ._wire import (
     PRIORITIES,
@@ -49,19 +49,27 @@ _PRIORITY_ORDER = sorted(TaskPriority, reverse=True)  # critical first
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
 
 
-class _UserCounts:
-    """One user's tasks by status, kept by the transition listener.
+class _Finished:
+    """How many of one user's tasks completed, and how many ended otherwise, since the server
+    started (the scheduler's metrics give what runs and waits now)."""
 
-    Invariant: ``queued`` counts QUEUED and PREEMPTED tasks, ``running`` RUNNING ones.
-    """
-
-    __slots__ = ("completed", "failed", "queued", "running")
+    __slots__ = ("completed", "failed")
 
     def __init__(self) -> None:
-        self.queued = 0
-        self.running = 0
         self.completed = 0
         self.failed = 0
+
+
+_NONE_FINISHED = _Finished()
+
+
+class BatchItemError(Exception):
+    """The task at ``index`` of a batch was refused with ``error`` (so nothing was)."""
+
+    def __init__(self, index: int, error: SchedulerError) -> None:
+        super().__init__(f"tasks[{index}]: {error}")
+        self.index = index
+        self.error = error
 
 
 class Service:
@@ -86,7 +94,7 @@ class Service:
         self.accounts = Accounts(config, self.scheduler.clock)
         self.hub = EventHub(self.view)
         self.closing = asyncio.Event()
-        self._counts: dict[str, _UserCounts] = {}
+        self._finished: dict[str, _Finished] = {}
         self._reader: sqlite3.Connection | None = None
         # Unix time minus the scheduler's clock: views carry Unix times.
         self._offset = time.time() - self.scheduler.clock.now()
@@ -94,35 +102,31 @@ class Service:
 
     def _scheduler_config(self, journal: str) -> SchedulerConfig:
         settings = self.config.server
-        changes: dict[str, Any] = {"workers": settings.workers, "journal": journal}
-        fair_share = self._fair_share()
-        if fair_share is not None:
-            changes["fair_share"] = fair_share
-        return SchedulerConfig(**changes)
+        return SchedulerConfig(
+            workers=settings.workers, journal=journal, fair_share=self._fair_share()
+        )
 
-    def _fair_share(self) -> object | None:
-        """The core's FairShare policy from the accounts (None where the core has none yet)."""
-        import logosq_os_scheduler as package
-
-        fair_share_type: Any = getattr(package, "FairShare", None)
-        if fair_share_type is None:
-            return None
-        weights: dict[str, float] = {}
-        max_running: dict[str, int] = {}
-        for user in self.config.users.values():
-            weights[user.name] = user.weight
-            if user.quotas.max_running is not None:
-                max_running[user.name] = user.quotas.max_running
-        made: object = fair_share_type(weights=weights, max_running=max_running)
-        return made
+    def _fair_share(self) -> FairShare:
+        """The core's fair share from the accounts: each user's weight and max_running, and
+        the max_running of their first group (the core knows one group a user)."""
+        users = self.config.users.values()
+        groups = self.config.groups
+        return FairShare(
+            weights=share_weights(self.config),
+            max_running={u.name: u.quotas.max_running for u in users if u.quotas.max_running},
+            groups={u.name: u.groups[0] for u in users if u.groups},
+            group_max_running={
+                name: g.quotas.max_running for name, g in groups.items() if g.quotas.max_running
+            },
+        )
 
     # -- life ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the scheduler (recovering its journal) and register the backends."""
         # Before the start, so that tasks recovered from the journal are counted too.
-        add_listener(self.scheduler, self._on_transition)
-        add_listener(self.scheduler, self.hub.listener)
+        self.scheduler.add_listener(self._on_transition)
+        self.scheduler.add_listener(self.hub.listener)
         await self.scheduler.__aenter__()
         self._started = True
         for backend in self.config.backends:
@@ -171,26 +175,19 @@ class Service:
         owner = owner_of(task)
         if owner is None:
             return
-        counts = self._counts.get(owner)
-        if counts is None:
-            counts = self._counts[owner] = _UserCounts()
         if old is TaskStatus.PENDING:
             if new not in TERMINAL:
                 self.accounts.active_changed(owner, +1)
         elif new in TERMINAL:
             self.accounts.active_changed(owner, -1)
-        if old is TaskStatus.RUNNING:
-            counts.running -= 1
-        elif old is TaskStatus.QUEUED or old is TaskStatus.PREEMPTED:
-            counts.queued -= 1
-        if new is TaskStatus.RUNNING:
-            counts.running += 1
-        elif new is TaskStatus.QUEUED or new is TaskStatus.PREEMPTED:
-            counts.queued += 1
-        elif new is TaskStatus.COMPLETED:
-            counts.completed += 1
-        elif new in TERMINAL:
-            counts.failed += 1
+        if new in TERMINAL:
+            finished = self._finished.get(owner)
+            if finished is None:
+                finished = self._finished[owner] = _Finished()
+            if new is TaskStatus.COMPLETED:
+                finished.completed += 1
+            else:
+                finished.failed += 1
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -209,7 +206,8 @@ class Service:
 
         Raises:
             PermissionDeniedError: A priority above the user's ceiling.
-            InvalidTaskError: A malformed request (its index in a batch is named).
+            InvalidTaskError: A malformed request.
+            BatchItemError: In a batch, one of those for the item at its index.
             QuotaExceededError: The new tasks do not fit a quota.
             ServiceUnavailableError: The server is shutting down.
         """
@@ -235,7 +233,7 @@ class Service:
                 )
             except SchedulerError as exc:
                 if batch:
-                    _prefix(exc, f"tasks[{i}]: ")
+                    raise BatchItemError(i, exc) from exc
                 raise
             out.append(None)
             new.append((i, builder))
@@ -248,7 +246,7 @@ class Service:
                     handle = self.scheduler.submit_nowait(builder)
                 except SchedulerError as exc:
                     if batch:
-                        _prefix(exc, f"tasks[{i}]: ")
+                        raise BatchItemError(i, exc) from exc
                     raise
                 submitted.append(handle)
                 out[i] = (handle, True)
@@ -332,7 +330,6 @@ class Service:
             raise PermissionDeniedError("only an admin may list other users' tasks")
         if not user.admin:
             of_user = user.name
-        prefix = "" if of_user is None else f"{of_user}/"
         reader = self._reader
         path = self.scheduler.journal_path
         assert reader is not None and path is not None
@@ -344,7 +341,8 @@ class Service:
             ids = page_ids(
                 reader,
                 path,
-                key_prefix=prefix,
+                user=of_user,
+                users_only=True,
                 status=None if status is None else status.value,
                 priority=None if priority is None else int(priority),
                 before=cursor,
@@ -392,18 +390,24 @@ class Service:
         """What /v1/stats shows ``user`` (an admin sees every user's row)."""
         m = self.scheduler.metrics()
         users = []
-        for name, counts in sorted(self._counts.items()):
-            if user.admin or name == user.name:
-                users.append(
-                    {
-                        "user": name,
-                        "running": counts.running,
-                        "queued": counts.queued,
-                        "completed": counts.completed,
-                        "failed": counts.failed,
-                    }
-                )
+        names = {u for u in m.users if u} | set(self._finished)
+        for name in sorted(names):
+            if not (user.admin or name == user.name):
+                continue
+            now = m.users.get(name)
+            finished = self._finished.get(name, _NONE_FINISHED)
+            users.append(
+                {
+                    "user": name,
+                    "running": now.running if now else 0,
+                    "queued": now.waiting if now else 0,
+                    "completed": finished.completed,
+                    "failed": finished.failed,
+                    "weight": now.weight if now else None,
+                }
+            )
         return {
+            "now": time.time(),
             "queued_by_priority": [m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER],
             "running": m.running,
             "completed": m.completed,
@@ -435,12 +439,6 @@ class Service:
         from ..observability._prometheus import PrometheusExporter
 
         return PrometheusExporter(self.scheduler).exposition()
-
-
-def _prefix(exc: SchedulerError, prefix: str) -> None:
-    """Put ``prefix`` (a batch index) in front of an error's message."""
-    if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith(prefix):
-        exc.args = (prefix + exc.args[0], *exc.args[1:])
 
 
 def _make_backend(settings: BackendSettings) -> object:

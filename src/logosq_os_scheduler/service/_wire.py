@@ -6,9 +6,9 @@ Nothing from the network is unpickled or evaluated: circuits are parsed by Qiski
 and QPY readers, Hamiltonians built with ``SparsePauliOp.from_list``, and classical work is a
 function the server's config registered, looked up by name.
 
-A task's owner and client key live in the task's own (journaled) key,
-``"<user>/k/<client key>"`` or ``"<user>/n/<nonce>"`` without one, so after a restart the
-journal alone says whose a task is; see :func:`owner_of`.
+Every task is tagged with its user (``with_user``, journaled with it), so after a restart the
+journal alone says whose a task is. Client keys are per user: the scheduler stores
+``"<user>/<client key>"``, so two users may use the same key.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import base64
 import binascii
 import io
 import math
-import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -79,12 +78,19 @@ class _Base(msgspec.Struct, forbid_unknown_fields=True, tag_field="kind", kw_onl
     metadata: dict[str, MetadataValue] | None = None
 
 
+class RunOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """Backend run options a client may set (only these: each is checked)."""
+
+    seed_simulator: int | None = None
+
+
 class CircuitRequest(_Base, tag="circuit", kw_only=True):
     """Run one circuit for ``shots`` shots, optionally on a named backend."""
 
     circuit: CircuitSource
     shots: int = 1024
     backend: str | None = None
+    run_options: RunOptions | None = None
 
 
 class FunctionRequest(_Base, tag="function", kw_only=True):
@@ -141,41 +147,23 @@ class Limits(msgspec.Struct, frozen=True):
 # -- request -> task ------------------------------------------------------------------------------
 
 
-def internal_key(user: str, key: str | None) -> str:
-    """The key the scheduler stores: the owner, then the client's key (or a fresh nonce)."""
-    if key is None:
-        return f"{user}/n/{secrets.token_hex(8)}"
-    return f"{user}/k/{key}"
+def internal_key(user: str, key: str) -> str:
+    """The key the scheduler stores for ``user``'s client key."""
+    return f"{user}/{key}"
 
 
 def owner_of(task: Task[Any]) -> str | None:
-    """Whose task this is, from what the journal holds of it (None: not the server's)."""
-    user = getattr(task, "user", None)
-    if isinstance(user, str) and user:
-        return user
-    key = task.key
-    if key is None:
-        return None
-    user, sep, _rest = key.partition("/")
-    return user if sep else None
+    """Whose task this is (None: not one the server made, such as a VQE's own circuits)."""
+    return task.user
 
 
 def client_key(task: Task[Any]) -> str | None:
     """The key the client gave, or None."""
     key = task.key
-    if key is None:
+    user = task.user
+    if key is None or user is None or not key.startswith(user + "/"):
         return None
-    _user, _sep, rest = key.partition("/")
-    return rest[2:] if rest.startswith("k/") else None
-
-
-def tag_user(builder: Builder, user: str) -> Builder:
-    """Mark the task as ``user``'s, the way the core records it."""
-    with_user = getattr(builder, "with_user", None)
-    if with_user is not None:
-        tagged: Builder = with_user(user)
-        return tagged
-    return builder.with_metadata(user=user)
+    return key[len(user) + 1 :]
 
 
 def request_shots(request: TaskRequest) -> int:
@@ -214,8 +202,9 @@ def build_task(
         builder = builder.with_timeout(request.timeout)
     if request.metadata:
         builder = builder.with_metadata(**request.metadata)
-    builder = builder.with_key(internal_key(user, request.key))
-    return tag_user(builder, user)
+    if request.key is not None:
+        builder = builder.with_key(internal_key(user, request.key))
+    return builder.with_user(user)
 
 
 def _check_key(key: str) -> None:
@@ -252,6 +241,9 @@ def _circuit_task(request: CircuitRequest, limits: Limits) -> Builder:
     )
     if request.backend is not None:
         builder = builder.with_backend(request.backend)
+    options = request.run_options
+    if options is not None and options.seed_simulator is not None:
+        builder = builder.with_run_options(seed_simulator=options.seed_simulator)
     return builder
 
 

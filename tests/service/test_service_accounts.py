@@ -1,0 +1,202 @@
+"""The config and the accounts, as plain objects on a manual clock (no server, no extras)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logosq_os_scheduler import (
+    AuthenticationError,
+    InvalidConfigError,
+    InvalidTaskError,
+    ManualClock,
+    PermissionDeniedError,
+    QuotaExceededError,
+    TaskPriority,
+)
+from logosq_os_scheduler.service import Accounts, hash_token, load_config, new_token, parse_config
+from logosq_os_scheduler.service._accounts import DAY, share_weights
+
+
+def _config(**users: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "server": {"journal": "j.db"},
+        "groups": {"lab": {"weight": 2.0, "quotas": {"max_active": 3, "shots_per_day": 1500}}},
+        "users": {
+            name: {"token_sha256": hash_token(f"token-{name}"), **table}
+            for name, table in users.items()
+        },
+    }
+
+
+def _accounts(clock: ManualClock, **users: dict[str, Any]) -> Accounts:
+    return Accounts(parse_config(_config(**users)), clock)
+
+
+def test_tokens_are_checked_against_their_hashes() -> None:
+    accounts = _accounts(ManualClock(), alice={}, bob={})
+    assert accounts.authenticate("token-alice").name == "alice"
+    assert accounts.authenticate("token-bob").name == "bob"
+    with pytest.raises(AuthenticationError, match="needs an API token"):
+        accounts.authenticate(None)
+    with pytest.raises(AuthenticationError, match="not one this server knows"):
+        accounts.authenticate("token-carol")
+    token, digest = new_token()
+    assert token.startswith("lq_") and len(token) > 40 and digest == hash_token(token)
+
+
+def test_priority_ceiling() -> None:
+    accounts = _accounts(
+        ManualClock(), alice={}, bob={"priority_ceiling": "low"}, root={"admin": True}
+    )
+    alice, bob, root = (accounts.authenticate(f"token-{n}") for n in ("alice", "bob", "root"))
+    accounts.check_priority(alice, TaskPriority.HIGH)
+    with pytest.raises(PermissionDeniedError, match="only an admin may submit CRITICAL"):
+        accounts.check_priority(alice, TaskPriority.CRITICAL)
+    with pytest.raises(
+        PermissionDeniedError, match="at most priority low, this task asks for normal"
+    ):
+        accounts.check_priority(bob, TaskPriority.NORMAL)
+    accounts.check_priority(root, TaskPriority.CRITICAL)
+
+
+def test_max_active_counts_user_and_group() -> None:
+    accounts = _accounts(
+        ManualClock(),
+        alice={"groups": ["lab"], "quotas": {"max_active": 2}},
+        bob={"groups": ["lab"]},
+    )
+    alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
+    accounts.admit(alice, 2, 0)
+    for _ in range(2):
+        accounts.active_changed("alice", +1)
+    with pytest.raises(QuotaExceededError) as info:
+        accounts.admit(alice, 1, 0)
+    assert info.value.limit == "max_active" and info.value.scope == "user 'alice'"
+    accounts.admit(bob, 1, 0)
+    accounts.active_changed("bob", +1)
+    with pytest.raises(QuotaExceededError) as info:
+        accounts.admit(bob, 1, 0)
+    assert info.value.limit == "max_active" and info.value.scope == "group 'lab'"
+    accounts.active_changed("alice", -1)
+    accounts.admit(bob, 1, 0)
+    assert accounts.usage("lab", group=True).active == 2
+
+
+def test_shots_per_day_is_a_sliding_window_on_the_clock() -> None:
+    clock = ManualClock()
+    accounts = _accounts(clock, alice={"quotas": {"shots_per_day": 1000}})
+    alice = accounts.authenticate("token-alice")
+    accounts.admit(alice, 1, 600)
+    clock.advance(3600)
+    accounts.admit(alice, 1, 300)
+    with pytest.raises(QuotaExceededError) as info:
+        accounts.admit(alice, 1, 200)
+    # The first 600 leave the window a day after they came: 23 hours from now.
+    assert info.value.limit == "shots_per_day"
+    assert info.value.retry_after == pytest.approx(DAY - 3600)
+    clock.advance(DAY - 3600)
+    accounts.admit(alice, 1, 200)
+    assert accounts.usage("alice").shots_today == 500
+    with pytest.raises(InvalidTaskError, match="more than the 1000 a day"):
+        accounts.admit(alice, 1, 1001)
+
+
+def test_group_shots_are_shared() -> None:
+    clock = ManualClock()
+    accounts = _accounts(clock, alice={"groups": ["lab"]}, bob={"groups": ["lab"]})
+    alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
+    accounts.admit(alice, 1, 1000)
+    with pytest.raises(QuotaExceededError) as info:
+        accounts.admit(bob, 1, 600)
+    assert info.value.scope == "group 'lab'"
+    accounts.admit(bob, 1, 500)
+
+
+def test_fair_share_weights() -> None:
+    config = parse_config(
+        _config(alice={"groups": ["lab"]}, bob={"groups": ["lab"], "weight": 3.0}, carol={})
+    )
+    # lab's weight 2 is shared by its two members, each times their own weight.
+    assert share_weights(config) == {"alice": 1.0, "bob": 3.0, "carol": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "message"),
+    [
+        ({"server": {"port": 70000}}, "server.port", "between 0 and 65535"),
+        ({"server": {"colour": 1}}, "server.colour", "unknown key"),
+        ({"server": {"log_format": "xml"}}, "server.log_format", "'text' or 'json'"),
+        (
+            {"users": {"alice": {"token_sha256": "abc"}}},
+            "users.alice.token_sha256",
+            "64 lower-case hex",
+        ),
+        ({"users": {"alice": {"groups": ["nope"]}}}, "users.alice.groups", "no group 'nope'"),
+        (
+            {"users": {"alice": {"priority_ceiling": "critical"}}},
+            "users.alice.priority_ceiling",
+            "only an admin",
+        ),
+        (
+            {"users": {"alice": {"quotas": {"max_active": 0}}}},
+            "users.alice.quotas.max_active",
+            "positive integer",
+        ),
+        ({"users": {"a b": {}}}, "users.a b", "a name is"),
+        ({"functions": {"f": "not a ref"}}, "functions.f", "module:function"),
+        ({"backends": [{"kind": "cloud"}]}, "backends[0].kind", "mock, aer, fake"),
+        ({"backends": [{"kind": "fake"}]}, "backends[0].device", "FakeBrisbane"),
+        ({"groups": {"lab": {"weight": 0}}}, "groups.lab.weight", "must be > 0"),
+    ],
+)
+def test_config_errors_name_the_key(change: dict[str, Any], key: str, message: str) -> None:
+    data = _config(alice={})
+    for section, value in change.items():
+        if isinstance(value, dict) and isinstance(data.get(section), dict):
+            for name, table in value.items():
+                current = data[section].get(name)
+                if isinstance(current, dict) and isinstance(table, dict):
+                    current.update(table)
+                else:
+                    data[section][name] = table
+        else:
+            data[section] = value
+    with pytest.raises(InvalidConfigError) as info:
+        parse_config(data)
+    assert f"invalid scheduler setting {key!r}" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_two_users_with_one_token_are_refused() -> None:
+    data = _config(alice={}, bob={})
+    data["users"]["bob"]["token_sha256"] = data["users"]["alice"]["token_sha256"]
+    with pytest.raises(InvalidConfigError, match=r"the same as users\.alice's"):
+        parse_config(data)
+
+
+def test_load_config_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "server.toml"
+    path.write_text(
+        '[server]\nport = 9000\njournal = "j.db"\nlog_format = "json"\n'
+        '[[backends]]\nkind = "mock"\nname = "sim"\nnum_qubits = 5\n'
+        '[functions]\nsq = "math:sqrt"\nrun = { ref = "os:getpid", restartable = true }\n'
+        f'[users.alice]\ntoken_sha256 = "{hash_token("t")}"\nadmin = true\n'
+    )
+    config = load_config(path)
+    assert config.server.port == 9000 and config.server.log_format == "json"
+    assert config.backends[0].options == {"num_qubits": 5}
+    assert config.functions["run"].restartable and not config.functions["sq"].restartable
+    assert config.users["alice"].priority_ceiling is TaskPriority.CRITICAL
+    assert config.resolve_functions()["sq"](9.0) == 3.0
+    assert config.replace(port=9001).server.port == 9001
+    path.write_text("[server\n")
+    with pytest.raises(InvalidConfigError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(InvalidConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    bad = parse_config({"functions": {"f": "no_such_module_here:f"}})
+    with pytest.raises(InvalidConfigError, match=r"functions\.f.*cannot import"):
+        bad.resolve_functions()
