@@ -194,6 +194,12 @@ async def test_a_new_client_reattaches_by_key_and_by_id(make_server: Any, tmp_pa
             await other.task("exp/42/point/7")
         with pytest.raises(UnknownTaskError):
             await other.task(task_id)
+        with pytest.raises(PermissionDeniedError):
+            await other.task("exp/42/point/7", user="user1")
+    # An admin finds any user's task, by id or by the user's key.
+    async with SchedulerClient(srv.url, srv.tokens["root"]) as admin:
+        assert (await admin.task(task_id)).view.user == "user1"
+        assert (await admin.task("exp/42/point/7", user="user1")).task_id == task_id
 
 
 async def test_refusals_raise_the_scheduler_error_family(make_server: Any, tmp_path: Path) -> None:
@@ -244,7 +250,7 @@ async def test_a_batch_submits_in_order_and_refuses_whole(make_server: Any) -> N
             await client.submit_many(
                 [TaskRequest.function("square", 1), TaskRequest.function("nope")]
             )
-        assert refused.value.field == "function"
+        assert (refused.value.index, refused.value.field) == (1, "function")
         assert str(refused.value).startswith("tasks[1]: ")
 
 
@@ -270,3 +276,23 @@ def test_the_blocking_twin(make_server: Any, tmp_path: Path) -> None:
         with pytest.raises(UnknownTaskError):
             client.task("missing")
     gate.touch()
+
+
+async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
+    from logosq_os_scheduler.workflows import H2_FCI_ELECTRONIC_ENERGY, h2_hamiltonian
+
+    srv = make_server(users=USERS, backends=[{"kind": "aer", "name": "aer"}])
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        vqe = await client.submit_vqe(
+            h2_hamiltonian(), "real_amplitudes", reps=1, maxiter=80, shots=None, seed=3
+        )
+        qaoa = await client.submit_qaoa(
+            {"IZZ": 0.5, "ZIZ": 0.5, "ZZI": 0.5}, reps=1, maxiter=20, shots=512, backend="aer"
+        )
+        energy = (await vqe.result(timeout=120)).value
+        assert energy["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=2e-2)
+        assert len(energy["parameters"]) == 4 and vqe.view.kind == "vqe"
+        cut = (await qaoa.result(timeout=120)).value
+        assert cut["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
+        with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
+            await client.submit_vqe([("XQ", 1.0)], "efficient_su2")

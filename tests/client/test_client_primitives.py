@@ -118,3 +118,16 @@ async def test_remote_estimator_from_async_code_and_its_refusals(make_server: An
     with pytest.raises(SchedulerError, match="has not run yet"):
         RemoteSampler(unused).run([bell()])
     await unused.aclose()
+
+
+def test_a_seeded_remote_sampler_repeats_its_counts(make_server: Any) -> None:
+    srv = make_server(backends=AER)
+    circuit = real_amplitudes(3, reps=1)
+    circuit.measure_all()
+    values = np.linspace(0.3, 2.1, circuit.num_parameters)
+    with BlockingSchedulerClient(srv.url, srv.tokens["root"]) as client:
+        sampler = RemoteSampler(client, backend="aer", options={"seed_simulator": 11})
+        first = sampler.run([(circuit, values, 300)]).result()[0].data.meas.get_counts()
+        again = sampler.run([(circuit, values, 300)]).result()[0].data.meas.get_counts()
+        assert first == again and sum(first.values()) == 300
+        assert len(first) > 2  # a spread of outcomes, repeated exactly: the seed reached Aer

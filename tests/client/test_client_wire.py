@@ -182,6 +182,8 @@ def test_vqe_and_qaoa_requests_carry_their_parameters() -> None:
     assert vqe.body["hamiltonian"] == [["ZZ", 0.5], ["XX", -0.25]]
     assert vqe.body["ansatz"] == {"library": "real_amplitudes", "reps": 2}
     assert vqe.body["optimizer"] == {"name": "spsa", "maxiter": 20}
+    assert vqe.body["shots"] == 4096  # the server's default, sent: None would mean exact
+    assert TaskRequest.vqe([("Z", 1.0)], "efficient_su2", shots=None).body["shots"] is None
     qaoa = TaskRequest.qaoa({"ZI": 1.0, "IZ": -1.0}, reps=2, shots=2000, seed=3)
     assert qaoa.body["hamiltonian"] == [["ZI", 1.0], ["IZ", -1.0]]
     assert (qaoa.body["reps"], qaoa.body["shots"], qaoa.body["seed"]) == (2, 2000, 3)

@@ -237,7 +237,9 @@ class BlockingSchedulerClient:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
@@ -251,7 +253,9 @@ class BlockingSchedulerClient:
             optimizer=optimizer,
             maxiter=maxiter,
             initial_point=initial_point,
+            shots=shots,
             seed=seed,
+            backend=backend,
             name=name,
             key=key,
             priority=priority,
@@ -267,8 +271,9 @@ class BlockingSchedulerClient:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
-        shots: int | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
@@ -283,6 +288,7 @@ class BlockingSchedulerClient:
             initial_point=initial_point,
             shots=shots,
             seed=seed,
+            backend=backend,
             name=name,
             key=key,
             priority=priority,
@@ -297,9 +303,9 @@ class BlockingSchedulerClient:
         handles = self._call(self._client.submit_many(list(tasks)))
         return [BlockingRemoteTaskHandle(self, h) for h in handles]
 
-    def task(self, ref: int | str) -> BlockingRemoteTaskHandle:
+    def task(self, ref: int | str, *, user: str | None = None) -> BlockingRemoteTaskHandle:
         """As :meth:`SchedulerClient.task`: a task found again by its id or key."""
-        return BlockingRemoteTaskHandle(self, self._call(self._client.task(ref)))
+        return BlockingRemoteTaskHandle(self, self._call(self._client.task(ref, user=user)))
 
     def tasks(
         self,

@@ -306,7 +306,9 @@ class SchedulerClient:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
@@ -326,7 +328,9 @@ class SchedulerClient:
                 optimizer=optimizer,
                 maxiter=maxiter,
                 initial_point=initial_point,
+                shots=shots,
                 seed=seed,
+                backend=backend,
                 name=name,
                 key=key,
                 priority=priority,
@@ -342,8 +346,9 @@ class SchedulerClient:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
-        shots: int | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
@@ -363,6 +368,7 @@ class SchedulerClient:
                 initial_point=initial_point,
                 shots=shots,
                 seed=seed,
+                backend=backend,
                 name=name,
                 key=key,
                 priority=priority,
@@ -404,20 +410,26 @@ class SchedulerClient:
 
     # --- finding tasks again --------------------------------------------------------------
 
-    async def task(self, ref: int | str) -> RemoteTaskHandle:
+    async def task(self, ref: int | str, *, user: str | None = None) -> RemoteTaskHandle:
         """The handle of a task of this user, by its id (an int) or its client key (a str):
         from any client, also after this one or the server restarted.
+
+        Args:
+            ref: The task's id or client key.
+            user: For an admin: whose key ``ref`` is (keys are per user).
 
         Raises:
             UnknownTaskError: If this user has no such task (another user's task included:
                 the server never says it exists).
+            PermissionDeniedError: If a non-admin names a ``user``.
         """
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
             raise TypeError(f"a task is found by its id (int) or key (str), got {ref!r}")
         if isinstance(ref, int):
             return RemoteTaskHandle(self, await self._get_view(ref, wait=0.0))
         path = "/v1/tasks/key/" + urllib.parse.quote(ref, safe="/")
-        data = await self._request("GET", path, ref=ref)
+        params = None if user is None else {"user": user}
+        data = await self._request("GET", path, params=params, ref=ref)
         return RemoteTaskHandle(self, view_of(data))
 
     async def tasks(
@@ -451,8 +463,10 @@ class SchedulerClient:
                 page["cursor"] = cursor
             data = await self._request("GET", "/v1/tasks", params=page)
             out.extend(view_of(v) for v in data.get("tasks", ()))
+            # A page filtered by status may hold fewer views than asked for, even none,
+            # while more pages follow: only a missing cursor ends the listing.
             cursor = data.get("next_cursor")
-            if not cursor or not data.get("tasks"):
+            if not cursor:
                 break
         return out[:limit]
 

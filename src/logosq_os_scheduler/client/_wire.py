@@ -261,7 +261,9 @@ class TaskRequest:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
@@ -271,7 +273,8 @@ class TaskRequest:
         """The request for a VQE the server runs: ``hamiltonian`` (Pauli terms), ``ansatz``
         (a parametrised Qiskit circuit, OpenQASM 3 text, or the name of a library ansatz,
         ``"efficient_su2"`` or ``"real_amplitudes"``, with ``reps``), the optimiser's name
-        and its iterations.
+        and its iterations; energies estimated from ``shots`` per measurement basis (None:
+        exact), on ``backend`` if given.
 
         Raises:
             InvalidTaskError: If a parameter is malformed (naming it).
@@ -286,10 +289,7 @@ class TaskRequest:
         else:
             body["ansatz"] = encode_circuit(ansatz)
         body["optimizer"] = _optimizer(optimizer, maxiter)
-        if initial_point is not None:
-            body["initial_point"] = [float(x) for x in initial_point]
-        if seed is not None:
-            body["seed"] = int(seed)
+        _algorithm_options(body, initial_point, shots, seed, backend)
         return _common(body, name, key, priority, timeout, metadata)
 
     @staticmethod
@@ -300,15 +300,17 @@ class TaskRequest:
         optimizer: str = "cobyla",
         maxiter: int = 100,
         initial_point: Sequence[float] | None = None,
-        shots: int | None = None,
+        shots: int | None = 4096,
         seed: int | None = None,
+        backend: str | None = None,
         name: str | None = None,
         key: str | None = None,
         priority: TaskPriority | str = TaskPriority.NORMAL,
         timeout: float | None = None,
         metadata: Mapping[str, JSON] | None = None,
     ) -> TaskRequest:
-        """The request for a QAOA the server runs on a diagonal ``hamiltonian`` (I/Z terms).
+        """The request for a QAOA the server runs on a diagonal ``hamiltonian`` (I/Z terms),
+        with ``reps`` layers, sampled with ``shots`` (None: exact) on ``backend`` if given.
 
         Raises:
             InvalidTaskError: If a parameter is malformed (naming it).
@@ -319,13 +321,26 @@ class TaskRequest:
             "reps": reps,
             "optimizer": _optimizer(optimizer, maxiter),
         }
-        if initial_point is not None:
-            body["initial_point"] = [float(x) for x in initial_point]
-        if shots is not None:
-            body["shots"] = shots
-        if seed is not None:
-            body["seed"] = int(seed)
+        _algorithm_options(body, initial_point, shots, seed, backend)
         return _common(body, name, key, priority, timeout, metadata)
+
+
+def _algorithm_options(
+    body: dict[str, JSON],
+    initial_point: Sequence[float] | None,
+    shots: int | None,
+    seed: int | None,
+    backend: str | None,
+) -> None:
+    if initial_point is not None:
+        body["initial_point"] = [float(x) for x in initial_point]
+    if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots <= 0):
+        raise InvalidTaskError("shots", f"must be a positive integer or None, got {shots!r}")
+    body["shots"] = shots  # None asks for exact values: sent, as the server's default is 4096
+    if seed is not None:
+        body["seed"] = int(seed)
+    if backend is not None:
+        body["backend"] = backend
 
 
 def _check_key(key: str) -> str:
