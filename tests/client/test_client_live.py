@@ -8,6 +8,7 @@ each refusal maps to.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +297,48 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         assert cut["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
         with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
             await client.submit_vqe([("XQ", 1.0)], "efficient_su2")
+
+
+async def test_handles_wait_through_a_server_kill_and_a_new_client_reattaches(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS, server={"workers": 1})
+    log = tmp_path / "runs.txt"
+    gate = tmp_path / "gate"
+    # Enough patience to outlast the restart: each retry waits at most half a second.
+    patient = RetryPolicy(retries=200, backoff=0.05, max_backoff=0.5)
+    async with (
+        SchedulerClient(srv.url, srv.tokens["user1"], retries=patient) as one,
+        SchedulerClient(srv.url, srv.tokens["user2"], retries=patient) as two,
+    ):
+        done = await one.submit_function("append_run", str(log), "before", key="before")
+        assert (await done).value == "before"
+        held = await one.submit_function("wait_for_file", str(gate), key="held")
+        for _ in range(1500):
+            if await held.status() is TaskStatus.RUNNING:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the held task never started")
+        # Queued behind the one worker when the server dies.
+        queued = [
+            await one.submit_function("append_run", str(log), "one", key="q/one"),
+            await two.submit_function("append_run", str(log), "two", key="q/two"),
+        ]
+        waiting = [asyncio.create_task(h.result()) for h in queued]
+        # Killed and started again off the loop: meanwhile the handles' long-polls break
+        # and their retries find no server until it is back.
+        await asyncio.to_thread(srv.kill)
+        assert runs(log) == ["before"]
+        gate.touch()
+        await asyncio.to_thread(srv.start)
+        # The handles awaited before the kill get their results once the server is back.
+        assert [r.value for r in await asyncio.gather(*waiting)] == ["one", "two"]
+        # The running task was not marked restartable: it ends failed, not run twice.
+        with pytest.raises(TaskFailedError):
+            await held
+    # A client started after the restart finds everything by key.
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as fresh:
+        assert (await (await fresh.task("before"))).value == "before"
+        assert (await (await fresh.task("q/one"))).value == "one"
+    assert sorted(runs(log)) == ["before", "one", "two"]
