@@ -33,6 +33,7 @@ def test_all_lists_exactly_the_public_names() -> None:
         "journal",
         "observability",
         "security",
+        "service",
         "simulate",
         "workflows",
     }
