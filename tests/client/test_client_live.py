@@ -297,6 +297,18 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         assert cut["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
         with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
             await client.submit_vqe([("XQ", 1.0)], "efficient_su2")
+        # The hybrid builder a local scheduler takes runs on the server as it is.
+        from logosq_os_scheduler.workflows import COBYLA, VQE, h2_ansatz
+
+        hybrid = await client.submit(
+            Task.hybrid("vqe_h2")
+            .with_algorithm(VQE(h2_hamiltonian(), h2_ansatz(), initial_point=[0.5], shots=None))
+            .with_optimizer(COBYLA(maxiter=40))
+            .with_key("h2/exact")
+        )
+        value = (await hybrid.result(timeout=120)).value
+        assert value["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=1e-3)
+        assert hybrid.key == "h2/exact" and hybrid.view.kind == "vqe"
 
 
 async def test_handles_wait_through_a_server_kill_and_a_new_client_reattaches(

@@ -355,3 +355,53 @@ def test_without_httpx_the_client_names_its_extra_and_the_package_still_imports(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("client ")
     assert "pip install 'logosq-os-scheduler[client]'" in out.stdout
+
+
+@pytest.mark.qiskit
+def test_a_hybrid_vqe_or_qaoa_builder_travels_by_its_parameters() -> None:
+    pytest.importorskip("qiskit")
+    pytest.importorskip("scipy")
+    from qiskit.quantum_info import SparsePauliOp
+
+    from logosq_os_scheduler.workflows import COBYLA, QAOA, SPSA, VQE, h2_ansatz, h2_hamiltonian
+
+    builder = (
+        Task.hybrid("vqe_h2")
+        .with_algorithm(VQE(h2_hamiltonian(), h2_ansatz(), initial_point=[0.5], shots=None))
+        .with_optimizer(SPSA(maxiter=30))
+        .with_backend("aer")
+        .with_key("h2/1")
+    )
+    request = TaskRequest.of(builder)
+    body = request.to_json("h2/1")
+    assert (body["kind"], body["name"], body["key"], body["backend"]) == (
+        "vqe",
+        "vqe_h2",
+        "h2/1",
+        "aer",
+    )
+    assert body["optimizer"] == {"name": "spsa", "maxiter": 30}
+    assert body["initial_point"] == [0.5] and body["shots"] is None
+    assert body["ansatz"]["format"] == "qpy"  # type: ignore[index]
+    cost = SparsePauliOp.from_list([("ZZI", 1.0), ("IZZ", 1.0)])
+    qaoa = TaskRequest.of(Task.hybrid("cut").with_algorithm(QAOA(cost, reps=2))).to_json("k")
+    assert (qaoa["kind"], qaoa["reps"], qaoa["optimizer"]) == (
+        "qaoa",
+        2,
+        {"name": "cobyla", "maxiter": 200},  # what QAOA uses locally when given none
+    )
+    with pytest.raises(InvalidTaskError, match="only maxiter travels") as tuned:
+        TaskRequest.of(
+            Task.hybrid("v")
+            .with_algorithm(VQE(h2_hamiltonian(), h2_ansatz()))
+            .with_optimizer(COBYLA(maxiter=10, rhobeg=0.1))
+        )
+    assert tuned.value.field == "optimizer"
+    with pytest.raises(InvalidTaskError, match="callback"):
+        TaskRequest.of(
+            Task.hybrid("v").with_algorithm(
+                VQE(h2_hamiltonian(), h2_ansatz(), callback=lambda *a: None)
+            )
+        )
+    with pytest.raises(InvalidTaskError, match="no code"):
+        TaskRequest.of(Task.hybrid("f").with_function(sum, [1, 2]))

@@ -245,7 +245,9 @@ class SchedulerClient:
         """Submit a task and return its handle once the server has accepted it.
 
         Args:
-            task: A quantum task's builder (``Task.quantum(name).with_circuit(qc)...``), or a
+            task: A quantum task's builder (``Task.quantum(name).with_circuit(qc)...``), a
+                hybrid one running the workflows' VQE or QAOA
+                (``Task.hybrid(name).with_algorithm(VQE(h, ansatz))``), or a
                 :class:`TaskRequest`.
 
         Returns:

@@ -178,14 +178,16 @@ class TaskRequest:
 
     @staticmethod
     def of(builder: TaskBuilder[Any] | Task[Any]) -> TaskRequest:
-        """The request for a task built with ``Task.quantum(...)``: its circuit (QPY, or the
-        OpenQASM text given), shots, priority, key, backend, timeout, metadata and run
-        options.
+        """The request for a task built with ``Task.quantum(...)`` (its circuit as QPY or
+        the OpenQASM text given, shots, priority, key, backend, timeout, metadata and run
+        options), or with ``Task.hybrid(...).with_algorithm(VQE(...))`` or ``QAOA(...)``
+        (the algorithm's parameters, and the optimiser's kind and ``maxiter``).
 
         Raises:
             InvalidTaskError: If the task is incomplete, is classical (a function cannot
-                travel: register it on the server and use ``submit_function``), is hybrid,
-                or sets something a server does not take (naming the call to leave out).
+                travel: register it on the server and use ``submit_function``), or sets
+                something a server does not take (naming it: a local-only builder call, a
+                callback, an optimiser setting other than ``maxiter``).
         """
         task = builder.build() if isinstance(builder, TaskBuilder) else builder
         if task.task_type is TaskType.CLASSICAL:
@@ -195,17 +197,13 @@ class TaskRequest:
                 f"a scheduler service never runs code sent to it: register {fn} in the "
                 "server's [functions] and call client.submit_function(name, *args)",
             )
-        if task.task_type is not TaskType.QUANTUM:
-            raise InvalidTaskError(
-                "algorithm",
-                "a scheduler service runs VQE and QAOA by their parameters: use "
-                "client.submit_vqe(...) or client.submit_qaoa(...)",
-            )
         for attr, default, call in _LOCAL_ONLY:
             if getattr(task, attr) != default:
                 raise InvalidTaskError(
                     attr, f"{call}() is not sent to a scheduler service: leave it out"
                 )
+        if task.task_type is TaskType.HYBRID:
+            return _algorithm_request(task)
         body: dict[str, JSON] = {
             "kind": "circuit",
             "name": task.name,
@@ -323,6 +321,76 @@ class TaskRequest:
         }
         _algorithm_options(body, initial_point, shots, seed, backend)
         return _common(body, name, key, priority, timeout, metadata)
+
+
+_OPTIMIZERS = ("cobyla", "spsa", "adam")
+
+
+def _optimizer_of(optimizer: object) -> dict[str, JSON]:
+    """A workflows optimiser as the contract's ``{"name", "maxiter"}``: only its kind and
+    its iterations travel, so one with other settings changed is refused."""
+    if optimizer is None:
+        return {"name": "cobyla", "maxiter": 200}  # what the algorithms use when given none
+    name = type(optimizer).__name__.lower()
+    maxiter = getattr(optimizer, "maxiter", None)
+    if name not in _OPTIMIZERS or not isinstance(maxiter, int):
+        raise InvalidTaskError(
+            "optimizer",
+            "a scheduler service runs COBYLA, SPSA or Adam by name, got "
+            f"{type(optimizer).__name__}",
+        )
+    cls: Any = type(optimizer)
+    if repr(optimizer) != repr(cls(maxiter=maxiter)):
+        raise InvalidTaskError(
+            "optimizer",
+            f"only maxiter travels to a scheduler service; {optimizer!r} sets more: leave the "
+            "other settings at their defaults",
+        )
+    return {"name": name, "maxiter": maxiter}
+
+
+def _algorithm_request(task: Task[Any]) -> TaskRequest:
+    """The request for a hybrid task running the workflows' VQE or QAOA."""
+    algorithm = task.algorithm
+    kind = type(algorithm).__name__
+    if (
+        task.fn is not None
+        or kind not in ("VQE", "QAOA")
+        or not (type(algorithm).__module__.startswith("logosq_os_scheduler.workflows"))
+    ):
+        raise InvalidTaskError(
+            "algorithm",
+            "a scheduler service runs the workflows' VQE and QAOA by their parameters, and no "
+            "code: build the task with .with_algorithm(VQE(...)) or .with_algorithm(QAOA(...))",
+        )
+    if algorithm.callback is not None:
+        raise InvalidTaskError("callback", "a callback cannot travel to a scheduler service")
+    final_shots = algorithm.final_shots
+    if (kind == "VQE" and final_shots is not None) or (kind == "QAOA" and final_shots != 4096):
+        raise InvalidTaskError(
+            "final_shots", "a scheduler service uses the algorithm's default: leave it out"
+        )
+    optimizer = task.optimizer if task.optimizer is not None else algorithm.optimizer
+    point = [float(x) for x in algorithm.initial_point]
+    common: dict[str, Any] = {
+        "maxiter": 1,  # replaced below by the optimiser's own
+        "initial_point": point,
+        "shots": algorithm.shots,
+        "seed": algorithm.seed,
+        "backend": task.backend,
+        "name": task.name,
+        "key": task.key,
+        "priority": task.priority,
+        "timeout": task.timeout,
+        "metadata": dict(task.metadata) or None,
+    }
+    if kind == "VQE":
+        request = TaskRequest.vqe(algorithm.hamiltonian, algorithm.ansatz, **common)
+    else:
+        request = TaskRequest.qaoa(algorithm.cost, reps=algorithm.reps, **common)
+    body = dict(request.body)
+    body["optimizer"] = _optimizer_of(optimizer)
+    return TaskRequest(body, request.key)
 
 
 def _algorithm_options(
