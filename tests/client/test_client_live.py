@@ -9,6 +9,7 @@ each refusal maps to.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -354,3 +355,17 @@ async def test_handles_wait_through_a_server_kill_and_a_new_client_reattaches(
         assert (await (await fresh.task("before"))).value == "before"
         assert (await (await fresh.task("q/one"))).value == "one"
     assert sorted(runs(log)) == ["before", "one", "two"]
+
+
+async def test_a_server_that_allows_shorter_long_polls_is_followed(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS, server={"max_wait": 5})
+    gate = tmp_path / "gate"
+    async with SchedulerClient(srv.url, srv.tokens["user1"], poll_wait=30) as client:
+        handle = await client.submit_function("wait_for_file", str(gate))
+        opener = threading.Timer(0.5, gate.touch)
+        opener.start()
+        # The server refuses a 30 s wait; the client asks for less until it is accepted.
+        assert (await handle.result(timeout=60)).value == "opened"
+        opener.join()

@@ -50,8 +50,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteTaskHandle", "SchedulerClient"]
 
-# The longest long-poll the contract allows (GET ...?wait=).
+# The longest long-poll the contract allows (GET ...?wait=), and the shortest the client
+# falls back to for a server that allows less than asked.
 _MAX_WAIT = 60.0
+_MIN_WAIT = 1.0
 
 
 class RemoteTaskHandle:
@@ -516,7 +518,20 @@ class SchedulerClient:
             wait = self._poll_wait
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
-            view = await self._get_view(task_id, wait=max(wait, 0.0))
+            try:
+                view = await self._get_view(task_id, wait=max(wait, 0.0))
+            except InvalidRequestError as exc:
+                # A server whose max_wait is below poll_wait refuses the wait: ask for what
+                # it says it allows, or for less until it accepts.
+                if wait <= _MIN_WAIT:
+                    raise
+                allowed = exc.body.get("max_wait")
+                self._poll_wait = (
+                    float(allowed)
+                    if isinstance(allowed, (int, float)) and 0 < allowed < wait
+                    else max(_MIN_WAIT, wait / 2)
+                )
+                continue
             if view.done or (deadline is not None and time.monotonic() >= deadline):
                 return view
 
