@@ -9,6 +9,8 @@ each refusal maps to.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -369,3 +371,40 @@ async def test_a_server_that_allows_shorter_long_polls_is_followed(
         # The server refuses a 30 s wait; the client asks for less until it is accepted.
         assert (await handle.result(timeout=60)).value == "opened"
         opener.join()
+
+
+CHILD = """
+import os, sys
+from logosq_os_scheduler.client import BlockingSchedulerClient
+
+client = BlockingSchedulerClient(sys.argv[1], sys.argv[2])
+handle = client.submit_function("wait_for_file", sys.argv[3], key="child/1")
+print(handle.task_id, flush=True)
+os._exit(0)  # gone without closing anything, as a killed client process is
+"""
+
+
+async def test_a_client_process_that_died_is_replaced_by_one_that_reattaches(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS)
+    gate = tmp_path / "gate"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        srv.url,
+        srv.tokens["user1"],
+        str(gate),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, _ = await child.communicate()
+    assert child.returncode == 0
+    task_id = int(out.decode().strip())
+    gate.touch()
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:
+        handle = await client.task("child/1")
+        assert handle.task_id == task_id
+        assert (await handle).value == "opened"
