@@ -227,6 +227,14 @@ async def test_refusals_raise_the_scheduler_error_family(make_server: Any, tmp_p
         assert bad_qasm.value.field == "circuit"
         with pytest.raises(PermissionDeniedError):
             await client.tasks(user="user2")
+        with pytest.raises(InvalidRequestError) as too_large:
+            await client.submit_function("square", "x" * 2_000_000)
+        assert (too_large.value.status, too_large.value.field) == (413, "body")
+        with pytest.raises(InvalidRequestError) as bad_option:
+            await client.submit(
+                Task.quantum("b").with_circuit(BELL_QASM2).with_run_options(noise="high")
+            )
+        assert bad_option.value.status == 422 and "noise" in str(bad_option.value)
         # The server kept serving through all of it.
         assert (await (await client.submit_function("square", 3))).value == 9
     async with SchedulerClient(srv.url, srv.tokens["capped"]) as capped:
