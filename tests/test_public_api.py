@@ -108,3 +108,14 @@ def test_blocking_scheduler_for_plain_scripts() -> None:
         assert s.metrics().completed == 11
     with pytest.raises(SchedulerClosedError):
         s.submit(Task.classical("late").with_function(pow, 1, 1))
+
+
+def test_the_service_package_lists_its_public_names() -> None:
+    import logosq_os_scheduler.service as service
+
+    for name in service.__all__:
+        assert hasattr(service, name), name
+    public = {n for n in vars(service) if not n.startswith("_")}
+    # Submodules imported by those names are not public; create_app and serve load lazily.
+    lazy = {"create_app", "serve"}
+    assert public - {"TYPE_CHECKING"} <= set(service.__all__) | lazy

@@ -69,19 +69,19 @@ def test_max_active_counts_user_and_group() -> None:
         bob={"groups": ["lab"]},
     )
     alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
-    accounts.admit(alice, 2, 0)
+    accounts.check_quotas(alice, 2, 0)
     for _ in range(2):
         accounts.active_changed("alice", +1)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.admit(alice, 1, 0)
+        accounts.check_quotas(alice, 1, 0)
     assert info.value.limit == "max_active" and info.value.scope == "user 'alice'"
-    accounts.admit(bob, 1, 0)
+    accounts.check_quotas(bob, 1, 0)
     accounts.active_changed("bob", +1)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.admit(bob, 1, 0)
+        accounts.check_quotas(bob, 1, 0)
     assert info.value.limit == "max_active" and info.value.scope == "group 'lab'"
     accounts.active_changed("alice", -1)
-    accounts.admit(bob, 1, 0)
+    accounts.check_quotas(bob, 1, 0)
     assert accounts.usage("lab", group=True).active == 2
 
 
@@ -89,30 +89,34 @@ def test_shots_per_day_is_a_sliding_window_on_the_clock() -> None:
     clock = ManualClock()
     accounts = _accounts(clock, alice={"quotas": {"shots_per_day": 1000}})
     alice = accounts.authenticate("token-alice")
-    accounts.admit(alice, 1, 600)
+    accounts.check_quotas(alice, 1, 600)
+    accounts.charge(alice, 600)
     clock.advance(3600)
-    accounts.admit(alice, 1, 300)
+    accounts.check_quotas(alice, 1, 300)
+    accounts.charge(alice, 300)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.admit(alice, 1, 200)
+        accounts.check_quotas(alice, 1, 200)
     # The first 600 leave the window a day after they came: 23 hours from now.
     assert info.value.limit == "shots_per_day"
     assert info.value.retry_after == pytest.approx(DAY - 3600)
     clock.advance(DAY - 3600)
-    accounts.admit(alice, 1, 200)
+    accounts.check_quotas(alice, 1, 200)
+    accounts.charge(alice, 200)
     assert accounts.usage("alice").shots_today == 500
     with pytest.raises(InvalidTaskError, match="more than the 1000 a day"):
-        accounts.admit(alice, 1, 1001)
+        accounts.check_quotas(alice, 1, 1001)
 
 
 def test_group_shots_are_shared() -> None:
     clock = ManualClock()
     accounts = _accounts(clock, alice={"groups": ["lab"]}, bob={"groups": ["lab"]})
     alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
-    accounts.admit(alice, 1, 1000)
+    accounts.check_quotas(alice, 1, 1000)
+    accounts.charge(alice, 1000)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.admit(bob, 1, 600)
+        accounts.check_quotas(bob, 1, 600)
     assert info.value.scope == "group 'lab'"
-    accounts.admit(bob, 1, 500)
+    accounts.check_quotas(bob, 1, 500)
 
 
 def test_fair_share_weights() -> None:
@@ -129,6 +133,8 @@ def test_fair_share_weights() -> None:
         ({"server": {"port": 70000}}, "server.port", "between 0 and 65535"),
         ({"server": {"colour": 1}}, "server.colour", "unknown key"),
         ({"server": {"log_format": "xml"}}, "server.log_format", "'text' or 'json'"),
+        ({"server": {"durability": "fast"}}, "server.durability", "'off', 'process' or 'power'"),
+        ({"server": {"max_queue_depth": 0}}, "server.max_queue_depth", "integer >= 1"),
         (
             {"users": {"alice": {"token_sha256": "abc"}}},
             "users.alice.token_sha256",
@@ -200,3 +206,37 @@ def test_load_config_from_toml(tmp_path: Path) -> None:
     bad = parse_config({"functions": {"f": "no_such_module_here:f"}})
     with pytest.raises(InvalidConfigError, match=r"functions\.f.*cannot import"):
         bad.resolve_functions()
+
+
+def test_logosq_token_prints_a_token_and_its_config_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from logosq_os_scheduler.cli import EXIT_OK, main
+
+    assert main(["token"]) == EXIT_OK
+    out = capsys.readouterr()
+    token, line = out.out.splitlines()
+    assert token.startswith("lq_")
+    assert line == f'token_sha256 = "{hash_token(token)}"'
+    assert "shown only now" in out.err
+    # The line is what a config takes.
+    config = parse_config({"users": {"a": {"token_sha256": line.split('"')[1]}}})
+    assert Accounts(config, ManualClock()).authenticate(token).name == "a"
+
+
+def test_logosq_serve_with_a_bad_config_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("msgspec")
+    from logosq_os_scheduler.cli import EXIT_USAGE, main
+
+    assert main(["serve", "--config", str(tmp_path / "missing.toml")]) == EXIT_USAGE
+    assert "cannot read" in capsys.readouterr().err
+    path = tmp_path / "server.toml"
+    path.write_text("[server]\nport = 8765\n")
+    assert main(["serve", "--config", str(path)]) == EXIT_USAGE
+    assert "the server runs on a durable journal" in capsys.readouterr().err
+    assert main(["serve", "--config", str(path), "--port", "99999"]) == EXIT_USAGE
+    assert "server.port" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
 
 for _extra in ("httpx", "starlette", "uvicorn", "msgspec", "qiskit"):
@@ -119,7 +122,10 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
     with srv.client("alice") as alice:
         bad_qasm = circuit("OPENQASM 2.0;\nqreg q[2];\nfoo q[0];\n")
         body = _problem(
-            alice.post("/v1/tasks", json=bad_qasm), 422, "InvalidTaskError", "not valid qasm2"
+            alice.post("/v1/tasks", json=bad_qasm),
+            422,
+            "InvalidTaskError",
+            "OpenQASM 2 program, line 3",
         )
         assert body["field"] == "circuit"
         _problem(
@@ -128,13 +134,37 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             ),
             422,
             "InvalidTaskError",
-            "not valid qasm3",
+            "OpenQASM 3 program, line 3",
         )
         _problem(
             alice.post("/v1/tasks", json=circuit("!!!not base64!!!", "qpy")),
             422,
             "InvalidTaskError",
             "not valid qpy",
+        )
+        from qiskit import QuantumCircuit, qpy
+
+        wide_qpy = io.BytesIO()
+        qpy.dump(QuantumCircuit(40), wide_qpy)
+        _problem(
+            alice.post(
+                "/v1/tasks", json=circuit(base64.b64encode(wide_qpy.getvalue()).decode(), "qpy")
+            ),
+            422,
+            "InvalidTaskError",
+            "has 40 qubits; this server accepts at most 5",
+        )
+        _problem(
+            alice.post("/v1/tasks", json=circuit("OPENQASM 2.0;\nqreg q[100000000];\n")),
+            422,
+            "InvalidTaskError",
+            "larger than the 100,000 allowed",
+        )
+        _problem(
+            alice.post("/v1/tasks", json=circuit("OPENQASM 3.0;\nqubit[2] q;\n", "qasm2")),
+            422,
+            "InvalidTaskError",
+            "format 'qasm2' but the program says OPENQASM 3",
         )
         huge = function("square", "x" * 30_000)
         _problem(alice.post("/v1/tasks", json=huge), 413, "InvalidRequestError", "max_body_bytes")
@@ -184,10 +214,17 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "InvalidTaskError",
             "printable",
         )
-        _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
         _problem(
+            alice.post("/v1/tasks", json=circuit(backend="qpu9")),
+            422,
+            "InvalidTaskError",
+            "no backend 'qpu9' on this server (known: sim)",
+        )
+        _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
+        body = _problem(
             alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
         )
+        assert body["max_wait"] == 60 and body["field"] == "wait"
         _problem(
             alice.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
         )

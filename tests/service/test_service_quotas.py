@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,23 @@ def test_shots_per_day(make_server: Configure) -> None:
         assert r.status_code == 422 and "more than the 1000 a day" in r.json()["detail"]
         assert alice.get("/v1/me").json()["usage"]["shots_today"] == 1000
         assert bob.post("/v1/tasks", json=circuit(shots=5000)).status_code == 201
+
+
+def test_the_schedulers_queue_bound_is_a_429(make_server: Configure, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1, "max_queue_depth": 1, "durability": "power"})
+    with srv.client("alice") as alice, srv.client("bob") as bob:
+        held = alice.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
+        deadline = time.monotonic() + 30
+        while alice.get(f"/v1/tasks/{held['id']}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert alice.post("/v1/tasks", json=function("square", 1)).status_code == 201
+        r = bob.post("/v1/tasks", json=function("square", 2))
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["limit"] == "max_queue_depth" and r.json()["error"] == "QueueFullError"
+        gate.touch()
+        assert (
+            alice.get(f"/v1/tasks/{held['id']}", params={"wait": 30}).json()["status"]
+            == "completed"
+        )

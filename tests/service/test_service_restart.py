@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -89,9 +90,29 @@ def test_sigterm_exits_0_promptly_and_the_journal_keeps_the_queue(
         for tag in ("q1", "q2", "q3"):
             r = alice.post("/v1/tasks", json=function("append_run_again", str(runs), tag, key=tag))
             assert r.status_code == 201
+    # A long-poll in flight ends at once when the server is told to stop.
+    polled: list[object] = []
+
+    def long_poll() -> None:
+        with srv.client("alice") as alice:
+            try:
+                polled.append(alice.get(f"/v1/tasks/{held['id']}", params={"wait": 60}).json())
+            except Exception as exc:
+                polled.append(exc)
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    with srv.client("root") as root:
+        deadline = time.monotonic() + 30
+        while root.get("/v1/stats").json()["long_polls"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
     started = time.monotonic()
     assert srv.terminate(timeout=30) == 0
     assert time.monotonic() - started < 15, srv.output()
+    poller.join(30)
+    assert len(polled) == 1
+    assert isinstance(polled[0], dict) and polled[0]["status"] == "running", polled
     rows = {
         row.key.rsplit("/", 1)[-1]: row.status.value
         for row in list_rows(str(srv.journal))

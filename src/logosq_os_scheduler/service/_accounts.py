@@ -3,7 +3,7 @@
 :class:`Accounts` answers three questions for the HTTP layer: who sent this token
 (:meth:`~Accounts.authenticate`), may this user submit at this priority
 (:meth:`~Accounts.check_priority`), and does this submit fit the quotas
-(:meth:`~Accounts.admit`). It learns of tasks starting and ending through
+(:meth:`~Accounts.check_quotas`). It learns of tasks starting and ending through
 :meth:`~Accounts.active_changed`, which the server calls from the scheduler's transition
 listener, so a task recovered from the journal after a restart counts like any other.
 
@@ -159,12 +159,13 @@ class Accounts:
                 f"{priority.name.lower()}{only}"
             )
 
-    def admit(self, user: UserSettings, tasks: int, shots: int) -> None:
+    def check_quotas(self, user: UserSettings, tasks: int, shots: int) -> None:
         """Check that ``tasks`` more active tasks and ``shots`` more shots fit the quotas of
-        the user and of each of their groups, and if so count the shots.
+        the user and of each of their groups.
 
-        The active tasks are counted when the scheduler admits them (:meth:`active_changed`);
-        the caller submits them in the same synchronous stretch as this call, so no other
+        Nothing is counted here: the active tasks are counted when the scheduler admits them
+        (:meth:`active_changed`), the shots by :meth:`charge` once the tasks are submitted.
+        The caller checks, submits and charges in one synchronous stretch, so no other
         submit can come in between.
 
         Raises:
@@ -201,8 +202,12 @@ class Accounts:
                         scope=scope,
                         retry_after=wait,
                     )
+
+    def charge(self, user: UserSettings, shots: int) -> None:
+        """Count ``shots`` accepted now against the user's and their groups' daily windows."""
         if shots:
-            for _scope, _quotas, holder in scopes:
+            now = self._clock.now()
+            for _scope, _quotas, holder in self._scopes(user):
                 holder.window.add(now, shots)
 
     def active_changed(self, user: str, delta: int) -> None:

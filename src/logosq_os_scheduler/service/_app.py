@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -89,6 +89,8 @@ def _endpoint(
             return _problem_response(problem_for(exc.error, index=exc.index))
         except SchedulerError as exc:
             return _problem_response(problem_for(exc))
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is there to read it
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _problem_response(
@@ -160,11 +162,14 @@ def _wait_seconds(request: Request, service: Service) -> float:
         wait = math.nan
     limit = service.config.server.max_wait
     if not (0 <= wait <= limit):
-        raise _bad_request(
+        problem = _bad_request(
             f"wait must be a number of seconds between 0 and {limit:g}, got {raw!r}",
             status=422,
             slug="invalid-request",
+            field="wait",
         )
+        problem.body["max_wait"] = limit
+        raise problem
     return wait
 
 

@@ -144,6 +144,11 @@ class ServerSettings:
         log_format: ``"text"`` or ``"json"`` (one JSON object a line).
         shutdown_grace: Seconds a SIGTERM waits for running tasks before leaving them in
             the journal for the next start.
+        durability: What an acknowledged submit survives: ``"process"`` (a crash or kill
+            of the server), ``"power"`` (a power loss too) or ``"off"``
+            (:class:`~logosq_os_scheduler.Durability`).
+        max_queue_depth: Most tasks waiting in the scheduler at once, over all users (past
+            it a submit gets a 429); None for no bound beyond the users' quotas.
     """
 
     host: str = "127.0.0.1"
@@ -157,6 +162,8 @@ class ServerSettings:
     workers: int = 4
     log_format: Literal["text", "json"] = "text"
     shutdown_grace: float = 0.0
+    durability: Literal["off", "process", "power"] = "process"
+    max_queue_depth: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -273,6 +280,24 @@ def _server(raw: Mapping[str, Any]) -> ServerSettings:
         workers=_int(raw, "server.workers", "workers", d.workers),
         log_format="json" if log_format == "json" else "text",
         shutdown_grace=_float(raw, "server.shutdown_grace", "shutdown_grace", 0.0, low=0.0),
+        durability=_durability(raw.get("durability", d.durability)),
+        max_queue_depth=(
+            None
+            if raw.get("max_queue_depth") is None
+            else _int(raw, "server.max_queue_depth", "max_queue_depth", 1)
+        ),
+    )
+
+
+def _durability(value: object) -> Literal["off", "process", "power"]:
+    if value == "off":
+        return "off"
+    if value == "process":
+        return "process"
+    if value == "power":
+        return "power"
+    raise InvalidConfigError(
+        "server.durability", f"must be 'off', 'process' or 'power', got {value!r}"
     )
 
 

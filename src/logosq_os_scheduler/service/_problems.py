@@ -120,4 +120,17 @@ def problem_for(exc: SchedulerError, *, index: int | None = None) -> Problem:
     if index is not None:
         extra["index"] = index
         detail = f"tasks[{index}]: {detail}"
-    return Problem(status, slug, title, detail, error=type(exc).__name__, headers=headers, **extra)
+    return Problem(status, slug, title, detail, error=public_name(exc), headers=headers, **extra)
+
+
+def public_name(exc: BaseException) -> str:
+    """The name of the nearest class of ``exc`` that the package exports (a client can raise
+    it): ``CircuitParseError`` is reported as ``InvalidTaskError``."""
+    import logosq_os_scheduler as package
+
+    public = set(package.__all__)
+    for cls in type(exc).__mro__:
+        if cls.__name__ in public and getattr(package, cls.__name__, None) is cls:
+            name: str = cls.__name__
+            return name
+    return "SchedulerError"

@@ -120,8 +120,8 @@ def serve(
     Raises:
         InvalidConfigError: If the config cannot be served.
     """
+    app = create_app(config)  # a config it cannot serve raises before anything else changes
     configure_service_logging(config.server.log_format)
-    app = create_app(config)
     uv_config = uvicorn.Config(
         app,
         host=config.server.host,

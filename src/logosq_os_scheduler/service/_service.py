@@ -9,13 +9,14 @@ call the scheduler directly: a submit is checked, counted against the quotas and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._config import FairShare, SchedulerConfig
+from .._config import Durability, FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
@@ -95,6 +96,8 @@ class Service:
         self.hub = EventHub(self.view)
         self.closing = asyncio.Event()
         self._finished: dict[str, _Finished] = {}
+        # Requests waiting in wait() now (long-polls), for operators (/v1/stats, admin).
+        self.long_polls = 0
         self._reader: sqlite3.Connection | None = None
         # Unix time minus the scheduler's clock: views carry Unix times.
         self._offset = time.time() - self.scheduler.clock.now()
@@ -103,7 +106,11 @@ class Service:
     def _scheduler_config(self, journal: str) -> SchedulerConfig:
         settings = self.config.server
         return SchedulerConfig(
-            workers=settings.workers, journal=journal, fair_share=self._fair_share()
+            workers=settings.workers,
+            journal=journal,
+            durability=Durability(settings.durability),
+            max_queue_depth=settings.max_queue_depth,
+            fair_share=self._fair_share(),
         )
 
     def _fair_share(self) -> FairShare:
@@ -124,6 +131,10 @@ class Service:
 
     async def start(self) -> None:
         """Start the scheduler (recovering its journal) and register the backends."""
+        # Qiskit takes seconds to import: at the start, not in the first client's request.
+        with contextlib.suppress(ImportError):
+            import qiskit.qasm2
+            import qiskit.qasm3  # noqa: F401
         # Before the start, so that tasks recovered from the journal are counted too.
         self.scheduler.add_listener(self._on_transition)
         self.scheduler.add_listener(self.hub.listener)
@@ -228,6 +239,7 @@ class Service:
                     if existing is not None:
                         out.append((existing, False))
                         continue
+                self._check_backend(request)
                 builder = build_task(
                     request, user.name, self.functions, self.restartable, self.limits
                 )
@@ -238,7 +250,7 @@ class Service:
             out.append(None)
             new.append((i, builder))
             shots += request_shots(request)
-        self.accounts.admit(user, len(new), shots)
+        self.accounts.check_quotas(user, len(new), shots)
         submitted: list[TaskHandle[Any]] = []
         try:
             for i, builder in new:
@@ -251,10 +263,23 @@ class Service:
                 submitted.append(handle)
                 out[i] = (handle, True)
         except BaseException:
-            for handle in submitted:  # all or nothing
+            # All or nothing: what was admitted before the refusal is cancelled (its key
+            # then names a cancelled task). The checks above make this rare: it takes a
+            # refusal only the scheduler can make (no backend fits the circuit).
+            for handle in submitted:
                 handle.cancel()
             raise
+        self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
+
+    def _check_backend(self, request: TaskRequest) -> None:
+        name = getattr(request, "backend", None)
+        backends = self.scheduler.backends
+        if name is not None and name not in backends:
+            known = ", ".join(sorted(backends)) or "none: circuits run on the default simulator"
+            raise InvalidTaskError(
+                "backend", f"no backend {name!r} on this server (known: {known})"
+            )
 
     def _lookup(self, ref: int | str) -> TaskHandle[Any] | None:
         try:
@@ -296,11 +321,13 @@ class Service:
 
         handle.add_done_callback(finished)
         closing = asyncio.ensure_future(self.closing.wait())
+        self.long_polls += 1
         try:
             await asyncio.wait(
                 (done, closing), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            self.long_polls -= 1
             closing.cancel()
             if not done.done():
                 done.cancel()
@@ -415,6 +442,7 @@ class Service:
             "throughput_per_s": m.recent_throughput,
             "users": users,
             "backends": self.backends(),
+            **({"long_polls": self.long_polls} if user.admin else {}),
         }
 
     def me(self, user: UserSettings) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -234,8 +236,17 @@ def _check_width(num_qubits: int, limits: Limits, what: str) -> None:
 
 def _circuit_task(request: CircuitRequest, limits: Limits) -> Builder:
     _check_shots(request.shots, limits)
-    circuit = parse_circuit(request.circuit, "circuit")
-    _check_width(circuit.num_qubits, limits, "circuit")
+    source = request.circuit
+    circuit: Any
+    if source.format == "qpy":
+        circuit = parse_circuit(source, "circuit", limits.max_qubits)
+        width = circuit.num_qubits
+    else:
+        # OpenQASM goes to the task as its text: the scheduler reads it through the same
+        # cache, and the journal stores the text rather than a QPY dump of the circuit.
+        circuit = source.source
+        width = _qasm_width(source.format, source.source)
+    _check_width(width, limits, "circuit")
     builder = (
         Task.quantum(request.name or "circuit").with_circuit(circuit).with_shots(request.shots)
     )
@@ -358,48 +369,105 @@ def _ansatz(spec: AnsatzSpec, num_qubits: int) -> Any:
         return make(num_qubits, reps=spec.reps)
     if spec.format is None or spec.source is None:
         raise InvalidTaskError("ansatz", "needs library, or format and source")
-    return parse_circuit(CircuitSource(spec.format, spec.source), "ansatz")
+    return parse_circuit(CircuitSource(spec.format, spec.source), "ansatz", num_qubits)
 
 
-def parse_circuit(source: CircuitSource, field: str) -> Any:
+_HEADER = re.compile(r"OPENQASM\s+(\d+)(?:\.\d+)?\s*;")
+
+
+def parse_circuit(source: CircuitSource, field: str, max_qubits: int) -> Any:
     """A QuantumCircuit from OpenQASM 2 or 3 text or base64 QPY.
 
+    OpenQASM goes through the package's own reader (``backends.normalize_circuit``): a cache
+    keyed by the text, a bound on register sizes checked before Qiskit allocates anything,
+    and errors that name the line and column.
+
     Raises:
-        InvalidTaskError: With the parser's own message (line and problem).
+        InvalidTaskError: Naming what is wrong and where.
     """
-    from qiskit import QuantumCircuit
+    if source.format == "qpy":
+        return _load_qpy(source.source, field, max_qubits)
+    from ..backends import normalize_circuit
 
-    fmt = source.format
+    expected = 2 if source.format == "qasm2" else 3
+    header = _HEADER.search(source.source)
+    if header is not None and int(header.group(1)) != expected:
+        raise InvalidTaskError(
+            field,
+            f"format {source.format!r} but the program says OPENQASM {header.group(1)}: "
+            "send the format the program is written in",
+        )
+    if header is None and expected == 2:
+        raise InvalidTaskError(field, "an OpenQASM 2 program starts with 'OPENQASM 2.0;'")
+    return normalize_circuit(source.source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qasm_width(fmt: Literal["qasm2", "qasm3"], text: str) -> int:
+    """The qubits of a valid OpenQASM program (a refusal is raised, and not cached): the
+    same program sent again is not parsed again, nor copied out of the parser's cache."""
+    circuit = parse_circuit(CircuitSource(fmt, text), "circuit", 0)
+    width: int = circuit.num_qubits
+    return width
+
+
+# The most classical bits a QPY circuit may declare (qubits are bounded by max_qubits).
+_MAX_QPY_CLBITS = 100_000
+
+
+def _load_qpy(text: str, field: str, max_qubits: int) -> Any:
+    """A circuit from base64 QPY, its header checked before Qiskit reads the rest."""
+    import struct
+
+    from qiskit import QuantumCircuit, qpy
+    from qiskit.qpy import formats
+
     try:
-        if fmt == "qasm2":
-            from qiskit import qasm2
-
-            circuit = qasm2.loads(
-                source.source, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS
-            )
-        elif fmt == "qasm3":
-            from qiskit import qasm3
-
-            circuit = qasm3.loads(source.source)
-        else:
-            from qiskit import qpy
-
-            data = base64.b64decode(source.source, validate=True)
-            circuits = qpy.load(io.BytesIO(data))
-            if len(circuits) != 1:
-                raise InvalidTaskError(field, f"QPY data holds {len(circuits)} circuits; send one")
-            circuit = circuits[0]
-    except InvalidTaskError:
-        raise
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidTaskError(field, f"not valid {fmt}: {exc}") from exc
+        raise InvalidTaskError(field, f"not valid qpy: not base64 ({exc})") from exc
+    # The headers say how much the rest declares: check it here, where a hostile number
+    # costs nothing, rather than let the reader allocate it. The layout is QPY's own
+    # (qiskit.qpy.load): file header, a program type key, from version 16 a table of
+    # program offsets, then each circuit's header.
+    try:
+        head = formats.FILE_HEADER_V10._make(
+            struct.unpack_from(formats.FILE_HEADER_V10_PACK, data, 0)
+        )
+        if head.preface != b"QISKIT" or head.qpy_version < 12:
+            raise InvalidTaskError(
+                field,
+                "not valid qpy: expected QPY version 12 or later (qiskit.qpy.dump of Qiskit 1.2+)",
+            )
+        if head.num_programs != 1:
+            raise InvalidTaskError(field, f"QPY data holds {head.num_programs} circuits; send one")
+        offset = formats.FILE_HEADER_V10_SIZE + 1  # the type key
+        if head.qpy_version >= 16:
+            entry = formats.CIRCUIT_TABLE_ENTRY(
+                *struct.unpack_from(formats.CIRCUIT_TABLE_ENTRY_PACK, data, offset)
+            )
+            offset = entry.offset
+        circuit = formats.CIRCUIT_HEADER_V12._make(
+            struct.unpack_from(formats.CIRCUIT_HEADER_V12_PACK, data, offset)
+        )
+    except struct.error as exc:
+        raise InvalidTaskError(field, "not valid qpy: the data is too short") from exc
+    if circuit.num_qubits > max_qubits:
+        raise InvalidTaskError(
+            field,
+            f"has {circuit.num_qubits} qubits; this server accepts at most {max_qubits} "
+            "(server.max_qubits)",
+        )
+    if circuit.num_clbits > _MAX_QPY_CLBITS:
+        raise InvalidTaskError(field, f"declares {circuit.num_clbits} classical bits")
+    try:
+        loaded = qpy.load(io.BytesIO(data))
     except Exception as exc:
-        # The parsers raise their own error classes (QASM2ParseError, QASM3ImporterError,
-        # QpyError); the message says where and what.
-        raise InvalidTaskError(field, f"not valid {fmt}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(circuit, QuantumCircuit):
-        raise InvalidTaskError(field, f"{fmt} data is not a circuit")
-    return circuit
+        # The reader raises its own errors (QpyError, struct.error, ...) on bad data.
+        raise InvalidTaskError(field, f"not valid qpy: {type(exc).__name__}: {exc}") from exc
+    if len(loaded) != 1 or not isinstance(loaded[0], QuantumCircuit):
+        raise InvalidTaskError(field, "QPY data is not one circuit")
+    return loaded[0]
 
 
 # -- task -> view ---------------------------------------------------------------------------------
