@@ -19,6 +19,7 @@ from logosq_os_scheduler import (
     InvalidConfigError,
     InvalidRequestError,
     InvalidTaskError,
+    MissingExtraError,
     PermissionDeniedError,
     QuotaExceededError,
     ServiceError,
@@ -337,8 +338,19 @@ def test_the_client_package_lists_its_public_names() -> None:
     assert sorted(client_pkg.__all__) == sorted(
         n for n in dir(client_pkg) if not n.startswith("_") and n[0].isupper()
     )
+    try:
+        import qiskit  # noqa: F401
+    except ImportError:
+        has_qiskit = False
+    else:
+        has_qiskit = True
     for name in client_pkg.__all__:
-        assert getattr(client_pkg, name).__name__ == name
+        if name in ("RemoteSampler", "RemoteEstimator") and not has_qiskit:
+            with pytest.raises(MissingExtraError, match=r"qiskit extra") as missing:
+                getattr(client_pkg, name)
+            assert missing.value.extra == "qiskit"
+        else:
+            assert getattr(client_pkg, name).__name__ == name
 
 
 def test_without_httpx_the_client_names_its_extra_and_the_package_still_imports() -> None:
