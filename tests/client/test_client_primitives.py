@@ -3,6 +3,7 @@ Qiskit's containers come back, and qiskit-algorithms' VQE runs on them unchanged
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -131,3 +132,27 @@ def test_a_seeded_remote_sampler_repeats_its_counts(make_server: Any) -> None:
         again = sampler.run([(circuit, values, 300)]).result()[0].data.meas.get_counts()
         assert first == again and sum(first.values()) == 300
         assert len(first) > 2  # a spread of outcomes, repeated exactly: the seed reached Aer
+
+
+def test_cancelling_a_remote_job_cancels_its_tasks_on_the_server(make_server: Any) -> None:
+    slow = [{"kind": "mock", "name": "slow", "latency": 60.0, "max_circuits_per_job": 1}]
+    srv = make_server(backends=slow)
+    with BlockingSchedulerClient(srv.url, srv.tokens["root"]) as client:
+        job = RemoteSampler(client, backend="slow").run([bell(), bell(), bell()])
+        for _ in range(1500):
+            if len(client.tasks()) == 3:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the job's tasks never reached the server")
+        assert job.status() is JobStatus.RUNNING
+        assert job.cancel() is True
+        for _ in range(1500):
+            if job.in_final_state() and {v.status for v in client.tasks()} == {
+                TaskStatus.CANCELLED
+            }:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"still {[v.status for v in client.tasks()]} after the job's cancel")
+        assert job.status() is JobStatus.CANCELLED
