@@ -1,9 +1,11 @@
-"""A TCP proxy on loopback that loses the response to chosen requests.
+"""A TCP proxy on loopback that loses, or holds back, the response to chosen requests.
 
 It passes every byte between a client and a server, except that, for the first ``drops``
 requests whose first bytes contain ``pattern``, it forwards the request, waits until the
 server starts answering (so the server has done the work), and then cuts both connections
 without passing the answer on: what a client sees when a connection drops at the worst time.
+With ``hold=True`` it passes that answer on only once :meth:`release` is called: a request
+the server has carried out while the client still waits for its answer.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ import contextlib
 
 
 class DroppingProxy:
-    def __init__(self, upstream_port: int, pattern: bytes, drops: int = 1) -> None:
+    def __init__(
+        self, upstream_port: int, pattern: bytes, drops: int = 1, *, hold: bool = False
+    ) -> None:
         self.upstream_port = upstream_port
+        self.hold = hold
+        self.held = asyncio.Event()  # set once a held answer has arrived from the server
+        self._released = asyncio.Event()
         self.pattern = pattern
         self.drops_left = drops
         self.dropped = 0
@@ -24,6 +31,10 @@ class DroppingProxy:
         # transport left to the garbage collector after its loop closed warns.
         self._handlers: set[asyncio.Task[None]] = set()
         self._transports: list[asyncio.BaseTransport] = []
+
+    def release(self) -> None:
+        """Pass the held answer on."""
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -78,7 +89,11 @@ class DroppingProxy:
 
         async def _server_to_client() -> None:
             while data := await up_reader.read(65536):
-                if losing.is_set():
+                if losing.is_set() and self.hold:
+                    self.held.set()
+                    await self._released.wait()
+                    losing.clear()
+                elif losing.is_set():
                     # The server has answered: it made the task. The answer is lost.
                     self.dropped += 1
                     writer.transport.abort()

@@ -3,6 +3,7 @@ Qiskit's containers come back, and qiskit-algorithms' VQE runs on them unchanged
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ pytest.importorskip("qiskit_aer")
 pytest.importorskip("scipy")
 
 import numpy as np
+from _proxy import DroppingProxy
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import real_amplitudes
 from qiskit.primitives import (
@@ -156,3 +158,24 @@ def test_cancelling_a_remote_job_cancels_its_tasks_on_the_server(make_server: An
         else:
             pytest.fail(f"still {[v.status for v in client.tasks()]} after the job's cancel")
         assert job.status() is JobStatus.CANCELLED
+
+
+async def test_a_job_cancelled_while_its_batch_is_on_the_way_cancels_what_it_made(
+    make_server: Any,
+) -> None:
+    slow = [{"kind": "mock", "name": "slow", "latency": 60.0, "max_circuits_per_job": 1}]
+    srv = make_server(backends=slow)
+    token = srv.tokens["root"]
+    async with (
+        DroppingProxy(srv.port, b"POST /v1/tasks/batch", hold=True) as proxy,
+        SchedulerClient(proxy.url, token) as client,
+        SchedulerClient(srv.url, token) as direct,
+    ):
+        job = RemoteSampler(client, backend="slow").run([bell(), bell(), bell()])
+        await proxy.held.wait()  # the server made the tasks; the answer has not arrived
+        assert len(await direct.tasks()) == 3
+        assert job.cancel() is True
+        proxy.release()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert {v.status for v in await direct.tasks()} == {TaskStatus.CANCELLED}

@@ -20,6 +20,7 @@ runs on the client's event loop: with a :class:`BlockingSchedulerClient`, from a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import warnings
@@ -77,18 +78,34 @@ def _start(client: SchedulerClient | BlockingSchedulerClient, work: Any) -> Sche
     return SchedulerPrimitiveJob(loop, work)
 
 
-async def _values(handles: Sequence[RemoteTaskHandle]) -> list[Any]:
-    """Every task's value, in order. If one fails, or the waiting is cancelled, the tasks
-    still running are cancelled on the server before the error propagates."""
+async def _values(client: SchedulerClient, requests: list[TaskRequest]) -> list[Any]:
+    """Submit a job's tasks and return their values, in order.
+
+    If one fails, or the job is cancelled, the tasks still running are cancelled on the
+    server before the error propagates: nothing outlives the job. A cancel that comes while
+    the batch is on its way lets the submit finish first (its tasks may be on the server
+    already), then cancels what it made.
+    """
+    submit = asyncio.ensure_future(client.submit_many(requests))
+    try:
+        handles = await asyncio.shield(submit)
+    except asyncio.CancelledError:
+        with contextlib.suppress(SchedulerError):
+            await _cancel_all(await submit)
+        raise
     try:
         return [(await h.result()).value for h in handles]
     except BaseException:
-        for h in handles:
-            if not h.done():
-                # Best effort: the first error is the one to report.
-                with contextlib.suppress(ServiceError):
-                    await h.cancel()
+        await _cancel_all(handles)
         raise
+
+
+async def _cancel_all(handles: Sequence[RemoteTaskHandle]) -> None:
+    for h in handles:
+        if not h.done():
+            # Best effort: the first error is the one to report.
+            with contextlib.suppress(ServiceError):
+                await h.cancel()
 
 
 class RemoteSampler(BaseSamplerV2):  # type: ignore[misc]
@@ -196,9 +213,7 @@ class RemoteSampler(BaseSamplerV2):  # type: ignore[misc]
                     requests.append(TaskRequest.of(with_run_options(builder, run_options, base, k)))
                     k += 0 if same else 1
             plan.append((pub, tuple(bound.shape), len(requests) - first))
-        client = _async_client(self._client)
-        handles = await client.submit_many(requests)
-        values = await _values(handles)
+        values = await _values(_async_client(self._client), requests)
         reseed = reseed_of(self._seed, opts.seed_simulator)
         results = []
         at = 0
@@ -335,8 +350,7 @@ class RemoteEstimator(BaseEstimatorV2):  # type: ignore[misc]
                     builder = builder.with_backend(self._backend)
                 requests.append(TaskRequest.of(with_run_options(builder, run_options, base, k)))
                 k += 1
-        client = _async_client(self._client)
-        values = await _values(await client.submit_many(requests))
+        values = await _values(_async_client(self._client), requests)
         results = []
         at = 0
         for plan in plans:
