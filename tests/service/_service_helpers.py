@@ -42,10 +42,12 @@ class Server:
     tokens: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def client(self, user: str | None, **kwargs: Any) -> httpx.Client:
         import httpx
@@ -65,6 +67,7 @@ class Server:
                     "serve",
                     "--config",
                     str(self.config),
+                    *self.args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -80,7 +83,8 @@ class Server:
                     f"the server exited with {self.proc.returncode}:\n{self.output()}"
                 )
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/healthz", timeout=1, verify=False)
+                if ready.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -240,3 +240,11 @@ def test_logosq_serve_with_a_bad_config_exits_2(
     assert "the server runs on a durable journal" in capsys.readouterr().err
     assert main(["serve", "--config", str(path), "--port", "99999"]) == EXIT_USAGE
     assert "server.port" in capsys.readouterr().err
+    path.write_text(
+        f'[server]\njournal = "{tmp_path / "j.db"}"\n'
+        '[[backends]]\nkind = "mock"\nname = "sim"\nwarp_speed = 9\n'
+    )
+    assert main(["serve", "--config", str(path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "backends.sim" in err and "warp_speed" in err
+    assert not (tmp_path / "j.db").exists()  # refused before the journal was opened

@@ -73,3 +73,4 @@ def test_vqe_and_qaoa_by_parameters_on_aer(make_server: Configure) -> None:
     records = [json.loads(line) for line in lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert any("serving 3 users" in r["message"] for r in records)
+    assert any(r["message"] == f"listening on {srv.url}" for r in records)

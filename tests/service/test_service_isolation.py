@@ -93,6 +93,9 @@ def test_listing_is_per_user_and_the_admin_sees_all(make_server: Configure) -> N
         assert {v["id"] for v in everyone} == set(a_ids) | set(b_ids)
         only_bob = root.get("/v1/tasks", params={"user": "bob"}).json()["tasks"]
         assert {v["id"] for v in only_bob} == set(b_ids)
+        urgent = alice.post("/v1/tasks", json=function("square", 9, priority="high")).json()
+        high = alice.get("/v1/tasks", params={"priority": "high"}).json()["tasks"]
+        assert [v["id"] for v in high] == [urgent["id"]]
         _problem(
             bob.get("/v1/tasks", params={"user": "alice"}),
             403,
@@ -174,6 +177,16 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             for _ in range(40)
         )
         _problem(alice.post("/v1/tasks", content=chunks), 413, "InvalidRequestError")
+        odd_option = circuit(run_options={"shots": 5})
+        body = _problem(
+            alice.post("/v1/tasks", json=odd_option), 422, "InvalidRequestError", "`shots`"
+        )
+        assert body["field"] == "run_options"
+        batch_body = {"tasks": [function("square", 1), circuit(fmt="qasm4")]}
+        body = _problem(
+            alice.post("/v1/tasks/batch", json=batch_body), 422, "InvalidRequestError", "qasm4"
+        )
+        assert body["field"] == "circuit" and body["index"] == 1
         unknown = function("square", 1, colour="blue")
         _problem(
             alice.post("/v1/tasks", json=unknown),
@@ -252,4 +265,45 @@ def test_priority_ceiling(make_server: Configure) -> None:
         )
         r = root.post("/v1/tasks", json=function("square", 1, priority="critical"))
         assert r.status_code == 201 and r.json()["priority"] == "critical"
+    _still_serves(srv)
+
+
+def test_odd_bodies_never_reach_a_500(make_server: Configure) -> None:
+    srv = make_server()
+    deep = (
+        b'{"kind": "function", "function": "square", "args": '
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}"
+    )
+    bodies: list[bytes] = [
+        deep,
+        b"",
+        b"null",
+        b"[]",
+        b'"text"',
+        b'{"kind": "function", "function": "square", "args": [1], "priority": "urgent"}',
+        b'{"kind": "circuit", "circuit": {"format": "qasm2", "source": "OPENQASM 2.0;"}, '
+        b'"shots": 1e308}',
+        b'{"kind": "circuit", "circuit": {"format": "qasm2"}}',
+        b'{"kind": "function", "function": "square", "args": [1], "timeout": -1}',
+        b'{"kind": "function", "function": "square", "name": "' + b"n" * 500 + b'"}',
+        b'{"kind": "function", "function": "square", "metadata": {"a": [1]}}',
+        b'{"kind": "vqe", "hamiltonian": [], "ansatz": {}}',
+        b'{"kind": "qaoa", "hamiltonian": [["XX", 1.0]]}',
+        b'{"kind": "function", "function": "square", "args": [1], "key": ""}',
+        '{"kind": "function", "function": "squ\u00e4re"}'.encode(),
+        b"\xff\xfe\x00garbage",
+    ]
+    with srv.client("alice") as alice:
+        for body in bodies:
+            for path in ("/v1/tasks", "/v1/tasks/batch"):
+                r = alice.post(path, content=body)
+                assert 400 <= r.status_code < 500, (path, body[:80], r.status_code, r.text)
+                assert r.headers["content-type"] == "application/problem+json"
+        # A function called with arguments it does not take fails as a task, not the server.
+        view = alice.post("/v1/tasks", json=function("square", 1, 2, 3)).json()
+        done = alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
+        assert done["status"] == "failed" and done["error"]["type"] == "TypeError"
+        assert "takes 1 positional argument" in done["error"]["message"]
     _still_serves(srv)

@@ -96,3 +96,32 @@ def test_the_schedulers_queue_bound_is_a_429(make_server: Configure, tmp_path: P
             alice.get(f"/v1/tasks/{held['id']}", params={"wait": 30}).json()["status"]
             == "completed"
         )
+
+
+def test_fair_share_keeps_a_flooding_user_from_starving_another(
+    make_server: Configure, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.txt"
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1})
+    with srv.client("alice") as alice, srv.client("bob") as bob:
+        # The one worker is held while alice floods the queue, then bob arrives.
+        held = alice.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
+        flood = [function("append_run", str(runs), f"a{i}") for i in range(40)]
+        assert alice.post("/v1/tasks/batch", json={"tasks": flood}).status_code == 201
+        late = [function("append_run", str(runs), f"b{i}", key=f"b{i}") for i in range(5)]
+        assert bob.post("/v1/tasks/batch", json={"tasks": late}).status_code == 201
+        gate.touch()
+        assert (
+            alice.get(f"/v1/tasks/{held['id']}", params={"wait": 30}).json()["status"]
+            == "completed"
+        )
+        for i in range(5):
+            assert (
+                bob.get(f"/v1/tasks/key/b{i}", params={"wait": 30}).json()["status"] == "completed"
+            )
+        order = runs.read_text().split()
+    # With equal weights the two alternate: bob's five run among the first ten, not after
+    # alice's forty.
+    positions = [order.index(f"b{i}") for i in range(5)]
+    assert max(positions) < 10, order

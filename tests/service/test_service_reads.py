@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,6 +61,7 @@ def test_me_backends_stats(make_server: Configure) -> None:
         backends = {b["name"]: b for b in alice.get("/v1/backends").json()}
         assert set(backends) == {"sim", "big"}
         assert backends["big"]["num_qubits"] == 20 and backends["big"]["capacity"] == 2
+        assert backends["big"]["kind"] == "mock"
         assert backends["sim"]["breaker"] == "closed" and backends["sim"]["in_rotation"] is True
         assert backends["sim"]["queued_by_priority"] == [0, 0, 0, 0, 0]
         stats = alice.get("/v1/stats").json()
@@ -114,8 +116,6 @@ def test_metrics_and_openapi(make_server: Configure) -> None:
 
 
 def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:
-    from pathlib import Path
-
     import logosq_os_scheduler.service as service
 
     srv = make_server()
@@ -131,3 +131,55 @@ def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:
             r = anonymous.get(f"/static/{name}")
             assert r.status_code == 404, name
             assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_tls_through_uvicorns_options(make_server: Configure, tmp_path: Path) -> None:
+    import datetime
+    import ipaddress
+    import ssl
+
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    srv = make_server(start=False)
+    srv.args = ("--ssl-keyfile", str(key_file), "--ssl-certfile", str(cert_file))
+    srv.scheme = "https"
+    srv.start()
+    trusted = ssl.create_default_context(cafile=str(cert_file))
+    with srv.client("alice", verify=trusted) as alice:
+        view = alice.post("/v1/tasks", json=function("square", 6)).json()
+        assert alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()["result"] == 36
+    import httpx
+
+    with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken on a TLS port
+        httpx.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=5)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,40 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise _bad_request(f"invalid request: {exc}", status=422, slug="invalid-request") from exc
+        message = str(exc)
+        field, index = _blame(message)
+        problem = _bad_request(
+            f"invalid request: {message}", status=422, slug="invalid-request", field=field
+        )
+        if index is not None:
+            problem.body["index"] = index
+        raise problem from exc
     except msgspec.DecodeError as exc:
         raise _bad_request(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise _bad_request(
+            "the body is nested too deeply to read", status=422, slug="invalid-request"
+        ) from exc
+
+
+# msgspec says where: "Object contains unknown field `colour` - at `$.tasks[1].run_options`".
+_WHERE = re.compile(r" - at `\$(?:\.tasks\[(\d+)\])?((?:\.\w+)*)`$")
+_NAMED = re.compile(r"field `(\w+)`")
+
+
+def _blame(message: str) -> tuple[str, int | None]:
+    """The task field a msgspec validation message blames (the outermost one on its path,
+    else the field it names), and the batch index it names, if any."""
+    where = _WHERE.search(message)
+    index = None
+    path: list[str] = []
+    if where is not None:
+        index = None if where.group(1) is None else int(where.group(1))
+        path = [p for p in where.group(2).split(".") if p]
+    if path:
+        return path[0], index
+    named = _NAMED.search(message)
+    return (named.group(1) if named else "request"), index
 
 
 def _wait_seconds(request: Request, service: Service) -> float:

@@ -29,6 +29,8 @@ from ._service import Service
 
 __all__ = ["JsonFormatter", "configure_service_logging", "serve"]
 
+log = logging.getLogger("logosq_os_scheduler.service")
+
 # Seconds uvicorn waits for requests in flight after a signal (long-polls end at once).
 _GRACE_HTTP = 10
 
@@ -82,6 +84,13 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        # The address actually bound (port 0 picks a free one): what a supervisor or a
+        # script reads from the log.
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                scheme = "https" if self.config.is_ssl else "http"
+                log.info("listening on %s://%s:%d", scheme, host, port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         loop = self.loop

@@ -91,6 +91,9 @@ class Service:
         self.functions = config.resolve_functions()
         self.restartable = {name: f.restartable for name, f in config.functions.items()}
         self.limits = Limits(config.server.max_qubits, config.server.max_shots)
+        # Built now, so that a backend the config describes wrongly stops the start with the
+        # config's key in the message, before any journal is opened.
+        self._backends = [(b.name, _make_backend(b)) for b in config.backends]
         self.scheduler = QuantumScheduler(config=self._scheduler_config(journal))
         self.accounts = Accounts(config, self.scheduler.clock)
         self.hub = EventHub(self.view)
@@ -140,8 +143,8 @@ class Service:
         self.scheduler.add_listener(self.hub.listener)
         await self.scheduler.__aenter__()
         self._started = True
-        for backend in self.config.backends:
-            await self.scheduler.register_backend(backend.name, _make_backend(backend))
+        for name, backend in self._backends:
+            await self.scheduler.register_backend(name, backend)
         from ..journal._store import open_for_reading
 
         path = self.scheduler.journal_path
@@ -395,13 +398,14 @@ class Service:
     def backends(self) -> list[dict[str, Any]]:
         """Each backend: its size, queues and breaker state."""
         metrics = self.scheduler.metrics()
+        kinds = {b.name: b.kind for b in self.config.backends}
         out = []
         for name, backend in self.scheduler.backends.items():
             m = metrics.backends.get(name)
             out.append(
                 {
                     "name": name,
-                    "kind": type(backend).__name__,
+                    "kind": kinds.get(name, type(backend).__name__),
                     "num_qubits": getattr(backend, "num_qubits", None),
                     "capacity": m.capacity if m else 0,
                     "busy": m.busy if m else 0,

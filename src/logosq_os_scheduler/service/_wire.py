@@ -47,6 +47,7 @@ PRIORITIES: dict[str, TaskPriority] = {p.name.lower(): p for p in TaskPriority}
 MetadataValue = str | int | float | bool
 # A client key is stored inside the task's key with the user in front: 256 in all.
 MAX_CLIENT_KEY = 180
+MAX_NAME = 200
 
 
 class CircuitSource(msgspec.Struct, forbid_unknown_fields=True):
@@ -187,6 +188,12 @@ def build_task(
     """
     if request.key is not None:
         _check_key(request.key)
+    if request.name is not None and (
+        not request.name or len(request.name) > MAX_NAME or not request.name.isprintable()
+    ):
+        raise InvalidTaskError(
+            "name", f"must be 1-{MAX_NAME} printable characters, got {request.name[:40]!r}"
+        )
     if request.timeout is not None and not (math.isfinite(request.timeout) and request.timeout > 0):
         raise InvalidTaskError(
             "timeout", f"must be a positive number of seconds, got {request.timeout}"
