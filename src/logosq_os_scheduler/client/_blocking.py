@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ssl
 import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -128,7 +129,7 @@ class BlockingSchedulerClient:
         retries: int | RetryPolicy = 5,
         poll_wait: float = 30.0,
         batch_size: int = 1000,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         self._client = SchedulerClient(
             url,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 import time
 import urllib.parse
 from collections.abc import Generator, Iterable, Mapping, Sequence
@@ -179,7 +180,8 @@ class SchedulerClient:
         retries: How many times a failed request is sent again, or a :class:`RetryPolicy`.
         poll_wait: Seconds one long-poll asks the server to hold a wait (at most 60).
         batch_size: Tasks per batch request in :meth:`submit_many` (the server's max_batch).
-        verify: TLS verification, as httpx takes it (True, a CA bundle path, an SSLContext).
+        verify: TLS verification: True (the system's CAs), an ``ssl.SSLContext`` (for a
+            server's own CA: ``ssl.create_default_context(cafile=...)``), or False.
 
     Raises:
         InvalidConfigError: If a setting is out of range (naming it).
@@ -194,7 +196,7 @@ class SchedulerClient:
         retries: int | RetryPolicy = 5,
         poll_wait: float = 30.0,
         batch_size: int = 1000,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -574,6 +576,12 @@ class SchedulerClient:
                     method, path, json=body, params=params, timeout=timeout
                 )
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                if _tls_refused(exc):
+                    # A certificate that does not verify will not verify on a retry either.
+                    raise ServiceError(
+                        f"TLS to {self._url} failed: {exc}. For a server with its own CA give "
+                        "verify=ssl.create_default_context(cafile=...)"
+                    ) from exc
                 failure: Exception = exc
                 what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -603,6 +611,16 @@ class SchedulerClient:
 
     def __repr__(self) -> str:
         return f"<SchedulerClient {self._url}{' closed' if self._closed else ''}>"
+
+
+def _tls_refused(exc: BaseException) -> bool:
+    """Whether a connection failed on the server's certificate."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _problem_of(response: httpx.Response) -> dict[str, JSON]:
