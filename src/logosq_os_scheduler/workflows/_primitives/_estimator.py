@@ -29,11 +29,14 @@ if TYPE_CHECKING:
     from ..._handle import TaskHandle
     from ..._protocols import BlockingRuntime, WorkflowRuntime
 
-__all__ = ["SchedulerEstimator"]
+__all__ = ["SampledPub", "SchedulerEstimator", "plan_pub", "pub_result"]
 
 
 @dataclasses.dataclass(slots=True)
-class _SampledPub:
+class SampledPub:
+    """How one sampled PUB is measured: its shots, the broadcast parameter indices and
+    observables, and one measurement circuit per parameter set and basis."""
+
     pub: Any
     shots: int
     param_indices: np.ndarray
@@ -47,7 +50,7 @@ class _EstimatorWork:
 
     exact_indices: list[int] = dataclasses.field(default_factory=list)
     exact_task: Any = None
-    sampled: list[tuple[int, _SampledPub, list[Any]]] = dataclasses.field(default_factory=list)
+    sampled: list[tuple[int, SampledPub, list[Any]]] = dataclasses.field(default_factory=list)
 
 
 def _exact_pubs(pubs: list[Any], seed: Seed) -> list[Any]:
@@ -214,7 +217,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
             self._scheduler.flush_batches()
             results: list[Any] = [None] * len(pubs)
             for (i, plan, _), pub_handles in zip(work.sampled, handles, strict=True):
-                results[i] = self._postprocess(plan, await await_all(pub_handles))
+                results[i] = pub_result(plan, await await_all(pub_handles))
             if exact_handle is not None:
                 exact = (await await_all([exact_handle]))[0]
                 for i, result in zip(work.exact_indices, exact, strict=True):
@@ -266,7 +269,7 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
                 continue
             if restart:
                 k = 0
-            plan = self._plan(pub, shots, bool(opts.abelian_grouping))
+            plan = plan_pub(pub, shots, bool(opts.abelian_grouping))
             builders = []
             for j, m in enumerate(plan.measurements):
                 builder = (
@@ -285,46 +288,49 @@ class SchedulerEstimator(BaseEstimatorV2):  # type: ignore[misc]
             work.sampled.append((i, plan, builders))
         return work
 
-    @staticmethod
-    def _plan(pub: Any, shots: int | None, grouping: bool = True) -> _SampledPub:
-        """Bind and measure, as Qiskit's BackendEstimatorV2 preprocesses a PUB."""
-        if shots is None:
-            shots = math.ceil(1.0 / pub.precision**2)
-        parameter_values = pub.parameter_values
-        param_shape = parameter_values.shape
-        param_indices = np.fromiter(np.ndindex(param_shape), dtype=object).reshape(param_shape)
-        bc_param_ind, bc_obs = np.broadcast_arrays(param_indices, pub.observables)
-        needed: dict[tuple[int, ...], set[str]] = defaultdict(set)
-        for index in np.ndindex(*bc_param_ind.shape):
-            needed[tuple(bc_param_ind[index])].update(bc_obs[index])
-        measurements: list[Measurement] = []
-        for param_index, labels in needed.items():
-            bound = parameter_values.bind(pub.circuit, param_index)
-            measurements.extend(measurements_for(bound, param_index, labels, grouping))
-        return _SampledPub(pub, shots, bc_param_ind, bc_obs, measurements)
 
-    @staticmethod
-    def _postprocess(plan: _SampledPub, counts: list[dict[str, int]]) -> PubResult:
-        expval: dict[tuple[tuple[int, ...], str], tuple[float, float]] = {}
-        for m, c in zip(plan.measurements, counts, strict=True):
-            for label, ev, var in expvals(c, m):
-                expval[m.param_index, label] = (ev, var)
-        shape = plan.param_indices.shape
-        evs = np.zeros(shape, dtype=float)
-        spread = np.zeros(shape, dtype=float)
-        for index in np.ndindex(*shape):
-            param_index = tuple(plan.param_indices[index])
-            observable = cast("dict[str, float]", plan.observables[index])
-            for label, coeff in observable.items():
-                ev, var = expval[param_index, label]
-                evs[index] += ev * coeff
-                spread[index] += abs(coeff) * math.sqrt(max(var, 0.0))
-        stds = spread / math.sqrt(plan.shots)
-        return PubResult(
-            DataBin(evs=evs, stds=stds, shape=evs.shape),
-            metadata={
-                "target_precision": plan.pub.precision,
-                "shots": plan.shots,
-                "circuit_metadata": plan.pub.circuit.metadata,
-            },
-        )
+def plan_pub(pub: Any, shots: int | None, grouping: bool = True) -> SampledPub:
+    """A sampled PUB's measurement plan: every parameter set bound and measured in each
+    basis its observables need, as Qiskit's BackendEstimatorV2 preprocesses a PUB. Shared
+    with the client's RemoteEstimator."""
+    if shots is None:
+        shots = math.ceil(1.0 / pub.precision**2)
+    parameter_values = pub.parameter_values
+    param_shape = parameter_values.shape
+    param_indices = np.fromiter(np.ndindex(param_shape), dtype=object).reshape(param_shape)
+    bc_param_ind, bc_obs = np.broadcast_arrays(param_indices, pub.observables)
+    needed: dict[tuple[int, ...], set[str]] = defaultdict(set)
+    for index in np.ndindex(*bc_param_ind.shape):
+        needed[tuple(bc_param_ind[index])].update(bc_obs[index])
+    measurements: list[Measurement] = []
+    for param_index, labels in needed.items():
+        bound = parameter_values.bind(pub.circuit, param_index)
+        measurements.extend(measurements_for(bound, param_index, labels, grouping))
+    return SampledPub(pub, shots, bc_param_ind, bc_obs, measurements)
+
+
+def pub_result(plan: SampledPub, counts: list[dict[str, int]]) -> PubResult:
+    """A sampled PUB's result from the counts of its plan's measurements, in order."""
+    expval: dict[tuple[tuple[int, ...], str], tuple[float, float]] = {}
+    for m, c in zip(plan.measurements, counts, strict=True):
+        for label, ev, var in expvals(c, m):
+            expval[m.param_index, label] = (ev, var)
+    shape = plan.param_indices.shape
+    evs = np.zeros(shape, dtype=float)
+    spread = np.zeros(shape, dtype=float)
+    for index in np.ndindex(*shape):
+        param_index = tuple(plan.param_indices[index])
+        observable = cast("dict[str, float]", plan.observables[index])
+        for label, coeff in observable.items():
+            ev, var = expval[param_index, label]
+            evs[index] += ev * coeff
+            spread[index] += abs(coeff) * math.sqrt(max(var, 0.0))
+    stds = spread / math.sqrt(plan.shots)
+    return PubResult(
+        DataBin(evs=evs, stds=stds, shape=evs.shape),
+        metadata={
+            "target_precision": plan.pub.precision,
+            "shots": plan.shots,
+            "circuit_metadata": plan.pub.circuit.metadata,
+        },
+    )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..._handle import TaskHandle
     from ..._protocols import BlockingRuntime, WorkflowRuntime
 
-__all__ = ["SchedulerSampler"]
+__all__ = ["SchedulerSampler", "sampler_pub_result"]
 
 
 class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
@@ -163,7 +163,7 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
                 else:
                     size = math.prod(shape)
                     counts = [{"0" * pub.circuit.num_clbits: pub.shots}] * size
-                results.append(self._postprocess(pub, shape, counts, rng, reseed=reseed))
+                results.append(sampler_pub_result(pub, shape, counts, rng, reseed=reseed))
         except BaseException:
             for h in submitted:
                 if not h.done():
@@ -204,49 +204,49 @@ class SchedulerSampler(BaseSamplerV2):  # type: ignore[misc]
             work.append((pub, tuple(bound.shape), builders))
         return work
 
-    @staticmethod
-    def _postprocess(
-        pub: Any,
-        shape: tuple[int, ...],
-        counts: list[dict[str, int]],
-        rng: np.random.Generator,
-        *,
-        reseed: int | None = None,
-    ) -> SamplerPubResult:
-        """The PUB's result from its circuits' counts, each circuit's shots in a random
-        order drawn from ``rng``, or, given ``reseed`` (the sampler's int seed), from the
-        job's first state again for every circuit."""
-        circuit = pub.circuit
-        num_clbits = circuit.num_clbits
-        meas: dict[str, BitArray] = {}
-        if circuit.cregs:
-            # All registers are cut from one array of whole shots, so the joint statistics
-            # across registers are those measured.
-            rows = []
-            # Re-seeded, every circuit of the PUB draws the same order: drawn once per size.
-            reseeded: dict[int, np.ndarray] = {}
-            for c in counts:
-                samples = BitArray.from_counts(
-                    {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
-                )
-                n = samples.num_shots
-                if reseed is None:
-                    order = rng.permutation(n)
-                elif n in reseeded:
-                    order = reseeded[n]
-                else:
-                    fresh = job_rng(reseed, None)
-                    seed_base(reseed, None, fresh)  # past the seed draw, as the job's is
-                    order = reseeded[n] = fresh.permutation(n)
-                rows.append(samples.array[order])
-            whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
-            for creg in circuit.cregs:
-                indices = [circuit.find_bit(bit).index for bit in creg]
-                if indices:
-                    meas[creg.name] = whole.slice_bits(indices)
-                else:
-                    meas[creg.name] = BitArray(np.zeros((*shape, pub.shots, 0), dtype=np.uint8), 0)
-        return SamplerPubResult(
-            DataBin(**meas, shape=shape),
-            metadata={"shots": pub.shots, "circuit_metadata": circuit.metadata},
-        )
+
+def sampler_pub_result(
+    pub: Any,
+    shape: tuple[int, ...],
+    counts: list[dict[str, int]],
+    rng: np.random.Generator,
+    *,
+    reseed: int | None = None,
+) -> SamplerPubResult:
+    """The PUB's result from its circuits' counts, each circuit's shots in a random order
+    drawn from ``rng``, or, given ``reseed`` (the sampler's int seed), from the job's first
+    state again for every circuit. Shared with the client's RemoteSampler."""
+    circuit = pub.circuit
+    num_clbits = circuit.num_clbits
+    meas: dict[str, BitArray] = {}
+    if circuit.cregs:
+        # All registers are cut from one array of whole shots, so the joint statistics
+        # across registers are those measured.
+        rows = []
+        # Re-seeded, every circuit of the PUB draws the same order: drawn once per size.
+        reseeded: dict[int, np.ndarray] = {}
+        for c in counts:
+            samples = BitArray.from_counts(
+                {key.replace(" ", ""): n for key, n in c.items()}, num_clbits
+            )
+            n = samples.num_shots
+            if reseed is None:
+                order = rng.permutation(n)
+            elif n in reseeded:
+                order = reseeded[n]
+            else:
+                fresh = job_rng(reseed, None)
+                seed_base(reseed, None, fresh)  # past the seed draw, as the job's is
+                order = reseeded[n] = fresh.permutation(n)
+            rows.append(samples.array[order])
+        whole = BitArray(np.stack(rows).reshape(*shape, pub.shots, -1), num_clbits)
+        for creg in circuit.cregs:
+            indices = [circuit.find_bit(bit).index for bit in creg]
+            if indices:
+                meas[creg.name] = whole.slice_bits(indices)
+            else:
+                meas[creg.name] = BitArray(np.zeros((*shape, pub.shots, 0), dtype=np.uint8), 0)
+    return SamplerPubResult(
+        DataBin(**meas, shape=shape),
+        metadata={"shots": pub.shots, "circuit_metadata": circuit.metadata},
+    )
