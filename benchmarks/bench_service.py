@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -43,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import loadgen  # noqa: E402
 from machine import machine_info  # noqa: E402
 from service_apps import ECHO_BODY, FACTORIES  # noqa: E402
 
@@ -363,6 +367,455 @@ def _why(results: list[FrameworkResult]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# part two: logosq serve under load, beside the bare endpoint
+
+
+BELL_QASM2 = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
+BATCH = 100
+TARGET_SINGLE_RATIO = 0.5
+TARGET_BATCH_RATE = 20_000
+TARGET_P99_MS = 50.0
+
+
+def _task_body(shots: int = 1) -> dict[str, object]:
+    return {"kind": "circuit", "circuit": {"format": "qasm2", "source": BELL_QASM2}, "shots": shots}
+
+
+def single_body() -> bytes:
+    return json.dumps(_task_body(), separators=(",", ":")).encode()
+
+
+def batch_body(n: int = BATCH) -> bytes:
+    return json.dumps({"tasks": [_task_body()] * n}, separators=(",", ":")).encode()
+
+
+def _write_config(tmp: Path, port: int) -> tuple[Path, str]:
+    """A config with one user (no quotas) and a mock backend whose jobs take no time; the
+    journal in TMP, durability at the scheduler's default."""
+    token = "lq_" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    path = tmp / "server.toml"
+    path.write_text(
+        "[server]\n"
+        'host = "127.0.0.1"\n'
+        f"port = {port}\n"
+        f'journal = "{tmp / "journal.db"}"\n'
+        "max_batch = 1000\n"
+        "\n[[backends]]\n"
+        'kind = "mock"\n'
+        'name = "sim"\n'
+        "latency = 0.0\n"
+        "max_concurrent_jobs = 4\n"
+        "max_circuits_per_job = 100\n"
+        "\n[users.bench]\n"
+        f'token_sha256 = "{digest}"\n'
+        'priority_ceiling = "high"\n'
+    )
+    return path, token
+
+
+def _serve_argv(config: Path) -> list[str]:
+    return [sys.executable, "-m", "logosq_os_scheduler", "serve", "--config", str(config)]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _get_json(port: int, path: str, token: str) -> object:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _backlog(port: int, token: str) -> int:
+    stats = _get_json(port, "/v1/stats", token)
+    assert isinstance(stats, dict)
+    return int(sum(stats["queued_by_priority"]) + stats["running"])
+
+
+def _drain(port: int, token: str, timeout: float) -> tuple[int, float]:
+    """Wait until the server has no task queued or running: (backlog at the start, seconds)."""
+    t0 = time.perf_counter()
+    first = left = _backlog(port, token)
+    while left and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
+        left = _backlog(port, token)
+    return first, time.perf_counter() - t0
+
+
+def closed(
+    url: str,
+    duration: float,
+    server_pid: int,
+    tmp: Path,
+    method: str = "GET",
+    body: bytes = b"",
+    token: str | None = None,
+) -> Run:
+    """As fast as the server answers: wrk when installed, else the Python generator."""
+    if shutil.which("wrk") is not None:
+        return wrk(url, duration, server_pid, tmp, method, body, token)
+    host, port, path = _split(url)
+    request = loadgen.build_request(method, path, host, port, body, token)
+    load = os.getloadavg()[0]
+    b0, s0 = _busy_seconds(), _cpu_seconds(server_pid)
+    r = loadgen.run(lambda: loadgen.closed_loop(host, port, request, CONNECTIONS, duration))
+    s1, b1 = _cpu_seconds(server_pid), _busy_seconds()
+    return Run(
+        rps=r.rate,
+        p50_ms=loadgen.percentile(r.latencies, 50) * 1e3,
+        p99_ms=loadgen.percentile(r.latencies, 99) * 1e3,
+        server_cpu=(s1 - s0) / r.wall,
+        wrk_cpu=r.cpu_share,
+        other_cpu=max(0.0, (b1 - b0) - (s1 - s0) - r.cpu) / r.wall,
+        load=load,
+        non2xx=sum(n for st, n in r.statuses.items() if not 200 <= st < 400),
+        errors=r.errors,
+    )
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    m = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", url)
+    if m is None:
+        raise ValueError(url)
+    return m.group(1), int(m.group(2)), m.group(3)
+
+
+@dataclass
+class Paced:
+    rate: float  # asked for, requests/s
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    gen_cpu: float
+    server_cpu: float
+    other_cpu: float
+    bad: int
+
+
+def paced(
+    url: str,
+    rate: float,
+    duration: float,
+    server_pid: int,
+    method: str = "GET",
+    body: bytes = b"",
+    token: str | None = None,
+) -> Paced:
+    """RATE requests/s over CONNECTIONS connections (benchmarks/loadgen.py's fixed rate)."""
+    host, port, path = _split(url)
+    request = loadgen.build_request(method, path, host, port, body, token)
+    b0, s0 = _busy_seconds(), _cpu_seconds(server_pid)
+    r = loadgen.run(lambda: loadgen.fixed_rate(host, port, request, CONNECTIONS, rate, duration))
+    s1, b1 = _cpu_seconds(server_pid), _busy_seconds()
+    lat = r.latencies
+    return Paced(
+        rate=rate,
+        achieved=r.rate,
+        p50_ms=loadgen.percentile(lat, 50) * 1e3,
+        p99_ms=loadgen.percentile(lat, 99) * 1e3,
+        p999_ms=loadgen.percentile(lat, 99.9) * 1e3,
+        gen_cpu=r.cpu_share,
+        server_cpu=(s1 - s0) / r.wall,
+        other_cpu=max(0.0, (b1 - b0) - (s1 - s0) - r.cpu) / r.wall,
+        bad=r.errors + sum(n for st, n in r.statuses.items() if not 200 <= st < 400),
+    )
+
+
+@dataclass
+class ServeResult:
+    hello: list[Run]
+    echo: list[Run]
+    single: list[Run]
+    batch: list[Run]
+    backlog: dict[str, list[tuple[int, float]]]  # after each run: (tasks left, drain seconds)
+    paced: dict[str, Paced]
+    profile: dict[str, str]
+
+
+def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) -> ServeResult:
+    # The ceiling: the chosen framework's bare endpoints under the same uvicorn settings.
+    port = _free_port()
+    log = tmp / "bare.log"
+    proc = _start(_uvicorn_argv("service_apps:starlette_app", port), log)
+    try:
+        _wait_http(port, "/hello", proc, log)
+        base = f"http://127.0.0.1:{port}"
+        if warm:
+            closed(base + "/hello", 1, proc.pid, tmp)
+        hello = [closed(base + "/hello", duration, proc.pid, tmp) for _ in range(repeat)]
+        echo = [
+            closed(base + "/echo", duration, proc.pid, tmp, "POST", ECHO_BODY)
+            for _ in range(repeat)
+        ]
+        bare_pid, bare_base = proc.pid, base
+        half_single: float | None = None
+        result = ServeResult(hello, echo, [], [], {"single": [], "batch": []}, {}, {})
+        # Ours, a fresh server (and journal) for each kind of request.
+        for kind, path, body in (
+            ("single", "/v1/tasks", single_body()),
+            ("batch", "/v1/tasks/batch", batch_body()),
+        ):
+            sdir = tmp / kind
+            sdir.mkdir()
+            sport = _free_port()
+            config, token = _write_config(sdir, sport)
+            slog = sdir / "serve.log"
+            server = _start(_serve_argv(config), slog, _env())
+            try:
+                _wait_http(sport, "/healthz", server, slog)
+                url = f"http://127.0.0.1:{sport}{path}"
+                if warm:
+                    closed(url, 1, server.pid, tmp, "POST", body, token)
+                    _drain(sport, token, 60)
+                runs: list[Run] = []
+                for _ in range(repeat):
+                    runs.append(closed(url, duration, server.pid, tmp, "POST", body, token))
+                    result.backlog[kind].append(_drain(sport, token, 120))
+                bad = sum(r.non2xx + r.errors for r in runs)
+                if bad:
+                    raise RuntimeError(f"{kind}: {bad} failed requests: {_tail(slog)}")
+                getattr(result, kind).extend(runs)
+                rate = median_run(runs).rps / 2
+                result.paced[kind] = paced(url, rate, duration, server.pid, "POST", body, token)
+                _drain(sport, token, 120)
+                if kind == "single":
+                    half_single = rate
+                if profile:
+                    result.profile[kind] = _profile(url, duration, server.pid, tmp, body, token)
+                    _drain(sport, token, 120)
+            finally:
+                _stop(server)
+        if half_single is not None:  # the generator's own floor at the single-submit rate
+            result.paced["hello"] = paced(bare_base + "/hello", half_single, duration, bare_pid)
+    finally:
+        _stop(proc)
+    return result
+
+
+# Where a server's time goes: py-spy samples (in-process Python frames) during a closed-loop
+# run, each stack counted once in every category one of its frames falls in. Patterns match
+# "function (file:line)" frames; the first category a frame matches is the one it counts for.
+CATEGORIES: tuple[tuple[str, str], ...] = (
+    (
+        "socket system calls (read, write, epoll)",
+        r"^(write|writev|read|recv\w*|send\w*|epoll_wait) \(",
+    ),
+    ("auth (token hash and lookup)", r"service/_accounts\.py|hashlib|_sha256|compare_digest"),
+    ("request decode and checks (msgspec, _wire)", r"service/_wire\.py|msgspec"),
+    ("circuit parse (QASM, qiskit)", r"qiskit|qasm"),
+    (
+        "scheduler submit",
+        r"logosq_os_scheduler/_scheduler\.py.*\bsubmit|\bsubmit\w* \(.*_scheduler",
+    ),
+    ("journal (SQLite writer, commits)", r"logosq_os_scheduler/journal/|sqlite3"),
+    ("running tasks (dispatch, mock backend)", r"logosq_os_scheduler/(core|backends|_quantum)"),
+    ("response encode", r"encode"),
+    ("Starlette (routing, request, response)", r"starlette/"),
+    ("uvicorn and httptools (HTTP parsing, transport)", r"uvicorn/|httptools"),
+)
+
+
+def _profile(url: str, duration: float, server_pid: int, tmp: Path, body: bytes, token: str) -> str:
+    """Sample the server with py-spy while wrk loads it; a Markdown table of where its time
+    went (share of the samples in which the server was busy)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return "py-spy is not installed: no profile."
+    raw = tmp / f"profile-{server_pid}-{time.monotonic_ns()}.txt"
+    argv = [spy, "record", "--pid", str(server_pid), "--duration", str(max(1, round(duration)))]
+    argv += ["--rate", "250", "--format", "raw", "--output", str(raw), "--native"]
+    sampler = _start(argv, tmp / "py-spy.log")
+    time.sleep(0.5)
+    try:
+        closed(url, duration, server_pid, tmp, "POST", body, token)
+    finally:
+        try:
+            sampler.wait(duration + 30)
+        except subprocess.TimeoutExpired:
+            _stop(sampler)
+    if not raw.exists():
+        return f"py-spy gave no profile: {_tail(tmp / 'py-spy.log', 500)}"
+    return summarize_profile(raw.read_text())
+
+
+def summarize_profile(text: str, top: int = 12) -> str:
+    total = 0
+    per_cat: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        # one frame per function: "name (file:line)" -> "name (file)"
+        frames = [
+            re.sub(r":\d+\)$", ")", f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ")
+        ]
+        cats = set()
+        for f in frames:
+            for label, pattern in CATEGORIES:
+                if re.search(pattern, f):
+                    cats.add(label)
+                    break
+        for c in cats:
+            per_cat[c] = per_cat.get(c, 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+    if not total:
+        return "py-spy recorded no samples."
+
+    def short(frame: str) -> str:
+        return re.sub(r"\(/[^ ]*?(site-packages|src)/", "(", frame)
+
+    lines = [
+        f"{total:,} samples (250 a second, native frames included) of the server's threads "
+        "while busy; a stack counts in every category one of its frames falls in (so shares "
+        "overlap: the HTTP layer contains most of the rest).",
+        "",
+        "| where | share of busy samples |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {label} | {per_cat.get(label, 0) / total:.0%} |"
+        for label, _ in sorted(CATEGORIES, key=lambda c: -per_cat.get(c[0], 0))
+    ]
+    lines += ["", "| function, by its own time (not its callees') | share |", "|---|---|"]
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"| `{short(f)}` | {n / total:.1%} |")
+    return "\n".join(lines)
+
+
+def serve_report(r: ServeResult, duration: float, repeat: int) -> list[str]:
+    gen = "wrk -t2 -c100" if shutil.which("wrk") else "the Python generator (wrk not installed)"
+    out = [
+        "### Part two: `logosq serve` under load, beside the bare endpoint",
+        "",
+        f"`logosq serve` as a real process on loopback: one user token, a mock backend whose "
+        "jobs take no time (`latency = 0`, 4 jobs at once, 100 circuits a job), its journal in "
+        "a new temporary directory at the default durability, a fresh server for each kind of "
+        "request. 100 connections submitting a QASM 2 Bell circuit at 1 shot, one task a "
+        f"request (`POST /v1/tasks`) or {BATCH} a request (`POST /v1/tasks/batch`); in the same "
+        "run, the bare Starlette endpoints of part one under the same uvicorn settings (uvloop, "
+        f"httptools, 1 worker) and the same load generator ({gen}): the HTTP ceiling. "
+        f"Median [min-max] of {repeat} run(s) of {max(1, round(duration))} s; p50/p99 from the "
+        "median run. After each run of ours the benchmark waits until the server has no task "
+        "queued or running (the last column: what was left, and how long it took to run), so "
+        "each run starts on an empty queue. **The server and the load generator share the "
+        "2 cores.**",
+        "",
+        "| endpoint | requests/s | tasks/s | p50 / p99 ms | server CPU | load generator CPU "
+        "| rest of the machine | left after the run, drained in |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = (
+        ("bare Starlette `GET /hello` (the ceiling)", r.hello, 0, None),
+        ("bare Starlette `POST /echo` (small JSON)", r.echo, 0, None),
+        ("logosq serve `POST /v1/tasks` (1 task)", r.single, 1, "single"),
+        (f"logosq serve `POST /v1/tasks/batch` ({BATCH} tasks)", r.batch, BATCH, "batch"),
+    )
+    for label, runs, per, key in rows:
+        if not runs:
+            continue
+        m = median_run(runs)
+        tasks = "-" if not per else _fmt_rate([x.rps * per for x in runs])
+        left = "-"
+        if key is not None and r.backlog.get(key):
+            n, took = max(r.backlog[key], key=lambda b: b[0])
+            left = f"up to {n:,} tasks, {took:.1f} s"
+        out.append(
+            f"| {label} | {_range(runs)} | {tasks} | {m.p50_ms:.1f} / {m.p99_ms:.1f} "
+            f"| {m.server_cpu:.2f} | {m.wrk_cpu:.2f} | {m.other_cpu:.2f} | {left} |"
+        )
+    out += [
+        "",
+        "At a fixed rate, half the maximum each measured above: benchmarks/loadgen.py, 100 "
+        "connections, each request due at its own time and its latency counted from that "
+        "time (wrk2's way, so a stall is charged to every request that waited behind it). "
+        "The bare endpoint at the single-submit rate is this generator's own floor.",
+        "",
+        "| endpoint | rate asked /s | achieved /s | p50 / p99 / p99.9 ms | server CPU "
+        "| generator CPU | rest of the machine | failed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    labels = {
+        "single": "logosq serve `POST /v1/tasks`, half its max",
+        "batch": f"logosq serve `POST /v1/tasks/batch` ({BATCH} tasks), half its max",
+        "hello": "bare Starlette `GET /hello`, at the rate of the single-task row",
+    }
+    for key, label in labels.items():
+        p = r.paced.get(key)
+        if p is None:
+            continue
+        out.append(
+            f"| {label} | {p.rate:,.0f} | {p.achieved:,.0f} | {p.p50_ms:.1f} / {p.p99_ms:.1f} / "
+            f"{p.p999_ms:.1f} | {p.server_cpu:.2f} | {p.gen_cpu:.2f} | {p.other_cpu:.2f} "
+            f"| {p.bad} |"
+        )
+    out += ["", "Targets (issue #23):", "", "| target | verdict | figures |", "|---|---|---|"]
+    hello = statistics.median(x.rps for x in r.hello)
+    echo = statistics.median(x.rps for x in r.echo)
+    if r.single:
+        single = statistics.median(x.rps for x in r.single)
+        ratio = single / hello
+        out.append(
+            f"| single-task submits >= {TARGET_SINGLE_RATIO:g}x the bare endpoint's requests/s "
+            f"| {_verdict(ratio >= TARGET_SINGLE_RATIO)} | {single:,.0f} / {hello:,.0f} = "
+            f"**{ratio:.2f}x** (against the bare small-JSON POST: {single / echo:.2f}x) |"
+        )
+    if r.batch:
+        batch = statistics.median(x.rps * BATCH for x in r.batch)
+        out.append(
+            f"| batched >= {TARGET_BATCH_RATE:,} tasks/s | {_verdict(batch >= TARGET_BATCH_RATE)} "
+            f"| **{batch:,.0f} tasks/s** = {batch / TARGET_BATCH_RATE:.2f}x the target |"
+        )
+    for key, what in (("single", "single-task"), ("batch", "batched")):
+        p = r.paced.get(key)
+        if p is None:
+            continue
+        ok = p.p99_ms <= TARGET_P99_MS and p.bad == 0 and p.achieved >= 0.95 * p.rate
+        out.append(
+            f"| p99 <= {TARGET_P99_MS:g} ms at half the maximum rate ({what}) | {_verdict(ok)} "
+            f"| **p99 {p.p99_ms:.1f} ms** at {p.achieved:,.0f} requests/s "
+            f"({p.achieved * (BATCH if key == 'batch' else 1):,.0f} tasks/s) |"
+        )
+    for key, text in r.profile.items():
+        out += [
+            "",
+            f"Where the server's time goes, {labels[key].split(',')[0]} at its max "
+            "(py-spy, Python frames):",
+            "",
+            text,
+        ]
+    return out
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _fmt_rate(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -372,6 +825,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds a run (5; quick 1)")
     parser.add_argument("--repeat", type=int, default=None, help="runs each (3; quick 1)")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
+    parser.add_argument(
+        "--profile", action="store_true", help="also sample logosq serve with py-spy at its max"
+    )
     args = parser.parse_args()
     duration = args.duration or (1.0 if args.quick else 5.0)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -392,19 +848,31 @@ def main() -> None:
         f"{_wrk_version()}. Load average (1 min) at the start: {info['load_start']:.2f}.",
         "",
     ]
-    if shutil.which("wrk") is None:
-        out += ["wrk is not installed (Debian: `apt-get install wrk`): part one not run.", ""]
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d)
-            if args.part in ("frameworks", "all"):
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.part in ("frameworks", "all"):
+            if shutil.which("wrk") is None:
+                out += ["wrk is not installed (Debian: `apt-get install wrk`): part one not run."]
+            else:
                 results, skipped = frameworks(duration, repeat, tmp, warm=not args.quick)
                 out += frameworks_report(results, skipped, duration, repeat)
+            out.append("")
+        if args.part in ("serve", "all"):
+            missing = [m for m in ("starlette", "uvicorn", "msgspec") if not _installed(m)]
+            if missing:
+                out.append(f"Part two not run: {', '.join(missing)} not installed.")
+            else:
+                got = serve(duration, repeat, tmp, warm=not args.quick, profile=args.profile)
+                out += serve_report(got, duration, repeat)
     out += ["", f"Load average (1 min) at the end: {os.getloadavg()[0]:.2f}."]
     text = "\n".join(out) + "\n"
     print(text)
     if args.output is not None:
         args.output.write_text(text)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _wrk_version() -> str:
