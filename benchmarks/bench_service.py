@@ -613,6 +613,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
         r"^(write|writev|read|recv\w*|send\w*|epoll_wait) \(",
     ),
     ("auth (token hash and lookup)", r"service/_accounts\.py|hashlib|_sha256|compare_digest"),
+    ("response encode (msgspec)", r"encode"),
     ("request decode and checks (msgspec, _wire)", r"service/_wire\.py|msgspec"),
     ("circuit parse (QASM, qiskit)", r"qiskit|qasm"),
     (
@@ -621,7 +622,6 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ),
     ("journal (SQLite writer, commits)", r"logosq_os_scheduler/journal/|sqlite3"),
     ("running tasks (dispatch, mock backend)", r"logosq_os_scheduler/(core|backends|_quantum)"),
-    ("response encode", r"encode"),
     ("Starlette (routing, request, response)", r"starlette/"),
     ("uvicorn and httptools (HTTP parsing, transport)", r"uvicorn/|httptools"),
 )
@@ -799,8 +799,7 @@ def serve_report(r: ServeResult, duration: float, repeat: int) -> list[str]:
     for key, text in r.profile.items():
         out += [
             "",
-            f"Where the server's time goes, {labels[key].split(',')[0]} at its max "
-            "(py-spy, Python frames):",
+            f"Where the server's time goes, {labels[key].split(',')[0]} at its max (py-spy):",
             "",
             text,
         ]
