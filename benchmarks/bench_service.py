@@ -135,6 +135,21 @@ def _busy_seconds() -> float:
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK  # user nice system irq softirq steal
 
 
+QUIET = {"limit": 0.0, "waited": 0.0}  # --wait-quiet: seconds to wait at most, and waited
+
+
+def wait_quiet(threshold: float = 0.25) -> None:
+    """Before a block of runs: wait (up to --wait-quiet seconds in all) until the machine
+    used less than THRESHOLD of a core over a second (other work on this shared machine)."""
+    while QUIET["waited"] < QUIET["limit"]:
+        b0, t0 = _busy_seconds(), time.perf_counter()
+        time.sleep(1.0)
+        took = time.perf_counter() - t0
+        if (_busy_seconds() - b0) / took < threshold:
+            return
+        QUIET["waited"] += took
+
+
 def _uvicorn_argv(app: str, port: int, factory: bool = True) -> list[str]:
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--loop", "uvloop", "--http", "httptools", "--workers", "1"]
@@ -270,6 +285,7 @@ def frameworks(
         if importlib.util.find_spec(dist) is None:
             skipped.append(f"{label}: {dist} is not installed")
             continue
+        wait_quiet()
         port = _free_port()
         log = tmp / f"{factory}.log"
         proc = _start(_uvicorn_argv(f"service_apps:{factory}", port), log)
@@ -546,6 +562,7 @@ class ServeResult:
 
 def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) -> ServeResult:
     # The ceiling: the chosen framework's bare endpoints under the same uvicorn settings.
+    wait_quiet()
     port = _free_port()
     log = tmp / "bare.log"
     proc = _start(_uvicorn_argv("service_apps:starlette_app", port), log)
@@ -567,6 +584,7 @@ def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) ->
             ("single", "/v1/tasks", single_body()),
             ("batch", "/v1/tasks/batch", batch_body()),
         ):
+            wait_quiet()
             sdir = tmp / kind
             sdir.mkdir()
             sport = _free_port()
@@ -825,10 +843,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=None, help="runs each (3; quick 1)")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each block of runs, wait until the machine is idle (up to S s in all)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also sample logosq serve with py-spy at its max"
     )
     args = parser.parse_args()
     duration = args.duration or (1.0 if args.quick else 5.0)
+    QUIET["limit"] = args.wait_quiet
     repeat = args.repeat or (1 if args.quick else 3)
     info = machine_info(False, [])
     shown = [a for a in sys.argv[1:] if a != "--output" and a != str(args.output)]
@@ -864,6 +890,11 @@ def main() -> None:
                 got = serve(duration, repeat, tmp, warm=not args.quick, profile=args.profile)
                 out += serve_report(got, duration, repeat)
     out += ["", f"Load average (1 min) at the end: {os.getloadavg()[0]:.2f}."]
+    if args.wait_quiet:
+        out[-1] += (
+            f" Waited {QUIET['waited']:.0f} s in all (of {args.wait_quiet:g} allowed) for the "
+            "machine to go idle before blocks of runs."
+        )
     text = "\n".join(out) + "\n"
     print(text)
     if args.output is not None:
