@@ -28,6 +28,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import re
 import secrets
@@ -279,29 +280,39 @@ class FrameworkResult:
 def frameworks(
     duration: float, repeat: int, tmp: Path, warm: bool = True
 ) -> tuple[list[FrameworkResult], list[str]]:
-    results: list[FrameworkResult] = []
+    """Every installed framework's server started at once (idle ones cost nothing), then the
+    runs interleaved, one of each framework in turn, so that other work on the machine
+    disturbs them alike."""
     skipped: list[str] = []
-    for label, (factory, dist) in FACTORIES.items():
-        if importlib.util.find_spec(dist) is None:
-            skipped.append(f"{label}: {dist} is not installed")
-            continue
-        wait_quiet()
-        port = _free_port()
-        log = tmp / f"{factory}.log"
-        proc = _start(_uvicorn_argv(f"service_apps:{factory}", port), log)
-        try:
+    servers: list[tuple[str, str, subprocess.Popen[bytes], str, Path]] = []
+    try:
+        for label, (factory, dist) in FACTORIES.items():
+            if importlib.util.find_spec(dist) is None:
+                skipped.append(f"{label}: {dist} is not installed")
+                continue
+            port = _free_port()
+            log = tmp / f"{factory}.log"
+            proc = _start(_uvicorn_argv(f"service_apps:{factory}", port), log)
+            servers.append((label, dist, proc, f"http://127.0.0.1:{port}", log))
             _wait_http(port, "/hello", proc, log)
-            base = f"http://127.0.0.1:{port}"
-            if warm:
+        runs: dict[str, tuple[list[Run], list[Run]]] = {s[0]: ([], []) for s in servers}
+        if warm:
+            for _, _, proc, base, _ in servers:
                 wrk(base + "/hello", 1, proc.pid, tmp)
                 wrk(base + "/echo", 1, proc.pid, tmp, "POST", ECHO_BODY)
-            hello = [wrk(base + "/hello", duration, proc.pid, tmp) for _ in range(repeat)]
-            echo = [
-                wrk(base + "/echo", duration, proc.pid, tmp, "POST", ECHO_BODY)
-                for _ in range(repeat)
-            ]
-        finally:
-            _stop(proc)
+        for _ in range(repeat):
+            wait_quiet()
+            for label, _, proc, base, _ in servers:
+                runs[label][0].append(wrk(base + "/hello", duration, proc.pid, tmp))
+                runs[label][1].append(
+                    wrk(base + "/echo", duration, proc.pid, tmp, "POST", ECHO_BODY)
+                )
+    finally:
+        for s in servers:
+            _stop(s[2])
+    results: list[FrameworkResult] = []
+    for label, dist, _, _, log in servers:
+        hello, echo = runs[label]
         bad = sum(r.non2xx + r.errors for r in hello + echo)
         if bad:
             raise RuntimeError(f"{label}: {bad} failed requests: {_tail(log)}")
@@ -324,20 +335,25 @@ def frameworks_report(
         f"`wrk -t{WRK_THREADS} -c{CONNECTIONS} -d{max(1, round(duration))}s --latency` against "
         "uvicorn (uvloop, httptools, 1 worker, access log off) on loopback; median [min-max] "
         f"of {repeat} run(s) after a 1 s warm-up (none with --quick); p50 and p99 from the "
-        "median run. **wrk and the server share the machine's 2 cores**: the CPU columns say "
-        "how much of a core each used (the server is one Python process, so 1.00 is all it "
-        "can use), and what the rest of the machine used meanwhile (other work on this shared "
-        "machine, and this script).",
+        "median run; the frameworks' runs interleaved (one of each in turn). **wrk and the "
+        "server share the machine's 2 cores**: the CPU columns say how much of a core each "
+        "used (the server is one Python process, so 1.00 is all it can use), and what the rest "
+        "of the machine used meanwhile (other work on this shared machine, and this script). "
+        "Requests per server CPU-second (the median run's requests/s over its server CPU) is "
+        "what a request costs the server, and varies less than requests/s when other work "
+        "takes CPU from the server.",
         "",
         "| framework | GET /hello req/s | p50 / p99 ms | POST /echo req/s | p50 / p99 ms "
-        "| server CPU (GET / POST) | wrk CPU (GET / POST) | rest of the machine | load before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| req per server CPU-s (GET / POST) | server CPU (GET / POST) | wrk CPU (GET / POST) "
+        "| rest of the machine | load before |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         h, e = median_run(r.hello), median_run(r.echo)
         out.append(
             f"| {r.label} {r.version} | {_range(r.hello)} | {h.p50_ms:.1f} / {h.p99_ms:.1f} "
             f"| {_range(r.echo)} | {e.p50_ms:.1f} / {e.p99_ms:.1f} "
+            f"| {_per_cpu(h):,.0f} / {_per_cpu(e):,.0f} "
             f"| {h.server_cpu:.2f} / {e.server_cpu:.2f} | {h.wrk_cpu:.2f} / {e.wrk_cpu:.2f} "
             f"| {h.other_cpu:.2f} / {e.other_cpu:.2f} | {max(h.load, e.load):.2f} |"
         )
@@ -345,6 +361,10 @@ def frameworks_report(
         out += ["", "Not run: " + "; ".join(skipped) + "."]
     out += ["", _why(results)]
     return out
+
+
+def _per_cpu(r: Run) -> float:
+    return r.rps / r.server_cpu if r.server_cpu > 0 else math.nan
 
 
 def _why(results: list[FrameworkResult]) -> str:
@@ -360,25 +380,26 @@ def _why(results: list[FrameworkResult]) -> str:
             continue
         g, p = med[k]
         parts.append(
-            f"{k} serves {g.rps / s_get.rps:.2f}x Starlette's GET and {p.rps / s_post.rps:.2f}x "
-            f"its POST rate (POST p99 {p.p99_ms:.1f} ms against {s_post.p99_ms:.1f} ms)"
+            f"{k} serves {g.rps / s_get.rps:.2f}x Starlette's GET rate and "
+            f"{p.rps / s_post.rps:.2f}x its POST rate ({_per_cpu(p) / _per_cpu(s_post):.2f}x "
+            f"its POSTs per server CPU-second; POST p99 {p.p99_ms:.1f} ms against "
+            f"{s_post.p99_ms:.1f} ms)"
         )
-    best_post = max(med, key=lambda k: med[k][1].rps)
-    lead = (
-        "Starlette has the highest POST rate"
-        if best_post == "Starlette"
-        else f"{best_post} has the highest POST rate, "
-        f"{med[best_post][1].rps / s_post.rps:.2f}x Starlette's"
-    )
+    best = max(med, key=lambda k: _per_cpu(med[k][1]))
+    if best != "Starlette":
+        return (
+            f"**The figures favour {best}** in this run (the most POSTs per server "
+            f"CPU-second): " + "; ".join(parts) + ". Rerun on a quiet machine before choosing."
+        )
     return (
-        f"**Why Starlette.** In this run {lead}; " + "; ".join(parts) + ". What a request "
-        "costs the service is its own work (decode, validate, journal, schedule) plus what the "
-        "framework adds: Starlette adds the least that still gives routing, requests and "
-        "responses, and with msgspec for the bodies (typed decode, unknown fields refused, OpenAPI "
-        "schemas from the same Structs) it has what FastAPI's pydantic layer and Litestar's "
-        "own layer would add, at Starlette's rate. A framework within ~10% of Starlette here "
-        "would be a matter of taste; one that halves the POST rate sets the service's "
-        "ceiling at that half."
+        "**Why Starlette.** It serves the most small-JSON POSTs per server CPU-second in this "
+        "run; " + "; ".join(parts) + ". What a request costs the service is its own work "
+        "(decode, validate, journal, schedule) plus what the framework adds: Starlette adds "
+        "the least that still gives routing, requests and responses, and msgspec for the "
+        "bodies gives what the others' layers would add (typed decode, unknown fields refused, "
+        "OpenAPI schemas from the same Structs) at Starlette's rate. A framework within ~10% "
+        "of Starlette would be a matter of taste; one at half its POST rate would set the "
+        "service's ceiling at half."
     )
 
 
