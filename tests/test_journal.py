@@ -94,6 +94,50 @@ async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
     assert statuses == [("completed", 302)]
 
 
+async def test_whose_task_it_is_survives_a_restart(tmp_path: Path) -> None:
+    from logosq_os_scheduler.journal._codec import decode_spec, encode_spec
+
+    path = tmp_path / "j.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        mine = await scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 4).with_user("alice").with_key("a1")
+        )
+        keyless = await scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 5).with_user("bob")
+        )
+        assert (mine.user, mine.key, keyless.user, keyless.key) == ("alice", "a1", "bob", None)
+        await scheduler.join()
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        # Finished tasks read back from the file know their user ...
+        assert scheduler.task("a1").user == "alice"
+        assert scheduler.task(keyless.task_id).user == "bob"
+    assert rows(path, "SELECT user FROM tasks ORDER BY id") == [("alice",), ("bob",)]
+    # ... and so does an unfinished one rebuilt from its spec at recovery.
+    task = Task.classical("sq").with_function(tasks.square, 6).with_user("carol").build()
+    again = decode_spec(encode_spec(task), task.task_id, task.name, task.task_type, task.priority)
+    assert again.user == "carol"
+
+
+def test_a_journal_of_schema_1_gains_the_user_column(tmp_path: Path) -> None:
+    from logosq_os_scheduler import BlockingScheduler
+
+    path = tmp_path / "old.db"
+    with BlockingScheduler(1, journal=path) as scheduler:
+        scheduler.submit(Task.classical("sq").with_function(tasks.square, 3).with_key("k")).result()
+    with sqlite3.connect(path) as conn:  # make it the file version 1 wrote
+        conn.execute("DROP VIEW tasks")
+        conn.execute("ALTER TABLE submits DROP COLUMN user")
+        conn.execute("PRAGMA user_version=1")
+    with BlockingScheduler(1, journal=path) as scheduler:
+        old = scheduler.task("k")
+        assert (old.result().value, old.user) == (9, None)
+        new = scheduler.submit(
+            Task.classical("sq").with_function(tasks.square, 2).with_user("alice")
+        )
+        assert new.result().value == 4 and scheduler.task(new.task_id).user == "alice"
+    assert rows(path, "PRAGMA user_version") == [(2,)]
+
+
 async def test_failures_are_recorded_with_their_error(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with QuantumScheduler(1, journal=path) as scheduler:
@@ -106,6 +150,15 @@ async def test_failures_are_recorded_with_their_error(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="ZeroDivisionError") as info:
             await again
         assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_task_errors_are_stored_as_themselves() -> None:
+    from logosq_os_scheduler.journal._codec import decode_error, encode_error
+
+    err = InterruptedByRestartError(7, "task 7 was running when its scheduler stopped")
+    back = decode_error(encode_error(err))
+    assert type(back) is InterruptedByRestartError
+    assert back.task_id == 7 and str(back) == str(err)
 
 
 async def test_keys_without_a_journal_are_idempotent_in_memory() -> None:
@@ -650,3 +703,64 @@ def test_logosq_demo_runs_on_a_journal(tmp_path: Path) -> None:
     assert statuses["completed"] > 100
     assert set(statuses) <= {"completed", "failed", "timed_out", "cancelled"}  # all ended
     assert main(["demo", "--quick", "--no-trace", "--no-timeline", "--journal", str(tmp_path)]) == 2
+
+
+def _started(scheduler: QuantumScheduler, name: str) -> asyncio.Event:
+    """An event set when the task called ``name`` starts running."""
+    from logosq_os_scheduler.observability._listeners import add_listener
+
+    event = asyncio.Event()
+
+    def listener(task: Any, old: TaskStatus, new: TaskStatus, now: float) -> None:
+        if task.name == name and new is TaskStatus.RUNNING:
+            event.set()
+
+    add_listener(scheduler, listener)
+    return event
+
+
+async def test_aclose_can_leave_unfinished_tasks_in_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        started = _started(scheduler, "running")
+        done = await scheduler.submit(Task.classical("done").with_function(tasks.square, 3))
+        await done
+        running = await scheduler.submit(
+            Task.classical("running").with_function(tasks.block, 0.3).with_key("running")
+        )
+        queued = [
+            await scheduler.submit(
+                Task.classical(f"q{i}").with_function(tasks.square, i).with_key(f"q{i}")
+            )
+            for i in range(3)
+        ]
+        await started.wait()
+        # The running task gets its time to finish; the queued ones are not run.
+        await scheduler.aclose(timeout=10, leave_in_journal=True)
+        assert [h.status for h in queued] == [TaskStatus.CANCELLED] * 3
+        assert running.status is TaskStatus.COMPLETED
+    statuses = dict(rows(path, "SELECT name, status FROM tasks"))
+    assert statuses == {
+        "done": "completed",
+        "running": "completed",
+        "q0": "queued",
+        "q1": "queued",
+        "q2": "queued",
+    }
+    async with QuantumScheduler(1, journal=path) as again:
+        values = [(await again.task(f"q{i}")).value for i in range(3)]
+    assert values == [0, 1, 4]
+
+
+async def test_leave_in_journal_leaves_running_tasks_past_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    scheduler = QuantumScheduler(1, journal=path)
+    async with scheduler:
+        started = _started(scheduler, "slow")
+        running = await scheduler.submit(
+            Task.classical("slow").with_function(tasks.block, 5.0).with_restartable()
+        )
+        await started.wait()
+        assert running.status is TaskStatus.RUNNING
+        await scheduler.aclose(timeout=0, leave_in_journal=True)
+    assert rows(path, "SELECT name, status FROM tasks") == [("slow", "running")]

@@ -27,6 +27,7 @@ LAZY = {"RayExecutor"}  # loaded on first access, so that importing the package 
 def test_all_lists_exactly_the_public_names() -> None:
     subpackages = {
         "backends",
+        "client",
         "core",
         "executors",
         "journal",

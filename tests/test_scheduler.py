@@ -481,3 +481,31 @@ async def test_metrics_from_any_thread_hops_onto_the_loop() -> None:
         # On the loop thread: taken directly (a hop would wait on itself).
         assert scheduler.metrics_from_any_thread().completed == 1
     assert scheduler.metrics_from_any_thread().completed == 1  # the loop is gone: directly
+
+
+async def test_the_scheduler_publishes_every_status_change_to_its_listeners() -> None:
+    seen: list[tuple[str, str, str]] = []
+    also: list[str] = []
+
+    def listener(task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        seen.append((task.name, old.name, new.name))
+
+    def second(task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        also.append(new.name)
+
+    async with QuantumScheduler(1) as s:
+        s.add_listener(listener)
+        s.add_listener(second)
+        await (await s.submit(Task.classical("a").with_function(int, 1)))
+        assert s.remove_listener(second) is True
+        assert s.remove_listener(second) is False
+        await (await s.submit(Task.classical("b").with_function(int, 2)))
+    assert seen == [
+        ("a", "PENDING", "QUEUED"),
+        ("a", "QUEUED", "RUNNING"),
+        ("a", "RUNNING", "COMPLETED"),
+        ("b", "PENDING", "QUEUED"),
+        ("b", "QUEUED", "RUNNING"),
+        ("b", "RUNNING", "COMPLETED"),
+    ]
+    assert also == ["QUEUED", "RUNNING", "COMPLETED"]

@@ -15,23 +15,29 @@ import logging as _logging
 
 from ._blocking import BlockingScheduler
 from ._clock import Clock, LoopClock, ManualClock, MonotonicClock
-from ._config import Durability, PreemptionStrategy, SchedulerConfig
+from ._config import Durability, FairShare, PreemptionStrategy, SchedulerConfig
 from ._context import TaskContext, current_context
 from ._errors import (
+    AuthenticationError,
     BackendError,
     BackendUnavailableError,
     InternalError,
     InterruptedByRestartError,
     InvalidConfigError,
+    InvalidRequestError,
     InvalidTaskError,
     JournalError,
     MissingExtraError,
     NoRouteError,
     PermanentBackendError,
+    PermissionDeniedError,
     QueueFullError,
+    QuotaExceededError,
     RetriesExhaustedError,
     SchedulerClosedError,
     SchedulerError,
+    ServiceError,
+    ServiceUnavailableError,
     TaskCancelledError,
     TaskError,
     TaskFailedError,
@@ -71,6 +77,7 @@ __version__ = "0.1.0"
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
+    "AuthenticationError",
     "Backend",
     "BackendError",
     "BackendMetrics",
@@ -82,9 +89,11 @@ __all__ = [
     "Clock",
     "Durability",
     "Executor",
+    "FairShare",
     "InternalError",
     "InterruptedByRestartError",
     "InvalidConfigError",
+    "InvalidRequestError",
     "InvalidTaskError",
     "HybridWorkflow",
     "JournalError",
@@ -96,10 +105,12 @@ __all__ = [
     "MonotonicClock",
     "NoRouteError",
     "PermanentBackendError",
+    "PermissionDeniedError",
     "PreemptionStrategy",
     "ProcessExecutor",
     "QuantumScheduler",
     "QueueFullError",
+    "QuotaExceededError",
     "RayExecutor",
     "RemoteMockBackend",
     "ResourceLimitError",
@@ -113,6 +124,8 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerError",
     "SchedulerMetrics",
+    "ServiceError",
+    "ServiceUnavailableError",
     "SignedRecord",
     "Task",
     "TaskBuilder",

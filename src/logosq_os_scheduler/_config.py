@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
+from collections.abc import Mapping
 
 from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
 from ._errors import InvalidConfigError
 
-__all__ = ["Durability", "PreemptionStrategy", "SchedulerConfig"]
+__all__ = ["Durability", "FairShare", "PreemptionStrategy", "SchedulerConfig"]
 
 
 class PreemptionStrategy(enum.Enum, metaclass=HintingEnumType):
@@ -65,6 +67,70 @@ def _seconds(
     )
 
 
+def _positive_weight(field: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidConfigError(field, f"must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _cap(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidConfigError(field, f"must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FairShare:
+    """How a scheduler shares its slots between users (``SchedulerConfig(fair_share=...)``).
+
+    Tasks say whose they are with ``TaskBuilder.with_user(name)``; tasks without a user
+    share one anonymous account.
+
+    Attributes:
+        weights: Each user's weight; a user of weight 2 gets twice the starts of a user of
+            weight 1 while both have work waiting.
+        default_weight: The weight of users not in ``weights``.
+        max_running: Most tasks each listed user may have running at once (across every
+            pool); their further work waits, whatever their share.
+        groups: Each user's group, for ``group_max_running``.
+        group_max_running: Most tasks each listed group's users may have running at once,
+            together.
+
+    Raises:
+        InvalidConfigError: If a weight is not a positive finite number, or a cap not a
+            positive integer.
+    """
+
+    weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    default_weight: float = 1.0
+    max_running: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    groups: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    group_max_running: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive_weight("fair_share.default_weight", self.default_weight)
+        for user, w in self.weights.items():
+            _positive_weight(f"fair_share.weights[{user!r}]", w)
+        for user, n in self.max_running.items():
+            _cap(f"fair_share.max_running[{user!r}]", n)
+        for group, n in self.group_max_running.items():
+            _cap(f"fair_share.group_max_running[{group!r}]", n)
+        for user, group in self.groups.items():
+            if not isinstance(group, str) or not group:
+                raise InvalidConfigError(
+                    f"fair_share.groups[{user!r}]", f"must be a group name, got {group!r}"
+                )
+
+    def weight(self, user: str) -> float:
+        """The weight of ``user``."""
+        return self.weights.get(user, self.default_weight)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     """Every setting of a :class:`~logosq_os_scheduler.QuantumScheduler`.
@@ -98,6 +164,9 @@ class SchedulerConfig:
         durability: What an acknowledged submit survives (:class:`Durability`).
         journal_retention: Seconds a finished task stays in the journal; None keeps it until
             ``logosq jobs gc``.
+        fair_share: Share the slots between users by weight (:class:`FairShare`; tasks say
+            whose they are with ``with_user``), each user's work in priority order within
+            their share. None (the default): strict priority over everyone's work.
         max_abandoned_threads: Python cannot stop a thread, so a synchronous function that
             times out or is cancelled on a worker thread runs on: its thread is abandoned (it
             exits once the function returns, dropping the result) and a new thread takes its
@@ -127,6 +196,7 @@ class SchedulerConfig:
     journal: str | None = None
     durability: Durability = Durability.PROCESS
     journal_retention: float | None = None
+    fair_share: FairShare | None = None
 
     def __post_init__(self) -> None:
         _positive_int("workers", self.workers)
@@ -197,6 +267,14 @@ class SchedulerConfig:
             "journal_retention",
             _seconds("journal_retention", self.journal_retention, allow_none=True),
         )
+        self._check_fair_share()
+
+    def _check_fair_share(self) -> None:
+        if self.fair_share is not None and not isinstance(self.fair_share, FairShare):
+            raise InvalidConfigError(
+                "fair_share",
+                f"must be a FairShare(...) or None, got {type(self.fair_share).__name__}",
+            )
 
     def replace(self, /, **changes: object) -> SchedulerConfig:
         """Return a copy with some settings changed (validated like the original).

@@ -4,6 +4,8 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
 
     SchedulerError
      ├── InvalidTaskError          a task, circuit, rule or workflow is malformed (names it)
+ │    └── InvalidRequestError  a scheduler service refused a request as invalid (400, 413,
+ │                             422); also a ServiceError
      ├── InvalidConfigError        a scheduler setting is out of range (names the setting)
      ├── QueueFullError            admission refused: the queue is at max_queue_depth
      ├── NoRouteError              no registered backend can run the circuit (says what each lacks)
@@ -11,6 +13,14 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── MissingExtraError         an optional dependency group is needed but not installed
      ├── JournalError              the durable journal cannot be opened or written (names the file)
      ├── UnknownTaskError          no task has that id or client key
+ ├── ServiceError              a scheduler service (logosq serve) refused a request or could
+ │    │                        not answer it; carries the HTTP status and the problem body
+ │    ├── AuthenticationError      401: the API token is missing or unknown
+ │    ├── PermissionDeniedError    403: the token's user may not do this (a priority above
+ │    │                            their ceiling, another user's tasks)
+ │    ├── QuotaExceededError       429: over a quota; says which limit, and when to retry
+ │    └── ServiceUnavailableError  the server could not be reached, or kept failing (5xx),
+ │                                 through every retry
      ├── TaskError                 a task ended without a value; carries the task id
      │    ├── TaskFailedError      its function raised (the exception is ``__cause__``)
      │    │    ├── WorkerCrashedError   its worker process died (executors: exit code/signal)
@@ -32,20 +42,26 @@ Messages say what was wrong and, where it helps, what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
     "BackendUnavailableError",
     "InternalError",
     "InterruptedByRestartError",
     "InvalidConfigError",
+    "InvalidRequestError",
     "InvalidTaskError",
     "JournalError",
     "MissingExtraError",
     "NoRouteError",
     "PermanentBackendError",
+    "PermissionDeniedError",
     "QueueFullError",
+    "QuotaExceededError",
     "RetriesExhaustedError",
     "SchedulerClosedError",
     "SchedulerError",
+    "ServiceError",
+    "ServiceUnavailableError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -182,6 +198,105 @@ class UnknownTaskError(SchedulerError, LookupError):
         return str(self.args[0])
 
 
+class ServiceError(SchedulerError):
+    """A scheduler service (``logosq serve``) refused a request, or could not answer it.
+
+    Raised by :mod:`logosq_os_scheduler.client` for a refusal that no more specific error
+    describes, and the parent of those that do. A request the server found invalid raises
+    :class:`InvalidRequestError` (an :class:`InvalidTaskError` too), and an unknown task
+    :class:`UnknownTaskError`, as a local scheduler would.
+
+    Attributes:
+        status: The HTTP status of the refusal, or None when no response came.
+        body: The RFC 9457 problem body the server sent (empty when there was none).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, body: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, object] = dict(body or {})
+
+
+class InvalidRequestError(InvalidTaskError, ServiceError):
+    """A scheduler service refused a request as invalid: unparseable (400), too large (413),
+    or well-formed but wrong (422: an unknown field, malformed QASM, an unregistered function
+    name, too many qubits). The message is the server's own.
+
+    Catch it as :class:`InvalidTaskError` (a local scheduler raises that for the same
+    mistakes) or as :class:`ServiceError`.
+
+    Attributes:
+        field: The task field to blame when the server named one, else ``"request"``.
+        index: The position of the refused task in a batch, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "request",
+        index: int | None = None,
+        status: int | None = 422,
+        body: dict[str, object] | None = None,
+    ) -> None:
+        ServiceError.__init__(self, message, status=status, body=body)
+        self.field = field
+        self.problem = message
+        self.where = None
+        self.index = index
+
+
+class AuthenticationError(ServiceError):
+    """The API token is missing, malformed or unknown to the server (HTTP 401).
+
+    Check the token given to the client (``logosq token`` makes one and prints the line its
+    server's config needs).
+    """
+
+
+class PermissionDeniedError(ServiceError):
+    """The token's user may not do what was asked (HTTP 403): a priority above the user's
+    ceiling (only an admin may submit CRITICAL), or a listing of other users' tasks."""
+
+
+class QuotaExceededError(ServiceError):
+    """The user or their group is over a quota (HTTP 429); nothing was submitted.
+
+    Attributes:
+        limit: Which quota (``"max_running"``, ``"max_active"``, ``"shots_per_day"``, ...).
+        scope: Whose quota (``"user alice"``, ``"group lab"``), or None when not said.
+        retry_after: Seconds after which the server expects the request may succeed (its
+            ``Retry-After``), or None when it gave none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str,
+        scope: str | None = None,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        body: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        self.limit = limit
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(ServiceError):
+    """The server could not be reached, timed out, or answered with a server error (5xx),
+    on every attempt the client's retry policy allowed. The last cause is ``__cause__``.
+
+    A submit that raises this may or may not have reached the server: submit the same
+    builder again (it carries its client key) or look the key up with ``client.task(key)``;
+    the server never runs one key twice.
+    """
+
+
 class TaskError(SchedulerError):
     """A task ended without producing a value.
 
@@ -192,6 +307,11 @@ class TaskError(SchedulerError):
     def __init__(self, task_id: int, message: str) -> None:
         super().__init__(message)
         self.task_id = task_id
+
+    def __reduce__(self) -> tuple[type[TaskError], tuple[int, str]]:
+        # Pickled with both arguments, so that a journal stores (and a restarted scheduler
+        # or a service reads back) this class rather than a RuntimeError with its text.
+        return type(self), (self.task_id, str(self.args[0]) if self.args else "")
 
 
 class TaskFailedError(TaskError):

@@ -58,6 +58,12 @@ class TaskHandle(Generic[T]):
         self._result: TaskResult[T] | None = None
 
     @property
+    def task(self) -> Task[T]:
+        """The task itself, to read its fields (a service renders them); change nothing on
+        it: its runtime fields belong to the scheduler."""
+        return self._task
+
+    @property
     def task_id(self) -> int:
         """The task's id."""
         return self._task.task_id
@@ -76,6 +82,16 @@ class TaskHandle(Generic[T]):
     def task_type(self) -> TaskType:
         """Classical, quantum or hybrid."""
         return self._task.task_type
+
+    @property
+    def key(self) -> str | None:
+        """The task's client key (``with_key``), or None."""
+        return self._task.key
+
+    @property
+    def user(self) -> str | None:
+        """Whose task it is (``with_user``), or None."""
+        return self._task.user
 
     @property
     def status(self) -> TaskStatus:

@@ -13,7 +13,7 @@ TaskHandle             cancel from any thread, call back when done      :class:`
 TaskContext            should the task yield, checkpoint, park, hop     :class:`ContextRuntime`
 workflows, primitives  submit, flush batches, the clock, the loop       :class:`WorkflowRuntime`
 primitives             a BlockingScheduler's scheduler                  :class:`BlockingRuntime`
-observers              the core, whose transitions they listen to       :class:`CoreOwner`
+observers              the status changes (the event stream), the clock  :class:`EventSource`
 =====================  ===============================================  ====================
 
 One Protocol points the other way, from the runtime out: :class:`JobListener`, what the
@@ -36,12 +36,12 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._task import Task, TaskBuilder
     from .backends._base import Backend
-    from .core import SchedulerCore
+    from .core._core import TransitionListener
 
 __all__ = [
     "BlockingRuntime",
     "ContextRuntime",
-    "CoreOwner",
+    "EventSource",
     "JobListener",
     "TaskRuntime",
     "WorkflowRuntime",
@@ -122,11 +122,28 @@ class BlockingRuntime(Protocol):
         ...
 
 
-class CoreOwner(Protocol):
-    """A scheduler as an observer sees it: the owner of the core whose status changes it
-    listens to (see :mod:`~logosq_os_scheduler.observability._listeners`)."""
+class EventSource(Protocol):
+    """A scheduler (or a bare core) as an observer sees it: the stream of status changes,
+    and the clock they are timed by (see :mod:`~logosq_os_scheduler.observability._listeners`).
+    """
 
-    _core: SchedulerCore
+    @property
+    def clock(self) -> Clock:
+        """Where the times of the events come from."""
+        ...
+
+    @property
+    def started_at(self) -> float:
+        """When the scheduler started, on :attr:`clock`."""
+        ...
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(task, old, new, now)`` after every status change."""
+        ...
+
+    def remove_listener(self, listener: TransitionListener) -> bool:
+        """Stop calling ``listener``; True if it was attached."""
+        ...
 
 
 class JobListener(Protocol):

@@ -935,6 +935,7 @@ class QuantumDispatcher:
                 breaker_state=state.value,
                 utilisation=min(1.0, pool.busy_time / (pool.capacity * uptime)),
                 withdrawn_jobs=e.withdrawn_jobs,
+                queued_by_priority=tuple(pool.queue.depth_by_level()),
             )
         return out
 

@@ -50,6 +50,7 @@ from ._task import (
 )
 from ._timers import ClockTimer, Timer, Timers
 from .core import Pool, SchedulerCore
+from .core._core import TransitionListener
 from .core._inline import FunctionTimings, Timing
 from .core._preemption import choose_victim, should_yield, slot_wanted
 from .core._recovery import RecoveryAction, RecoveryFacts, decide_recovery
@@ -58,9 +59,8 @@ from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
 from .journal._codec import decode_spec, encode_spec
-from .observability._listeners import add_listener
 from .observability._logging import task_fields
-from .observability._metrics import SchedulerMetrics
+from .observability._metrics import SchedulerMetrics, UserMetrics
 from .observability._trace import TraceRecorder
 
 if TYPE_CHECKING:
@@ -243,13 +243,21 @@ class QuantumScheduler:
         if self.closed:
             raise SchedulerClosedError("the scheduler is closed; its settings can no longer change")
         new = self._config.replace(**changes)
+        core = self._core
+        if (new.fair_share is None) != (core.fair is None):
+            raise InvalidConfigError(
+                "fair_share",
+                "cannot be turned on or off on a running scheduler: build the scheduler with "
+                "SchedulerConfig(fair_share=FairShare(...)) to share it between users",
+            )
+        if core.fair is not None and new.fair_share is not None:
+            core.fair.policy = new.fair_share  # new weights and caps apply from now on
         self._config = new
         self._timings.set_threshold(new.inline_threshold)
-        core = self._core
         core.config = new
         core.classical.capacity = new.workers
         for pool in core.pools.values():
-            pool.queue._aging = new.aging_threshold
+            pool.queue.aging = new.aging_threshold
         if self._threads is not None:
             self._threads.resize(new.workers)
         if self._loop is not None and self._state is _State.RUNNING:
@@ -407,7 +415,7 @@ class QuantumScheduler:
         journal = self._journal
         if journal is not None:
             journal.bind(loop, self._now)
-            add_listener(self._core, journal.listener)
+            self._core.add_listener(journal.listener)
             # Jobs on backends with job IDs are journaled, and a restarted scheduler sends
             # a task with the same idempotency key as before.
             self._quantum.job_listener = journal
@@ -520,6 +528,8 @@ class QuantumScheduler:
         task = restored_task(row.task_id, row.name, row.task_type, row.priority)
         if row.key is not None:
             task.key = row.key
+        if row.user is not None:
+            task.user = row.user
         task.attempts = row.attempts
         journal.adopt(task)
         task.error = error
@@ -529,8 +539,7 @@ class QuantumScheduler:
         """End a recovered task the core never admitted (it could not be read back, may
         not run again, or was cancelled while it waited for its backend): the journal
         records the end and whoever waits for it is woken."""
-        task.status = status
-        task.finished_at = now
+        SchedulerCore.end_unadmitted(task, status, now)
         self._parked_wait.pop(task.task_id, None)
         self._job_of.pop(task.task_id, None)
         journal = self._journal
@@ -696,13 +705,24 @@ class QuantumScheduler:
         self._idle_waiters.append(fut)
         await fut
 
-    async def aclose(self, *, cancel_pending: bool = False, timeout: float | None = None) -> None:
+    async def aclose(
+        self,
+        *,
+        cancel_pending: bool = False,
+        timeout: float | None = None,
+        leave_in_journal: bool = False,
+    ) -> None:
         """Stop accepting tasks and wait for those submitted to end.
 
         Args:
             cancel_pending: Cancel tasks still waiting in the queue instead of running them.
             timeout: Seconds to wait for the rest; past it every unfinished task is cancelled,
                 so closing never hangs on a task that does not end.
+            leave_in_journal: With a journal, what would be cancelled (the queued tasks at
+                once, and the running ones still running after ``timeout``) is left in the
+                journal as it is instead: the next scheduler on it recovers those tasks as
+                after a crash (docs/journal.md), and here their handles end CANCELLED. This
+                is how a service stops on SIGTERM without losing its queue.
         """
         if self._state is _State.NEW:
             self._state = _State.CLOSED
@@ -712,7 +732,10 @@ class QuantumScheduler:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSING
-        if cancel_pending:
+        leave = leave_in_journal and self._journal is not None
+        if leave:
+            self._leave_in_journal(queued_only=True)
+        elif cancel_pending:
             self.cancel_all(queued_only=True)
         try:
             if timeout is None:
@@ -724,7 +747,10 @@ class QuantumScheduler:
                 assert self._timers is not None
                 await self._timers.wait_for(self.join(), timeout)
         except TimeoutError:
-            self.cancel_all(queued_only=False)
+            if leave:
+                self._leave_in_journal(queued_only=False)
+            else:
+                self.cancel_all(queued_only=False)
         finally:
             runners = [t.runner for t in self._active if isinstance(t.runner, asyncio.Task)]
             if runners:
@@ -752,6 +778,20 @@ class QuantumScheduler:
             if self._journal is not None:
                 self._journal.close()
             self._state = _State.CLOSED
+
+    def _leave_in_journal(self, *, queued_only: bool) -> None:
+        """End unfinished tasks here without the journal recording it (see ``aclose``)."""
+        journal = self._journal
+        assert journal is not None
+        # The journal learns of ends through its listener and of job ends through
+        # job_listener: with both detached the file keeps these tasks as they are now.
+        self._core.remove_listener(journal.listener)
+        self._quantum.job_listener = None
+        try:
+            self.cancel_all(queued_only=queued_only)
+        finally:
+            self._core.add_listener(journal.listener)
+            self._quantum.job_listener = journal
 
     def cancel_all(self, *, queued_only: bool = False) -> int:
         """Cancel every task not yet finished: the queued ones, and unless ``queued_only`` the
@@ -1490,6 +1530,13 @@ class QuantumScheduler:
         fut = task.future
         if fut is not None and not fut.done():
             fut.set_result(None)
+        fair = self._core.fair
+        if fair is not None and fair.woken:
+            # A user held back by a fair-share cap may start work again, in any pool.
+            fair.woken = False
+            loop = self._loop
+            if loop is not None:
+                loop.call_soon(self._dispatch_all)
         if self._idle_waiters and self._core.unfinished == 0:
             waiters, self._idle_waiters = self._idle_waiters, []
             for w in waiters:
@@ -1520,6 +1567,29 @@ class QuantumScheduler:
         fut.add_done_callback(lambda _f: fn())
 
     # -- observation -------------------------------------------------------------------------
+
+    @property
+    def started_at(self) -> float:
+        """When the scheduler was made, on :attr:`clock` (the zero of metrics' uptime)."""
+        return self._core.started_at
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(task, old, new, now)`` after every status change of every task,
+        after the listeners already attached: the scheduler's event stream, which the trace
+        recorder, the transition logger, the journal and the service listen to.
+
+        A listener runs on the event loop inside the change: it must be quick and must not
+        raise or submit. Call this on the loop's thread (or before the scheduler starts).
+        """
+        self._core.add_listener(listener)
+
+    def remove_listener(self, listener: TransitionListener) -> bool:
+        """Stop calling ``listener``; the other listeners stay.
+
+        Returns:
+            True if it was attached (and now is not), False if it was not.
+        """
+        return self._core.remove_listener(listener)
 
     def metrics_from_any_thread(self, timeout: float | None = 5.0) -> SchedulerMetrics:
         """:meth:`metrics`, called from any thread (an exporter's HTTP thread, say).
@@ -1587,6 +1657,7 @@ class QuantumScheduler:
             abandoned_threads=0 if threads is None else threads.abandoned_total,
             abandoned_threads_running=0 if threads is None else threads.abandoned_running,
             unreplaced_threads=self._unreplaced_threads,
+            users=types.MappingProxyType(_user_metrics(core)),
         )
 
     def __repr__(self) -> str:
@@ -1595,6 +1666,26 @@ class QuantumScheduler:
             f"<QuantumScheduler {self._state.value} workers={self._config.workers} "
             f"waiting={core.waiting} unfinished={core.unfinished}>"
         )
+
+
+def _user_metrics(core: SchedulerCore) -> dict[str, UserMetrics]:
+    """Each user's work and share under fair share (empty without it)."""
+    fair = core.fair
+    if fair is None:
+        return {}
+    policy = fair.policy
+    names = set(fair.running) | set(fair.waiting) | set(fair.starts)
+    return {
+        user: UserMetrics(
+            user=user,
+            running=fair.running.get(user, 0),
+            waiting=fair.waiting.get(user, 0),
+            started=fair.starts.get(user, 0),
+            weight=policy.weight(user),
+            share_pass=fair.passes.get(user, 0.0),
+        )
+        for user in sorted(names)
+    }
 
 
 async def _snapshot(scheduler: QuantumScheduler) -> SchedulerMetrics:

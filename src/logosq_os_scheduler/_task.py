@@ -237,6 +237,7 @@ class _Extras:
         "recovery",
         "transient",
         "saved_state",
+        "user",
     )
 
     def __init__(self) -> None:
@@ -262,6 +263,8 @@ class _Extras:
         self.transient = False
         # What the task's code saved to go on from after a restart (TaskContext.save_state).
         self.saved_state: Any = None
+        # Whose task it is (with_user): fair share and the service's isolation go by it.
+        self.user: str | None = None
 
 
 class _QuantumPart:
@@ -420,6 +423,8 @@ class Task(Generic[T]):
     key: _ExtraField[str | None] = _ExtraField(None)
     recovery: _ExtraField[str | None] = _ExtraField(None)
     saved_state: _ExtraField[Any] = _ExtraField(None)
+    # Whose task it is (with_user); None for a task of no particular user.
+    user: _ExtraField[str | None] = _ExtraField(None)
     # Quantum and hybrid spec fields.
     circuit: _QuantumField[Any] = _QuantumField(None)
     shots: _QuantumField[int] = _QuantumField(1024)
@@ -539,6 +544,7 @@ class TaskBuilder(Generic[T]):
         "_requirements",
         "_key",
         "_transient",
+        "_user",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -573,6 +579,7 @@ class TaskBuilder(Generic[T]):
         self._requirements: Any = None
         self._key: str | None = None
         self._transient = False
+        self._user: str | None = None
 
     @property
     def name(self) -> str:
@@ -725,6 +732,26 @@ class TaskBuilder(Generic[T]):
         self._key = key
         return self
 
+    def with_user(self, user: str) -> TaskBuilder[T]:
+        """Say whose task this is, such as ``"alice"``.
+
+        A scheduler with :class:`~logosq_os_scheduler.FairShare` shares its slots between
+        users by weight, each user's tasks in priority order within that user's share; the
+        service (``logosq serve``) tags every task with the account that submitted it. The
+        user is written to the journal with the task.
+
+        Raises:
+            InvalidTaskError: If ``user`` is not a non-empty printable string of at most 128
+                characters.
+        """
+        if not isinstance(user, str) or not user or len(user) > 128 or not user.isprintable():
+            raise InvalidTaskError(
+                "user",
+                f"must be a non-empty printable string of at most 128 characters, got {user!r}",
+            )
+        self._user = user
+        return self
+
     def with_limits(
         self, *, memory_bytes: int | None = None, cpu_seconds: float | None = None
     ) -> TaskBuilder[T]:
@@ -838,6 +865,7 @@ class TaskBuilder(Generic[T]):
             and self._limits is None
             and self._key is None
             and not self._transient
+            and self._user is None
         ):
             return None
         extras = _Extras()
@@ -850,6 +878,7 @@ class TaskBuilder(Generic[T]):
         extras.limits = self._limits
         extras.key = self._key
         extras.transient = self._transient
+        extras.user = self._user
         return extras
 
     def build(self) -> Task[T]:

@@ -12,6 +12,9 @@ simulate a quantum cloud, read a journal.
     logosq jobs --journal PATH [--status S] [--limit N]     list a journal's tasks
     logosq jobs show ID|KEY --journal PATH                  one task, with its result
     logosq jobs gc --older-than 7d --journal PATH           delete tasks that ended before
+    logosq serve --config server.toml [--host H] [--port P] [--journal PATH]
+                 [--ssl-keyfile KEY --ssl-certfile CERT]    the scheduler as an HTTP service
+    logosq token                                            a new API token and its config line
 
 Exit codes, for scripts:
 
@@ -278,6 +281,56 @@ def _cmd_jobs(args: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_OK
 
 
+# -- serve and token ------------------------------------------------------------------------------
+
+_SERVICE_HINT = "pip install 'logosq-os-scheduler[service]'"
+
+
+def _cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
+    missing = _missing("starlette", "uvicorn", "msgspec")
+    if missing:
+        _error(f"logosq serve needs {', '.join(missing)}: {_SERVICE_HINT}")
+        return EXIT_USAGE
+    from ._errors import InvalidConfigError, JournalError
+    from .service import load_config, serve
+
+    try:
+        config = load_config(args.config)
+        changes: dict[str, object] = {}
+        if args.host is not None:
+            changes["host"] = args.host
+        if args.port is not None:
+            changes["port"] = args.port
+        if args.journal is not None:
+            changes["journal"] = str(args.journal)
+        if changes:
+            config = config.replace(**changes)
+        started = serve(
+            config,
+            ssl_keyfile=args.ssl_keyfile,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile_password=args.ssl_keyfile_password,
+        )
+    except (InvalidConfigError, JournalError) as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    return EXIT_OK if started else EXIT_FAILURE
+
+
+def _cmd_token(args: argparse.Namespace, extra: list[str]) -> int:
+    from .service._token import new_token
+
+    token, digest = new_token()
+    print(token)
+    print(f'token_sha256 = "{digest}"')
+    print(
+        "give the first line to the user (it is shown only now); put the second in their "
+        "[users.NAME] table",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _duration(text: str) -> float:
     from .journal._inspect import parse_duration
 
@@ -452,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policies",
         default="fcfs,least-busy,logosq",
-        help="comma-separated, of fcfs, least-busy, logosq (default: all three)",
+        help="comma-separated, of fcfs, least-busy, logosq, logosq-fair (ours with fair share "
+        "between the users; default: the first three)",
     )
     sim.add_argument(
         "--plot", type=Path, default=None, metavar="PNG", help="draw the comparison (matplotlib)"
@@ -502,6 +556,45 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="delete those that ended before this long ago: 7d, 12h, 30m, 45s",
     )
+    serve_cmd = sub.add_parser(
+        "serve",
+        help="run the scheduler as an HTTP service (needs the service extra)",
+        description=(
+            "Serve a scheduler on a durable journal over HTTP to the users of a config file "
+            "(docs/service.md). SIGTERM or SIGINT stops it gracefully: queued tasks stay in "
+            "the journal for the next start."
+        ),
+    )
+    serve_cmd.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="the TOML config"
+    )
+    serve_cmd.add_argument("--host", default=None, help="listen address (overrides [server] host)")
+    serve_cmd.add_argument(
+        "--port", type=int, default=None, help="TCP port (overrides [server] port)"
+    )
+    serve_cmd.add_argument(
+        "--journal",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the journal (overrides [server] journal)",
+    )
+    serve_cmd.add_argument(
+        "--ssl-keyfile", default=None, metavar="KEY", help="TLS private key (PEM)"
+    )
+    serve_cmd.add_argument(
+        "--ssl-certfile", default=None, metavar="CERT", help="TLS certificate chain (PEM)"
+    )
+    serve_cmd.add_argument(
+        "--ssl-keyfile-password", default=None, metavar="PASSWORD", help="password of the key file"
+    )
+    serve_cmd.set_defaults(handler=_cmd_serve)
+    token = sub.add_parser(
+        "token",
+        help="print a new API token and the config line with its hash",
+        description="Print a new random API token, then the token_sha256 line for the config.",
+    )
+    token.set_defaults(handler=_cmd_token)
     return parser
 
 
@@ -536,7 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_usage(sys.stderr)
-        _error("choose a command: demo, timeline, bench, simulate or jobs (see logosq --help)")
+        _error(
+            "choose a command: demo, timeline, bench, simulate, jobs, serve or token "
+            "(see logosq --help)"
+        )
         return EXIT_USAGE
     if getattr(args, "older_than_text", None) is not None:
         try:

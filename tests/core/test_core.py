@@ -180,3 +180,28 @@ def test_a_withdrawn_job_requeues_its_tasks_behind_their_level(clock: ManualCloc
     assert core.take_batch(pool, 3.0, 3) == [waiting, a, b]
     assert a.status is S.RUNNING
     core.check_invariants()
+
+
+def test_slots_held_for_outside_work_are_not_given_to_tasks(clock: ManualClock) -> None:
+    core = SchedulerCore(SchedulerConfig(workers=2), clock)
+    pool = core.classical
+    core.occupy(pool, 2)  # another user's jobs hold the device
+    t = _task()
+    assert core.admit(t, pool, clock.now()) is False
+    with pytest.raises(InternalError, match="0 free"):
+        core.occupy(pool, 1)
+    core.release(pool, None, clock.now())
+    assert core.next_ready(pool, clock.now()) is t
+    core.check_invariants()
+
+
+def test_a_task_never_admitted_ends_only_from_pending_to_a_terminal_state(
+    clock: ManualClock,
+) -> None:
+    t = _task()
+    SchedulerCore.end_unadmitted(t, S.CANCELLED, clock.now())
+    assert (t.status, t.finished_at) == (S.CANCELLED, clock.now())
+    with pytest.raises(InternalError, match="CANCELLED -> FAILED"):
+        SchedulerCore.end_unadmitted(t, S.FAILED, clock.now())
+    with pytest.raises(InternalError, match="PENDING -> QUEUED"):
+        SchedulerCore.end_unadmitted(_task(), S.QUEUED, clock.now())

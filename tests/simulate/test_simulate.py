@@ -19,6 +19,7 @@ from logosq_os_scheduler.core._capabilities import (
 )
 from logosq_os_scheduler.core._routing import decide_route
 from logosq_os_scheduler.simulate import (
+    DEFAULT_POLICIES,
     POLICIES,
     Cloud,
     DeviceType,
@@ -153,7 +154,7 @@ def test_a_job_no_device_can_run_fails_in_every_policy() -> None:
 def test_every_job_ends_exactly_once_in_every_policy() -> None:
     sim_cloud = make_cloud(30, outage_share=0.3, horizon=600.0, seed=3)
     work = workload_for(sim_cloud, tasks=3_000, load=1.5, seed=3)
-    report = simulate(workload=work, cloud=sim_cloud, seed=3)
+    report = simulate(workload=work, cloud=sim_cloud, seed=3, policies=POLICIES)
     assert [p.policy for p in report.policies] == list(POLICIES)
     for policy in POLICIES:
         out = run_policy(policy, sim_cloud, work, seed=3)
@@ -288,7 +289,7 @@ def test_the_command_prints_the_comparison_and_writes_json_and_a_trace(
     printed = capsys.readouterr().out
     assert "| | fcfs | least-busy | logosq |" in printed
     data = json.loads(out_json.read_text())
-    assert [p["policy"] for p in data["policies"]] == list(POLICIES)
+    assert [p["policy"] for p in data["policies"]] == list(DEFAULT_POLICIES)
     assert sum(p["completed"] + p["failed"] for p in data["policies"]) == 3 * 800
     assert set(data["improvements_of_logosq"]) == {"fcfs", "least-busy"}
     # The saved trace replays to the same figures.
@@ -330,3 +331,20 @@ def test_the_plot_is_drawn(tmp_path: Path) -> None:
     report = simulate(tasks=500, backends=6, seed=1)
     path = report.plot(tmp_path / "sim.png")
     assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fair_share_shields_the_other_users_from_a_flooding_one() -> None:
+    """Under a saturating load where one user sends 40% of the jobs, fair share slows the
+    flooding user and speeds everyone else up (equal weights)."""
+    sim_cloud = make_cloud(10, seed=0)
+    work = workload_for(sim_cloud, tasks=6_000, load=6.0, seed=0)
+    report = simulate(workload=work, cloud=sim_cloud, policies=("logosq", "logosq-fair"))
+    plain, fair = report.policies
+    assert (plain.policy, fair.policy) == ("logosq", "logosq-fair")
+
+    def others(p: Any) -> float:
+        rest = [v for user, v in p.slowdown_by_user.items() if user != "user0"]
+        return sum(rest) / len(rest)
+
+    assert others(fair) < 0.95 * others(plain)
+    assert fair.slowdown_by_user["user0"] > plain.slowdown_by_user["user0"]

@@ -5,8 +5,8 @@ Nothing in here performs I/O, starts threads or reads the system time: it takes 
 out. That makes every policy testable with a :class:`~logosq_os_scheduler.ManualClock`.
 """
 
-from ._core import Pool, SchedulerCore
+from ._core import ListenerChain, Pool, SchedulerCore
 from ._queue import ReadyQueue
 from ._state import ALLOWED, TERMINAL
 
-__all__ = ["ALLOWED", "TERMINAL", "Pool", "ReadyQueue", "SchedulerCore"]
+__all__ = ["ALLOWED", "TERMINAL", "ListenerChain", "Pool", "ReadyQueue", "SchedulerCore"]

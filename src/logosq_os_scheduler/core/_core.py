@@ -12,10 +12,11 @@ from .._clock import Clock
 from .._config import SchedulerConfig
 from .._errors import InternalError, QueueFullError
 from .._task import Task, TaskPriority, TaskStatus, TaskType
-from ._queue import ReadyQueue
+from ._fairshare import FairShareLedger, FairShareQueue, user_of
+from ._queue import ReadyQueue, WaitQueue
 from ._state import ALLOWED, TERMINAL
 
-__all__ = ["Pool", "SchedulerCore", "TransitionListener"]
+__all__ = ["ListenerChain", "Pool", "SchedulerCore", "TransitionListener"]
 
 _S = TaskStatus
 # Members as constants (reading them through the class costs ~90 ns each on Python 3.11).
@@ -28,6 +29,30 @@ _TIMED_OUT = _S.TIMED_OUT
 
 TransitionListener = Callable[[Task[Any], TaskStatus, TaskStatus, float], None]
 """Called as ``listener(task, old, new, now)`` after every status change."""
+
+
+class ListenerChain:
+    """Calls several transition listeners in the order they were added.
+
+    A chain is an immutable tuple replaced on every change, so a change made while the core
+    is inside a call never alters the call in progress. With one listener no chain is built:
+    the core calls it directly, which keeps the hot path at one call.
+
+    Args:
+        listeners: The listeners, first called first.
+    """
+
+    __slots__ = ("listeners",)
+
+    def __init__(self, listeners: tuple[TransitionListener, ...]) -> None:
+        self.listeners = listeners
+
+    def __call__(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        for listener in self.listeners:
+            listener(task, old, new, now)
+
+    def __repr__(self) -> str:
+        return f"<ListenerChain of {len(self.listeners)}>"
 
 
 class Pool:
@@ -48,7 +73,13 @@ class Pool:
     __slots__ = ("name", "capacity", "busy", "queue", "busy_time", "direct", "owner")
 
     def __init__(
-        self, name: str, capacity: int, aging: float | None, *, direct: bool = True
+        self,
+        name: str,
+        capacity: int,
+        aging: float | None,
+        *,
+        direct: bool = True,
+        fair: FairShareLedger | None = None,
     ) -> None:
         self.name = name
         self.capacity = capacity
@@ -58,7 +89,7 @@ class Pool:
         self.direct = direct
         # Invariant: 0 <= busy; busy <= capacity except transiently after capacity shrinks.
         self.busy = 0
-        self.queue = ReadyQueue(aging)
+        self.queue: WaitQueue = ReadyQueue(aging) if fair is None else FairShareQueue(aging, fair)
         self.busy_time = 0.0
         # The runtime driving the core that made this pool (opaque to the core).
         self.owner: Any = None
@@ -92,6 +123,8 @@ class SchedulerCore:
         # The runtime driving this core, opaque to it: its pools carry it so that a task
         # can find its scheduler through ``task.resources``.
         self.owner = owner
+        # Fair share between users (None: strict priority over everyone's work).
+        self.fair = None if config.fair_share is None else FairShareLedger(config.fair_share)
         self.pools: dict[str, Pool] = {}
         self.classical = self.add_pool("classical", config.workers)
         self._seq = itertools.count()
@@ -131,7 +164,7 @@ class SchedulerCore:
         """Create (or return the existing) pool of that name."""
         pool = self.pools.get(name)
         if pool is None:
-            pool = Pool(name, capacity, self.config.aging_threshold, direct=direct)
+            pool = Pool(name, capacity, self.config.aging_threshold, direct=direct, fair=self.fair)
             pool.owner = self.owner
             self.pools[name] = pool
         return pool
@@ -146,6 +179,40 @@ class SchedulerCore:
             raise InternalError(f"pool {pool.name!r} removed with {len(pool.queue)} tasks waiting")
         if self.pools.get(pool.name) is pool:
             del self.pools[pool.name]
+
+    # -- listeners: the core's event stream ---------------------------------------------------
+
+    def add_listener(self, listener: TransitionListener) -> None:
+        """Make ``listener`` see every status change as ``listener(task, old, new, now)``,
+        after the listeners already attached."""
+        current = self.listener
+        if current is None:
+            self.listener = listener
+        elif isinstance(current, ListenerChain):
+            self.listener = ListenerChain((*current.listeners, listener))
+        else:
+            self.listener = ListenerChain((current, listener))
+
+    def remove_listener(self, listener: TransitionListener) -> bool:
+        """Stop ``listener`` seeing status changes; the other listeners stay.
+
+        Returns:
+            True if it was attached (and now is not), False if it was not attached.
+        """
+        current = self.listener
+        if current is None:
+            return False
+        if isinstance(current, ListenerChain):
+            # Bound methods compare equal when they bind the same function to the same object.
+            rest = tuple(fn for fn in current.listeners if fn != listener)
+            if len(rest) == len(current.listeners):
+                return False
+            self.listener = None if not rest else rest[0] if len(rest) == 1 else ListenerChain(rest)
+            return True
+        if current == listener:
+            self.listener = None
+            return True
+        return False
 
     # -- the state machine -------------------------------------------------------------------
 
@@ -162,6 +229,12 @@ class SchedulerCore:
                 f"({task.name!r})"
             )
         task.status = new
+        fair = self.fair
+        if fair is not None:
+            if old is _RUNNING:
+                fair.stopped(user_of(task))
+            elif new is _RUNNING:
+                fair.started(user_of(task))
         counts = self.counts
         if old is not _PENDING:
             counts[old] -= 1
@@ -184,6 +257,24 @@ class SchedulerCore:
         if listener is not None:
             listener(task, old, new, now)
 
+    @staticmethod
+    def end_unadmitted(task: Task[Any], status: TaskStatus, now: float) -> None:
+        """End a task this core never admitted: one recovered from a journal that cannot be
+        read back, may not run again, or was cancelled while it waited for its backend. It
+        goes from PENDING straight to terminal ``status`` and counts nowhere here (it was
+        counted by the scheduler that admitted it before the restart).
+
+        Raises:
+            InternalError: If the task is not PENDING or ``status`` is not terminal.
+        """
+        if task.status is not _PENDING or status not in TERMINAL:
+            raise InternalError(
+                f"task {task.task_id} ({task.name!r}) cannot end unadmitted: "
+                f"{task.status.name} -> {status.name}"
+            )
+        task.status = status
+        task.finished_at = now
+
     # -- admission and dispatch --------------------------------------------------------------
 
     def admit(
@@ -203,7 +294,14 @@ class SchedulerCore:
             QueueFullError: If it would have to wait and ``max_queue_depth`` tasks already do.
                 The task stays PENDING and nothing else changes.
         """
-        if pool.direct and pool.busy < pool.capacity and not pool.queue and waited is None:
+        fair = self.fair
+        if (
+            pool.direct
+            and pool.busy < pool.capacity
+            and not pool.queue
+            and waited is None
+            and (fair is None or self._fair_may_start(fair, task))
+        ):
             start_now = True
         else:
             limit = self.config.max_queue_depth
@@ -230,6 +328,10 @@ class SchedulerCore:
             # state table; the counters change once and the listener still sees both.
             task.status = _RUNNING
             self.counts[_RUNNING] += 1
+            if fair is not None:
+                user = user_of(task)
+                fair.charge(user)
+                fair.started(user)
             listener = self.listener
             if listener is not None:
                 listener(task, _PENDING, _QUEUED, now)
@@ -243,6 +345,15 @@ class SchedulerCore:
         self.transition(task, _QUEUED, now)
         pool.queue.push(task)
         self.waiting += 1
+        return False
+
+    @staticmethod
+    def _fair_may_start(fair: FairShareLedger, task: Task[Any]) -> bool:
+        """Whether fair share's caps let ``task`` start; if not, its user waits for a wake."""
+        user = user_of(task)
+        if fair.may_start(user):
+            return True
+        fair.blocked.add(user)
         return False
 
     def requeue(self, task: Task[Any], pool: Pool, now: float) -> None:
@@ -372,6 +483,19 @@ class SchedulerCore:
         pool.busy += 1
         self.quantum_in_flight += len(tasks)
 
+    def occupy(self, pool: Pool, slots: int) -> None:
+        """Hold ``slots`` free slots of ``pool`` for work this core does not schedule (other
+        users' jobs on a shared device, in the simulator); :meth:`release` gives each back.
+
+        Raises:
+            InternalError: If ``pool`` has fewer than ``slots`` slots free.
+        """
+        if slots < 0 or pool.busy + slots > pool.capacity:
+            raise InternalError(
+                f"cannot hold {slots} slots of pool {pool.name!r}: {pool.free} free"
+            )
+        pool.busy += slots
+
     def job_done(self, pool: Pool, size: int, started_at: float, now: float) -> None:
         """A job of ``size`` tasks started at ``started_at`` has returned: free its slot."""
         self.quantum_in_flight -= size
@@ -477,6 +601,15 @@ class SchedulerCore:
             raise InternalError(
                 f"status counts {sum(self.counts.values())} != submitted {self.submitted}"
             )
+        fair = self.fair
+        if fair is not None:
+            fair_waiting = sum(fair.waiting.values())
+            fair_running = sum(fair.running.values())
+            if fair_waiting != self.waiting or fair_running != self.counts[_RUNNING]:
+                raise InternalError(
+                    f"fair-share accounting broken: waiting {fair_waiting} != {self.waiting} "
+                    f"or running {fair_running} != {self.counts[_RUNNING]}"
+                )
         if self.quantum_in_flight < 0:
             raise InternalError("negative quantum in-flight count")
         for p in self.pools.values():

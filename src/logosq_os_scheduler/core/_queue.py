@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from .._task import Task, TaskStatus
 
-__all__ = ["ReadyQueue"]
+__all__ = ["ReadyQueue", "WaitQueue"]
 
 # A task waits in a queue while QUEUED, or PREEMPTED (it gave its slot up and will resume).
 _WAITING = frozenset({TaskStatus.QUEUED, TaskStatus.PREEMPTED})
 _IDLE_LEVEL = 4
 _HIGH_LEVEL = 1
+
+
+class WaitQueue(Protocol):
+    """What a pool's queue offers: :class:`ReadyQueue`, or under fair share
+    :class:`~logosq_os_scheduler.core._fairshare.FairShareQueue`."""
+
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __iter__(self) -> Iterator[Task[Any]]: ...
+    def __reversed__(self) -> Iterator[Task[Any]]: ...
+
+    aging: float | None
+
+    def push(self, task: Task[Any]) -> None: ...
+    def remove(self, task: Task[Any]) -> None: ...
+    def discard(self, task: Task[Any]) -> None: ...
+    def depth_by_level(self) -> list[int]: ...
+    def peek(self, now: float) -> Task[Any] | None: ...
+    def pop(self, now: float) -> Task[Any] | None: ...
 
 
 class ReadyQueue:
@@ -55,6 +74,10 @@ class ReadyQueue:
     def aging(self) -> float | None:
         """Seconds of waiting per level lifted (None: aging off)."""
         return self._aging
+
+    @aging.setter
+    def aging(self, aging: float | None) -> None:
+        self._aging = aging
 
     def push(self, task: Task[Any]) -> None:
         """Append a waiting (QUEUED or PREEMPTED) task at the back of its priority level."""

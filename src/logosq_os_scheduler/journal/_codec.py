@@ -95,6 +95,7 @@ def encode_spec(task: Task[Any]) -> bytes:
             "max_retries": extras.max_retries,
             "restartable": extras.restartable,
             "limits": extras.limits,
+            "user": extras.user,
         }
     quantum: dict[str, Any] | None = None
     part = task.quantum_part
@@ -211,6 +212,9 @@ def decode_spec(
         if options["max_retries"] is not None:
             builder.with_retries(options["max_retries"])
         builder.with_restartable(options["restartable"])
+        user = options.get("user")  # absent from journals written before with_user
+        if user is not None:
+            builder.with_user(user)
         limits = options["limits"]
         if limits is not None:
             builder.with_limits(

@@ -22,6 +22,7 @@ __all__ = [
     "format_age",
     "gc",
     "list_rows",
+    "page_ids",
     "parse_duration",
     "show_row",
 ]
@@ -71,6 +72,60 @@ def list_rows(path: str, *, status: str | None = None, limit: int = 50) -> Itera
     finally:
         conn.close()
     return (JournalRow(r) for r in reversed(found))
+
+
+def page_ids(
+    conn: sqlite3.Connection,
+    path: str,
+    *,
+    user: str | None = None,
+    users_only: bool = False,
+    status: str | None = None,
+    priority: int | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[int]:
+    """Ids of the newest tasks matching every filter given, newest first: a page of a
+    listing (pass the last id of one page as ``before`` for the next).
+
+    Args:
+        conn: A connection from ``open_for_reading(path)``.
+        path: The journal's file (for error messages).
+        user: Only this user's tasks (``with_user``).
+        users_only: Only tasks of some user (what a service made, not the tasks of a
+            hybrid algorithm it runs).
+        status: Only tasks of this status (as the file has it: ``"queued"``, ...).
+        priority: Only tasks of this priority (``int(TaskPriority)``).
+        before: Only tasks with a smaller id.
+        limit: Most ids returned.
+
+    Raises:
+        JournalError: If the journal cannot be read.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if user is not None:
+        where.append("user = ?")
+        params.append(user)
+    elif users_only:
+        where.append("user IS NOT NULL")
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if priority is not None:
+        where.append("priority = ?")
+        params.append(priority)
+    if before is not None:
+        where.append("id < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    try:
+        found = conn.execute(
+            f"SELECT id FROM tasks {clause} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise fail(path, exc) from exc
+    return [row[0] for row in found]
 
 
 def counts(path: str) -> dict[str, int]:

@@ -56,9 +56,9 @@ _FAILED = TaskStatus.FAILED
 # the ``tasks`` view joins them. Inserting an end costs a third of rewriting the row.
 #
 # A buffered submit row is a list, edited in place until it is sent. Most rows have only the
-# first 9 columns (_INSERT); one with a key is extended to 11 (_INSERT_KEYED).
+# first 9 columns (_INSERT); one with a key or a user is extended to 12 (_INSERT_KEYED).
 _I_ID, _I_NAME, _I_TYPE, _I_PRIORITY, _I_SUBMITTED, _I_SPEC = range(6)
-_I_STATUS, _I_STARTED, _I_ATTEMPTS, _I_KEY, _I_RECOVERY = range(6, 11)
+_I_STATUS, _I_STARTED, _I_ATTEMPTS = range(6, 9)
 _SHORT = 9
 _INSERT = (
     "INSERT INTO submits(id, name, type, priority, submitted, spec, status, started, attempts) "
@@ -66,7 +66,7 @@ _INSERT = (
 )
 _INSERT_KEYED = (
     "INSERT INTO submits(id, name, type, priority, submitted, spec, status, started, attempts, "
-    "key, recovery) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    "key, recovery, user) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 # A status update of a submit already sent: status, started (kept when None), attempts, id.
 _UPDATE = "UPDATE submits SET status=?, started=coalesce(?, started), attempts=? WHERE id=?"
@@ -89,11 +89,12 @@ _Batch = tuple[
 
 _COLUMNS = (
     "id, key, name, type, priority, submitted, spec, status, started, finished, attempts, "
-    "result_kind, result, error, recovery, backend, job_id"
+    "result_kind, result, error, recovery, backend, job_id, user"
 )
 # What recovery reads: the columns an unfinished task has (JournalRow fills the rest in).
 _UNFINISHED = (
-    "s.id, s.key, s.name, s.type, s.priority, s.submitted, s.spec, s.status, s.attempts "
+    "s.id, s.key, s.name, s.type, s.priority, s.submitted, s.spec, s.status, s.attempts, "
+    "s.user "
     "FROM submits s WHERE NOT EXISTS (SELECT 1 FROM ends e WHERE e.id = s.id) ORDER BY s.id"
 )
 # Status and type texts by member: Enum.value is a slow property on the hot path.
@@ -147,11 +148,12 @@ class JournalRow:
         "recovery",
         "backend",
         "job_id",
+        "user",
     )
 
     def __init__(self, row: Sequence[Any]) -> None:
-        if len(row) == 9:  # an unfinished task's row (_UNFINISHED)
-            row = (*row[:8], None, None, row[8], 0, None, None, None, None, None)
+        if len(row) == 10:  # an unfinished task's row (_UNFINISHED)
+            row = (*row[:8], None, None, row[8], 0, None, None, None, None, None, row[9])
         (
             self.task_id,
             self.key,
@@ -170,6 +172,7 @@ class JournalRow:
             self.recovery,
             self.backend,
             self.job_id,
+            self.user,
         ) = row
         self.task_type = _TYPES[task_type]
         self.priority = _PRIORITIES[priority]
@@ -339,10 +342,12 @@ class Journal:
             self._flush(early=True)  # a long turn of submits: write while it goes on
         self._live[tid] = task
         extras = task.extras
-        if extras is not None and extras.key is not None:
+        if extras is not None and (extras.key is not None or extras.user is not None):
             row.append(extras.key)
             row.append(extras.recovery)
-            self._keys[extras.key] = task
+            row.append(extras.user)
+            if extras.key is not None:
+                self._keys[extras.key] = task
         if not self._scheduled:
             self._schedule()
 
@@ -789,4 +794,6 @@ class Journal:
             task.recovery = row.recovery
         if row.backend is not None:
             task.backend_used = row.backend
+        if row.user is not None:
+            task.user = row.user
         return task

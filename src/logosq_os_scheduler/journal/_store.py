@@ -5,7 +5,7 @@ Everything here is plain synchronous SQLite from the standard library. The write
 recovery use another. Every SQLite failure becomes a :class:`JournalError` that names the file
 and what to do.
 
-Schema (version 1)::
+Schema (version 2; a version 1 file gains the ``user`` column when opened)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)        uid, schema, created
     submits(id INTEGER PRIMARY KEY,               the task id, kept across restarts
@@ -16,7 +16,8 @@ Schema (version 1)::
             spec BLOB,                            journal._codec.encode_spec
             status TEXT,                          queued or running (updated while unfinished)
             started REAL, attempts INTEGER,
-            recovery TEXT, backend, job_id)
+            recovery TEXT, backend, job_id,
+            user TEXT)                            whose task (with_user) or NULL
     ends(id INTEGER PRIMARY KEY,                  written once, when the task ended
          status TEXT, finished REAL,              its terminal status; wall-clock time
          attempts, result_kind INTEGER,
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x4C4F4751  # "LOGQ"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS submits(
     attempts INTEGER NOT NULL DEFAULT 0,
     recovery TEXT,
     backend TEXT,
-    job_id TEXT
+    job_id TEXT,
+    user TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS submits_key ON submits(key) WHERE key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS ends(
@@ -95,7 +97,7 @@ CREATE VIEW IF NOT EXISTS tasks AS SELECT
     s.started AS started, e.finished AS finished, coalesce(e.attempts, s.attempts) AS attempts,
     coalesce(e.result_kind, 0) AS result_kind, e.result AS result, e.error AS error,
     coalesce(e.recovery, s.recovery) AS recovery, coalesce(e.backend, s.backend) AS backend,
-    s.job_id AS job_id
+    s.job_id AS job_id, s.user AS user
     FROM submits s LEFT JOIN ends e ON e.id = s.id;
 CREATE TABLE IF NOT EXISTS checkpoints(task_id INTEGER PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs(
@@ -183,6 +185,16 @@ def _check_journal(conn: sqlite3.Connection, path: str, *, fresh_ok: bool) -> No
         )
 
 
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a journal of an older schema to this one (in place; nothing is lost)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 1:
+        # Version 2 records whose task it is (with_user); the view is made again with it.
+        with conn:
+            conn.execute("ALTER TABLE submits ADD COLUMN user TEXT")
+            conn.execute("DROP VIEW IF EXISTS tasks")
+
+
 class Lock:
     """An exclusive lock on ``<journal>-lock``: one scheduler per journal.
 
@@ -262,6 +274,7 @@ def open_store(path: str, durability: Durability) -> tuple[sqlite3.Connection, d
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             raise JournalError(path, f"SQLite refused WAL mode (got {mode!r})")
+        _upgrade(conn)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

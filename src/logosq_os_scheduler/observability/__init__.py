@@ -21,7 +21,7 @@ from ._logging import (
     configure_logging,
     task_fields,
 )
-from ._metrics import BackendMetrics, SchedulerMetrics
+from ._metrics import BackendMetrics, SchedulerMetrics, UserMetrics
 from ._trace import TraceRecorder, TraceValidationError, load_trace, validate_trace
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "TraceRecorder",
     "TraceValidationError",
     "TransitionLogger",
+    "UserMetrics",
     "add_listener",
     "configure_logging",
     "load_trace",

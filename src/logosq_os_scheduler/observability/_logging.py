@@ -24,11 +24,10 @@ from collections.abc import Mapping, MutableMapping
 from typing import IO, TYPE_CHECKING, Any
 
 from .._task import Task, TaskStatus
-from ._listeners import add_listener, core_of, remove_listener
+from ._listeners import event_source
 
 if TYPE_CHECKING:
-    from .._protocols import CoreOwner
-    from ..core import SchedulerCore
+    from .._protocols import EventSource
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -149,31 +148,31 @@ class TransitionLogger:
         level: The level of ordinary steps.
     """
 
-    __slots__ = ("_core", "level", "logger")
+    __slots__ = ("_source", "level", "logger")
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.DEBUG) -> None:
         self.logger = logger or logging.getLogger(LOGGER_NAME + ".transitions")
         self.level = level
-        self._core: SchedulerCore | None = None
+        self._source: EventSource | None = None
 
     @classmethod
     def attach(
         cls,
-        target: CoreOwner | SchedulerCore,
+        target: EventSource,
         logger: logging.Logger | None = None,
         level: int = logging.DEBUG,
     ) -> TransitionLogger:
         """Create one and make it see ``target``'s status changes."""
         self = cls(logger, level)
-        self._core = core_of(target)
-        add_listener(self._core, self)
+        self._source = event_source(target)
+        self._source.add_listener(self)
         return self
 
     def detach(self) -> None:
         """Stop logging status changes."""
-        if self._core is not None:
-            remove_listener(self._core, self)
-            self._core = None
+        if self._source is not None:
+            self._source.remove_listener(self)
+            self._source = None
 
     def _level_of(self, old: TaskStatus, new: TaskStatus) -> int:
         if new is _S.FAILED or new is _S.TIMED_OUT:

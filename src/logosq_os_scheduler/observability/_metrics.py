@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 from .._task import TaskPriority, TaskStatus, TaskType
 
-__all__ = ["BackendMetrics", "SchedulerMetrics"]
+__all__ = ["BackendMetrics", "SchedulerMetrics", "UserMetrics"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class BackendMetrics:
         utilisation: Share of its slot time in use since the scheduler started (0..1).
         withdrawn_jobs: Jobs taken back from its queue unstarted to make room for more
             urgent work (PREEMPTIVE).
+        queued_by_priority: Of ``queued``, how many at each priority, CRITICAL first.
     """
 
     name: str
@@ -39,6 +40,29 @@ class BackendMetrics:
     breaker_state: str
     utilisation: float
     withdrawn_jobs: int = 0
+    queued_by_priority: tuple[int, ...] = (0, 0, 0, 0, 0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserMetrics:
+    """One user's work under fair share (``SchedulerConfig(fair_share=...)``).
+
+    Attributes:
+        user: The name given with ``with_user`` ("" for tasks of no user).
+        running: Their tasks running now.
+        waiting: Their tasks waiting in a queue.
+        started: Their tasks started by fair share's choice since the scheduler started.
+        weight: Their weight.
+        share_pass: Their pass (started work over weight): who has been served least has
+            the lowest, and starts next.
+    """
+
+    user: str
+    running: int
+    waiting: int
+    started: int
+    weight: float
+    share_pass: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +98,8 @@ class SchedulerMetrics:
         unreplaced_threads: Timed-out or cancelled tasks whose thread was not abandoned
             because ``max_abandoned_threads`` abandoned threads were still running: each
             such thread kept its worker slot until its function returned.
+        users: Under fair share, each user's running and waiting work and share
+            (:class:`UserMetrics`); empty without it.
     """
 
     submitted: int
@@ -112,6 +138,9 @@ class SchedulerMetrics:
     abandoned_threads: int = 0
     abandoned_threads_running: int = 0
     unreplaced_threads: int = 0
+    users: Mapping[str, UserMetrics] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def by_status(self) -> Mapping[TaskStatus, int]:
@@ -138,7 +167,7 @@ class SchedulerMetrics:
         out: dict[str, object] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "backends":
+            if f.name in ("backends", "users"):
                 value = {k: dataclasses.asdict(v) for k, v in value.items()}
             elif f.name == "finished_by_class":
                 value = {f"{s.value}/{p.name}/{t.value}": n for (s, p, t), n in value.items()}

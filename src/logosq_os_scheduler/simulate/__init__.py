@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from .._config import SchedulerConfig
 from .._errors import InvalidConfigError
 from ._cloud import DEVICE_TYPES, Cloud, DeviceType, SimulatedDevice, make_cloud
-from ._engine import POLICIES, Outcome, run_policy, simulation_config
+from ._engine import DEFAULT_POLICIES, POLICIES, Outcome, run_policy, simulation_config
 from ._report import PolicyReport, SimulationReport, summarise
 from ._workload import Job, Workload, generate_workload, read_trace, write_trace
 
 __all__ = [
     "DEVICE_TYPES",
+    "DEFAULT_POLICIES",
     "POLICIES",
     "Cloud",
     "DeviceType",
@@ -73,7 +74,7 @@ def simulate(
     seed: int = 0,
     workload: Workload | None = None,
     cloud: Cloud | None = None,
-    policies: Sequence[str] = POLICIES,
+    policies: Sequence[str] = DEFAULT_POLICIES,
     config: SchedulerConfig | None = None,
 ) -> SimulationReport:
     """Run every policy on one workload and one cloud and report them side by side.
@@ -87,7 +88,8 @@ def simulate(
         seed: For every random draw: the same seed gives the same report.
         workload: Jobs to run instead of generated ones (e.g. :func:`read_trace`).
         cloud: Devices to run on instead of drawn ones (:func:`make_cloud`).
-        policies: Which of :data:`POLICIES` to run.
+        policies: Which of :data:`POLICIES` to run (default :data:`DEFAULT_POLICIES`: all
+            but ``logosq-fair``, ours with fair share between the workload's users).
         config: Ours' settings (default :func:`simulation_config`).
 
     Raises:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._clock import ManualClock
-from .._config import SchedulerConfig
+from .._config import FairShare, SchedulerConfig
 from .._errors import BackendUnavailableError, NoRouteError, TransientBackendError
 from .._task import Task, TaskStatus
 from ..core._backends import BackendState
@@ -42,7 +42,7 @@ from ..core._routing import BackendView, RoutingDecision, decide_route, expected
 from ._cloud import Cloud, SimulatedDevice
 from ._workload import Job, Workload
 
-__all__ = ["POLICIES", "Outcome", "run_policy", "simulation_config"]
+__all__ = ["DEFAULT_POLICIES", "POLICIES", "Outcome", "run_policy", "simulation_config"]
 
 _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
@@ -396,11 +396,17 @@ class _Ours(_Engine):
     """This scheduler's policy (see the module docstring)."""
 
     def __init__(
-        self, cloud: Cloud, workload: Workload, seed: int, config: SchedulerConfig
+        self,
+        cloud: Cloud,
+        workload: Workload,
+        seed: int,
+        config: SchedulerConfig,
+        *,
+        name: str = "logosq",
     ) -> None:
         self.jobs = workload.jobs
         self.devices = cloud.devices
-        self.out = Outcome("logosq", len(self.jobs))
+        self.out = Outcome(name, len(self.jobs))
         self.rng = random.Random(seed)
         self.events = _Events()
         self.clock = ManualClock()
@@ -416,7 +422,7 @@ class _Ours(_Engine):
         # Other users' jobs hold each device's slots until busy_until.
         for i, d in enumerate(self.devices):
             if d.busy_until > 0:
-                states[i].pool.busy = states[i].pool.capacity
+                core.occupy(states[i].pool, states[i].pool.capacity)
                 self.events.push(d.busy_until, _TIMER, ("external", i))
         self.hold_until = [math.inf] * len(states)
         self.probing = [False] * len(states)
@@ -433,13 +439,15 @@ class _Ours(_Engine):
         clock = self.clock
         if now > clock._now:
             clock.set(now)
-        task = (
+        builder = (
             Task.quantum(j.user)
             .with_circuit(_Shape(j.qubits))
             .with_shots(j.shots)
             .with_priority(j.priority)
-            .build()
         )
+        if self.core.fair is not None:
+            builder.with_user(j.user)
+        task = builder.build()
         task.requirements = CircuitRequirements(j.qubits, requires_all_to_all=j.all_to_all)
         self.job_index[task.task_id] = k
         try:
@@ -760,7 +768,10 @@ class _RouteIndex:
         return best[2]
 
 
-POLICIES = ("fcfs", "least-busy", "logosq")
+POLICIES = ("fcfs", "least-busy", "logosq", "logosq-fair")
+# What a comparison runs unless told: logosq-fair (ours with fair share between the
+# workload's users) is asked for by name.
+DEFAULT_POLICIES = POLICIES[:3]
 
 
 def run_policy(
@@ -774,6 +785,10 @@ def run_policy(
     """Run ``workload`` on ``cloud`` under ``policy`` (one of :data:`POLICIES`)."""
     if policy == "logosq":
         return _Ours(cloud, workload, seed, config or simulation_config()).run()
+    if policy == "logosq-fair":
+        # The same scheduler sharing the devices between the workload's users (equal weights).
+        fair = (config or simulation_config()).replace(fair_share=FairShare())
+        return _Ours(cloud, workload, seed, fair, name="logosq-fair").run()
     return _Baseline(policy, cloud, workload, seed).run()
 
 

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._task import Task, TaskPriority, TaskStatus, TaskType
-from .._listeners import add_listener, core_of, remove_listener
+from .._listeners import event_source
 from ._chrome import build_trace
 from ._schema import Event, Mark
 
 if TYPE_CHECKING:
-    from ..._protocols import CoreOwner
-    from ...core import SchedulerCore
+    from ..._protocols import EventSource
 
 __all__ = ["TraceRecorder"]
 
@@ -39,7 +38,7 @@ class TraceRecorder:
         origin: The time, on the scheduler clock, that is zero in the trace.
     """
 
-    __slots__ = ("_core", "_events", "_info", "_limit", "_marks", "dropped", "origin")
+    __slots__ = ("_source", "_events", "_info", "_limit", "_marks", "dropped", "origin")
 
     def __init__(self, *, max_events: int | None = 1_000_000, origin: float = 0.0) -> None:
         if max_events is not None and max_events <= 0:
@@ -49,7 +48,7 @@ class TraceRecorder:
         self._info: dict[int, tuple[str, TaskPriority, TaskType]] = {}
         self._marks: list[Mark] = []
         self._limit = sys.maxsize if max_events is None else max_events
-        self._core: SchedulerCore | None = None
+        self._source: EventSource | None = None
         self.dropped = 0
         """Status changes not recorded because ``max_events`` was reached."""
         self.origin = origin
@@ -59,7 +58,7 @@ class TraceRecorder:
     @classmethod
     def attach(
         cls,
-        target: CoreOwner | SchedulerCore,
+        target: EventSource,
         *,
         max_events: int | None = 1_000_000,
     ) -> TraceRecorder:
@@ -75,22 +74,22 @@ class TraceRecorder:
         Raises:
             TypeError: If ``target`` is not a scheduler or core.
         """
-        core = core_of(target)
-        recorder = cls(max_events=max_events, origin=core.started_at)
-        recorder._core = core
-        add_listener(core, recorder.record)
+        source = event_source(target)
+        recorder = cls(max_events=max_events, origin=source.started_at)
+        recorder._source = source
+        source.add_listener(recorder.record)
         return recorder
 
     def detach(self) -> None:
         """Stop recording (what was recorded stays available for export)."""
-        if self._core is not None:
-            remove_listener(self._core, self.record)
-            self._core = None
+        if self._source is not None:
+            self._source.remove_listener(self.record)
+            self._source = None
 
     @property
     def attached(self) -> bool:
         """Whether the recorder is listening to a scheduler."""
-        return self._core is not None
+        return self._source is not None
 
     # -- recording: the hot path -------------------------------------------------------------
 
@@ -165,8 +164,8 @@ class TraceRecorder:
         events = list(self._events)
         last = events[-1][0] if events else self.origin
         if end is None:
-            core = self._core
-            end = core.clock.now() if core is not None and not self.dropped else last
+            source = self._source
+            end = source.clock.now() if source is not None and not self.dropped else last
         end = max(end, last)
         return build_trace(events, dict(self._info), list(self._marks), self.origin, end, self)
 
