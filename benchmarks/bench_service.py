@@ -4,20 +4,34 @@ we could build ``logosq serve`` on, and ``logosq serve`` itself under load besid
 Usage::
 
     python benchmarks/bench_service.py                      # both parts, 3 runs of 5 s each
-    python benchmarks/bench_service.py --quick              # a few seconds, for CI
+    python benchmarks/bench_service.py --quick              # a few seconds a part, for CI
     python benchmarks/bench_service.py --part frameworks --output part1.md
+    python benchmarks/bench_service.py --part serve --profile --wait-quiet 600
 
 Part one, the framework choice: the bare hello-world endpoint (``GET /hello``) and a small-JSON
 POST endpoint (``POST /echo``, a 66-byte body decoded into a typed object and answered with a
 small JSON object) in Starlette (msgspec), FastAPI (pydantic model body) and Litestar (msgspec
 Struct body), benchmarks/service_apps.py. Each under uvicorn with uvloop and httptools, 1
-worker, access log off; loaded by ``wrk -t2 -c100 --latency`` (Debian's wrk 4.1, a Lua script
-for the POST body): requests/s and p50/p99 latency, median of 3 runs after a 1 s warm-up.
+worker, access log off; loaded by Debian's ``wrk -t2 -c100 --latency`` (a Lua script for the
+POST body): requests/s and p50/p99 latency, median of 3 runs after a 1 s warm-up, the
+frameworks' runs interleaved.
 
-Every process started here (servers, wrk) runs in its own session and is stopped by its
-process group. The machine has 2 cores that the server and the load generator share: the CPU
-each used is measured (/proc for the server, getrusage for wrk) and printed beside the figures,
-as is the load average before each row (other work on the machine disturbs the figures).
+Part two: ``logosq serve`` as a real process (one user token, a mock backend whose jobs take
+no time, its journal in a temporary directory at the default durability), 100 connections
+submitting a QASM 2 Bell circuit at 1 shot, one task a request and 100 a request; beside it,
+in the same run, the bare Starlette endpoints under the same uvicorn settings and load
+generator. Then each at half its maximum rate from benchmarks/loadgen.py's fixed-rate
+generator (wrk2's method: latency counted from each request's due time), for p99. The issue's
+targets are checked; ``--profile`` samples the server with py-spy at its maximum and says
+where the time goes.
+
+Without wrk the Python generator also does the closed-loop runs. ``--quick`` makes every run
+1 s, one each, 10 connections (so a batch of 100 is answered within a run), and skips peers
+that are not installed. Every process started here (servers, wrk, py-spy) runs in its own
+session and is stopped by its process group. The machine's 2 cores are shared by the server
+and the load generator: the CPU each used is measured (/proc for the server, getrusage for
+wrk) and printed beside the figures, with what the rest of the machine used meanwhile (other
+work disturbs the figures; requests per server CPU-second is the figure it disturbs least).
 """
 
 from __future__ import annotations
@@ -52,6 +66,9 @@ from machine import machine_info  # noqa: E402
 from service_apps import ECHO_BODY, FACTORIES  # noqa: E402
 
 CONNECTIONS = 100
+# --quick lowers these: requests at least in a fixed-rate run (for its p99), and the longest
+# wait for a server to run what it accepted before the next run
+LIMITS = {"min_paced": 200, "paced_max_s": 30.0, "drain_s": 120.0}
 WRK_THREADS = 2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -208,7 +225,8 @@ def wrk(
 ) -> Run:
     """One wrk run against URL, with the CPU the server and wrk used over it."""
     argv = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s"]
-    argv += ["--latency", "-s", str(_lua(tmp, method, body, token)), url]
+    # --timeout: a slow answer (a batch queued behind 99 others) is measured, not dropped
+    argv += ["--timeout", "30s", "--latency", "-s", str(_lua(tmp, method, body, token)), url]
     load = os.getloadavg()[0]
     before = os.times()
     b0, s0, t0 = _busy_seconds(), _cpu_seconds(server_pid), time.perf_counter()
@@ -634,23 +652,23 @@ def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) ->
                 url = f"http://127.0.0.1:{sport}{path}"
                 if warm:
                     closed(url, 1, server.pid, tmp, "POST", body, token)
-                    _drain(sport, token, 60)
+                    _drain(sport, token, LIMITS["drain_s"])
                 runs: list[Run] = []
                 for _ in range(repeat):
                     runs.append(closed(url, duration, server.pid, tmp, "POST", body, token))
-                    result.backlog[kind].append(_drain(sport, token, 120))
+                    result.backlog[kind].append(_drain(sport, token, LIMITS["drain_s"]))
                 bad = sum(r.non2xx + r.errors for r in runs)
                 if bad:
                     raise RuntimeError(f"{kind}: {bad} failed requests: {_tail(slog)}")
                 getattr(result, kind).extend(runs)
                 rate = max(1.0, median_run(runs).rps / 2)
                 result.paced[kind] = paced(url, rate, duration, server.pid, "POST", body, token)
-                _drain(sport, token, 120)
+                _drain(sport, token, LIMITS["drain_s"])
                 if kind == "single":
                     half_single = rate
                 if profile:
                     result.profile[kind] = _profile(url, duration, server.pid, tmp, body, token)
-                    _drain(sport, token, 120)
+                    _drain(sport, token, LIMITS["drain_s"])
             finally:
                 _stop(server)
         if half_single is not None:  # the generator's own floor at the single-submit rate
@@ -783,26 +801,31 @@ def summarize_profile(text: str, top: int = 12) -> str:
 
 
 def serve_report(r: ServeResult, duration: float, repeat: int) -> list[str]:
-    gen = "wrk -t2 -c100" if shutil.which("wrk") else "the Python generator (wrk not installed)"
+    gen = (
+        f"wrk -t{WRK_THREADS} -c{CONNECTIONS} --timeout 30s"
+        if shutil.which("wrk")
+        else "the Python generator (wrk not installed)"
+    )
     out = [
         "### Part two: `logosq serve` under load, beside the bare endpoint",
         "",
         f"`logosq serve` as a real process on loopback: one user token, a mock backend whose "
         "jobs take no time (`latency = 0`, 4 jobs at once, 100 circuits a job), its journal in "
         "a new temporary directory at the default durability, a fresh server for each kind of "
-        "request. 100 connections submitting a QASM 2 Bell circuit at 1 shot, one task a "
-        f"request (`POST /v1/tasks`) or {BATCH} a request (`POST /v1/tasks/batch`); in the same "
-        "run, the bare Starlette endpoints of part one under the same uvicorn settings (uvloop, "
-        f"httptools, 1 worker) and the same load generator ({gen}): the HTTP ceiling. "
+        f"request. {CONNECTIONS} connections submitting a QASM 2 Bell circuit at 1 shot, one "
+        f"task a request (`POST /v1/tasks`) or {BATCH} a request (`POST /v1/tasks/batch`); in "
+        "the same run, the bare Starlette endpoints of part one under the same uvicorn "
+        "settings (uvloop, httptools, 1 worker) and the same load generator ({gen}): the HTTP ceiling. "
         f"Median [min-max] of {repeat} run(s) of {max(1, round(duration))} s; p50/p99 from the "
         "median run. After each run of ours the benchmark waits until the server has no task "
         "queued or running (the last column: what was left, and how long it took to run), so "
         "each run starts on an empty queue. **The server and the load generator share the "
         "2 cores.**",
         "",
-        "| endpoint | requests/s | tasks/s | p50 / p99 ms | server CPU | load generator CPU "
-        "| rest of the machine | left after the run, drained in |",
-        "|---|---|---|---|---|---|---|---|",
+        "| endpoint | requests/s | tasks/s | p50 / p99 ms | requests (tasks) per server CPU-s "
+        "| server CPU | load generator CPU | rest of the machine "
+        "| left after the run, drained in |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = (
         ("bare Starlette `GET /hello` (the ceiling)", r.hello, 0, None),
@@ -819,16 +842,17 @@ def serve_report(r: ServeResult, duration: float, repeat: int) -> list[str]:
         if key is not None and r.backlog.get(key):
             n, took = max(r.backlog[key], key=lambda b: b[0])
             left = f"up to {n:,} tasks, {took:.1f} s"
+        cpu = f"{_per_cpu(m):,.0f}" + (f" ({_per_cpu(m) * per:,.0f})" if per > 1 else "")
         out.append(
-            f"| {label} | {_range(runs)} | {tasks} | {m.p50_ms:.1f} / {m.p99_ms:.1f} "
+            f"| {label} | {_range(runs)} | {tasks} | {m.p50_ms:.1f} / {m.p99_ms:.1f} | {cpu} "
             f"| {m.server_cpu:.2f} | {m.wrk_cpu:.2f} | {m.other_cpu:.2f} | {left} |"
         )
     out += [
         "",
-        "At a fixed rate, half the maximum each measured above: benchmarks/loadgen.py, 100 "
-        "connections, each request due at its own time and its latency counted from that "
-        "time (wrk2's way, so a stall is charged to every request that waited behind it). "
-        "The bare endpoint at the single-submit rate is this generator's own floor.",
+        "At a fixed rate, half the maximum each measured above: benchmarks/loadgen.py, "
+        f"{CONNECTIONS} connections, each request due at its own time and its latency counted "
+        "from that time (wrk2's way, so a stall is charged to every request that waited "
+        "behind it). The bare endpoint at the single-submit rate is this generator's own floor.",
         "",
         "| endpoint | rate asked /s | achieved /s | p50 / p99 / p99.9 ms | server CPU "
         "| generator CPU | rest of the machine | failed |",
@@ -849,6 +873,8 @@ def serve_report(r: ServeResult, duration: float, repeat: int) -> list[str]:
             f"| {p.bad} |"
         )
     out += ["", "Targets (issue #23):", "", "| target | verdict | figures |", "|---|---|---|"]
+    if CONNECTIONS != 100:
+        out[-3] = f"Targets (issue #23; not judged by a --quick run at {CONNECTIONS} connections):"
     hello = statistics.median(x.rps for x in r.hello)
     echo = statistics.median(x.rps for x in r.echo)
     if r.single:
@@ -916,6 +942,10 @@ def main() -> None:
     args = parser.parse_args()
     duration = args.duration or (1.0 if args.quick else 5.0)
     QUIET["limit"] = args.wait_quiet
+    if args.quick:
+        LIMITS.update(min_paced=100, paced_max_s=3.0, drain_s=15.0)
+        global CONNECTIONS
+        CONNECTIONS = 10  # so that a batch of 100 is answered within a 1 s run
     repeat = args.repeat or (1 if args.quick else 3)
     info = machine_info(False, [])
     shown = [a for a in sys.argv[1:] if a != "--output" and a != str(args.output)]

@@ -116,15 +116,24 @@ async def closed_loop(
 
 
 async def fixed_rate(
-    host: str, port: int, request: bytes, connections: int, rate: float, duration: float
+    host: str,
+    port: int,
+    request: bytes,
+    connections: int,
+    rate: float,
+    duration: float,
+    min_requests: int = 0,
+    max_seconds: float = math.inf,
 ) -> LoadResult:
     """``rate`` requests a second in all, spread over ``connections``: request ``j`` of
     connection ``k`` is due at ``t0 + (k + j * connections) / rate``; its latency runs from
     that time to the end of its response (so time spent waiting behind a slow answer on the
-    same connection counts)."""
+    same connection counts). At least ``min_requests`` are sent (a low rate runs longer than
+    ``duration``), unless that would take more than ``max_seconds``."""
     conns = [await _open(host, port) for _ in range(connections)]
     out = LoadResult()
-    per_conn = max(1, round(rate * duration / connections))
+    n = max(rate * duration, min(min_requests, rate * max_seconds))
+    per_conn = max(1, round(n / connections))
     t0 = 0.0
 
     async def one(k: int, c: _Conn) -> None:
