@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,32 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _launch(
+    argv_for: Callable[[int], list[str]],
+    log: Path,
+    health: str,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server on a free port and wait until HEALTH answers 200. Another process on
+    this shared machine may take the port between our pick and the server's bind: then again
+    on another port."""
+    for attempt in range(5):
+        port = _free_port()
+        start = log.stat().st_size if log.exists() else 0
+        proc = _start(argv_for(port), log, env)
+        try:
+            _wait_http(port, health, proc, log)
+            return proc, port
+        except RuntimeError:
+            _stop(proc)
+            with log.open("rb") as f:
+                f.seek(start)
+                lost = b"address already in use" in f.read()
+            if not lost or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _start(
@@ -308,11 +335,10 @@ def frameworks(
             if importlib.util.find_spec(dist) is None:
                 skipped.append(f"{label}: {dist} is not installed")
                 continue
-            port = _free_port()
             log = tmp / f"{factory}.log"
-            proc = _start(_uvicorn_argv(f"service_apps:{factory}", port), log)
+            app = f"service_apps:{factory}"
+            proc, port = _launch(lambda p, app=app: _uvicorn_argv(app, p), log, "/hello")
             servers.append((label, dist, proc, f"http://127.0.0.1:{port}", log))
-            _wait_http(port, "/hello", proc, log)
         runs: dict[str, tuple[list[Run], list[Run]]] = {s[0]: ([], []) for s in servers}
         if warm:
             for _, _, proc, base, _ in servers:
@@ -447,10 +473,9 @@ def batch_body(n: int = BATCH) -> bytes:
     return json.dumps({"tasks": [_task_body()] * n}, separators=(",", ":")).encode()
 
 
-def _write_config(tmp: Path, port: int) -> tuple[Path, str]:
-    """A config with one user (no quotas) and a mock backend whose jobs take no time; the
-    journal in TMP, durability at the scheduler's default."""
-    token = "lq_" + secrets.token_urlsafe(32)
+def _write_config(tmp: Path, port: int, token: str) -> Path:
+    """A config with one user (TOKEN, no quotas) and a mock backend whose jobs take no time;
+    the journal in TMP, durability at the scheduler's default."""
     digest = hashlib.sha256(token.encode()).hexdigest()
     path = tmp / "server.toml"
     path.write_text(
@@ -469,7 +494,7 @@ def _write_config(tmp: Path, port: int) -> tuple[Path, str]:
         f'token_sha256 = "{digest}"\n'
         'priority_ceiling = "high"\n'
     )
-    return path, token
+    return path
 
 
 def _serve_argv(config: Path) -> list[str]:
@@ -618,11 +643,9 @@ class ServeResult:
 def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) -> ServeResult:
     # The ceiling: the chosen framework's bare endpoints under the same uvicorn settings.
     wait_quiet()
-    port = _free_port()
     log = tmp / "bare.log"
-    proc = _start(_uvicorn_argv("service_apps:starlette_app", port), log)
+    proc, port = _launch(lambda p: _uvicorn_argv("service_apps:starlette_app", p), log, "/hello")
     try:
-        _wait_http(port, "/hello", proc, log)
         base = f"http://127.0.0.1:{port}"
         if warm:
             closed(base + "/hello", 1, proc.pid, tmp)
@@ -642,12 +665,15 @@ def serve(duration: float, repeat: int, tmp: Path, warm: bool, profile: bool) ->
             wait_quiet()
             sdir = tmp / kind
             sdir.mkdir()
-            sport = _free_port()
-            config, token = _write_config(sdir, sport)
+            token = "lq_" + secrets.token_urlsafe(32)
             slog = sdir / "serve.log"
-            server = _start(_serve_argv(config), slog, _env())
+            server, sport = _launch(
+                lambda p, d=sdir, t=token: _serve_argv(_write_config(d, p, t)),
+                slog,
+                "/healthz",
+                _env(),
+            )
             try:
-                _wait_http(sport, "/healthz", server, slog)
                 _post_once(sport, path, body, token)
                 url = f"http://127.0.0.1:{sport}{path}"
                 if warm:
