@@ -18,6 +18,13 @@ PENDING = {
     "quantum": "Quantum only (MockBackend with a stated latency): >= 1,000 tasks/s at p99 <= 50 ms",
     "mixed": "Mixed 50/50 on the same mocks: >= 25,000 tasks/s at p99 <= 2 ms",
 }
+# Targets measured by bench_service.py (issue #23: `logosq serve` beside the HTTP ceiling),
+# appended with its own Targets table.
+SERVICE_TARGETS = (
+    "Service: single-task submits >= 0.5x the bare endpoint's requests/s",
+    "Service: batched submits >= 20,000 tasks/s",
+    "Service: p99 <= 50 ms at half the maximum rate",
+)
 MEMORY_TARGET = 400.0  # bytes per queued task
 FLAT_FACTOR = 2.0  # per-task cost may vary this much across depths and still count as flat
 
@@ -276,6 +283,10 @@ def _targets(results: Mapping[str, Any], scenarios: Mapping[str, Scenario]) -> l
                     "measured by `benchmarks/bench_quantum.py` (its Targets table, below)",
                 ]
             )
+    for text in SERVICE_TARGETS:
+        rows.append(
+            [text, "see below", "measured by `benchmarks/bench_service.py` (its Targets, below)"]
+        )
     return rows
 
 
