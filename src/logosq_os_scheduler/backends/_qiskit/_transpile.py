@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _aer_worker
 from .._circuits import _collect
+from ._cost import CircuitProfile
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -59,6 +60,9 @@ class PreparedCircuit:
             the backend runs in a worker process and keeps the circuit in its transpile
             cache, and the circuit cannot go as a template (others are serialised with the
             rest of their job, or go as a template's number and angles).
+        memo: What is worked out about the transpiled circuit on first need (its cost
+            profile, its routing overhead), shared through the transpile cache by every
+            prepared circuit of the same structure.
     """
 
     circuit: QuantumCircuit
@@ -66,6 +70,7 @@ class PreparedCircuit:
     known_physical_qubits: tuple[int, ...] | None
     backend_token: object
     payload: bytes | None = None
+    memo: Memo = dataclasses.field(default_factory=lambda: Memo())
 
     @property
     def physical_qubits(self) -> tuple[int, ...]:
@@ -80,6 +85,21 @@ class PreparedCircuit:
     def num_qubits(self) -> int:
         """Physical qubits it acts on (at least 1)."""
         return max(1, len(self.physical_qubits))
+
+
+class Memo:
+    """What is worked out about one transpiled circuit when first needed, then kept.
+
+    One per transpile-cache entry, so every circuit of that structure shares it: the cost
+    profile the guard on costly simulations reads (:mod:`._cost`). Each slot is None until
+    first set; setting one twice (two threads at once) stores equal values, so no lock is
+    needed.
+    """
+
+    __slots__ = ("profile",)
+
+    def __init__(self) -> None:
+        self.profile: CircuitProfile | None = None
 
 
 @functools.cache
