@@ -54,6 +54,7 @@ from .backends import (
     MockQPUService,
     RemoteMockBackend,
 )
+from .core._overhead import RoutingOverhead
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
@@ -109,6 +110,7 @@ __all__ = [
     "RetriesExhaustedError",
     "RoutingCondition",
     "RoutingDecision",
+    "RoutingOverhead",
     "RoutingRule",
     "RoutingTarget",
     "SchedulerClosedError",
