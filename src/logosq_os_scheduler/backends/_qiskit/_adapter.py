@@ -36,6 +36,7 @@ from ..._errors import (
     SimulationTooCostlyError,
     TransientBackendError,
 )
+from ...core._overhead import Figures, RoutingOverhead
 from .. import _aer_worker
 from .._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
 from .._circuits import _is_quantum_circuit, call_guarding_panics, normalize_circuit
@@ -60,6 +61,8 @@ from ._transpile import (
     _fingerprint,
     _physical_qubits,
     _without_idle_qubits,
+    overhead_figures,
+    two_qubit_figures,
 )
 
 if TYPE_CHECKING:
@@ -291,6 +294,10 @@ class QiskitBackend(Backend):
         self._pass_manager = generate_preset_pass_manager(
             optimization_level=optimization_level, backend=backend, seed_transpiler=seed
         )
+        # The same passes for the same gates with no coupling map, built on first need: the
+        # logical circuit routing overhead is measured against (routing_overhead()).
+        self._logical_pass_manager: Any = None
+        self._logical_lock = threading.Lock()
 
     # --- shape, capacity, quality -----------------------------------------------------------
 
@@ -403,9 +410,13 @@ class QiskitBackend(Backend):
     def prepare_many(self, circuits: Sequence[Any]) -> list[Any]:
         """:meth:`prepare` for a job's circuits: those not seen before are transpiled in one
         pass-manager call, which costs less than one call each (a circuit that fails it is
-        then transpiled alone, so that it fails alone)."""
+        then transpiled alone, so that it fails alone). Equal circuits in the job (by the
+        transpile cache's fingerprint) are transpiled once."""
         out: list[Any] = []
         todo: list[tuple[int, Any, Any, Hashable | None]] = []
+        # Later copies of a circuit in todo: its index there -> (index in out, source).
+        copies: dict[int, list[tuple[int, Any]]] = {}
+        first: dict[Hashable, int] = {}
         for i, circuit in enumerate(circuits):
             try:
                 found = self._lookup(circuit)
@@ -414,6 +425,12 @@ class QiskitBackend(Backend):
                 continue
             out.append(found)
             if not isinstance(found, PreparedCircuit):
+                fingerprint = found[2]
+                if fingerprint is not None:
+                    k = first.setdefault(fingerprint, len(todo))
+                    if k != len(todo):
+                        copies.setdefault(k, []).append((i, found[1]))
+                        continue
                 todo.append((i, *found))
         if len(todo) == 1:
             i, _, source, _ = todo[0]
@@ -428,6 +445,14 @@ class QiskitBackend(Backend):
             else:
                 for (i, _, source, fingerprint), t in zip(todo, transpiled, strict=True):
                     out[i] = self._keep(t, source, fingerprint)
+        for k, later in copies.items():
+            done = out[todo[k][0]]
+            for i, source in later:
+                out[i] = (
+                    dataclasses.replace(done, source=source)
+                    if isinstance(done, PreparedCircuit)
+                    else self._prepare_one(source)
+                )
         return out
 
     def _prepare_one(self, circuit: Any) -> Any:
@@ -527,6 +552,55 @@ class QiskitBackend(Backend):
                 if len(self._transpiled) > _TRANSPILE_CACHE_SIZE:
                     self._transpiled.popitem(last=False)
         return PreparedCircuit(transpiled, source, physical, self._token, payload, memo)
+
+    def routing_overhead(self, prepared: Any) -> RoutingOverhead | None:
+        """What routing onto this backend's coupling map added to a prepared circuit:
+        two-qubit gates and two-qubit depth as transpiled here, against the same circuit
+        transpiled for the same gates with no coupling map.
+
+        Measured on first read (one more transpilation, without layout or routing), once per
+        circuit structure: equal circuits share it through the transpile cache. A backend
+        without a coupling map routes nothing: its overhead is zero.
+
+        Returns:
+            The overhead, or None for what this backend did not prepare.
+        """
+        if not isinstance(prepared, PreparedCircuit) or prepared.backend_token is not self._token:
+            return None
+        memo = prepared.memo
+        found = memo.overhead
+        if found is None:
+            circuit, source = prepared.circuit, prepared.source
+            if self._coupling is None:
+
+                def measure() -> Figures:
+                    gates, depth = two_qubit_figures(circuit)
+                    return (gates, gates, depth, depth)
+
+            else:
+
+                def measure() -> Figures:
+                    return overhead_figures(circuit, self._logical(source))
+
+            found = memo.overhead = RoutingOverhead(measure=measure)
+        return found
+
+    def _logical(self, source: Any) -> Any:
+        """``source`` transpiled for this backend's gates with no coupling map."""
+        qc = _without_idle_qubits(source) if source.num_qubits > self._num_qubits else source
+        with self._logical_lock:
+            if self._logical_pass_manager is None:
+                from qiskit.transpiler import generate_preset_pass_manager
+
+                self._logical_pass_manager = generate_preset_pass_manager(
+                    optimization_level=self._optimization_level,
+                    basis_gates=list(self._backend.target.operation_names),
+                    seed_transpiler=self._seed,
+                )
+            return call_guarding_panics(
+                lambda: self._logical_pass_manager.run(qc, num_processes=1),
+                what="Qiskit transpiler",
+            )
 
     async def aprepare(self, circuit: Any) -> PreparedCircuit:
         """:meth:`prepare`, in a worker thread for large circuits (their transpilation may
