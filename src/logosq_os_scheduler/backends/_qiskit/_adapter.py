@@ -43,6 +43,7 @@ from .._circuits import _is_quantum_circuit, call_guarding_panics, normalize_cir
 from ._cost import (
     CostModel,
     SimulationEstimate,
+    about,
     available_memory,
     format_bytes,
     format_seconds,
@@ -87,7 +88,7 @@ _EWMA_WEIGHT = 0.2
 _INLINE_PREPARE_SECONDS = 0.005
 # The default time budget of one local simulator call (max_simulation_seconds): longer than
 # any ordinary job here, short enough that a mistaken one does not hold a slot for an hour.
-# The model's error against measured runs is within a factor of about 2 (docs/routing.md).
+# The model is within about 20% of measured runs on a quiet machine (docs/routing.md).
 DEFAULT_MAX_SIMULATION_SECONDS = 300.0
 # A costly simulation allowed to run (allow_costly) runs in up to this many parts of its
 # shots, its progress logged after each.
@@ -1001,23 +1002,20 @@ class QiskitBackend(Backend):
             if fits(mps):
                 ways.append(
                     "the matrix_product_state method, "
-                    "with_run_options(method='matrix_product_state') (about "
-                    f"{format_seconds(mps.seconds)}, {format_bytes(mps.memory_bytes)})"
+                    "with_run_options(method='matrix_product_state') "
+                    f"({about(mps.seconds)}, {format_bytes(mps.memory_bytes)})"
                 )
         if self._execution == "device" and self._noise == "full":
             cut = self._estimate(prepared, call.shots, call.options, noise_qubits=0)
             ways.append(
                 "the device noise cut to the circuit's qubits, QiskitBackend(..., "
-                f"noise='active') (same counts; about {format_seconds(cut.seconds)}"
+                f"noise='active') (same counts; {about(cut.seconds)}"
                 + (")" if fits(cut) else ", still over: with another way)")
             )
         if self._execution == "device" and self._noise != "none":
             ideal = self._estimate(prepared, call.shots, call.options, noisy=False, noise_qubits=0)
             if fits(ideal):
-                ways.append(
-                    "no noise, QiskitBackend(..., noise='none') (about "
-                    f"{format_seconds(ideal.seconds)})"
-                )
+                ways.append(f"no noise, QiskitBackend(..., noise='none') ({about(ideal.seconds)})")
         if time_over:
             ways.append(
                 f"a larger budget: with_run_options(max_simulation_seconds="

@@ -15,9 +15,10 @@ The model, per circuit (``n`` qubits the circuit acts on, ``ops`` its instructio
   Memory ``16 * 2**n`` bytes.
 * ``density_matrix``: ``ops * 4**n`` once (noise acts on the matrix itself), memory
   ``16 * 4**n`` bytes.
-* ``matrix_product_state``: ``ops * chi**3`` per shot with noise, once without; ``chi``
-  bounded by the two-qubit gates crossing each cut of the qubit line (at most
-  ``2**min(k, n - k)`` at cut ``k``). Memory ``32 * n * chi**2`` bytes.
+* ``matrix_product_state``: ``ops * (c + chi**3)``, per shot with noise, once without
+  (``c`` is Aer's fixed work per gate, which dominates for small bonds); ``chi`` bounded by
+  the two-qubit gates crossing each cut of the qubit line (at most ``2**min(k, n - k)`` at
+  cut ``k``). Memory ``32 * n * chi**2`` bytes.
 * ``stabilizer`` (Clifford circuits): ``ops * n**2`` bit operations.
 
 Unit costs are seconds on one core (:data:`_SECONDS_PER_UPDATE` and its kin), divided by the
@@ -42,7 +43,9 @@ from typing import Any
 # Seconds one core takes for one amplitude update of one operation (statevector and density
 # matrix). Measured with Aer on noisy GHZ chains of 14 to 22 qubits (docs/routing.md).
 _SECONDS_PER_UPDATE = 8e-9
-# Seconds per operation per chi**3 of a matrix product state, on one core.
+# Seconds per operation of a matrix product state, on one core: a fixed part (Aer's work per
+# gate, whatever the bond: it dominates for small bonds) and a part per chi**3.
+_SECONDS_PER_MPS_OPERATION = 5e-5
 _SECONDS_PER_MPS_UPDATE = 2e-8
 # Seconds per operation per n**2 of a stabilizer tableau, on one core.
 _SECONDS_PER_STABILIZER_UPDATE = 2e-9
@@ -52,7 +55,7 @@ _SECONDS_PER_SAMPLED_QUBIT = 2e-8
 _SECONDS_PER_CALL = 0.002
 # Seconds per device qubit a call with the device's whole noise model costs (Aer ships the
 # model to its core on every run: about 1 to 3 s a call on a 127-qubit device).
-_SECONDS_PER_NOISE_QUBIT = 0.01
+_SECONDS_PER_NOISE_QUBIT = 0.02
 # The learned correction moves this far towards each new observation, and learns only from
 # calls modelled to take at least _LEARN_FROM_SECONDS (below, fixed costs dominate).
 _LEARN_WEIGHT = 0.3
@@ -180,7 +183,7 @@ class SimulationEstimate:
         basis = ", corrected by this backend's runs" if self.learned else ""
         return (
             f"{self.qubits} qubits, {self.method} {noise}, {self.circuits} circuit{plural} x "
-            f"{self.shots} shots: about {format_seconds(self.seconds)} and "
+            f"{self.shots} shots: {about(self.seconds)} and "
             f"{format_bytes(self.memory_bytes)}{basis}"
         )
 
@@ -261,8 +264,10 @@ def _circuit_cost(method: str, p: CircuitProfile, *, noisy: bool) -> tuple[float
         return (_SECONDS_PER_UPDATE * ops * 4.0**n, sample, 16 * 4**n)
     if method == "matrix_product_state":
         chi = 2.0**p.bond_log2
-        work = _SECONDS_PER_MPS_UPDATE * ops * chi**3
-        return (0.0, work + sample, int(32 * n * chi * chi))
+        work = ops * (_SECONDS_PER_MPS_OPERATION + _SECONDS_PER_MPS_UPDATE * chi**3)
+        if noisy:
+            return (0.0, work + sample, int(32 * n * chi * chi))
+        return (work, sample, int(32 * n * chi * chi))
     work = _SECONDS_PER_UPDATE * ops * 2.0**n
     if noisy:
         return (0.0, work, 16 * 2**n)
@@ -326,6 +331,12 @@ def format_seconds(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def about(seconds: float) -> str:
+    """``about 12 s``, or ``under 0.1 s``."""
+    text = format_seconds(seconds)
+    return text if text.startswith("under") else f"about {text}"
 
 
 def format_bytes(count: float) -> str:
