@@ -77,18 +77,3 @@ async def test_a_backend_without_a_coupling_map_routes_nothing() -> None:
     o = result.routing.overhead
     assert o is not None and (o.added_two_qubit_gates, o.added_depth) == (0, 0)
     assert o.two_qubit_gates == 3
-
-
-def test_overhead_is_measured_once_when_first_read() -> None:
-    calls = []
-
-    def measure() -> tuple[int, int, int, int]:
-        calls.append(1)
-        return (3, 9, 3, 7)
-
-    o = RoutingOverhead(measure=measure)
-    assert calls == [] and "not measured" in repr(o)
-    assert (o.added_two_qubit_gates, o.added_depth) == (6, 4)
-    assert o == RoutingOverhead((3, 9, 3, 7)) and len(calls) == 1
-    with pytest.raises(ValueError):
-        RoutingOverhead()
