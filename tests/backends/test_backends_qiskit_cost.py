@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,27 @@ def test_equal_circuits_share_one_profile_through_the_transpile_cache(
     assert first.memo is second.memo
     backend.estimate_simulation([first], 100)
     assert second.memo.profile is not None and second.memo.profile.qubits == 18
+
+
+async def test_a_costly_simulation_is_visible_while_it_runs(brisbane: FakeBrisbane) -> None:
+    """simulations() shows the running part's progress (seen from inside each part)."""
+    seen = []
+
+    class Watched(QiskitBackend):
+        def _simulate(self, prepared: Any, shots: int, options: Any) -> Any:
+            seen.extend((p.shots_done, p.shots, p.task_ids) for p in self.simulations())
+            return super()._simulate(prepared, shots, options)
+
+    backend = Watched(brisbane, isolation="thread", max_simulation_seconds=0.001)
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("ibm_brisbane", backend)
+        handle = await s.submit(
+            Task.quantum("ghz8")
+            .with_circuit(chain(8))
+            .with_shots(30)
+            .with_run_options(allow_costly=True)
+        )
+        await handle
+    assert [done for done, _, _ in seen] == list(range(0, 30, 3))
+    assert {(total, ids) for _, total, ids in seen} == {(30, (handle.task_id,))}
+    assert backend.simulations() == ()

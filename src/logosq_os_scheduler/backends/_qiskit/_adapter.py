@@ -581,7 +581,13 @@ class QiskitBackend(Backend):
             else:
 
                 def measure() -> Figures:
-                    return overhead_figures(circuit, self._logical(source))
+                    try:
+                        logical = self._logical(source)
+                    except Exception:
+                        # Transpiled once for the device, it should transpile without a
+                        # coupling map too; if not, the circuit as written is the reference.
+                        logical = source
+                    return overhead_figures(circuit, logical)
 
             found = memo.overhead = RoutingOverhead(measure=measure)
         return found
