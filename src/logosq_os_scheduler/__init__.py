@@ -38,6 +38,7 @@ from ._errors import (
     SchedulerError,
     ServiceError,
     ServiceUnavailableError,
+    SimulationTooCostlyError,
     TaskCancelledError,
     TaskError,
     TaskFailedError,
@@ -59,6 +60,7 @@ from .backends import (
     MockQPUService,
     RemoteMockBackend,
 )
+from .core._overhead import RoutingOverhead
 from .core._routing import RoutingCondition, RoutingDecision, RoutingRule, RoutingTarget
 from .executors import Executor, ProcessExecutor, ResourceLimitError, WorkerCrashedError
 from .observability import BackendMetrics, SchedulerMetrics
@@ -118,6 +120,7 @@ __all__ = [
     "RetriesExhaustedError",
     "RoutingCondition",
     "RoutingDecision",
+    "RoutingOverhead",
     "RoutingRule",
     "RoutingTarget",
     "SchedulerClosedError",
@@ -127,6 +130,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailableError",
     "SignedRecord",
+    "SimulationTooCostlyError",
     "Task",
     "TaskBuilder",
     "TaskCancelledError",

@@ -33,6 +33,8 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
      ├── BackendError              a backend could not run a job
      │    ├── TransientBackendError    worth retrying on the same backend
      │    ├── PermanentBackendError    the job itself is bad; never retried
+     │    │    └── SimulationTooCostlyError  a simulation over its budget of time or memory,
+     │    │                          refused before it started (names the estimate, the ways out)
      │    └── BackendUnavailableError  the backend is down; reroute
      └── InternalError             a broken invariant inside the scheduler: a bug, please report
 
@@ -62,6 +64,7 @@ __all__ = [
     "SchedulerError",
     "ServiceError",
     "ServiceUnavailableError",
+    "SimulationTooCostlyError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -364,6 +367,49 @@ class PermanentBackendError(BackendError):
     """The job itself is bad (an invalid circuit): retrying cannot help."""
 
     retryable = False
+
+
+class SimulationTooCostlyError(PermanentBackendError):
+    """A local simulation would cost more time or memory than its budget allows; it was
+    refused before it started, so nothing ran.
+
+    The message gives the estimate (qubits, simulation method, noise, shots, seconds, memory)
+    and the ways out that apply: fewer shots, another simulation method, the device noise cut
+    to the circuit's qubits, a larger budget, or letting it run (``allow_costly``).
+
+    Attributes:
+        seconds: The estimated wall time of the simulation.
+        memory_bytes: The estimated memory it needs.
+        budget_seconds: The time budget it was held to (None: no time budget).
+        budget_bytes: The memory budget it was held to (None: no memory budget).
+        estimate: The estimate in words.
+        ways_out: What would let it run, one way per item.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        *,
+        seconds: float,
+        memory_bytes: int,
+        budget_seconds: float | None,
+        budget_bytes: int | None,
+        estimate: str,
+        over: str,
+        ways_out: tuple[str, ...],
+    ) -> None:
+        ways = "; ".join(ways_out) if ways_out else "none known"
+        super().__init__(
+            backend,
+            f"simulation refused before it started: {estimate}, which is over {over}. "
+            f"Ways out: {ways}",
+        )
+        self.seconds = seconds
+        self.memory_bytes = memory_bytes
+        self.budget_seconds = budget_seconds
+        self.budget_bytes = budget_bytes
+        self.estimate = estimate
+        self.ways_out = ways_out
 
 
 class BackendUnavailableError(BackendError):

@@ -33,6 +33,7 @@ the run it continues sends its tasks under the keys they had.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import uuid
@@ -621,6 +622,8 @@ class QuantumDispatcher:
                 merged[i] = out
                 if circuits[i] is not None:
                     batch[i].circuit_run = circuits[i]  # the circuit as this backend ran it
+                    if entry.needs_prepare:
+                        _record_overhead(batch[i], entry, circuits[i])
             outcomes = merged
         except _JobWithdrawnSignal:
             return  # withdrawn unstarted: _withdraw() has requeued its tasks and freed its slot
@@ -938,6 +941,17 @@ class QuantumDispatcher:
                 queued_by_priority=tuple(pool.queue.depth_by_level()),
             )
         return out
+
+
+def _record_overhead(task: Task[Any], entry: BackendEntry, prepared: Any) -> None:
+    """Put on the task's routing decision what routing its circuit onto ``entry``'s
+    backend added (measured only when read: see :class:`RoutingOverhead`)."""
+    decision = task.routing
+    if not isinstance(decision, RoutingDecision) or decision.backend != entry.name:
+        return
+    overhead = entry.backend.routing_overhead(prepared)
+    if overhead is not None and overhead is not decision.overhead:
+        task.routing = dataclasses.replace(decision, overhead=overhead)
 
 
 async def _prepare_and_run(

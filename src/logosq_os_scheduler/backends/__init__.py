@@ -2,9 +2,9 @@
 own (MockQPUService, RemoteMockBackend), and adapters for Qiskit backends.
 
 Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
-:func:`as_backend`, :func:`default_backend` and :class:`MissingExtraError` are loaded on
-first access, and Qiskit itself only when a Qiskit backend is built or OpenQASM text is
-parsed.
+:class:`SimulationEstimate`, :class:`SimulationProgress`, :func:`as_backend`,
+:func:`default_backend` and :class:`MissingExtraError` are loaded on first access, and Qiskit
+itself only when a Qiskit backend is built or OpenQASM text is parsed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ if _TYPE_CHECKING:
     from ._qiskit import (
         PreparedCircuit,
         QiskitBackend,
+        SimulationEstimate,
+        SimulationProgress,
         as_backend,
         default_backend,
     )
@@ -61,6 +63,8 @@ __all__ = [
     "PreparedCircuit",
     "QiskitBackend",
     "RemoteMockBackend",
+    "SimulationEstimate",
+    "SimulationProgress",
     "SupportsNumQubits",
     "analyze_circuit",
     "as_backend",
@@ -72,6 +76,8 @@ __all__ = [
 _LAZY = {
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
+    "SimulationEstimate": "._qiskit",
+    "SimulationProgress": "._qiskit",
     "as_backend": "._qiskit",
     "default_backend": "._qiskit",
 }

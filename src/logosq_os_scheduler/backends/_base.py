@@ -34,6 +34,7 @@ from typing import Any
 
 from .._errors import BackendError, PermanentBackendError, TransientBackendError
 from ..core._capabilities import BackendCapabilities, CircuitRequirements, JobCost
+from ..core._overhead import RoutingOverhead
 
 __all__ = [
     "Backend",
@@ -305,6 +306,15 @@ class Backend(abc.ABC):
         do the work off the loop. The default calls :meth:`prepare` inline.
         """
         return self.prepare(circuit)
+
+    def routing_overhead(self, prepared: Any) -> RoutingOverhead | None:
+        """What fitting a circuit to this backend's coupling map added to it.
+
+        ``prepared`` is what :meth:`prepare` returned. The scheduler records the answer on
+        the task's routing decision (``RoutingDecision.overhead``) once the circuit ran.
+        The default, for backends that run circuits as given, is None.
+        """
+        return None
 
     async def start(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Start what the backend runs on (worker processes, connections) ahead of the

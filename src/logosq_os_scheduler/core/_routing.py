@@ -19,6 +19,7 @@ from .._coerce import coerce_enum
 from .._errors import InvalidTaskError, NoRouteError
 from .._task import Task, TaskPriority
 from ._capabilities import BackendCapabilities, CircuitRequirements
+from ._overhead import RoutingOverhead
 
 __all__ = [
     "BackendView",
@@ -351,6 +352,9 @@ class RoutingDecision:
             ``route_to``, ``route_to_any``, and ``route_to_lowest_error_rate``, which chose
             for quality); None when any eligible backend serves (load-balancing targets and
             the fallback). Load balancing moves a task only within what is allowed.
+        overhead: What routing the circuit onto the chosen backend's coupling map added to
+            it (:class:`RoutingOverhead`), once the backend has transpiled it; None before,
+            and for backends that do not transpile.
     """
 
     backend: str
@@ -359,6 +363,7 @@ class RoutingDecision:
     considered: Mapping[str, str]
     reason: str
     allowed: tuple[str, ...] | None = None
+    overhead: RoutingOverhead | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for traces, logs and signatures."""
@@ -369,6 +374,7 @@ class RoutingDecision:
             "considered": dict(self.considered),
             "reason": self.reason,
             "allowed": list(self.allowed) if self.allowed is not None else None,
+            "overhead": self.overhead.as_dict() if self.overhead is not None else None,
         }
 
 

@@ -23,17 +23,27 @@ Works with ``AerSimulator()``, ``GenericBackendV2(n)`` and the offline device mo
   with a parameter bind each: Aer prepares the circuit once, and a worker process receives
   angles instead of a circuit (see :class:`_Templates`). The simulator is called in the
   worker's own thread, not handed on to the thread Aer's ``run()`` would start.
+* **A guard on ruinous simulations.** Before a simulator call starts, its time and memory
+  are estimated (:mod:`._cost`); a call over its budget (``max_simulation_seconds``,
+  ``max_simulation_memory``) fails at once with :class:`SimulationTooCostlyError`, naming the
+  estimate and the ways out, unless the task allows it (``allow_costly``), when it runs in
+  parts with its progress logged. See docs/routing.md.
+* **Routing overhead.** :meth:`QiskitBackend.routing_overhead` says what fitting a circuit to
+  the coupling map added (two-qubit gates and depth), measured once per circuit structure.
 * **Simulation off the event loop.** Aer's Python side holds the GIL for much of a run: with
   a 1,000-circuit batch in a worker thread, a pure-Python event loop ran at 2% of its idle
   speed; with the batch in a worker process, at 74 to 87%. Local simulations therefore run
   in worker processes by default (``isolation``).
 
 This package imports Qiskit only when a :class:`QiskitBackend` is built, so importing it is
-free. Its modules (:mod:`._adapter` imports the other three, :mod:`._templates` imports
-:mod:`._transpile`, and none imports back):
+free. Its modules (:mod:`._adapter` imports the other four, :mod:`._templates` imports
+:mod:`._transpile`, which imports :mod:`._cost`, and none imports back):
 
-* :mod:`._adapter`: :class:`QiskitBackend`, :func:`default_backend`, :func:`as_backend`.
+* :mod:`._adapter`: :class:`QiskitBackend`, :func:`default_backend`, :func:`as_backend`,
+  :class:`SimulationProgress`.
 * :mod:`._transpile`: :class:`PreparedCircuit` and the transpile cache's policy and key.
+* :mod:`._cost`: the cost model of the guard on costly simulations,
+  :class:`SimulationEstimate`.
 * :mod:`._templates`: angle templates (:class:`._templates._Templates`).
 * :mod:`._pool`: the worker processes of process isolation.
 
@@ -49,9 +59,11 @@ from ._adapter import (
 )
 from ._adapter import (
     QiskitBackend,
+    SimulationProgress,
     as_backend,
     default_backend,
 )
+from ._cost import SimulationEstimate
 from ._pool import _READ_SIZE as _READ_SIZE
 from ._templates import _structure_and_angles as _structure_and_angles
 from ._templates import _template_of as _template_of
@@ -64,6 +76,8 @@ __all__ = [
     "MissingExtraError",
     "PreparedCircuit",
     "QiskitBackend",
+    "SimulationEstimate",
+    "SimulationProgress",
     "as_backend",
     "default_backend",
 ]

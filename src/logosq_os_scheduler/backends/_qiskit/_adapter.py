@@ -15,14 +15,16 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import logging
 import math
+import os
 import pickle
 import random
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._errors import (
@@ -31,11 +33,23 @@ from ..._errors import (
     MissingExtraError,
     PermanentBackendError,
     SchedulerError,
+    SimulationTooCostlyError,
     TransientBackendError,
 )
+from ...core._overhead import Figures, RoutingOverhead
 from .. import _aer_worker
 from .._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
 from .._circuits import _is_quantum_circuit, call_guarding_panics, normalize_circuit
+from ._cost import (
+    CostModel,
+    SimulationEstimate,
+    about,
+    available_memory,
+    format_bytes,
+    format_seconds,
+    profile,
+)
+from ._cost import estimate as estimate_cost
 from ._pool import _WorkerPool
 from ._templates import _structure_and_angles, _Templates
 from ._transpile import (
@@ -43,14 +57,19 @@ from ._transpile import (
     _CACHE_REST,
     _CACHE_TRIAL,
     _TRANSPILE_CACHE_SIZE,
+    Memo,
     PreparedCircuit,
     _fingerprint,
     _physical_qubits,
     _without_idle_qubits,
+    overhead_figures,
+    two_qubit_figures,
 )
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
+
+log = logging.getLogger("logosq_os_scheduler.backends.qiskit")
 
 NoiseMode = Literal["active", "full", "none"]
 Isolation = Literal["auto", "thread", "process"]
@@ -67,6 +86,20 @@ _EWMA_WEIGHT = 0.2
 # thread, a short sleep on the main thread oversleeps by far, more so at the tail): the
 # thread keeps a loop with other work responsive, but saves a loop with none nothing.
 _INLINE_PREPARE_SECONDS = 0.005
+# The default time budget of one local simulator call (max_simulation_seconds): longer than
+# any ordinary job here, short enough that a mistaken one does not hold a slot for an hour.
+# The model is within about 20% of measured runs on a quiet machine (docs/routing.md).
+DEFAULT_MAX_SIMULATION_SECONDS = 300.0
+# A costly simulation allowed to run (allow_costly) runs in up to this many parts of its
+# shots, its progress logged after each.
+_PROGRESS_PARTS = 10
+# The guard clears a call at once when a bound from circuit lengths alone, at _QUICK_SECONDS
+# per amplitude update, puts it under _QUICK_CLEAR seconds (and it holds at most 20 qubits,
+# a 16 MiB statevector); others are estimated in full (a walk over each circuit).
+_QUICK_SECONDS = 1e-8
+_QUICK_CLEAR = 0.01
+# Run options the guard reads; they are never passed on to the simulator.
+_GUARD_OPTIONS = ("allow_costly", "max_simulation_seconds")
 
 
 class QiskitBackend(Backend):
@@ -106,6 +139,17 @@ class QiskitBackend(Backend):
             through its own ``run()``.
         num_qubits: Qubits to declare, for a backend whose Target fixes no number (such as
             ``BasicSimulator``); by default the backend's own count.
+        max_simulation_seconds: The time budget of one local simulator call. Before a call
+            starts its cost is estimated (see :mod:`._cost`: qubits, method, noise, shots,
+            corrected by what this backend learned from its runs); a call over budget fails
+            its circuits at once with :class:`SimulationTooCostlyError`, which names the
+            estimate and the ways out. None: no time budget. A task may set its own with
+            ``with_run_options(max_simulation_seconds=S)``, or let a costly call run with
+            ``with_run_options(allow_costly=True)``: it then runs in parts of its shots,
+            its progress logged (logger ``logosq_os_scheduler.backends.qiskit``) and shown
+            by :meth:`simulations`.
+        max_simulation_memory: The memory budget of one call in bytes (None: half the memory
+            available when the call is checked). Held as the time budget is.
 
     Raises:
         MissingExtraError: If Qiskit is not installed.
@@ -126,6 +170,8 @@ class QiskitBackend(Backend):
         isolation: Isolation = "auto",
         simulator_threads: int | None = None,
         num_qubits: int | None = None,
+        max_simulation_seconds: float | None = DEFAULT_MAX_SIMULATION_SECONDS,
+        max_simulation_memory: int | None = None,
     ) -> None:
         try:
             from qiskit.providers import BackendV2
@@ -155,6 +201,22 @@ class QiskitBackend(Backend):
             )
         if simulator_threads is not None and simulator_threads < 1:
             raise InvalidConfigError("simulator_threads", f"must be >= 1, got {simulator_threads}")
+        if max_simulation_seconds is not None and not (
+            isinstance(max_simulation_seconds, int | float) and max_simulation_seconds > 0
+        ):
+            raise InvalidConfigError(
+                "max_simulation_seconds",
+                f"must be a number of seconds > 0, or None for no budget, "
+                f"got {max_simulation_seconds!r}",
+            )
+        if max_simulation_memory is not None and not (
+            isinstance(max_simulation_memory, int) and max_simulation_memory > 0
+        ):
+            raise InvalidConfigError(
+                "max_simulation_memory",
+                f"must be a number of bytes > 0, or None for half the available memory, "
+                f"got {max_simulation_memory!r}",
+            )
 
         self._backend = backend
         self._name = name or str(backend.name)
@@ -205,7 +267,7 @@ class QiskitBackend(Backend):
         self._transpile_lock = threading.Lock()
         # Transpiled circuits by structural fingerprint, newest last, bounded.
         self._transpiled: collections.OrderedDict[
-            Hashable, tuple[QuantumCircuit, tuple[int, ...] | None, bytes | None]
+            Hashable, tuple[QuantumCircuit, tuple[int, ...] | None, bytes | None, Memo]
         ] = collections.OrderedDict()
         # The cache's current trial, and how many circuits it still rests for (see
         # _CACHE_TRIAL); guarded by _transpile_lock.
@@ -217,6 +279,15 @@ class QiskitBackend(Backend):
         self._fixed_seconds = 0.002
         # Seconds the pass manager takes per circuit (EWMA), None until it first ran.
         self._transpile_seconds: float | None = None
+        # The guard on costly simulations: budgets, what the runs taught the cost model, and
+        # the costly calls running now (allowed by allow_costly), by id; guarded by the lock.
+        self._max_simulation_seconds = (
+            None if max_simulation_seconds is None else float(max_simulation_seconds)
+        )
+        self._max_simulation_memory = max_simulation_memory
+        self._costs = CostModel()
+        self._progress_lock = threading.Lock()
+        self._progress: dict[int, SimulationProgress] = {}
 
         from qiskit.transpiler import generate_preset_pass_manager
 
@@ -224,6 +295,10 @@ class QiskitBackend(Backend):
         self._pass_manager = generate_preset_pass_manager(
             optimization_level=optimization_level, backend=backend, seed_transpiler=seed
         )
+        # The same passes for the same gates with no coupling map, built on first need: the
+        # logical circuit routing overhead is measured against (routing_overhead()).
+        self._logical_pass_manager: Any = None
+        self._logical_lock = threading.Lock()
 
     # --- shape, capacity, quality -----------------------------------------------------------
 
@@ -336,9 +411,13 @@ class QiskitBackend(Backend):
     def prepare_many(self, circuits: Sequence[Any]) -> list[Any]:
         """:meth:`prepare` for a job's circuits: those not seen before are transpiled in one
         pass-manager call, which costs less than one call each (a circuit that fails it is
-        then transpiled alone, so that it fails alone)."""
+        then transpiled alone, so that it fails alone). Equal circuits in the job (by the
+        transpile cache's fingerprint) are transpiled once."""
         out: list[Any] = []
         todo: list[tuple[int, Any, Any, Hashable | None]] = []
+        # Later copies of a circuit in todo: its index there -> (index in out, source).
+        copies: dict[int, list[tuple[int, Any]]] = {}
+        first: dict[Hashable, int] = {}
         for i, circuit in enumerate(circuits):
             try:
                 found = self._lookup(circuit)
@@ -347,6 +426,12 @@ class QiskitBackend(Backend):
                 continue
             out.append(found)
             if not isinstance(found, PreparedCircuit):
+                fingerprint = found[2]
+                if fingerprint is not None:
+                    k = first.setdefault(fingerprint, len(todo))
+                    if k != len(todo):
+                        copies.setdefault(k, []).append((i, found[1]))
+                        continue
                 todo.append((i, *found))
         if len(todo) == 1:
             i, _, source, _ = todo[0]
@@ -361,6 +446,14 @@ class QiskitBackend(Backend):
             else:
                 for (i, _, source, fingerprint), t in zip(todo, transpiled, strict=True):
                     out[i] = self._keep(t, source, fingerprint)
+        for k, later in copies.items():
+            done = out[todo[k][0]]
+            for i, source in later:
+                out[i] = (
+                    dataclasses.replace(done, source=source)
+                    if isinstance(done, PreparedCircuit)
+                    else self._prepare_one(source)
+                )
         return out
 
     def _prepare_one(self, circuit: Any) -> Any:
@@ -404,8 +497,8 @@ class QiskitBackend(Backend):
                     self._transpiled.move_to_end(fingerprint)
                 self._judge_cache(hit=cached is not None)
         if cached is not None:
-            transpiled, physical, payload = cached
-            return PreparedCircuit(transpiled, source, physical, self._token, payload)
+            transpiled, physical, payload, memo = cached
+            return PreparedCircuit(transpiled, source, physical, self._token, payload, memo)
         if qc.num_qubits > self._num_qubits:
             qc = _without_idle_qubits(qc)
         return qc, source, fingerprint
@@ -453,12 +546,68 @@ class QiskitBackend(Backend):
             # one that can go as a template (its first sighting only: it then goes as its
             # template's number and its angles), for which a QPY dump would be wasted.
             payload = _aer_worker.dump_circuit(transpiled)
+        memo = Memo()
         if fingerprint is not None:
             with self._transpile_lock:
-                self._transpiled[fingerprint] = (transpiled, physical, payload)
+                self._transpiled[fingerprint] = (transpiled, physical, payload, memo)
                 if len(self._transpiled) > _TRANSPILE_CACHE_SIZE:
                     self._transpiled.popitem(last=False)
-        return PreparedCircuit(transpiled, source, physical, self._token, payload)
+        return PreparedCircuit(transpiled, source, physical, self._token, payload, memo)
+
+    def routing_overhead(self, prepared: Any) -> RoutingOverhead | None:
+        """What routing onto this backend's coupling map added to a prepared circuit:
+        two-qubit gates and two-qubit depth as transpiled here, against the same circuit
+        transpiled for the same gates with no coupling map.
+
+        Measured on first read (one more transpilation, without layout or routing), once per
+        circuit structure: equal circuits share it through the transpile cache. A backend
+        without a coupling map routes nothing: its overhead is zero.
+
+        Returns:
+            The overhead, or None for what this backend did not prepare.
+        """
+        if not isinstance(prepared, PreparedCircuit) or prepared.backend_token is not self._token:
+            return None
+        memo = prepared.memo
+        found = memo.overhead
+        if found is None:
+            circuit, source = prepared.circuit, prepared.source
+            if self._coupling is None:
+
+                def measure() -> Figures:
+                    gates, depth = two_qubit_figures(circuit)
+                    return (gates, gates, depth, depth)
+
+            else:
+
+                def measure() -> Figures:
+                    try:
+                        logical = self._logical(source)
+                    except Exception:
+                        # Transpiled once for the device, it should transpile without a
+                        # coupling map too; if not, the circuit as written is the reference.
+                        logical = source
+                    return overhead_figures(circuit, logical)
+
+            found = memo.overhead = RoutingOverhead(measure=measure)
+        return found
+
+    def _logical(self, source: Any) -> Any:
+        """``source`` transpiled for this backend's gates with no coupling map."""
+        qc = _without_idle_qubits(source) if source.num_qubits > self._num_qubits else source
+        with self._logical_lock:
+            if self._logical_pass_manager is None:
+                from qiskit.transpiler import generate_preset_pass_manager
+
+                self._logical_pass_manager = generate_preset_pass_manager(
+                    optimization_level=self._optimization_level,
+                    basis_gates=list(self._backend.target.operation_names),
+                    seed_transpiler=self._seed,
+                )
+            return call_guarding_panics(
+                lambda: self._logical_pass_manager.run(qc, num_processes=1),
+                what="Qiskit transpiler",
+            )
 
     async def aprepare(self, circuit: Any) -> PreparedCircuit:
         """:meth:`prepare`, in a worker thread for large circuits (their transpilation may
@@ -541,7 +690,7 @@ class QiskitBackend(Backend):
         # Options and seeds are settled here, on the loop, in the order jobs arrive, so that
         # a seeded backend draws the same seeds whatever the threads do.
         calls = [
-            _Call(members, jobs[members[0]].shots, self._run_options(jobs[members[0]]))
+            _Call(members, jobs[members[0]].shots, *self._run_options(jobs[members[0]]))
             for members in groups.values()
         ]
         if not calls:
@@ -560,8 +709,14 @@ class QiskitBackend(Backend):
             left = []
             for call in calls:
                 members = [i for i in call.members if outcomes[i] is None]
-                if members:
-                    left.append((members, call))
+                if not members:
+                    continue
+                refusal = self._guard(call, [entries[i] for i in members])
+                if refusal is not None:
+                    for i in members:
+                        outcomes[i] = refusal
+                    continue
+                left.append((members, call))
             return left
 
         def absorb(members: list[int], result: list[_aer_worker.Outcome] | BackendError) -> None:
@@ -579,9 +734,13 @@ class QiskitBackend(Backend):
         if self._isolation == "process":
             sent: list[tuple[list[int], _Call]] = []
 
+            costly: list[tuple[list[int], _Call]] = []
+
             def requests() -> list[_aer_worker.Request]:
-                """In the helper thread: the requests for the worker process."""
-                sent.extend(ready())
+                """In the helper thread: the requests for the worker process (a costly
+                call allowed to run goes later, in parts)."""
+                for members, call in ready():
+                    (costly if call.costly is not None else sent).append((members, call))
                 return [
                     self._request([entries[i] for i in members], call.shots, call.options)
                     for members, call in sent
@@ -603,39 +762,372 @@ class QiskitBackend(Backend):
             for (members, call), reply in zip(sent, replies, strict=True):
                 if reply[0] == "ok":
                     self._learn(reply[2], call.shots * len(members))
+                    self._learn_cost(call, reply[2])
                     absorb(members, reply[1])
                 else:
                     absorb(members, _job_error(self._name, reply[1], reply[2]))
+            for members, call in costly:
+
+                async def part(shots: int, options: dict[str, Any], members: list[int]) -> Any:
+                    request = self._request([entries[i] for i in members], shots, options)
+                    replies = await self._workers().exchange(
+                        lambda: [request], self._source_payload
+                    )
+                    reply = replies[0]
+                    if reply[0] != "ok":
+                        raise _job_error(self._name, reply[1], reply[2])
+                    return reply[1]
+
+                try:
+                    absorb(members, await self._run_in_parts(call, members, jobs, part))
+                except BackendError as exc:
+                    absorb(members, exc)
             return entries, _all_set(outcomes)
 
-        def work() -> list[tuple[float, int]]:
-            """In the worker thread: prepare, then one simulator call per group."""
-            timings: list[tuple[float, int]] = []
+        later: list[tuple[list[int], _Call]] = []
+
+        def work() -> list[tuple[float, _Call, int]]:
+            """In the worker thread: prepare, then one simulator call per group (a costly
+            call allowed to run goes later, in parts)."""
+            timings: list[tuple[float, _Call, int]] = []
             for members, call in ready():
+                if call.costly is not None:
+                    later.append((members, call))
+                    continue
                 started = time.perf_counter()
                 try:
                     raw = self._simulate([entries[i] for i in members], call.shots, call.options)
                 except BackendError as exc:
                     absorb(members, exc)
                     continue
-                timings.append((time.perf_counter() - started, call.shots * len(members)))
+                timings.append((time.perf_counter() - started, call, len(members)))
                 absorb(members, raw)
             return timings
 
         if self._execution != "native" and not self._cache.has_source(self._source_key):
             self._cache.add_source(self._source_key, self._source())
-        for seconds, shots in await asyncio.to_thread(work):
-            self._learn(seconds, shots)
+        for seconds, call, count in await asyncio.to_thread(work):
+            self._learn(seconds, call.shots * count)
+            self._learn_cost(call, seconds)
+        for members, call in later:
+
+            async def part(shots: int, options: dict[str, Any], members: list[int]) -> Any:
+                prepared = [entries[i] for i in members]
+                return await asyncio.to_thread(self._simulate, prepared, shots, options)
+
+            try:
+                absorb(members, await self._run_in_parts(call, members, jobs, part))
+            except BackendError as exc:
+                absorb(members, exc)
         return entries, _all_set(outcomes)
 
-    def _run_options(self, job: CircuitJob) -> dict[str, Any]:
+    # --- the guard on costly simulations ----------------------------------------------------
+
+    def estimate_simulation(
+        self, circuits: Sequence[Any], shots: int, options: Mapping[str, Any] | None = None
+    ) -> SimulationEstimate:
+        """What simulating ``circuits`` with ``shots`` shots each in one call would cost here.
+
+        What the guard on costly simulations holds against ``max_simulation_seconds`` and
+        ``max_simulation_memory`` before a call starts (see :mod:`._cost` for the model).
+        The circuits are prepared (transpiled) first, as a run would.
+
+        Args:
+            circuits: Circuits as :meth:`prepare` takes them.
+            shots: Shots per circuit.
+            options: Run options (``method``, ``max_parallel_threads``, ...).
+
+        Returns:
+            The estimate, corrected by what this backend learned from its runs.
+
+        Raises:
+            PermanentBackendError: A circuit cannot be prepared, or this backend runs
+                circuits through their own ``run()`` (nothing is simulated here to estimate).
+        """
+        if self._execution == "native":
+            raise PermanentBackendError(
+                self._name, "runs circuits through the backend's own run(): nothing to estimate"
+            )
+        prepared = [self.prepare(c) for c in circuits]
+        return self._estimate(prepared, shots, dict(options or {}))
+
+    def simulations(self) -> tuple[SimulationProgress, ...]:
+        """The costly simulations running now (let through by ``allow_costly``), with their
+        estimate and progress; a snapshot."""
+        now = time.monotonic()
+        with self._progress_lock:
+            running = list(self._progress.values())
+        return tuple(dataclasses.replace(p, elapsed_seconds=now - p.started_at) for p in running)
+
+    def _simulation_settings(self, options: Mapping[str, Any]) -> tuple[str, bool, int, int]:
+        """(method, noisy, threads, qubits of a whole noise model shipped per call)."""
+        method = options.get("method")
+        noisy = self._noise != "none"
+        if self._execution == "aer":
+            configured = self._backend.options
+            if method is None:
+                method = getattr(configured, "method", None)
+            noisy = getattr(configured, "noise_model", None) is not None
+        threads = (
+            options.get("max_parallel_threads") or self._simulator_threads or os.cpu_count() or 1
+        )
+        whole = self._num_qubits if self._execution == "device" and self._noise == "full" else 0
+        return (str(method or "automatic"), noisy, int(threads), whole)
+
+    def _estimate(
+        self,
+        prepared: Sequence[PreparedCircuit],
+        shots: int,
+        options: Mapping[str, Any],
+        *,
+        corrected: bool = True,
+        **changes: Any,
+    ) -> SimulationEstimate:
+        """The cost of one call of ``prepared``; ``changes`` override the settings
+        (``method``, ``noisy``, ``noise_qubits``) to price a way out."""
+        method, noisy, threads, whole = self._simulation_settings(options)
+        method = changes.get("method", method)
+        noisy = changes.get("noisy", noisy)
+        whole = changes.get("noise_qubits", whole)
+        profiles = [self._profile(p) for p in prepared]
+        modelled = estimate_cost(
+            profiles, shots=shots, method=method, noisy=noisy, threads=threads, noise_qubits=whole
+        )
+        correction = self._costs.correction(modelled.method, noisy) if corrected else None
+        if correction is None:
+            return modelled
+        return estimate_cost(
+            profiles,
+            shots=shots,
+            method=method,
+            noisy=noisy,
+            threads=threads,
+            noise_qubits=whole,
+            correction=correction,
+        )
+
+    @staticmethod
+    def _profile(prepared: PreparedCircuit) -> Any:
+        memo = prepared.memo
+        found = memo.profile
+        if found is None:
+            found = memo.profile = profile(prepared.circuit)
+        return found
+
+    @staticmethod
+    def _quick_bound(
+        prepared: Sequence[PreparedCircuit], shots: int, noisy: bool
+    ) -> tuple[float, int]:
+        """A cheap upper bound on a statevector call's seconds on one core, from each
+        circuit's length and a bound on its qubits, without walking it; and that bound on
+        the qubits of the widest."""
+        total = 0.0
+        widest = 0
+        for p in prepared:
+            known = p.known_physical_qubits
+            n = len(known) if known is not None else p.circuit.num_qubits
+            if n > 40:
+                return math.inf, n
+            widest = max(widest, n)
+            total += _QUICK_SECONDS * len(p.circuit.data) * 2.0**n * (shots if noisy else 1)
+        return total, widest
+
+    def _guard(self, call: _Call, prepared: list[Any]) -> PermanentBackendError | None:
+        """Hold a call to its budgets before it runs: None to run it (``call.costly`` set
+        if it is over budget and allowed to run), or the error that refuses it
+        (:class:`SimulationTooCostlyError`, or a bad guard option). Sets ``call.modelled``,
+        the model's estimate, to learn from once it ran."""
+        if call.bad_option is not None:
+            return call.bad_option
+        if self._execution == "native":
+            return None
+        budget = call.max_seconds if call.max_seconds is not None else self._max_simulation_seconds
+        method, noisy, threads, whole = self._simulation_settings(call.options)
+        if method in ("automatic", "statevector") and not whole:
+            # Most calls are small: a bound from lengths alone clears them without a walk
+            # (below _QUICK_CLEAR seconds there is nothing to guard, nor to learn from).
+            bound, widest = self._quick_bound(prepared, call.shots, noisy)
+            clear = _QUICK_CLEAR if budget is None else min(_QUICK_CLEAR, budget)
+            if bound / threads < clear and widest <= 20:
+                return None
+        call.modelled = self._estimate(prepared, call.shots, call.options, corrected=False)
+        found = self._estimate(prepared, call.shots, call.options)
+        memory_budget = self._max_simulation_memory
+        if memory_budget is None:
+            available = available_memory()
+            memory_budget = None if available is None else available // 2
+        over = []
+        if budget is not None and found.seconds > budget:
+            over.append(f"the time budget of {format_seconds(budget)} (max_simulation_seconds)")
+        if memory_budget is not None and found.memory_bytes > memory_budget:
+            over.append(
+                f"the memory budget of {format_bytes(memory_budget)} (max_simulation_memory"
+                + (", half the memory available)" if self._max_simulation_memory is None else ")")
+            )
+        if not over:
+            return None
+        if call.allow_costly:
+            call.costly = found
+            return None
+        return SimulationTooCostlyError(
+            self._name,
+            seconds=found.seconds,
+            memory_bytes=found.memory_bytes,
+            budget_seconds=budget,
+            budget_bytes=memory_budget,
+            estimate=found.describe(),
+            over=" and ".join(over),
+            ways_out=self._ways_out(prepared, call, found, budget, memory_budget),
+        )
+
+    def _ways_out(
+        self,
+        prepared: list[Any],
+        call: _Call,
+        found: SimulationEstimate,
+        budget: float | None,
+        memory_budget: int | None,
+    ) -> tuple[str, ...]:
+        """What would let a refused call run, each priced where it can be."""
+
+        def fits(e: SimulationEstimate) -> bool:
+            return (budget is None or e.seconds <= budget) and (
+                memory_budget is None or e.memory_bytes <= memory_budget
+            )
+
+        ways: list[str] = []
+        time_over = budget is not None and found.seconds > budget
+        memory_over = memory_budget is not None and found.memory_bytes > memory_budget
+        if time_over and not memory_over and found.per_shot_seconds > 0 and budget is not None:
+            fixed = found.seconds - found.per_shot_seconds * found.shots
+            fit = int((budget - fixed) // found.per_shot_seconds)
+            if 1 <= fit < found.shots:
+                ways.append(f"fewer shots (about {fit} fit the budget)")
+        if found.method != "matrix_product_state":
+            mps = self._estimate(prepared, call.shots, call.options, method="matrix_product_state")
+            if fits(mps):
+                ways.append(
+                    "the matrix_product_state method, "
+                    "with_run_options(method='matrix_product_state') "
+                    f"({about(mps.seconds)}, {format_bytes(mps.memory_bytes)})"
+                )
+        if self._execution == "device" and self._noise == "full":
+            cut = self._estimate(prepared, call.shots, call.options, noise_qubits=0)
+            ways.append(
+                "the device noise cut to the circuit's qubits, QiskitBackend(..., "
+                f"noise='active') (same counts; {about(cut.seconds)}"
+                + (")" if fits(cut) else ", still over: with another way)")
+            )
+        if self._execution == "device" and self._noise != "none":
+            ideal = self._estimate(prepared, call.shots, call.options, noisy=False, noise_qubits=0)
+            if fits(ideal):
+                ways.append(f"no noise, QiskitBackend(..., noise='none') ({about(ideal.seconds)})")
+        if time_over:
+            ways.append(
+                f"a larger budget: with_run_options(max_simulation_seconds="
+                f"{math.ceil(found.seconds * 1.5)}) for this task, or "
+                "QiskitBackend(..., max_simulation_seconds=...)"
+            )
+        if memory_over:
+            ways.append("a larger memory budget: QiskitBackend(..., max_simulation_memory=...)")
+        ways.append("with_run_options(allow_costly=True) to run it anyway, its progress logged")
+        return tuple(ways)
+
+    def _learn_cost(self, call: _Call, seconds: float) -> None:
+        if call.modelled is not None:
+            self._costs.learn(call.modelled, seconds)
+
+    async def _run_in_parts(
+        self,
+        call: _Call,
+        members: list[int],
+        jobs: Sequence[CircuitJob],
+        part: Callable[[int, dict[str, Any], list[int]], Awaitable[list[_aer_worker.Outcome]]],
+    ) -> list[_aer_worker.Outcome]:
+        """Run a costly call let through by ``allow_costly`` in up to
+        :data:`_PROGRESS_PARTS` parts of its shots, its progress logged and shown by
+        :meth:`simulations`; the parts' counts are added up. A seeded call seeds each part
+        from its seed (its counts are reproducible, though not those of one whole call)."""
+        found = call.costly
+        assert found is not None
+        shots = call.shots
+        parts = min(_PROGRESS_PARTS, shots)
+        sizes = [shots // parts + (1 if k < shots % parts else 0) for k in range(parts)]
+        seed = call.options.get("seed_simulator")
+        key = id(call)
+        started = time.monotonic()
+        progress = SimulationProgress(
+            backend=self._name,
+            task_ids=tuple(jobs[i].task_id for i in members),
+            estimate=found,
+            shots=shots,
+            shots_done=0,
+            started_at=started,
+        )
+        log.warning(
+            "backend %r: running a simulation over its budget (allow_costly): %s; "
+            "progress follows every %d shots",
+            self._name,
+            found.describe(),
+            sizes[0],
+        )
+        with self._progress_lock:
+            self._progress[key] = progress
+        merged: list[_aer_worker.Outcome] | None = None
+        done = 0
+        try:
+            for k, size in enumerate(sizes):
+                options = dict(call.options)
+                if isinstance(seed, int) and k:
+                    options["seed_simulator"] = (seed + 7919 * k) % 2**31
+                outcomes = await part(size, options, members)
+                merged = outcomes if merged is None else _merge_outcomes(merged, outcomes)
+                done += size
+                elapsed = time.monotonic() - started
+                with self._progress_lock:
+                    self._progress[key] = dataclasses.replace(progress, shots_done=done)
+                log.info(
+                    "backend %r: %d/%d shots after %s, about %s left",
+                    self._name,
+                    done,
+                    shots,
+                    format_seconds(elapsed),
+                    format_seconds(elapsed / done * (shots - done)),
+                )
+        finally:
+            with self._progress_lock:
+                del self._progress[key]
+        self._learn_cost(call, time.monotonic() - started)
+        assert merged is not None
+        return merged
+
+    def _run_options(
+        self, job: CircuitJob
+    ) -> tuple[dict[str, Any], bool, float | None, PermanentBackendError | None]:
+        """A call's simulator options, and the guard's own options taken out of them:
+        (options, allow_costly, max_simulation_seconds, the error of a bad value)."""
         options = dict(job.options)
+        allow = options.pop("allow_costly", False)
+        budget = options.pop("max_simulation_seconds", None)
+        bad = None
+        if not isinstance(allow, bool):
+            bad = PermanentBackendError(
+                self._name, f"run option allow_costly must be True or False, got {allow!r}"
+            )
+        elif budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0
+        ):
+            bad = PermanentBackendError(
+                self._name,
+                f"run option max_simulation_seconds must be a number of seconds > 0, "
+                f"got {budget!r}",
+            )
         if self._execution != "native":
             # Aer's options: a backend run through its own run() does not know them.
             if self._simulator_threads is not None:
                 options.setdefault("max_parallel_threads", self._simulator_threads)
             options.setdefault("seed_simulator", self._run_seeds.getrandbits(31))
-        return options
+        return options, allow is True, None if budget is None else float(budget), bad
 
     def _simulate(
         self, prepared: list[PreparedCircuit], shots: int, options: dict[str, Any]
@@ -820,11 +1312,59 @@ def as_backend(backend: object, name: str | None = None) -> Backend:
 
 @dataclasses.dataclass(slots=True)
 class _Call:
-    """One simulator call of a job: the jobs it runs (by index), their shots and options."""
+    """One simulator call of a job: the jobs it runs (by index), their shots and options,
+    and what the guard on costly simulations made of it."""
 
     members: list[int]
     shots: int
     options: dict[str, Any]
+    allow_costly: bool = False
+    max_seconds: float | None = None  # the task's own budget, if it set one
+    bad_option: PermanentBackendError | None = None
+    modelled: SimulationEstimate | None = None  # the model's estimate, to learn from
+    costly: SimulationEstimate | None = None  # over budget and allowed: run in parts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimulationProgress:
+    """A costly simulation running now (let through by ``allow_costly``), as
+    :meth:`QiskitBackend.simulations` shows it.
+
+    Attributes:
+        backend: The backend's name.
+        task_ids: The tasks whose circuits it runs.
+        estimate: What it was expected to cost.
+        shots: Shots per circuit in all.
+        shots_done: Shots per circuit done so far.
+        started_at: When it started, on ``time.monotonic()``.
+        elapsed_seconds: Seconds since, when the snapshot was taken.
+    """
+
+    backend: str
+    task_ids: tuple[int, ...]
+    estimate: SimulationEstimate
+    shots: int
+    shots_done: int
+    started_at: float
+    elapsed_seconds: float = 0.0
+
+
+def _merge_outcomes(
+    first: list[_aer_worker.Outcome], second: list[_aer_worker.Outcome]
+) -> list[_aer_worker.Outcome]:
+    """Two parts' outcomes of the same circuits, added up (an error wins)."""
+    merged: list[_aer_worker.Outcome] = []
+    for a, b in zip(first, second, strict=True):
+        if a[0] != "counts":
+            merged.append(a)
+        elif b[0] != "counts":
+            merged.append(b)
+        else:
+            counts = dict(a[1])
+            for bits, n in b[1].items():
+                counts[bits] = counts.get(bits, 0) + n
+            merged.append(("counts", counts))
+    return merged
 
 
 def _all_set(outcomes: list[JobOutcome | None]) -> list[JobOutcome]:

@@ -15,8 +15,10 @@ import functools
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from ...core._overhead import Figures, RoutingOverhead
 from .. import _aer_worker
 from .._circuits import _collect
+from ._cost import CircuitProfile
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -59,6 +61,9 @@ class PreparedCircuit:
             the backend runs in a worker process and keeps the circuit in its transpile
             cache, and the circuit cannot go as a template (others are serialised with the
             rest of their job, or go as a template's number and angles).
+        memo: What is worked out about the transpiled circuit on first need (its cost
+            profile, its routing overhead), shared through the transpile cache by every
+            prepared circuit of the same structure.
     """
 
     circuit: QuantumCircuit
@@ -66,6 +71,7 @@ class PreparedCircuit:
     known_physical_qubits: tuple[int, ...] | None
     backend_token: object
     payload: bytes | None = None
+    memo: Memo = dataclasses.field(default_factory=lambda: Memo())
 
     @property
     def physical_qubits(self) -> tuple[int, ...]:
@@ -80,6 +86,22 @@ class PreparedCircuit:
     def num_qubits(self) -> int:
         """Physical qubits it acts on (at least 1)."""
         return max(1, len(self.physical_qubits))
+
+
+class Memo:
+    """What is worked out about one transpiled circuit when first needed, then kept.
+
+    One per transpile-cache entry, so every circuit of that structure shares it: the cost
+    profile the guard on costly simulations reads (:mod:`._cost`) and the routing overhead
+    (measured on first read). Each slot is None until first set; setting one twice (two
+    threads at once) stores equal values, so no lock is needed.
+    """
+
+    __slots__ = ("profile", "overhead")
+
+    def __init__(self) -> None:
+        self.profile: CircuitProfile | None = None
+        self.overhead: RoutingOverhead | None = None
 
 
 @functools.cache
@@ -136,6 +158,30 @@ def _fingerprint(qc: QuantumCircuit) -> Hashable | None:
     except TypeError:
         return None  # an unhashable parameter
     return key
+
+
+def two_qubit_figures(circuit: QuantumCircuit) -> tuple[int, int]:
+    """(two-qubit gates, two-qubit depth) of a circuit whose gates act on at most two
+    qubits: the routing overhead's measures."""
+    position = {bit: i for i, bit in enumerate(circuit.qubits)}
+    layer = [0] * circuit.num_qubits
+    gates = depth = 0
+    for instruction in circuit.data:
+        if len(instruction.qubits) != 2 or instruction.name == "barrier":
+            continue
+        a, b = position[instruction.qubits[0]], position[instruction.qubits[1]]
+        gates += 1
+        layer[a] = layer[b] = level = max(layer[a], layer[b]) + 1
+        depth = max(depth, level)
+    return gates, depth
+
+
+def overhead_figures(routed: QuantumCircuit, logical: QuantumCircuit) -> Figures:
+    """The :class:`RoutingOverhead` figures of a circuit transpiled for a device
+    (``routed``) against the same circuit transpiled with no coupling map (``logical``)."""
+    logical_gates, logical_depth = two_qubit_figures(logical)
+    gates, depth = two_qubit_figures(routed)
+    return (logical_gates, gates, logical_depth, depth)
 
 
 def _physical_qubits(circuit: QuantumCircuit) -> tuple[int, ...]:
