@@ -36,6 +36,8 @@ from ..._errors import (
 from .. import _aer_worker
 from .._base import Backend, CircuitJob, Counts, JobOutcome, prepare_all, sole_job
 from .._circuits import _is_quantum_circuit, call_guarding_panics, normalize_circuit
+from ._fidelity import Estimate as FidelityEstimate
+from ._fidelity import FidelityEstimator
 from ._pool import _WorkerPool
 from ._templates import _structure_and_angles, _Templates
 from ._transpile import (
@@ -106,6 +108,10 @@ class QiskitBackend(Backend):
             through its own ``run()``.
         num_qubits: Qubits to declare, for a backend whose Target fixes no number (such as
             ``BasicSimulator``); by default the backend's own count.
+        idle_errors: Whether :meth:`estimate_fidelity` counts idle errors from T1 and T2
+            (None, the default: for a backend that runs itself, such as real hardware, and
+            not for a device model simulated here, whose Aer noise model applies no idle
+            noise to unscheduled circuits).
 
     Raises:
         MissingExtraError: If Qiskit is not installed.
@@ -126,6 +132,7 @@ class QiskitBackend(Backend):
         isolation: Isolation = "auto",
         simulator_threads: int | None = None,
         num_qubits: int | None = None,
+        idle_errors: bool | None = None,
     ) -> None:
         try:
             from qiskit.providers import BackendV2
@@ -217,6 +224,11 @@ class QiskitBackend(Backend):
         self._fixed_seconds = 0.002
         # Seconds the pass manager takes per circuit (EWMA), None until it first ran.
         self._transpile_seconds: float | None = None
+        self._idle_errors = self._execution == "native" if idle_errors is None else idle_errors
+        # Built on the first estimate_fidelity() (it reads the whole Target), and dropped
+        # again (_calibrated False) when the Target has no errors to estimate from.
+        self._estimator: FidelityEstimator | None = None
+        self._calibrated = True
 
         from qiskit.transpiler import generate_preset_pass_manager
 
@@ -280,6 +292,44 @@ class QiskitBackend(Backend):
     def estimate_job_seconds(self, circuits: int, shots: int) -> float:
         """A fixed cost plus a per-shot cost learned from this backend's own runs."""
         return self._fixed_seconds + self._seconds_per_shot * shots
+
+    def estimate_fidelity(self, circuit: Any) -> float | None:
+        """The circuit's expected success probability on this device's best qubits, from its
+        Target's gate and readout errors (mapomatic's method; docs/fidelity.md), or None
+        for a backend without calibration data (a plain ``AerSimulator``).
+
+        The circuit is routed once per structure and device family (devices sharing a
+        coupling graph and basis share it); the estimate is kept per structure.
+        """
+        estimate = self.fidelity_estimate(circuit)
+        return None if estimate is None else estimate.fidelity
+
+    def fidelity_estimate(self, circuit: Any) -> FidelityEstimate | None:
+        """:meth:`estimate_fidelity` with the layout it found (physical qubits of the routed
+        circuit) and how many layouts it scored."""
+        if not self._calibrated:
+            return None
+        estimator = self._estimator
+        if estimator is None:
+            estimator = FidelityEstimator(self._backend, self._num_qubits, idle=self._idle_errors)
+            if not estimator.available:
+                self._calibrated = False
+                return None
+            self._estimator = estimator
+        return estimator.estimate(normalize_circuit(circuit))
+
+    def best_layout_circuit(self, circuit: Any) -> Any:
+        """The circuit transpiled as :meth:`estimate_fidelity` assumes it runs: on the
+        layout with the highest estimated fidelity (mapomatic's flow: route once, then
+        place on the best matching qubits). None for a backend without calibration data.
+
+        :meth:`prepare` still transpiles with the preset pass manager, whose layout may be
+        worse (see BENCHMARKS.md, "Expected fidelity").
+        """
+        if self.fidelity_estimate(circuit) is None:
+            return None
+        assert self._estimator is not None
+        return self._estimator.laid_out(normalize_circuit(circuit))
 
     def properties(self) -> Mapping[str, Any]:
         """Facts about the backend worth recording (and signing) with a result."""
