@@ -1,0 +1,337 @@
+"""Routing on expected fidelity: mean measured fidelity and makespan of four routing rules
+over five offline IBM device models with their noise.
+
+Usage::
+
+    python benchmarks/bench_fidelity.py                 # 500 circuits of 2 to 12 qubits
+    python benchmarks/bench_fidelity.py --quick         # 24 small circuits, for CI
+    python benchmarks/bench_fidelity.py --output part.md
+
+A workload of mixed circuits (GHZ, inverse QFT of a Fourier state, random Clifford+T, CX
+chains on basis inputs) arrives at Poisson times. Each rule routes every circuit at its
+arrival through the core's ``decide_route`` on the devices' queues as they stand then:
+
+* ``least-busy``: IBM's ``least_busy``, the fewest jobs waiting or running
+  (``route_to_shortest_queue``);
+* ``median-error``: the lowest median two-qubit error (``route_to_lowest_error_rate``);
+* ``fidelity``: the highest estimated fidelity of this circuit (``route_to_highest_fidelity``);
+* ``score``: fidelity and expected completion weighed (``route_by_score``).
+
+Device time is a model: one job at a time per device, each job ``JOB_FIXED`` seconds plus
+``PER_SHOT`` a shot; makespan runs from the first arrival to the last job's end. Fidelity is
+measured: every (circuit, device) pair a rule chose runs once in Aer with that device's noise
+(on the qubits it uses, same seed for every rule), on the layout the estimator found (the same
+placement for every rule: what differs between the rules is only the device), and its counts
+are compared with the ideal distribution by Hellinger fidelity.
+
+Target (issue #24): the fidelity score reaches >= 1.3x least-busy's mean fidelity at <= 1.1x
+its makespan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from logosq_os_scheduler import Task  # noqa: E402
+from logosq_os_scheduler.backends import BackendCapabilities, JobCost, QiskitBackend  # noqa: E402
+from logosq_os_scheduler.core._capabilities import CircuitRequirements  # noqa: E402
+from logosq_os_scheduler.core._routing import (  # noqa: E402
+    BackendView,
+    RoutingRule,
+    decide_route,
+)
+from machine import machine_info  # noqa: E402
+
+DEVICES = ("FakeBrisbane", "FakeKyiv", "FakeSherbrooke", "FakeTorino", "FakeCusco")
+JOB_FIXED = 2.0  # seconds a job costs whatever its size (queueing, loading, readout set-up)
+PER_SHOT = 250e-6  # seconds a shot (a repetition delay of 250 us)
+LOAD = 0.8  # arrivals at this fraction of the five devices' capacity
+SCORE_WEIGHTS = (1.0, 0.25)  # fidelity_weight, time_weight of the "score" rule
+
+
+@dataclass
+class Item:
+    kind: str
+    circuit: Any
+    ideal: dict[str, float]
+    arrival: float
+    shots: int
+
+
+def ghz(n: int) -> Any:
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    return qc
+
+
+def qft_of_fourier_state(n: int, rng: random.Random) -> Any:
+    """The Fourier state of a random k, then the inverse QFT: the ideal outcome is k."""
+    from qiskit import QuantumCircuit
+    from qiskit.synthesis import synth_qft_full
+
+    k = rng.randrange(2**n)
+    qc = QuantumCircuit(n)
+    qc.h(range(n))
+    for j in range(n):
+        qc.p(2 * math.pi * k * 2**j / 2**n, j)
+    qc.compose(synth_qft_full(n, inverse=True), inplace=True)
+    return qc
+
+
+def clifford_t(n: int, rng: random.Random) -> Any:
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(n)
+    for _ in range(3):
+        for q in range(n):
+            getattr(qc, rng.choice(("h", "s", "t", "x", "h")))(q)
+        order = list(range(n))
+        rng.shuffle(order)
+        for a, b in zip(order[::2], order[1::2], strict=False):
+            qc.cx(a, b)
+    return qc
+
+
+def chain(n: int, rng: random.Random) -> Any:
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(n)
+    for q in range(n):
+        if rng.random() < 0.5:
+            qc.x(q)
+    for q in range(n - 1):
+        qc.cx(q, q + 1)
+    for q in reversed(range(n - 1)):
+        qc.cx(q, q + 1)
+    return qc
+
+
+def workload(count: int, max_qubits: int, shots: int, seed: int) -> list[Item]:
+    from qiskit.quantum_info import Statevector
+
+    rng = random.Random(seed)
+    capacity = len(DEVICES) / (JOB_FIXED + PER_SHOT * shots)  # jobs a second
+    t = 0.0
+    items = []
+    for _ in range(count):
+        kind = rng.choices(("ghz", "qft", "clifford+t", "chain"), weights=(3, 3, 3, 1))[0]
+        n = rng.randint(2, max_qubits if kind != "qft" else min(max_qubits, 8))
+        body = {
+            "ghz": lambda n=n: ghz(n),
+            "qft": lambda n=n: qft_of_fourier_state(n, rng),
+            "clifford+t": lambda n=n: clifford_t(n, rng),
+            "chain": lambda n=n: chain(n, rng),
+        }[kind]()
+        ideal = {k: p for k, p in Statevector(body).probabilities_dict().items() if p > 1e-12}
+        body.measure_all()
+        t += rng.expovariate(LOAD * capacity)
+        items.append(Item(kind, body, ideal, t, shots))
+    return items
+
+
+class Device:
+    """A device model: its QiskitBackend (estimates, layouts) and its queue in model time."""
+
+    def __init__(self, name: str) -> None:
+        from qiskit_ibm_runtime import fake_provider
+
+        self.model = getattr(fake_provider, name)()
+        self.backend = QiskitBackend(self.model, isolation="thread")
+        self.name = self.backend.name
+        self.jobs: list[tuple[float, float]] = []  # (start, end), in order
+        self.free_at = 0.0
+        self.noise: dict[tuple[int, ...], Any] = {}
+
+    def caps(self, seconds: float) -> BackendCapabilities:
+        return BackendCapabilities(
+            self.name,
+            self.backend.num_qubits,
+            all_to_all=False,
+            error_rate=self.backend.error_rate,
+            cost=JobCost(fixed=seconds, per_circuit=0.0, per_shot=0.0),
+        )
+
+    def view(self, now: float, seconds: float) -> BackendView:
+        queued = sum(1 for start, _ in self.jobs if start > now)
+        busy = int(any(start <= now < end for start, end in self.jobs[-queued - 1 :]))
+        return BackendView(self.name, self.caps(seconds), queued, busy)
+
+    def take(self, now: float, seconds: float) -> None:
+        start = max(now, self.free_at)
+        self.free_at = start + seconds
+        self.jobs.append((start, self.free_at))
+
+    def run(self, circuit: Any, shots: int, seed: int) -> dict[str, int]:
+        """Counts of ``circuit`` on its best layout, with this device's noise on its qubits."""
+        from qiskit_aer import AerSimulator
+        from qiskit_aer.noise import NoiseModel
+
+        from logosq_os_scheduler.backends._aer_worker import (
+            _TargetBackend,
+            compact_circuit,
+            restricted_target,
+        )
+        from logosq_os_scheduler.backends._qiskit._transpile import _physical_qubits
+
+        laid_out = self.backend.best_layout_circuit(circuit)
+        active = _physical_qubits(laid_out)
+        simulator = self.noise.get(active)
+        if simulator is None:
+            target = restricted_target(self.model.target, active)
+            noise = NoiseModel.from_backend(_TargetBackend(target))
+            simulator = self.noise[active] = AerSimulator(noise_model=noise)
+        compact = compact_circuit(laid_out, active)
+        result = simulator.run(compact, shots=shots, seed_simulator=seed).result()
+        return dict(result.get_counts())
+
+
+RULES = {
+    "least-busy": RoutingRule().default().route_to_shortest_queue(),
+    "median-error": RoutingRule().default().route_to_lowest_error_rate(),
+    "fidelity": RoutingRule().default().route_to_highest_fidelity(),
+    "score": RoutingRule()
+    .default()
+    .route_by_score(fidelity_weight=SCORE_WEIGHTS[0], time_weight=SCORE_WEIGHTS[1]),
+}
+
+
+def run(count: int, max_qubits: int, shots: int, seed: int) -> tuple[list[str], bool]:
+    from qiskit.quantum_info import hellinger_fidelity
+
+    started = time.perf_counter()
+    items = workload(count, max_qubits, shots, seed)
+    made = time.perf_counter() - started
+    devices = [Device(name) for name in DEVICES]
+    seconds = JOB_FIXED + PER_SHOT * shots
+    estimate_seconds = 0.0
+    estimates: list[dict[str, float]] = []
+    for item in items:
+        t = time.perf_counter()
+        row = {}
+        for d in devices:
+            value = d.backend.estimate_fidelity(item.circuit)
+            if value is not None:
+                row[d.name] = value
+        estimate_seconds += time.perf_counter() - t
+        estimates.append(row)
+    measured: dict[tuple[int, str], float] = {}
+    simulate_seconds = 0.0
+    results: dict[str, tuple[float, float, float, dict[str, int]]] = {}
+    for policy, rule in RULES.items():
+        for d in devices:
+            d.jobs.clear()
+            d.free_at = 0.0
+        fidelities = []
+        expected = []
+        chosen: dict[str, int] = {d.name: 0 for d in devices}
+        by_name = {d.name: d for d in devices}
+        for i, item in enumerate(items):
+            views = [d.view(item.arrival, seconds) for d in devices]
+            task = Task.quantum(f"c{i}").with_circuit(item.circuit).with_shots(shots).build()
+            req = CircuitRequirements(item.circuit.num_qubits)
+            decision = decide_route(task, req, [rule], views, estimates=estimates[i])
+            device = by_name[decision.backend]
+            device.take(item.arrival, seconds)
+            chosen[device.name] += 1
+            expected.append(estimates[i][device.name])
+            key = (i, device.name)
+            if key not in measured:
+                t = time.perf_counter()
+                counts = device.run(item.circuit, shots, seed + i)
+                measured[key] = hellinger_fidelity(item.ideal, counts)
+                simulate_seconds += time.perf_counter() - t
+            fidelities.append(measured[key])
+        makespan = max(d.free_at for d in devices) - items[0].arrival
+        results[policy] = (
+            statistics.fmean(fidelities),
+            makespan,
+            statistics.fmean(expected),
+            chosen,
+        )
+    base_f, base_m, _, _ = results["least-busy"]
+    score_f, score_m, _, _ = results["score"]
+    met = score_f >= 1.3 * base_f and score_m <= 1.1 * base_m
+    lines = [
+        f"{count} circuits of 2 to {max_qubits} qubits ({_mix(items)}), {shots} shots each, "
+        f"arriving at Poisson times at {LOAD:g}x the devices' capacity; devices: "
+        f"{', '.join(d.name for d in devices)} (median two-qubit error "
+        + ", ".join(f"{d.backend.error_rate:.4f}" for d in devices)
+        + f"). A job takes {seconds:.2f} s of device time. `score` is "
+        f"`route_by_score(fidelity_weight={SCORE_WEIGHTS[0]:g}, "
+        f"time_weight={SCORE_WEIGHTS[1]:g})`.",
+        "",
+        "| rule | mean measured fidelity | vs least-busy | makespan (s) | vs least-busy "
+        "| mean estimate | circuits per device |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for policy, (fid, makespan, est, chosen) in results.items():
+        spread = ", ".join(f"{n.removeprefix('fake_')} {c}" for n, c in chosen.items())
+        lines.append(
+            f"| {policy} | {fid:.3f} | {fid / base_f:.2f}x | {makespan:,.0f} | "
+            f"{makespan / base_m:.2f}x | {est:.3f} | {spread} |"
+        )
+    lines += [
+        "",
+        f"Target (>= 1.3x least-busy's fidelity at <= 1.1x its makespan): "
+        f"{'met' if met else 'missed'} by `score` ({score_f / base_f:.2f}x fidelity at "
+        f"{score_m / base_m:.2f}x makespan).",
+        "",
+        f"Wall time: workload and ideal distributions {made:.1f} s; estimates "
+        f"{estimate_seconds:.1f} s for {count} x {len(devices)} (circuit, device) pairs "
+        f"({1000 * estimate_seconds / (count * len(devices)):.1f} ms each, first sight of "
+        f"every circuit); noisy simulations {simulate_seconds:.1f} s for {len(measured)} pairs.",
+    ]
+    return lines, met
+
+
+def _mix(items: list[Item]) -> str:
+    kinds: dict[str, int] = {}
+    for item in items:
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small run, for CI")
+    parser.add_argument("--seed", type=int, default=1, help="for every random draw (1)")
+    parser.add_argument("--output", type=Path, help="also write the Markdown here")
+    args = parser.parse_args()
+    count, max_qubits, shots = (12, 4, 200) if args.quick else (500, 12, 2000)
+    info = machine_info(False, [])
+    lines, _ = run(count, max_qubits, shots, args.seed)
+    out = [
+        "## Expected fidelity (`benchmarks/bench_fidelity.py`)",
+        "",
+        f"Command: `python benchmarks/bench_fidelity.py{' --quick' if args.quick else ''}`. "
+        f"Machine: {info['cpu']}, {info['usable_cores']} usable cores, "
+        f"{info['ram_gib']:.0f} GiB, {info['python']}, revision {info['revision']}.",
+        "",
+        *lines,
+        "",
+        f"Load average at the end: {os.getloadavg()[0]:.2f}.",
+    ]
+    text = "\n".join(out) + "\n"
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
