@@ -180,3 +180,32 @@ def test_fidelity_ranking_of_five_devices_agrees_with_noisy_simulation() -> None
     assert by_estimate == by_measure, (estimated, measured)
     for name in names:  # and the estimates are close to what is measured
         assert estimated[name] == pytest.approx(measured[name], abs=0.03)
+
+
+async def test_layout_best_runs_circuits_where_the_estimate_assumes() -> None:
+    device = fake_provider.FakeSherbrooke()
+    best = QiskitBackend(device, isolation="thread", seed=5, layout="best")
+    preset = QiskitBackend(device, isolation="thread", seed=5)
+    circuit = ghz(8)
+    estimate = best.fidelity_estimate(circuit)
+    assert estimate is not None
+    assert sorted(best.prepare(circuit).physical_qubits) == sorted(estimate.layout)
+    config = SchedulerConfig(workers=1, batch_window=0)
+    successes = {}
+    async with QuantumScheduler(config=config) as s:
+        await s.register_backend("best", best)
+        await s.register_backend("preset", preset)
+        for name in ("best", "preset"):
+            task = Task.quantum(name).with_circuit(circuit).with_shots(4000).with_backend(name)
+            counts = (await (await s.submit(task))).value
+            successes[name] = (counts.get("0" * 8, 0) + counts.get("1" * 8, 0)) / 4000
+    assert successes["best"] == pytest.approx(estimate.fidelity, abs=0.03)
+    # The preset pass manager's layout on this device is far worse (BENCHMARKS.md).
+    assert successes["preset"] < successes["best"] - 0.2
+
+
+def test_a_bad_layout_setting_is_refused() -> None:
+    from logosq_os_scheduler import InvalidConfigError
+
+    with pytest.raises(InvalidConfigError, match="layout"):
+        QiskitBackend(AerSimulator(), layout="mapomatic")  # type: ignore[arg-type]

@@ -108,6 +108,10 @@ class QiskitBackend(Backend):
             through its own ``run()``.
         num_qubits: Qubits to declare, for a backend whose Target fixes no number (such as
             ``BasicSimulator``); by default the backend's own count.
+        layout: Where :meth:`prepare` places a circuit: ``"preset"`` (default) where the
+            preset pass manager's layout passes put it; ``"best"`` on the qubits with the
+            highest estimated fidelity, the layout :meth:`estimate_fidelity` assumes
+            (mapomatic's flow; for a backend without calibration data, as ``"preset"``).
         idle_errors: Whether :meth:`estimate_fidelity` counts idle errors from T1 and T2
             (None, the default: for a backend that runs itself, such as real hardware, and
             not for a device model simulated here, whose Aer noise model applies no idle
@@ -132,6 +136,7 @@ class QiskitBackend(Backend):
         isolation: Isolation = "auto",
         simulator_threads: int | None = None,
         num_qubits: int | None = None,
+        layout: Literal["preset", "best"] = "preset",
         idle_errors: bool | None = None,
     ) -> None:
         try:
@@ -160,6 +165,8 @@ class QiskitBackend(Backend):
             raise InvalidConfigError(
                 "isolation", f"must be 'auto', 'thread' or 'process', got {isolation!r}"
             )
+        if layout not in ("preset", "best"):
+            raise InvalidConfigError("layout", f"must be 'preset' or 'best', got {layout!r}")
         if simulator_threads is not None and simulator_threads < 1:
             raise InvalidConfigError("simulator_threads", f"must be >= 1, got {simulator_threads}")
 
@@ -224,6 +231,7 @@ class QiskitBackend(Backend):
         self._fixed_seconds = 0.002
         # Seconds the pass manager takes per circuit (EWMA), None until it first ran.
         self._transpile_seconds: float | None = None
+        self._layout = layout
         self._idle_errors = self._execution == "native" if idle_errors is None else idle_errors
         # Built on the first estimate_fidelity() (it reads the whole Target), and dropped
         # again (_calibrated False) when the Target has no errors to estimate from.
@@ -323,8 +331,9 @@ class QiskitBackend(Backend):
         layout with the highest estimated fidelity (mapomatic's flow: route once, then
         place on the best matching qubits). None for a backend without calibration data.
 
-        :meth:`prepare` still transpiles with the preset pass manager, whose layout may be
-        worse (see BENCHMARKS.md, "Expected fidelity").
+        :meth:`prepare` places circuits so with ``layout="best"``; by default it keeps the
+        preset pass manager's layout, which may be far worse (BENCHMARKS.md, "Expected
+        fidelity").
         """
         if self.fidelity_estimate(circuit) is None:
             return None
@@ -466,8 +475,9 @@ class QiskitBackend(Backend):
         decides whether a job is prepared on the event loop (see _INLINE_PREPARE_SECONDS)."""
         with self._transpile_lock:
             started = time.perf_counter()
+            run = self._on_best_layouts if self._layout == "best" else self._pass_manager.run
             transpiled = call_guarding_panics(
-                lambda: self._pass_manager.run(circuits, num_processes=1),
+                lambda: run(circuits, num_processes=1),
                 what="Qiskit transpiler",
             )
             observed = (time.perf_counter() - started) / count
@@ -476,6 +486,18 @@ class QiskitBackend(Backend):
                 observed if known is None else known + _EWMA_WEIGHT * (observed - known)
             )
         return transpiled
+
+    def _on_best_layouts(self, circuits: Any, num_processes: int = 1) -> Any:
+        """The pass manager's ``run`` for ``layout="best"``: each circuit on the layout with
+        the highest estimated fidelity, or by the pass manager where there is none."""
+
+        def place(qc: Any) -> Any:
+            placed = self.best_layout_circuit(qc)
+            return placed if placed is not None else self._pass_manager.run(qc)
+
+        if isinstance(circuits, list):
+            return [place(qc) for qc in circuits]
+        return place(circuits)
 
     def _judge_cache(self, *, hit: bool) -> None:
         """Count a lookup in the current trial; rest the cache after a trial with too few
