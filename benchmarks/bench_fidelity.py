@@ -3,8 +3,8 @@ over five offline IBM device models with their noise.
 
 Usage::
 
-    python benchmarks/bench_fidelity.py                 # 500 circuits of 2 to 12 qubits
-    python benchmarks/bench_fidelity.py --quick         # 24 small circuits, for CI
+    python benchmarks/bench_fidelity.py                 # GHZ(8) ranking, then 500 circuits
+    python benchmarks/bench_fidelity.py --quick         # 12 small circuits, for CI
     python benchmarks/bench_fidelity.py --output part.md
     python benchmarks/bench_fidelity.py --ghz           # the GHZ(8) ranking of five devices
 
@@ -365,6 +365,7 @@ def main() -> None:
         return
     count, max_qubits, shots = (12, 4, 200) if args.quick else (500, 12, 2000)
     info = machine_info(False, [])
+    ranking = [] if args.quick else ["### GHZ(8) on five devices", "", *ghz_ranking(), ""]
     lines, _ = run(count, max_qubits, shots, args.seed)
     out = [
         "## Expected fidelity (`benchmarks/bench_fidelity.py`)",
@@ -372,6 +373,9 @@ def main() -> None:
         f"Command: `python benchmarks/bench_fidelity.py{' --quick' if args.quick else ''}`. "
         f"Machine: {info['cpu']}, {info['usable_cores']} usable cores, "
         f"{info['ram_gib']:.0f} GiB, {info['python']}, revision {info['revision']}.",
+        "",
+        *ranking,
+        f"### {count} circuits over five devices",
         "",
         *lines,
         "",
