@@ -124,11 +124,13 @@ def chain(n: int, rng: random.Random) -> Any:
     return qc
 
 
-def workload(count: int, max_qubits: int, shots: int, seed: int) -> list[Item]:
+def workload(
+    count: int, max_qubits: int, shots: int, seed: int, devices: int = len(DEVICES)
+) -> list[Item]:
     from qiskit.quantum_info import Statevector
 
     rng = random.Random(seed)
-    capacity = len(DEVICES) / (JOB_FIXED + PER_SHOT * shots)  # jobs a second
+    capacity = devices / (JOB_FIXED + PER_SHOT * shots)  # jobs a second
     t = 0.0
     items = []
     for _ in range(count):
@@ -220,13 +222,22 @@ RULES = {
 }
 
 
-def run(count: int, max_qubits: int, shots: int, seed: int) -> tuple[list[str], bool]:
+def run(
+    count: int,
+    max_qubits: int,
+    shots: int,
+    seed: int,
+    names: tuple[str, ...] = DEVICES,
+    simulate: bool = True,
+) -> tuple[list[str], bool]:
+    """The four rules on one workload; with ``simulate=False`` the fidelity compared is the
+    estimate of the chosen device (no Aer run), which is quick but not a measurement."""
     from qiskit.quantum_info import hellinger_fidelity
 
     started = time.perf_counter()
-    items = workload(count, max_qubits, shots, seed)
+    items = workload(count, max_qubits, shots, seed, len(names))
     made = time.perf_counter() - started
-    devices = [Device(name) for name in DEVICES]
+    devices = [Device(name) for name in names]
     seconds = JOB_FIXED + PER_SHOT * shots
     estimate_seconds = 0.0
     estimates: list[dict[str, float]] = []
@@ -260,7 +271,9 @@ def run(count: int, max_qubits: int, shots: int, seed: int) -> tuple[list[str], 
             chosen[device.name] += 1
             expected.append(estimates[i][device.name])
             key = (i, device.name)
-            if key not in measured:
+            if not simulate:
+                measured[key] = estimates[i][device.name]
+            elif key not in measured:
                 t = time.perf_counter()
                 counts = device.run(item.circuit, shots, seed + i)
                 measured[key] = hellinger_fidelity(item.ideal, counts)
@@ -287,7 +300,8 @@ def run(count: int, max_qubits: int, shots: int, seed: int) -> tuple[list[str], 
         f"`route_by_score(fidelity_weight={SCORE_WEIGHTS[0]:g}, "
         f"time_weight={SCORE_WEIGHTS[1]:g})`.",
         "",
-        "| rule | mean measured fidelity | vs least-busy | makespan (s) | vs least-busy "
+        f"| rule | mean {'measured' if simulate else 'ESTIMATED (no simulation)'} fidelity "
+        "| vs least-busy | makespan (s) | vs least-busy "
         "| mean estimate | circuits per device |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -306,7 +320,12 @@ def run(count: int, max_qubits: int, shots: int, seed: int) -> tuple[list[str], 
         f"Wall time: workload and ideal distributions {made:.1f} s; estimates "
         f"{estimate_seconds:.1f} s for {count} x {len(devices)} (circuit, device) pairs "
         f"({1000 * estimate_seconds / (count * len(devices)):.1f} ms each, first sight of "
-        f"every circuit); noisy simulations {simulate_seconds:.1f} s for {len(measured)} pairs.",
+        f"every circuit); "
+        + (
+            f"noisy simulations {simulate_seconds:.1f} s for {len(measured)} pairs."
+            if simulate
+            else "no simulations (--estimates-only)."
+        ),
     ]
     return lines, met
 
@@ -364,6 +383,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     parser.add_argument("--ghz", action="store_true", help="only the GHZ(8) ranking")
     parser.add_argument("--circuits", type=int, help="how many circuits (500; --quick 12)")
+    parser.add_argument(
+        "--devices", help=f"fake_provider class names, comma-separated ({','.join(DEVICES)})"
+    )
+    parser.add_argument(
+        "--estimates-only",
+        action="store_true",
+        help="compare the rules on the chosen devices' estimates, without simulating",
+    )
     args = parser.parse_args()
     if args.ghz:
         text = "\n".join(ghz_ranking()) + "\n"
@@ -374,17 +401,24 @@ def main() -> None:
     count, max_qubits, shots = (12, 4, 200) if args.quick else (500, 12, 1000)
     count = args.circuits or count
     info = machine_info(False, [])
-    ranking = [] if args.quick else ["### GHZ(8) on five devices", "", *ghz_ranking(), ""]
-    lines, _ = run(count, max_qubits, shots, args.seed)
+    names = tuple(args.devices.split(",")) if args.devices else DEVICES
+    simulate = not args.estimates_only
+    ranking = (
+        ["### GHZ(8) on five devices", "", *ghz_ranking(), ""]
+        if simulate and not args.quick
+        else []
+    )
+    lines, _ = run(count, max_qubits, shots, args.seed, names, simulate)
     out = [
         "## Expected fidelity (`benchmarks/bench_fidelity.py`)",
         "",
-        f"Command: `python benchmarks/bench_fidelity.py{' --quick' if args.quick else ''}`. "
+        f"Command: `python benchmarks/bench_fidelity.py{' ' if len(sys.argv) > 1 else ''}"
+        f"{' '.join(sys.argv[1:])}`. "
         f"Machine: {info['cpu']}, {info['usable_cores']} usable cores, "
         f"{info['ram_gib']:.0f} GiB, {info['python']}, revision {info['revision']}.",
         "",
         *ranking,
-        f"### {count} circuits over five devices",
+        f"### {count} circuits over {len(names)} devices",
         "",
         *lines,
         "",
