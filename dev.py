@@ -11,8 +11,8 @@ and runs.
                                     core suite again with no extras (the embedded profile)
     python3 dev.py bench [ARGS...]  the benchmark suite: benchmarks/run.py ARGS, which rewrites
                                     BENCHMARKS.md, then bench_quantum.py, bench_vqe.py,
-                                    bench_scaling.py, bench_simulate.py, bench_durable.py and
-                                    bench_service.py, each appended
+                                    bench_scaling.py, bench_simulate.py, bench_durable.py,
+                                    bench_service.py and bench_fidelity.py, each appended
 """
 
 from __future__ import annotations
@@ -89,8 +89,9 @@ def cmd_test(args: list[str]) -> None:
 def cmd_bench(args: list[str]) -> None:
     """The classical suite against its peers (rewrites BENCHMARKS.md), then the quantum,
     batching and preemption figures, the VQE iteration overhead, the multi-core scaling
-    table, the simulator, the durable (journal) throughput beside the durable queues, and
-    the service (`logosq serve`) beside the HTTP ceiling, each appended to it."""
+    table, the simulator, the durable (journal) throughput beside the durable queues, the
+    service (`logosq serve`) beside the HTTP ceiling, and routing on expected fidelity, each
+    appended to it."""
     py = ensure_env("bench", "all,bench")
     run([py, "benchmarks/run.py", *args])
     quick = ["--quick"] if "--quick" in args else []
@@ -101,6 +102,7 @@ def cmd_bench(args: list[str]) -> None:
         ("bench_simulate.py", ".simulate.md"),
         ("bench_durable.py", ".durable.md"),
         ("bench_service.py", ".service.md"),
+        ("bench_fidelity.py", ".fidelity.md"),
     ):
         section = ROOT / "benchmarks" / part
         run([py, f"benchmarks/{script}", *quick, "--output", f"benchmarks/{part}"])

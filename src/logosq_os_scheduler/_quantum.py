@@ -63,7 +63,13 @@ from .core._backends import BackendState, Flight
 from .core._breaker import BreakerState, CircuitBreaker
 from .core._capabilities import BackendCapabilities
 from .core._policy import FailureKind, Hold, QuantumPolicy, RetryAction, classify_failure
-from .core._routing import BackendView, RoutingDecision, RoutingRule, decide_route
+from .core._routing import (
+    BackendView,
+    RoutingDecision,
+    RoutingRule,
+    decide_route,
+    needs_estimates,
+)
 from .observability._logging import task_fields
 from .observability._metrics import BackendMetrics
 from .observability._trace import TraceRecorder
@@ -376,7 +382,32 @@ class QuantumDispatcher:
                 req.describe() if req is not None else "a backend",
                 {},
             )
-        return decide_route(task, req, self._rules, self._views(), exclude=exclude)
+        views = self._views()
+        estimates = self._estimates(task, req, views) if needs_estimates(self._rules) else None
+        return decide_route(task, req, self._rules, views, exclude=exclude, estimates=estimates)
+
+    def _estimates(
+        self, task: Task[Any], req: CircuitRequirements, views: list[BackendView]
+    ) -> dict[str, float]:
+        """Each backend's fidelity estimate for the task's circuit, for the rules that read
+        them: asked only of backends that could run it; one that cannot say is left out."""
+        part = task.quantum_part
+        circuit = None if part is None else part.circuit_run
+        if circuit is None:
+            return {}
+        out: dict[str, float] = {}
+        for view in views:
+            if view.caps.check_requirements(req) is not None:
+                continue
+            try:
+                estimate = self._backends[view.name].backend.estimate_fidelity(circuit)
+            except Exception:
+                # An estimate is advice: a backend that fails to give one is routed as one
+                # that has none, and its run reports what is wrong with the circuit.
+                continue
+            if estimate is not None and 0.0 <= estimate <= 1.0:
+                out[view.name] = float(estimate)
+        return out
 
     # -- dispatch and batching ---------------------------------------------------------------
 

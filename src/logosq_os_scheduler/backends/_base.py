@@ -274,6 +274,18 @@ class Backend(abc.ABC):
         """Why this backend cannot run a circuit with these needs, or None if it can."""
         return self.capabilities().check_requirements(req)
 
+    def estimate_fidelity(self, circuit: Any) -> float | None:
+        """This circuit's expected success probability here, or None if unknown (default).
+
+        What the fidelity routing rules decide on (``route_to_highest_fidelity``,
+        ``route_by_score``, ``when_fidelity_below``): the scheduler asks each backend that
+        could run the circuit at submit, only when such a rule is set. Called on the event
+        loop with the circuit as submitted (normalised): it must be quick for a circuit it
+        has seen before, and must not do I/O. ``QiskitBackend`` answers from its Target's
+        calibration data (docs/fidelity.md); a backend without calibration keeps the default.
+        """
+        return None
+
     def prepare(self, circuit: Any) -> Any:
         """Turn a submitted circuit into what :meth:`run` takes (transpile, ...).
 

@@ -5,6 +5,12 @@ conditions all hold and whose target yields a backend that can run the circuit d
 task pinned with ``with_backend(name)`` skips the rules. With no rule deciding, the task goes
 to the eligible backend with the least expected completion time. Every decision records its
 reason: the rule, the backends considered, and why each other one was not chosen.
+
+Fidelity rules (``route_to_highest_fidelity``, ``route_by_score``, ``when_fidelity_below``)
+decide on each candidate's estimated success probability for *this* circuit. The core does not
+estimate: the runtime asks each backend (``Backend.estimate_fidelity``, which a Qiskit backend
+answers from its calibration data) and passes the numbers in as ``estimates``; rules that need
+none never cost an estimate (:func:`needs_estimates`). See docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ __all__ = [
     "RoutingTarget",
     "decide_route",
     "expected_completion",
+    "needs_estimates",
 ]
 
 
@@ -38,8 +45,8 @@ class RoutingCondition:
 
     Attributes:
         kind: ``"qubit_count_exceeds"``, ``"requires_all_to_all"``, ``"priority_at_least"``,
-            ``"predicate"`` or ``"default"`` (always).
-        value: The threshold, priority or predicate.
+            ``"fidelity_below"``, ``"predicate"`` or ``"default"`` (always).
+        value: The threshold, priority, fidelity floor or predicate.
         description: The condition in words (shown in routing reasons).
     """
 
@@ -47,9 +54,21 @@ class RoutingCondition:
     value: Any = None
     description: str = ""
 
-    def matches(self, task: Task[Any], req: CircuitRequirements) -> bool:
-        """Whether the condition holds for this task and circuit."""
+    def matches(
+        self, task: Task[Any], req: CircuitRequirements, best_fidelity: float | None = None
+    ) -> bool:
+        """Whether the condition holds for this task and circuit.
+
+        Args:
+            task: The task.
+            req: What its circuit needs.
+            best_fidelity: The highest estimated fidelity among the backends that could run
+                it, None when no backend has an estimate (a fidelity floor then does not
+                apply: nothing is known to fall below it).
+        """
         kind = self.kind
+        if kind == "fidelity_below":
+            return best_fidelity is not None and best_fidelity < self.value
         if kind == "default":
             return True
         if kind == "qubit_count_exceeds":
@@ -71,13 +90,17 @@ class RoutingTarget:
 
     Attributes:
         kind: ``"backend"`` (one named backend), ``"any_of"`` (the best of several by
-            expected completion), ``"shortest_queue"``, ``"least_expected_completion"`` or
-            ``"lowest_error_rate"``.
+            expected completion), ``"shortest_queue"``, ``"least_expected_completion"``,
+            ``"lowest_error_rate"``, ``"highest_fidelity"``, ``"score"`` (fidelity and
+            expected completion weighed together) or ``"refuse"`` (no backend: the task is
+            refused with the estimates that made the rule match).
         names: The backend names for ``backend`` and ``any_of``.
+        weights: ``(fidelity_weight, time_weight)`` for ``score``.
     """
 
     kind: str
     names: tuple[str, ...] = ()
+    weights: tuple[float, float] = (0.0, 0.0)
 
     def describe(self) -> str:
         """The target in words."""
@@ -85,7 +108,15 @@ class RoutingTarget:
             return f"backend {self.names[0]!r}"
         if self.kind == "any_of":
             return f"one of {', '.join(repr(n) for n in self.names)}"
+        if self.kind == "score":
+            fw, tw = self.weights
+            return f"best score (fidelity weight {fw:g}, time weight {tw:g})"
         return self.kind.replace("_", " ")
+
+    @property
+    def needs_estimates(self) -> bool:
+        """Whether choosing by this target reads fidelity estimates."""
+        return self.kind in ("highest_fidelity", "score")
 
 
 _NO_TARGET = RoutingTarget("unset")
@@ -97,6 +128,9 @@ _TARGET_METHODS = {
     "shortest_queue": "route_to_shortest_queue",
     "least_expected_completion": "route_to_least_expected_completion",
     "lowest_error_rate": "route_to_lowest_error_rate",
+    "highest_fidelity": "route_to_highest_fidelity",
+    "score": "route_by_score",
+    "refuse": "refuse",
 }
 
 
@@ -108,6 +142,10 @@ class RoutingRule:
         ...     RoutingRule().when_qubit_count_exceeds(20).route_to("ibm_brisbane"),
         ...     RoutingRule().when_requires_all_to_all().route_to("ionq_aria"),
         ...     RoutingRule().default().route_to_shortest_queue(),
+        ... ]
+        >>> by_fidelity = [
+        ...     RoutingRule().when_fidelity_below(0.2).refuse(),
+        ...     RoutingRule().default().route_by_score(fidelity_weight=2, time_weight=1),
         ... ]
 
     Raises:
@@ -166,6 +204,35 @@ class RoutingRule:
         )
         self._conditions.append(
             RoutingCondition("priority_at_least", priority, f"priority >= {priority.name}")
+        )
+        return self
+
+    def when_fidelity_below(self, floor: float) -> RoutingRule:
+        """Apply when no backend that could run the circuit is expected to reach ``floor``.
+
+        The estimate is the circuit's success probability on each backend's best qubits
+        (``Backend.estimate_fidelity``; docs/fidelity.md). The rule matches when the highest
+        estimate among the eligible backends is below ``floor``; it does not match when no
+        backend gives an estimate. End it with :meth:`refuse` (the task fails at submit with
+        :class:`NoRouteError` naming each estimate) or a ``route_to*`` target (a redirect,
+        such as to a noiseless simulator).
+
+        Args:
+            floor: A success probability in (0, 1].
+        """
+        if (
+            not isinstance(floor, (int, float))
+            or isinstance(floor, bool)
+            or not 0.0 < float(floor) <= 1.0
+        ):
+            raise InvalidTaskError(
+                "floor",
+                f"a fidelity floor must be a number in (0, 1], got {floor!r}",
+                where="RoutingRule.when_fidelity_below",
+            )
+        floor = float(floor)
+        self._conditions.append(
+            RoutingCondition("fidelity_below", floor, f"best estimated fidelity < {floor:g}")
         )
         return self
 
@@ -230,6 +297,69 @@ class RoutingRule:
     def route_to_lowest_error_rate(self) -> RoutingRule:
         """Send matching tasks to the eligible backend with the lowest error rate."""
         return self._set_target(RoutingTarget("lowest_error_rate"))
+
+    def route_to_highest_fidelity(self) -> RoutingRule:
+        """Send matching tasks to the eligible backend where this circuit is expected to
+        succeed most often (its estimate on that backend's best qubits; docs/fidelity.md).
+
+        Backends without an estimate rank after those with one, by expected completion; with
+        no estimate at all, this is least expected completion. The choice is kept: load
+        balancing does not move the task elsewhere.
+        """
+        return self._set_target(RoutingTarget("highest_fidelity"))
+
+    def route_by_score(
+        self, *, fidelity_weight: float = 1.0, time_weight: float = 1.0
+    ) -> RoutingRule:
+        """Send matching tasks to the eligible backend with the best weighted score of
+        estimated fidelity and expected completion time.
+
+        ``score = fidelity_weight * F / F_best + time_weight * T_best / T``, where ``F`` is
+        the backend's fidelity estimate for this circuit, ``T`` its expected completion time,
+        and ``F_best`` and ``T_best`` the best of each among the candidates: both terms lie
+        in (0, 1], so the weights say how much each counts. Backends without an estimate
+        rank after those with one. ``time_weight=0`` is :meth:`route_to_highest_fidelity`;
+        ``fidelity_weight=0`` is :meth:`route_to_least_expected_completion`.
+
+        Args:
+            fidelity_weight: Weight of fidelity (>= 0).
+            time_weight: Weight of expected completion time (>= 0).
+        """
+        for field, value in (("fidelity_weight", fidelity_weight), ("time_weight", time_weight)):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidTaskError(
+                    field,
+                    f"must be a finite number >= 0, got {value!r}",
+                    where="RoutingRule.route_by_score",
+                )
+        if fidelity_weight == 0 and time_weight == 0:
+            raise InvalidTaskError(
+                "fidelity_weight",
+                "fidelity_weight and time_weight are both 0: give at least one a weight",
+                where="RoutingRule.route_by_score",
+            )
+        weights = (float(fidelity_weight), float(time_weight))
+        return self._set_target(RoutingTarget("score", weights=weights))
+
+    def refuse(self) -> RoutingRule:
+        """Refuse matching tasks at submit (``NoRouteError``), naming why.
+
+        Meant after :meth:`when_fidelity_below`: the error names each backend's estimate, the
+        floor, and the ways out.
+        """
+        return self._set_target(RoutingTarget("refuse"))
+
+    @property
+    def needs_estimates(self) -> bool:
+        """Whether this rule reads fidelity estimates (its target or a fidelity floor)."""
+        return self._target.needs_estimates or any(
+            c.kind == "fidelity_below" for c in self._conditions
+        )
 
     def describe(self) -> str:
         """The rule in words."""
@@ -355,6 +485,8 @@ class RoutingDecision:
         overhead: What routing the circuit onto the chosen backend's coupling map added to
             it (:class:`RoutingOverhead`), once the backend has transpiled it; None before,
             and for backends that do not transpile.
+        estimates: Each backend's estimated fidelity (success probability) for this circuit,
+            as routing saw them: filled in when a rule reads them, empty otherwise.
     """
 
     backend: str
@@ -363,6 +495,7 @@ class RoutingDecision:
     considered: Mapping[str, str]
     reason: str
     allowed: tuple[str, ...] | None = None
+    estimates: Mapping[str, float] = dataclasses.field(default_factory=dict)
     overhead: RoutingOverhead | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -375,11 +508,57 @@ class RoutingDecision:
             "reason": self.reason,
             "allowed": list(self.allowed) if self.allowed is not None else None,
             "overhead": self.overhead.as_dict() if self.overhead is not None else None,
+            "estimates": dict(self.estimates),
         }
 
 
+def needs_estimates(rules: Sequence[RoutingRule]) -> bool:
+    """Whether any of these rules reads fidelity estimates (so the runtime asks for them)."""
+    return any(rule.needs_estimates for rule in rules)
+
+
+def _by_fidelity(
+    candidates: Sequence[BackendView], shots: int, estimates: Mapping[str, float]
+) -> BackendView:
+    # Unknown ranks after known (no estimate is not a good estimate); ties and the unknown
+    # by expected completion, then by name.
+    return min(
+        candidates,
+        key=lambda v: (
+            -estimates.get(v.name, -1.0),
+            expected_completion(v, shots),
+            v.name,
+        ),
+    )
+
+
+def _by_score(
+    candidates: Sequence[BackendView],
+    shots: int,
+    estimates: Mapping[str, float],
+    weights: tuple[float, float],
+) -> BackendView:
+    known = [v for v in candidates if v.name in estimates]
+    if not known:
+        return min(candidates, key=lambda v: (expected_completion(v, shots), v.name))
+    fidelity_weight, time_weight = weights
+    times = {v.name: expected_completion(v, shots) for v in known}
+    best_f = max(estimates[v.name] for v in known)
+    best_t = min(times.values())
+
+    def score(v: BackendView) -> float:
+        f = estimates[v.name] / best_f if best_f > 0 else 1.0
+        t = best_t / times[v.name] if times[v.name] > 0 else 1.0
+        return fidelity_weight * f + time_weight * t
+
+    return min(known, key=lambda v: (-score(v), times[v.name], v.name))
+
+
 def _pick(
-    target: RoutingTarget, candidates: Sequence[BackendView], shots: int
+    target: RoutingTarget,
+    candidates: Sequence[BackendView],
+    shots: int,
+    estimates: Mapping[str, float],
 ) -> BackendView | None:
     if not candidates:
         return None
@@ -400,8 +579,48 @@ def _pick(
                 v.name,
             ),
         )
+    if kind == "highest_fidelity":
+        return _by_fidelity(candidates, shots, estimates)
+    if kind == "score":
+        return _by_score(candidates, shots, estimates, target.weights)
     # "any_of" and "least_expected_completion"
     return min(candidates, key=lambda v: (expected_completion(v, shots), v.name))
+
+
+def _estimates_in_words(estimates: Mapping[str, float], names: Sequence[str]) -> str:
+    known = [(estimates[n], n) for n in names if n in estimates]
+    known.sort(key=lambda e: (-e[0], e[1]))
+    return ", ".join(f"{n} {f:.3g}" for f, n in known) or "none"
+
+
+def _refusal(
+    req: CircuitRequirements,
+    index: int,
+    rule: RoutingRule,
+    eligible: Sequence[BackendView],
+    estimates: Mapping[str, float],
+    unfit: Mapping[str, str],
+) -> NoRouteError:
+    floors = [c.value for c in rule.conditions if c.kind == "fidelity_below"]
+    reasons = dict(unfit)
+    for v in eligible:
+        if not floors:
+            why = "could run it, but the rule refuses the task"
+        elif v.name in estimates:
+            why = f"estimated fidelity {estimates[v.name]:.3g} < floor {floors[0]:g}"
+        else:
+            why = "no fidelity estimate"
+        reasons[v.name] = why
+    way_out = f"refused by rule {index} ({rule.describe()}); ways out: "
+    if floors:
+        way_out += (
+            "fewer two-qubit gates or qubits (each one multiplies the estimate by its success "
+            "probability), a lower floor, or a redirect in its place, such as "
+            "when_fidelity_below(x).route_to('<simulator>')"
+        )
+    else:
+        way_out += "change the task so that the rule does not match it, or the rule"
+    return NoRouteError(f"{req.describe()}; {way_out}", reasons)
 
 
 def decide_route(
@@ -411,6 +630,7 @@ def decide_route(
     views: Sequence[BackendView],
     *,
     exclude: frozenset[str] = frozenset(),
+    estimates: Mapping[str, float] | None = None,
 ) -> RoutingDecision:
     """Choose a backend for ``task`` (pure: no I/O, no state change).
 
@@ -420,10 +640,15 @@ def decide_route(
         rules: Routing rules, in order.
         views: The registered backends as they stand.
         exclude: Backends not to use this time (ones that just failed the task).
+        estimates: Each backend's estimated fidelity for this circuit (a success
+            probability in [0, 1]), for the fidelity rules; a backend missing from it has no
+            estimate. The runtime fills it in when :func:`needs_estimates` says so.
 
     Raises:
-        NoRouteError: If no backend can run the circuit, naming what each one lacks.
+        NoRouteError: If no backend can run the circuit, naming what each one lacks; or if
+            a rule refuses it (``when_fidelity_below(x).refuse()``), naming each estimate.
     """
+    estimates = {} if estimates is None else estimates
     unfit: dict[str, str] = {}
     eligible: list[BackendView] = []
     for v in views:
@@ -454,15 +679,25 @@ def decide_route(
         if pinned in unfit:
             raise NoRouteError(req.describe(), {pinned: unfit[pinned]})
         return RoutingDecision(
-            pinned, "pinned", None, considered(pinned), f"task pinned to {pinned!r}", (pinned,)
+            pinned,
+            "pinned",
+            None,
+            considered(pinned),
+            f"task pinned to {pinned!r}",
+            (pinned,),
+            estimates,
         )
 
     notes: list[str] = []
     by_name = {v.name: v for v in views} if rules else {}
+    known = [estimates[v.name] for v in eligible if v.name in estimates]
+    best_fidelity = max(known) if known else None
     for index, rule in enumerate(rules):
-        if not all(c.matches(task, req) for c in rule.conditions):
+        if not all(c.matches(task, req, best_fidelity) for c in rule.conditions):
             continue
         target = rule.target
+        if target.kind == "refuse":
+            raise _refusal(req, index, rule, eligible, estimates, unfit)
         if target.kind in ("backend", "any_of"):
             pool = [by_name[n] for n in target.names if n in by_name and n not in unfit]
             if not pool:
@@ -471,21 +706,24 @@ def decide_route(
                 continue
         else:
             pool = eligible
-        chosen = _pick(target, pool, shots)
+        chosen = _pick(target, pool, shots, estimates)
         if chosen is None:
             notes.append(f"rule {index} matched but no eligible backend")
             continue
         reason = f"rule {index} ({rule.describe()}) chose {chosen.name!r}"
+        if rule.needs_estimates:
+            names = [v.name for v in pool]
+            reason += f" (estimated fidelity: {_estimates_in_words(estimates, names)})"
         if notes:
             reason += "; earlier: " + "; ".join(notes)
         if target.kind in ("backend", "any_of"):
             allowed: tuple[str, ...] | None = target.names
-        elif target.kind == "lowest_error_rate":
+        elif target.kind in ("lowest_error_rate", "highest_fidelity", "score"):
             allowed = (chosen.name,)
         else:
             allowed = None
         return RoutingDecision(
-            chosen.name, rule.describe(), index, considered(chosen.name), reason, allowed
+            chosen.name, rule.describe(), index, considered(chosen.name), reason, allowed, estimates
         )
 
     if not eligible:
@@ -502,4 +740,6 @@ def decide_route(
     reason = f"no rule decided; least expected completion chose {chosen.name!r}"
     if notes:
         reason += "; " + "; ".join(notes)
-    return RoutingDecision(chosen.name, "fallback", None, considered(chosen.name), reason)
+    return RoutingDecision(
+        chosen.name, "fallback", None, considered(chosen.name), reason, None, estimates
+    )

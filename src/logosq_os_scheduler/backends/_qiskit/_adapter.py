@@ -50,6 +50,8 @@ from ._cost import (
     profile,
 )
 from ._cost import estimate as estimate_cost
+from ._fidelity import Estimate as FidelityEstimate
+from ._fidelity import FidelityEstimator
 from ._pool import _WorkerPool
 from ._templates import _structure_and_angles, _Templates
 from ._transpile import (
@@ -150,6 +152,14 @@ class QiskitBackend(Backend):
             by :meth:`simulations`.
         max_simulation_memory: The memory budget of one call in bytes (None: half the memory
             available when the call is checked). Held as the time budget is.
+        layout: Where :meth:`prepare` places a circuit: ``"preset"`` (default) where the
+            preset pass manager's layout passes put it; ``"best"`` on the qubits with the
+            highest estimated fidelity, the layout :meth:`estimate_fidelity` assumes
+            (mapomatic's flow; for a backend without calibration data, as ``"preset"``).
+        idle_errors: Whether :meth:`estimate_fidelity` counts idle errors from T1 and T2
+            (None, the default: for a backend that runs itself, such as real hardware, and
+            not for a device model simulated here, whose Aer noise model applies no idle
+            noise to unscheduled circuits).
 
     Raises:
         MissingExtraError: If Qiskit is not installed.
@@ -172,6 +182,8 @@ class QiskitBackend(Backend):
         num_qubits: int | None = None,
         max_simulation_seconds: float | None = DEFAULT_MAX_SIMULATION_SECONDS,
         max_simulation_memory: int | None = None,
+        layout: Literal["preset", "best"] = "preset",
+        idle_errors: bool | None = None,
     ) -> None:
         try:
             from qiskit.providers import BackendV2
@@ -199,6 +211,8 @@ class QiskitBackend(Backend):
             raise InvalidConfigError(
                 "isolation", f"must be 'auto', 'thread' or 'process', got {isolation!r}"
             )
+        if layout not in ("preset", "best"):
+            raise InvalidConfigError("layout", f"must be 'preset' or 'best', got {layout!r}")
         if simulator_threads is not None and simulator_threads < 1:
             raise InvalidConfigError("simulator_threads", f"must be >= 1, got {simulator_threads}")
         if max_simulation_seconds is not None and not (
@@ -288,6 +302,12 @@ class QiskitBackend(Backend):
         self._costs = CostModel()
         self._progress_lock = threading.Lock()
         self._progress: dict[int, SimulationProgress] = {}
+        self._layout = layout
+        self._idle_errors = self._execution == "native" if idle_errors is None else idle_errors
+        # Built on the first estimate_fidelity() (it reads the whole Target), and dropped
+        # again (_calibrated False) when the Target has no errors to estimate from.
+        self._estimator: FidelityEstimator | None = None
+        self._calibrated = True
 
         from qiskit.transpiler import generate_preset_pass_manager
 
@@ -355,6 +375,45 @@ class QiskitBackend(Backend):
     def estimate_job_seconds(self, circuits: int, shots: int) -> float:
         """A fixed cost plus a per-shot cost learned from this backend's own runs."""
         return self._fixed_seconds + self._seconds_per_shot * shots
+
+    def estimate_fidelity(self, circuit: Any) -> float | None:
+        """The circuit's expected success probability on this device's best qubits, from its
+        Target's gate and readout errors (mapomatic's method; docs/fidelity.md), or None
+        for a backend without calibration data (a plain ``AerSimulator``).
+
+        The circuit is routed once per structure and device family (devices sharing a
+        coupling graph and basis share it); the estimate is kept per structure.
+        """
+        estimate = self.fidelity_estimate(circuit)
+        return None if estimate is None else estimate.fidelity
+
+    def fidelity_estimate(self, circuit: Any) -> FidelityEstimate | None:
+        """:meth:`estimate_fidelity` with the layout it found (physical qubits of the routed
+        circuit) and how many layouts it scored."""
+        if not self._calibrated:
+            return None
+        estimator = self._estimator
+        if estimator is None:
+            estimator = FidelityEstimator(self._backend, self._num_qubits, idle=self._idle_errors)
+            if not estimator.available:
+                self._calibrated = False
+                return None
+            self._estimator = estimator
+        return estimator.estimate(normalize_circuit(circuit))
+
+    def best_layout_circuit(self, circuit: Any) -> Any:
+        """The circuit transpiled as :meth:`estimate_fidelity` assumes it runs: on the
+        layout with the highest estimated fidelity (mapomatic's flow: route once, then
+        place on the best matching qubits). None for a backend without calibration data.
+
+        :meth:`prepare` places circuits so with ``layout="best"``; by default it keeps the
+        preset pass manager's layout, which may be far worse (BENCHMARKS.md, "Expected
+        fidelity").
+        """
+        if self.fidelity_estimate(circuit) is None:
+            return None
+        assert self._estimator is not None
+        return self._estimator.laid_out(normalize_circuit(circuit))
 
     def properties(self) -> Mapping[str, Any]:
         """Facts about the backend worth recording (and signing) with a result."""
@@ -509,8 +568,9 @@ class QiskitBackend(Backend):
         decides whether a job is prepared on the event loop (see _INLINE_PREPARE_SECONDS)."""
         with self._transpile_lock:
             started = time.perf_counter()
+            run = self._on_best_layouts if self._layout == "best" else self._pass_manager.run
             transpiled = call_guarding_panics(
-                lambda: self._pass_manager.run(circuits, num_processes=1),
+                lambda: run(circuits, num_processes=1),
                 what="Qiskit transpiler",
             )
             observed = (time.perf_counter() - started) / count
@@ -519,6 +579,18 @@ class QiskitBackend(Backend):
                 observed if known is None else known + _EWMA_WEIGHT * (observed - known)
             )
         return transpiled
+
+    def _on_best_layouts(self, circuits: Any, num_processes: int = 1) -> Any:
+        """The pass manager's ``run`` for ``layout="best"``: each circuit on the layout with
+        the highest estimated fidelity, or by the pass manager where there is none."""
+
+        def place(qc: Any) -> Any:
+            placed = self.best_layout_circuit(qc)
+            return placed if placed is not None else self._pass_manager.run(qc)
+
+        if isinstance(circuits, list):
+            return [place(qc) for qc in circuits]
+        return place(circuits)
 
     def _judge_cache(self, *, hit: bool) -> None:
         """Count a lookup in the current trial; rest the cache after a trial with too few
