@@ -1,10 +1,11 @@
 """Quantum backends: the Backend contract, MockBackend, a mock QPU service in a process of its
-own (MockQPUService, RemoteMockBackend), and adapters for Qiskit backends.
+own (MockQPUService, RemoteMockBackend), adapters for Qiskit backends, and IBM Quantum
+through qiskit-ibm-runtime (IBMRuntimeBackend).
 
-Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
-:func:`as_backend`, :func:`default_backend` and :class:`MissingExtraError` are loaded on
-first access, and Qiskit itself only when a Qiskit backend is built or OpenQASM text is
-parsed.
+Importing this package never imports Qiskit or a provider's SDK: :class:`QiskitBackend`,
+:class:`PreparedCircuit`, :func:`as_backend`, :func:`default_backend` and
+:class:`IBMRuntimeBackend` are loaded on first access, and Qiskit and qiskit-ibm-runtime
+themselves only when such a backend is built or OpenQASM text is parsed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ._mock_service import MockQPUService
 from ._remote_mock import RemoteMockBackend
 
 if _TYPE_CHECKING:
+    from ._ibm_runtime import IBMRuntimeBackend
     from ._qiskit import (
         PreparedCircuit,
         QiskitBackend,
@@ -50,6 +52,7 @@ __all__ = [
     "CircuitRequirements",
     "CircuitSpec",
     "Counts",
+    "IBMRuntimeBackend",
     "JobCost",
     "JobOutcome",
     "JobWithdrawnError",
@@ -70,6 +73,7 @@ __all__ = [
 
 # Public names whose module is loaded only when first asked for.
 _LAZY = {
+    "IBMRuntimeBackend": "._ibm_runtime",
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
     "as_backend": "._qiskit",
