@@ -4,6 +4,7 @@ session execution modes, with the Sampler job's ID on every result."""
 
 from __future__ import annotations
 
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -191,5 +192,7 @@ async def test_settings_are_checked() -> None:
         IBMRuntimeBackend("ibm_brisbane")
     with pytest.raises(InvalidConfigError, match="poll_interval"):
         IBMRuntimeBackend(AerSimulator(), poll_interval=0)
+    with pytest.raises(InvalidConfigError, match="poll_interval"):
+        IBMRuntimeBackend(AerSimulator(), poll_interval=math.nan)
     with pytest.raises(PermanentBackendError, match="measures nothing"):
         IBMRuntimeBackend(AerSimulator()).prepare(QuantumCircuit(2))

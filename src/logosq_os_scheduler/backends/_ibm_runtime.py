@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -158,7 +159,7 @@ class IBMRuntimeBackend(Backend):
                 raise InvalidConfigError(setting, f"must be an int >= 1, got {count!r}")
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
             raise InvalidConfigError("poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
-        if poll_interval <= 0:
+        if not 0 < poll_interval < math.inf:
             raise InvalidConfigError("poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
 
         from ._qiskit._adapter import _coupling_of, _median_two_qubit_error
