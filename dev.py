@@ -29,7 +29,7 @@ VENVS = ROOT / ".venv"
 # pytest's exit code 5 means "no tests ran": that is a failure here, never a pass.
 NO_TESTS = 5
 
-CORE_MARKERS = "not qiskit and not ray and not observability and not security"
+CORE_MARKERS = "not qiskit and not braket and not ray and not observability and not security"
 
 
 def _python(env_dir: Path) -> Path:

@@ -4,6 +4,8 @@ python _provider_child.py ibm JOURNAL
     One Bell task (key "bell") on IBMRuntimeBackend(FakeManilaV2()) in qiskit-ibm-runtime's
     local testing mode. The job is submitted for real; collecting it never ends, so the
     child is still waiting for it when the test kills it.
+python _provider_child.py braket JOURNAL
+    The same on BraketBackend() (Braket's local state-vector simulator).
 """
 
 from __future__ import annotations
@@ -28,16 +30,26 @@ def bell() -> Any:
 
 
 async def held(mode: str, journal: str) -> None:
-    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+    if mode == "ibm":
+        from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-    from logosq_os_scheduler.backends import IBMRuntimeBackend
+        from logosq_os_scheduler.backends import IBMRuntimeBackend
 
-    class HeldIBM(IBMRuntimeBackend):
-        async def reattach(self, job_id: str) -> Sequence[Any]:
-            await asyncio.Event().wait()  # the job ran; this process never collects it
-            raise AssertionError("unreachable")
+        class HeldIBM(IBMRuntimeBackend):
+            async def reattach(self, job_id: str) -> Sequence[Any]:
+                await asyncio.Event().wait()  # the job ran; this process never collects it
+                raise AssertionError("unreachable")
 
-    backend: Any = HeldIBM(FakeManilaV2(), name="ibm")
+        backend: Any = HeldIBM(FakeManilaV2(), name="ibm")
+    else:
+        from logosq_os_scheduler.backends import BraketBackend
+
+        class HeldBraket(BraketBackend):
+            async def reattach(self, job_id: str) -> Sequence[Any]:
+                await asyncio.Event().wait()
+                raise AssertionError("unreachable")
+
+        backend = HeldBraket(name="braket")
     async with QuantumScheduler(1, journal=journal) as scheduler:
         await scheduler.register_backend(backend.name, backend)
         handle = await scheduler.submit(

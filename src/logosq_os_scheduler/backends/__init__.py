@@ -1,11 +1,13 @@
 """Quantum backends: the Backend contract, MockBackend, a mock QPU service in a process of its
-own (MockQPUService, RemoteMockBackend), adapters for Qiskit backends, and IBM Quantum
-through qiskit-ibm-runtime (IBMRuntimeBackend).
+own (MockQPUService, RemoteMockBackend), adapters for Qiskit backends, and the providers:
+IBM Quantum through qiskit-ibm-runtime (IBMRuntimeBackend) and Amazon Braket
+(BraketBackend).
 
 Importing this package never imports Qiskit or a provider's SDK: :class:`QiskitBackend`,
-:class:`PreparedCircuit`, :func:`as_backend`, :func:`default_backend` and
-:class:`IBMRuntimeBackend` are loaded on first access, and Qiskit and qiskit-ibm-runtime
-themselves only when such a backend is built or OpenQASM text is parsed.
+:class:`PreparedCircuit`, :func:`as_backend`, :func:`default_backend`,
+:class:`IBMRuntimeBackend` and :class:`BraketBackend` are loaded on first access, and Qiskit,
+qiskit-ibm-runtime and amazon-braket-sdk themselves only when such a backend is built or
+OpenQASM text is parsed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ._mock_service import MockQPUService
 from ._remote_mock import RemoteMockBackend
 
 if _TYPE_CHECKING:
+    from ._braket import BraketBackend
     from ._ibm_runtime import IBMRuntimeBackend
     from ._qiskit import (
         PreparedCircuit,
@@ -47,6 +50,7 @@ if _TYPE_CHECKING:
 __all__ = [
     "Backend",
     "BackendCapabilities",
+    "BraketBackend",
     "CircuitJob",
     "CircuitParseError",
     "CircuitRequirements",
@@ -73,6 +77,7 @@ __all__ = [
 
 # Public names whose module is loaded only when first asked for.
 _LAZY = {
+    "BraketBackend": "._braket",
     "IBMRuntimeBackend": "._ibm_runtime",
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
