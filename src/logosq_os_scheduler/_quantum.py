@@ -21,10 +21,12 @@ less urgent, preemptible tasks still waiting unstarted at that backend is withdr
 (:meth:`Backend.withdraw`); its tasks turn PREEMPTED, wait in the scheduler's queue at their
 priority and are sent again later, their attempt not spent, and the urgent task takes the slot.
 
-Job identity: a backend whose jobs outlive this process (:attr:`Backend.supports_reattach`)
-gets each job as :meth:`Backend.submit_job` then :meth:`Backend.reattach`, not :meth:`Backend.run`,
-and the dispatcher's :attr:`QuantumDispatcher.job_listener` (a journal) hears of the job before
-it is submitted, when the backend has given it an ID, and when it is over. Time-outs,
+Job identity: a backend whose jobs outlive this process (:attr:`Backend.supports_reattach`),
+or whose jobs merely have IDs of its own (:attr:`Backend.supports_job_ids`), gets each job as
+:meth:`Backend.submit_job` then :meth:`Backend.reattach`, not :meth:`Backend.run`; each task
+of the job keeps the ID (``TaskResult.job_id``), and the dispatcher's
+:attr:`QuantumDispatcher.job_listener` (a journal) hears of the job before it is submitted,
+when the backend has given it an ID, and when it is over. Time-outs,
 retries, breakers and cancellation apply to the two calls as they do to ``run``. Idempotency
 keys are ``f"{idempotency_prefix}-{task_id}"``: a restarted scheduler that sets the prefix of
 the run it continues sends its tasks under the keys they had.
