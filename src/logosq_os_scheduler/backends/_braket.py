@@ -25,6 +25,7 @@ Imports amazon-braket-sdk (and Qiskit) only when a :class:`BraketBackend` is bui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import threading
@@ -338,6 +339,10 @@ class BraketBackend(Backend):
             try:
                 tasks.append(self._device.run(Program(source=program.qasm), **options))
             except Exception as exc:
+                # The job failed as a whole: its tasks sent already are never collected.
+                for task in tasks:
+                    with contextlib.suppress(Exception):
+                        task.cancel()
                 raise self._failure(exc, "submitting a task") from exc
         return join_job_ids(str(task.id) for task in tasks), tasks, programs
 

@@ -349,9 +349,10 @@ class IBMRuntimeBackend(Backend):
             for run in runs_of_equal_shots([job.shots for job in jobs]):
                 pubs = [(circuits[i],) for i in run]
                 submitted.append(sampler.run(pubs, shots=jobs[run.start].shots))
-        except SchedulerError:
-            raise
         except Exception as exc:
+            _cancel_quietly(submitted)  # the job failed as a whole: none of it is collected
+            if isinstance(exc, SchedulerError):
+                raise
             if self._execution != "job":
                 self._drop_mode()  # a closed or expired Batch/Session: open a new one next
             raise self._failure(exc, "submitting a job") from exc
@@ -501,6 +502,14 @@ def _sampler_class() -> Any:
     except ImportError:  # before qiskit-ibm-runtime 0.50
         from qiskit_ibm_runtime import SamplerV2 as Sampler
     return Sampler
+
+
+def _cancel_quietly(jobs: Sequence[Any]) -> None:
+    """Cancel the parts of a job that were submitted before another part failed (best
+    effort: a local job may have finished, a service may refuse)."""
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            job.cancel()
 
 
 def _status_of(job: Any) -> str:
