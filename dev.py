@@ -31,7 +31,8 @@ VENVS = ROOT / ".venv"
 NO_TESTS = 5
 
 CORE_MARKERS = (
-    "not qiskit and not ray and not observability and not security and not service and not browser"
+    "not qiskit and not braket and not ray and not observability and not security "
+    "and not service and not browser"
 )
 
 

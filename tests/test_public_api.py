@@ -52,8 +52,8 @@ def test_every_error_is_a_scheduler_error() -> None:
 def test_core_imports_with_the_standard_library_alone() -> None:
     code = (
         "import sys, logosq_os_scheduler as p, asyncio\n"
-        "heavy = {'qiskit', 'qiskit_aer', 'ray', 'numpy', 'matplotlib', 'prometheus_client',"
-        " 'rich', 'cryptography', 'scipy', 'dask', 'uvloop'}\n"
+        "heavy = {'qiskit', 'qiskit_aer', 'qiskit_ibm_runtime', 'braket', 'ray', 'numpy',"
+        " 'matplotlib', 'prometheus_client', 'rich', 'cryptography', 'scipy', 'dask', 'uvloop'}\n"
         "loaded = heavy & {m.split('.')[0] for m in sys.modules}\n"
         "assert not loaded, loaded\n"
         "async def main():\n"

@@ -260,3 +260,51 @@ async def test_a_listener_that_raises_fails_the_attempt_before_anything_is_sent(
         r = await (await s.submit(q("t", spec(2))))
     assert r.attempts == 2
     assert b.calls == ["submit_job", "reattach r-1"]  # the first attempt sent nothing
+
+
+async def test_results_carry_the_job_id_the_backend_gave() -> None:
+    b = ReattachBackend("r", per_job=2)
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("r", b)
+        handles = [s.submit_nowait(q(f"t{i}", spec(2))) for i in range(4)]
+        results = [await h for h in handles]
+    by_task = {task_id: job_id for job_id, jobs in b.submitted.items() for task_id in b_ids(jobs)}
+    assert [r.job_id for r in results] == [by_task[h.task_id] for h in handles]
+    assert {r.job_id for r in results} == set(b.submitted) == {"r-1", "r-2"}
+
+
+class IdsOnlyBackend(ReattachBackend):
+    """Jobs with IDs that die with the process (a provider's local simulator)."""
+
+    @property
+    def supports_reattach(self) -> bool:
+        return False
+
+    @property
+    def supports_job_ids(self) -> bool:
+        return True
+
+
+async def test_a_backend_with_job_ids_but_no_reattach_still_goes_out_by_id() -> None:
+    b = IdsOnlyBackend("local")
+    listener = Recorder()
+    async with QuantumScheduler(config=fast_config()) as s:
+        s._quantum.job_listener = listener
+        await s.register_backend("local", b)
+        result = await (await s.submit(q("t", spec(2))))
+    assert result.job_id == "local-1"
+    assert b.calls == ["submit_job", "reattach local-1"]
+    assert [e[0] for e in listener.events] == ["intent", "acknowledged", "done"]
+
+
+async def test_a_backend_without_job_ids_leaves_the_result_without_one() -> None:
+    b = ScriptedBackend("plain", 5)
+    assert not b.supports_job_ids
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("plain", b)
+        result = await (await s.submit(q("t", spec(2))))
+    assert result.job_id is None
+
+
+def b_ids(jobs: Sequence[CircuitJob]) -> list[int]:
+    return [j.task_id for j in jobs]

@@ -21,10 +21,12 @@ less urgent, preemptible tasks still waiting unstarted at that backend is withdr
 (:meth:`Backend.withdraw`); its tasks turn PREEMPTED, wait in the scheduler's queue at their
 priority and are sent again later, their attempt not spent, and the urgent task takes the slot.
 
-Job identity: a backend whose jobs outlive this process (:attr:`Backend.supports_reattach`)
-gets each job as :meth:`Backend.submit_job` then :meth:`Backend.reattach`, not :meth:`Backend.run`,
-and the dispatcher's :attr:`QuantumDispatcher.job_listener` (a journal) hears of the job before
-it is submitted, when the backend has given it an ID, and when it is over. Time-outs,
+Job identity: a backend whose jobs outlive this process (:attr:`Backend.supports_reattach`),
+or whose jobs merely have IDs of its own (:attr:`Backend.supports_job_ids`), gets each job as
+:meth:`Backend.submit_job` then :meth:`Backend.reattach`, not :meth:`Backend.run`; each task
+of the job keeps the ID (``TaskResult.job_id``), and the dispatcher's
+:attr:`QuantumDispatcher.job_listener` (a journal) hears of the job before it is submitted,
+when the backend has given it an ID, and when it is over. Time-outs,
 retries, breakers and cancellation apply to the two calls as they do to ``run``. Idempotency
 keys are ``f"{idempotency_prefix}-{task_id}"``: a restarted scheduler that sets the prefix of
 the run it continues sends its tasks under the keys they had.
@@ -135,8 +137,9 @@ class BackendEntry(BackendState):
             type(backend).prepare is not Backend.prepare
             or type(backend).prepare_many is not Backend.prepare_many
         )
-        # Read once, at registration: jobs go out as submit_job + reattach, not run.
-        self.reattach = bool(backend.supports_reattach)
+        # Read once, at registration: jobs go out as submit_job + reattach, not run, on a
+        # backend that gives job IDs (only supports_reattach lets a restart collect them).
+        self.reattach = bool(backend.supports_reattach or backend.supports_job_ids)
         self.jobs: set[asyncio.Task[None]] = set()
 
 
@@ -551,6 +554,7 @@ class QuantumDispatcher:
                 task.resume = None
                 self._core.preempted_seconds += now - resume.since
             task.backend_used = entry.name
+            task.job_id = None if reattach is None else reattach[1]
             tried = task.backends_tried
             if tried is None:
                 task.backends_tried = [entry.name]
@@ -627,7 +631,7 @@ class QuantumDispatcher:
                     alone = self._core.unfinished == len(batch)
                     coro = _prepare_and_run(backend, jobs, circuits, alone=alone)
                 elif entry.reattach:
-                    coro = self._submit_and_reattach(entry, jobs)
+                    coro = self._submit_and_reattach(entry, jobs, batch)
                 else:
                     coro = backend.run(jobs)
                 if timeout is None:
@@ -697,19 +701,23 @@ class QuantumDispatcher:
         self._dispatch_quantum()
 
     async def _submit_and_reattach(
-        self, entry: BackendEntry, jobs: Sequence[CircuitJob]
+        self, entry: BackendEntry, jobs: Sequence[CircuitJob], tasks: Sequence[Task[Any]]
     ) -> Sequence[JobOutcome]:
         """Run a job on a backend that can reattach: :meth:`Backend.submit_job`, then
         :meth:`Backend.reattach`, telling :attr:`job_listener` of the job around them.
 
         The listener hears of the intent before anything is sent (so a crash between the two
         is recognisable), of the job ID as soon as the backend gives it, and of the end
-        however it comes (outcomes, failure, time-out or cancellation).
+        however it comes (outcomes, failure, time-out or cancellation). ``tasks`` (the job's)
+        get the job ID as their ``job_id``.
         """
         backend = entry.backend
         listener = self.job_listener
         if listener is None:
-            return await backend.reattach(await backend.submit_job(jobs))
+            job_id = await backend.submit_job(jobs)
+            for task in tasks:
+                task.job_id = job_id
+            return await backend.reattach(job_id)
         self._jobs_sent += 1
         job_key = f"{self._job_prefix}-job-{self._jobs_sent}"
         written = listener.job_intent(entry.name, job_key, [j.task_id for j in jobs])
@@ -717,6 +725,8 @@ class QuantumDispatcher:
             await written  # the intent is on disk before anything is sent
         try:
             job_id = await backend.submit_job(jobs)
+            for task in tasks:
+                task.job_id = job_id
             listener.job_acknowledged(job_key, job_id)
             return await backend.reattach(job_id)
         finally:
@@ -885,7 +895,7 @@ class QuantumDispatcher:
         entry.flights.append(flight)
         try:
             if entry.reattach:
-                outcomes = await self._submit_and_reattach(entry, flight.jobs)
+                outcomes = await self._submit_and_reattach(entry, flight.jobs, flight.batch)
             else:
                 outcomes = await entry.backend.run(flight.jobs)
         except Exception:

@@ -51,6 +51,8 @@ class TaskResult(Generic[T]):
             ``"rerun"`` (it was running, and ran again from the start: its side effects may
             have happened twice); ``"reattached"`` (its backend job was collected by ID, never
             sent again); ``"resent"`` (its job was sent again with the same idempotency key).
+        job_id: The backend's own ID of the job that ran it, on a backend with job IDs
+            (``Backend.supports_job_ids``: a cloud provider's job or task ID), else None.
     """
 
     __slots__ = (
@@ -72,6 +74,7 @@ class TaskResult(Generic[T]):
         "signed_record",
         "error",
         "recovery",
+        "job_id",
     )
 
     def __init__(self, task: Task[T]) -> None:
@@ -91,10 +94,12 @@ class TaskResult(Generic[T]):
             self.backend: str | None = None
             self.backends_tried: tuple[str, ...] = ()
             self.routing: Any = None
+            self.job_id: str | None = None
         else:
             self.backend = part.backend_used
             self.backends_tried = tuple(part.backends_tried or ())
             self.routing = part.routing
+            self.job_id = part.job_id
         extras = task.extras
         if extras is None:
             self.metadata: Mapping[str, Any] = _EMPTY_KWARGS

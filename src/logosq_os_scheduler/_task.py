@@ -282,6 +282,7 @@ class _QuantumPart:
         "routing",
         "backends_tried",
         "backend_used",
+        "job_id",
         "requirements",
         "circuit_run",
     )
@@ -298,6 +299,8 @@ class _QuantumPart:
         self.routing: Any = None
         self.backends_tried: list[str] | None = None
         self.backend_used: str | None = None
+        # The backend's ID of the job of the current attempt (backends with job IDs).
+        self.job_id: str | None = None
         # What the circuit needs, and the circuit as the backend ran it.
         self.requirements: Any = None
         self.circuit_run: Any = None
@@ -435,10 +438,11 @@ class Task(Generic[T]):
     algorithm: _QuantumField[Any] = _QuantumField(None)
     optimizer: _QuantumField[Any] = _QuantumField(None)
     # Quantum runtime fields: the routing decision, every backend tried, the one that ran
-    # it, what the circuit needs and the circuit as the backend ran it.
+    # it, its job's ID there, what the circuit needs and the circuit as the backend ran it.
     routing: _QuantumField[Any] = _QuantumField(None)
     backends_tried: _QuantumField[list[str] | None] = _QuantumField(None)
     backend_used: _QuantumField[str | None] = _QuantumField(None)
+    job_id: _QuantumField[str | None] = _QuantumField(None)
     requirements: _QuantumField[Any] = _QuantumField(None)
     circuit_run: _QuantumField[Any] = _QuantumField(None)
 

@@ -1,10 +1,14 @@
 """Quantum backends: the Backend contract, MockBackend, a mock QPU service in a process of its
-own (MockQPUService, RemoteMockBackend), and adapters for Qiskit backends.
+own (MockQPUService, RemoteMockBackend), adapters for Qiskit backends, and the providers:
+IBM Quantum through qiskit-ibm-runtime (IBMRuntimeBackend) and Amazon Braket
+(BraketBackend).
 
-Importing this package never imports Qiskit: :class:`QiskitBackend`, :class:`PreparedCircuit`,
-:class:`SimulationEstimate`, :class:`SimulationProgress`, :func:`as_backend`,
-:func:`default_backend` and :class:`MissingExtraError` are loaded on first access, and Qiskit
-itself only when a Qiskit backend is built or OpenQASM text is parsed.
+Importing this package never imports Qiskit or a provider's SDK: :class:`QiskitBackend`,
+:class:`PreparedCircuit`, :class:`SimulationEstimate`, :class:`SimulationProgress`,
+:func:`as_backend`, :func:`default_backend`, :class:`IBMRuntimeBackend`,
+:class:`BraketBackend` and :class:`MissingExtraError` are loaded on first access, and Qiskit,
+qiskit-ibm-runtime and amazon-braket-sdk themselves only when such a backend is built or
+OpenQASM text is parsed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from ._mock_service import MockQPUService
 from ._remote_mock import RemoteMockBackend
 
 if _TYPE_CHECKING:
+    from ._braket import BraketBackend
+    from ._ibm_runtime import IBMRuntimeBackend
     from ._qiskit import (
         PreparedCircuit,
         QiskitBackend,
@@ -47,11 +53,13 @@ if _TYPE_CHECKING:
 __all__ = [
     "Backend",
     "BackendCapabilities",
+    "BraketBackend",
     "CircuitJob",
     "CircuitParseError",
     "CircuitRequirements",
     "CircuitSpec",
     "Counts",
+    "IBMRuntimeBackend",
     "JobCost",
     "JobOutcome",
     "JobWithdrawnError",
@@ -74,6 +82,8 @@ __all__ = [
 
 # Public names whose module is loaded only when first asked for.
 _LAZY = {
+    "BraketBackend": "._braket",
+    "IBMRuntimeBackend": "._ibm_runtime",
     "PreparedCircuit": "._qiskit",
     "QiskitBackend": "._qiskit",
     "SimulationEstimate": "._qiskit",

@@ -160,6 +160,19 @@ class Backend(abc.ABC):
         can collect a job submitted by an earlier process (see :meth:`submit_job`)."""
         return False
 
+    @property
+    def supports_job_ids(self) -> bool:
+        """Whether :meth:`submit_job` gives each job an ID of the backend's own (a cloud
+        provider's job or task ID), even where the job dies with this process.
+
+        The scheduler then sends its jobs as :meth:`submit_job` then :meth:`reattach`, tells a
+        journal the ID, and puts it on each result (``TaskResult.job_id``); only
+        :attr:`supports_reattach` lets a restarted scheduler collect a job by it. Defaults to
+        :attr:`supports_reattach`. A provider's local simulator (Qiskit Runtime's local testing
+        mode, Braket's ``LocalSimulator``) has IDs but no jobs that outlive the process.
+        """
+        return self.supports_reattach
+
     async def submit_job(self, jobs: Sequence[CircuitJob]) -> str:
         """Send one job (as :meth:`run` takes it) and return its ID, without waiting for it.
 
