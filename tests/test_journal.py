@@ -100,22 +100,22 @@ async def test_whose_task_it_is_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with QuantumScheduler(1, journal=path) as scheduler:
         mine = await scheduler.submit(
-            Task.classical("sq").with_function(tasks.square, 4).with_user("alice").with_key("a1")
+            Task.classical("sq").with_function(tasks.square, 4).with_user("user_a").with_key("a1")
         )
         keyless = await scheduler.submit(
-            Task.classical("sq").with_function(tasks.square, 5).with_user("bob")
+            Task.classical("sq").with_function(tasks.square, 5).with_user("user_b")
         )
-        assert (mine.user, mine.key, keyless.user, keyless.key) == ("alice", "a1", "bob", None)
+        assert (mine.user, mine.key, keyless.user, keyless.key) == ("user_a", "a1", "user_b", None)
         await scheduler.join()
     async with QuantumScheduler(1, journal=path) as scheduler:
         # Finished tasks read back from the file know their user ...
-        assert scheduler.task("a1").user == "alice"
-        assert scheduler.task(keyless.task_id).user == "bob"
-    assert rows(path, "SELECT user FROM tasks ORDER BY id") == [("alice",), ("bob",)]
+        assert scheduler.task("a1").user == "user_a"
+        assert scheduler.task(keyless.task_id).user == "user_b"
+    assert rows(path, "SELECT user FROM tasks ORDER BY id") == [("user_a",), ("user_b",)]
     # ... and so does an unfinished one rebuilt from its spec at recovery.
-    task = Task.classical("sq").with_function(tasks.square, 6).with_user("carol").build()
+    task = Task.classical("sq").with_function(tasks.square, 6).with_user("user_c").build()
     again = decode_spec(encode_spec(task), task.task_id, task.name, task.task_type, task.priority)
-    assert again.user == "carol"
+    assert again.user == "user_c"
 
 
 def test_a_journal_of_schema_1_gains_the_user_column(tmp_path: Path) -> None:
@@ -132,9 +132,9 @@ def test_a_journal_of_schema_1_gains_the_user_column(tmp_path: Path) -> None:
         old = scheduler.task("k")
         assert (old.result().value, old.user) == (9, None)
         new = scheduler.submit(
-            Task.classical("sq").with_function(tasks.square, 2).with_user("alice")
+            Task.classical("sq").with_function(tasks.square, 2).with_user("user_a")
         )
-        assert new.result().value == 4 and scheduler.task(new.task_id).user == "alice"
+        assert new.result().value == 4 and scheduler.task(new.task_id).user == "user_a"
     assert rows(path, "PRAGMA user_version") == [(2,)]
 
 

@@ -269,7 +269,7 @@ class QuotaExceededError(ServiceError):
 
     Attributes:
         limit: Which quota (``"max_running"``, ``"max_active"``, ``"shots_per_day"``, ...).
-        scope: Whose quota (``"user alice"``, ``"group lab"``), or None when not said.
+        scope: Whose quota (``"user user_a"``, ``"group lab"``), or None when not said.
         retry_after: Seconds after which the server expects the request may succeed (its
             ``Retry-After``), or None when it gave none.
     """

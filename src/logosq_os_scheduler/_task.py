@@ -737,7 +737,7 @@ class TaskBuilder(Generic[T]):
         return self
 
     def with_user(self, user: str) -> TaskBuilder[T]:
-        """Say whose task this is, such as ``"alice"``.
+        """Say whose task this is, such as ``"user_a"``.
 
         A scheduler with :class:`~logosq_os_scheduler.FairShare` shares its slots between
         users by weight, each user's tasks in priority order within that user's share; the

@@ -66,49 +66,49 @@ def _free(core: SchedulerCore, clock: ManualClock, task: Task[Any]) -> None:
 def test_a_flooding_user_cannot_starve_another_equal_weights(clock: ManualClock) -> None:
     core = _core(clock)
     blocker = _hold_the_slot(core, clock)
-    _fill(core, clock, [_task("alice") for _ in range(100)])
-    _fill(core, clock, [_task("bob") for _ in range(10)])
+    _fill(core, clock, [_task("user_a") for _ in range(100)])
+    _fill(core, clock, [_task("user_b") for _ in range(10)])
     _free(core, clock, blocker)
     order = [_run_one(core, clock).user for _ in range(20)]
-    # Bob arrived behind 100 of Alice's tasks and still gets every other start.
-    assert order.count("bob") == 10
+    # user_b arrived behind 100 of user_a's tasks and still gets every other start.
+    assert order.count("user_b") == 10
     assert all(order[i] != order[i + 1] for i in range(19))
-    assert [_run_one(core, clock).user for _ in range(90)] == ["alice"] * 90
+    assert [_run_one(core, clock).user for _ in range(90)] == ["user_a"] * 90
 
 
 def test_starts_follow_the_weights(clock: ManualClock) -> None:
-    core = _core(clock, weights={"alice": 3.0})
+    core = _core(clock, weights={"user_a": 3.0})
     blocker = _hold_the_slot(core, clock)
-    _fill(core, clock, [_task("alice") for _ in range(300)])
-    _fill(core, clock, [_task("bob") for _ in range(300)])
+    _fill(core, clock, [_task("user_a") for _ in range(300)])
+    _fill(core, clock, [_task("user_b") for _ in range(300)])
     _free(core, clock, blocker)
     order = [_run_one(core, clock).user for _ in range(400)]
-    assert order.count("alice") == 300 and order.count("bob") == 100
+    assert order.count("user_a") == 300 and order.count("user_b") == 100
     # And in every window of 8 starts the 3:1 share holds to within one start.
     for i in range(0, 400, 8):
-        assert 5 <= order[i : i + 8].count("alice") <= 7
+        assert 5 <= order[i : i + 8].count("user_a") <= 7
 
 
 def test_priorities_order_a_users_work_but_not_other_users_work(clock: ManualClock) -> None:
     core = _core(clock)
     blocker = _hold_the_slot(core, clock)
-    _fill(core, clock, [_task("alice", P.LOW) for _ in range(3)])
-    _fill(core, clock, [_task("alice", P.HIGH) for _ in range(3)])
-    _fill(core, clock, [_task("bob", P.NORMAL) for _ in range(3)])
+    _fill(core, clock, [_task("user_a", P.LOW) for _ in range(3)])
+    _fill(core, clock, [_task("user_a", P.HIGH) for _ in range(3)])
+    _fill(core, clock, [_task("user_b", P.NORMAL) for _ in range(3)])
     _free(core, clock, blocker)
     started = [_run_one(core, clock) for _ in range(9)]
-    alice = [t.priority for t in started if t.user == "alice"]
-    # Within Alice's share her HIGH work goes first ...
-    assert alice == [P.HIGH] * 3 + [P.LOW] * 3
-    # ... and her HIGH work does not hold Bob's NORMAL work back: they alternate.
-    assert [t.user for t in started[:6]] == ["alice", "bob"] * 3
+    user_a = [t.priority for t in started if t.user == "user_a"]
+    # Within user_a's share her HIGH work goes first ...
+    assert user_a == [P.HIGH] * 3 + [P.LOW] * 3
+    # ... and her HIGH work does not hold user_b's NORMAL work back: they alternate.
+    assert [t.user for t in started[:6]] == ["user_a", "user_b"] * 3
 
 
 def test_critical_work_starts_before_any_share(clock: ManualClock) -> None:
     core = _core(clock)
     blocker = _hold_the_slot(core, clock)
-    _fill(core, clock, [_task("alice") for _ in range(5)])
-    _run_two = [_task("bob", P.CRITICAL), _task("bob", P.CRITICAL)]
+    _fill(core, clock, [_task("user_a") for _ in range(5)])
+    _run_two = [_task("user_b", P.CRITICAL), _task("user_b", P.CRITICAL)]
     _fill(core, clock, _run_two)
     _free(core, clock, blocker)
     first = [_run_one(core, clock) for _ in range(2)]
@@ -118,33 +118,33 @@ def test_critical_work_starts_before_any_share(clock: ManualClock) -> None:
 def test_a_user_back_from_idle_has_no_banked_credit(clock: ManualClock) -> None:
     core = _core(clock)
     blocker = _hold_the_slot(core, clock)
-    _fill(core, clock, [_task("alice") for _ in range(200)])
+    _fill(core, clock, [_task("user_a") for _ in range(200)])
     _free(core, clock, blocker)
     for _ in range(100):
-        assert _run_one(core, clock).user == "alice"
-    # Bob was away while Alice used 100 starts; he comes back with 50 tasks.
-    _fill(core, clock, [_task("bob") for _ in range(50)])
+        assert _run_one(core, clock).user == "user_a"
+    # user_b was away while user_a used 100 starts; he comes back with 50 tasks.
+    _fill(core, clock, [_task("user_b") for _ in range(50)])
     order = [_run_one(core, clock).user for _ in range(20)]
-    assert order.count("bob") == 10  # a fair half from now on, not 50 in a row
+    assert order.count("user_b") == 10  # a fair half from now on, not 50 in a row
 
 
 def test_a_user_at_max_running_waits_while_slots_stay_free_for_others(
     clock: ManualClock,
 ) -> None:
-    core = _core(clock, workers=4, max_running={"alice": 2})
+    core = _core(clock, workers=4, max_running={"user_a": 2})
     pool = core.classical
-    alice = [_task("alice") for _ in range(5)]
-    started = [core.admit(t, pool, clock.now()) for t in alice]
+    user_a = [_task("user_a") for _ in range(5)]
+    started = [core.admit(t, pool, clock.now()) for t in user_a]
     assert started == [True, True, False, False, False]
     assert pool.busy == 2 and core.next_ready(pool, clock.now()) is None
-    assert core.fair is not None and "alice" in core.fair.blocked
-    bob = _task("bob")
-    assert core.admit(bob, pool, clock.now()) is False  # the queue is not empty: it waits
-    assert core.next_ready(pool, clock.now()) is bob  # ... and passes Alice's capped work
-    # One of Alice's tasks ends: the ledger wakes the runtime and her next one may start.
-    _free(core, clock, alice[0])
+    assert core.fair is not None and "user_a" in core.fair.blocked
+    user_b = _task("user_b")
+    assert core.admit(user_b, pool, clock.now()) is False  # the queue is not empty: it waits
+    assert core.next_ready(pool, clock.now()) is user_b  # ... and passes user_a's capped work
+    # One of user_a's tasks ends: the ledger wakes the runtime and her next one may start.
+    _free(core, clock, user_a[0])
     assert core.fair.woken is True
-    assert core.next_ready(pool, clock.now()) is alice[2]
+    assert core.next_ready(pool, clock.now()) is user_a[2]
     assert core.next_ready(pool, clock.now()) is None  # at her cap of 2 again
     core.check_invariants()
 
@@ -153,17 +153,17 @@ def test_a_group_cap_holds_its_users_together(clock: ManualClock) -> None:
     core = _core(
         clock,
         workers=4,
-        groups={"alice": "lab", "carol": "lab"},
+        groups={"user_a": "lab", "user_c": "lab"},
         group_max_running={"lab": 3},
     )
     pool = core.classical
-    for user in ("alice", "carol", "alice", "carol", "bob"):
+    for user in ("user_a", "user_c", "user_a", "user_c", "user_b"):
         core.admit(_task(user), pool, clock.now())
-    # Three of the lab's tasks run; its fourth waits at the cap, and Bob waits behind it.
-    assert sorted(str(t.user) for t in pool.queue) == ["bob", "carol"]
+    # Three of the lab's tasks run; its fourth waits at the cap, and user_b waits behind it.
+    assert sorted(str(t.user) for t in pool.queue) == ["user_b", "user_c"]
     assert core.fair is not None and core.fair.group_running == {"lab": 3}
-    bob = core.next_ready(pool, clock.now())
-    assert bob is not None and bob.user == "bob"
+    user_b = core.next_ready(pool, clock.now())
+    assert user_b is not None and user_b.user == "user_b"
     assert core.next_ready(pool, clock.now()) is None
     core.check_invariants()
 
@@ -184,7 +184,7 @@ def test_bad_fair_share_settings_name_the_setting(field: str, kwargs: dict[str, 
 
 def test_fair_share_setting_must_be_a_fair_share() -> None:
     with pytest.raises(InvalidConfigError, match="fair_share"):
-        SchedulerConfig(fair_share={"alice": 1})  # type: ignore[arg-type]
+        SchedulerConfig(fair_share={"user_a": 1})  # type: ignore[arg-type]
 
 
 @settings(max_examples=60, deadline=None)

@@ -13,9 +13,9 @@ from logosq_os_scheduler.service import new_token
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Configure]:
-    """Writes a config (users alice and bob in group lab, admin root; a mock backend; the
+    """Writes a config (users user_a and user_b in group lab, admin root; a mock backend; the
     test functions registered) and starts its server. Keyword arguments change it:
-    ``server={...}``, ``users={"alice": {...}}`` (merged), ``groups``, ``backends``."""
+    ``server={...}``, ``users={"user_a": {...}}`` (merged), ``groups``, ``backends``."""
     servers: list[Server] = []
 
     def make(
@@ -28,8 +28,8 @@ def make_server(tmp_path: Path) -> Iterator[Configure]:
     ) -> Server:
         tokens: dict[str, str] = {}
         user_tables: dict[str, dict[str, object]] = {
-            "alice": {"groups": ["lab"]},
-            "bob": {"groups": ["lab"]},
+            "user_a": {"groups": ["lab"]},
+            "user_b": {"groups": ["lab"]},
             "root": {"admin": True},
         }
         for name, extra in (users or {}).items():

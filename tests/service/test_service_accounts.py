@@ -36,95 +36,97 @@ def _accounts(clock: ManualClock, **users: dict[str, Any]) -> Accounts:
 
 
 def test_tokens_are_checked_against_their_hashes() -> None:
-    accounts = _accounts(ManualClock(), alice={}, bob={})
-    assert accounts.authenticate("token-alice").name == "alice"
-    assert accounts.authenticate("token-bob").name == "bob"
+    accounts = _accounts(ManualClock(), user_a={}, user_b={})
+    assert accounts.authenticate("token-user_a").name == "user_a"
+    assert accounts.authenticate("token-user_b").name == "user_b"
     with pytest.raises(AuthenticationError, match="needs an API token"):
         accounts.authenticate(None)
     with pytest.raises(AuthenticationError, match="not one this server knows"):
-        accounts.authenticate("token-carol")
+        accounts.authenticate("token-user_c")
     token, digest = new_token()
     assert token.startswith("lq_") and len(token) > 40 and digest == hash_token(token)
 
 
 def test_priority_ceiling() -> None:
     accounts = _accounts(
-        ManualClock(), alice={}, bob={"priority_ceiling": "low"}, root={"admin": True}
+        ManualClock(), user_a={}, user_b={"priority_ceiling": "low"}, root={"admin": True}
     )
-    alice, bob, root = (accounts.authenticate(f"token-{n}") for n in ("alice", "bob", "root"))
-    accounts.check_priority(alice, TaskPriority.HIGH)
+    user_a, user_b, root = (
+        accounts.authenticate(f"token-{n}") for n in ("user_a", "user_b", "root")
+    )
+    accounts.check_priority(user_a, TaskPriority.HIGH)
     with pytest.raises(PermissionDeniedError, match="only an admin may submit CRITICAL"):
-        accounts.check_priority(alice, TaskPriority.CRITICAL)
+        accounts.check_priority(user_a, TaskPriority.CRITICAL)
     with pytest.raises(
         PermissionDeniedError, match="at most priority low, this task asks for normal"
     ):
-        accounts.check_priority(bob, TaskPriority.NORMAL)
+        accounts.check_priority(user_b, TaskPriority.NORMAL)
     accounts.check_priority(root, TaskPriority.CRITICAL)
 
 
 def test_max_active_counts_user_and_group() -> None:
     accounts = _accounts(
         ManualClock(),
-        alice={"groups": ["lab"], "quotas": {"max_active": 2}},
-        bob={"groups": ["lab"]},
+        user_a={"groups": ["lab"], "quotas": {"max_active": 2}},
+        user_b={"groups": ["lab"]},
     )
-    alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
-    accounts.check_quotas(alice, 2, 0)
+    user_a, user_b = accounts.authenticate("token-user_a"), accounts.authenticate("token-user_b")
+    accounts.check_quotas(user_a, 2, 0)
     for _ in range(2):
-        accounts.active_changed("alice", +1)
+        accounts.active_changed("user_a", +1)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.check_quotas(alice, 1, 0)
-    assert info.value.limit == "max_active" and info.value.scope == "user 'alice'"
-    accounts.check_quotas(bob, 1, 0)
-    accounts.active_changed("bob", +1)
+        accounts.check_quotas(user_a, 1, 0)
+    assert info.value.limit == "max_active" and info.value.scope == "user 'user_a'"
+    accounts.check_quotas(user_b, 1, 0)
+    accounts.active_changed("user_b", +1)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.check_quotas(bob, 1, 0)
+        accounts.check_quotas(user_b, 1, 0)
     assert info.value.limit == "max_active" and info.value.scope == "group 'lab'"
-    accounts.active_changed("alice", -1)
-    accounts.check_quotas(bob, 1, 0)
+    accounts.active_changed("user_a", -1)
+    accounts.check_quotas(user_b, 1, 0)
     assert accounts.usage("lab", group=True).active == 2
 
 
 def test_shots_per_day_is_a_sliding_window_on_the_clock() -> None:
     clock = ManualClock()
-    accounts = _accounts(clock, alice={"quotas": {"shots_per_day": 1000}})
-    alice = accounts.authenticate("token-alice")
-    accounts.check_quotas(alice, 1, 600)
-    accounts.charge(alice, 600)
+    accounts = _accounts(clock, user_a={"quotas": {"shots_per_day": 1000}})
+    user_a = accounts.authenticate("token-user_a")
+    accounts.check_quotas(user_a, 1, 600)
+    accounts.charge(user_a, 600)
     clock.advance(3600)
-    accounts.check_quotas(alice, 1, 300)
-    accounts.charge(alice, 300)
+    accounts.check_quotas(user_a, 1, 300)
+    accounts.charge(user_a, 300)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.check_quotas(alice, 1, 200)
+        accounts.check_quotas(user_a, 1, 200)
     # The first 600 leave the window a day after they came: 23 hours from now.
     assert info.value.limit == "shots_per_day"
     assert info.value.retry_after == pytest.approx(DAY - 3600)
     clock.advance(DAY - 3600)
-    accounts.check_quotas(alice, 1, 200)
-    accounts.charge(alice, 200)
-    assert accounts.usage("alice").shots_today == 500
+    accounts.check_quotas(user_a, 1, 200)
+    accounts.charge(user_a, 200)
+    assert accounts.usage("user_a").shots_today == 500
     with pytest.raises(InvalidTaskError, match="more than the 1000 a day"):
-        accounts.check_quotas(alice, 1, 1001)
+        accounts.check_quotas(user_a, 1, 1001)
 
 
 def test_group_shots_are_shared() -> None:
     clock = ManualClock()
-    accounts = _accounts(clock, alice={"groups": ["lab"]}, bob={"groups": ["lab"]})
-    alice, bob = accounts.authenticate("token-alice"), accounts.authenticate("token-bob")
-    accounts.check_quotas(alice, 1, 1000)
-    accounts.charge(alice, 1000)
+    accounts = _accounts(clock, user_a={"groups": ["lab"]}, user_b={"groups": ["lab"]})
+    user_a, user_b = accounts.authenticate("token-user_a"), accounts.authenticate("token-user_b")
+    accounts.check_quotas(user_a, 1, 1000)
+    accounts.charge(user_a, 1000)
     with pytest.raises(QuotaExceededError) as info:
-        accounts.check_quotas(bob, 1, 600)
+        accounts.check_quotas(user_b, 1, 600)
     assert info.value.scope == "group 'lab'"
-    accounts.check_quotas(bob, 1, 500)
+    accounts.check_quotas(user_b, 1, 500)
 
 
 def test_fair_share_weights() -> None:
     config = parse_config(
-        _config(alice={"groups": ["lab"]}, bob={"groups": ["lab"], "weight": 3.0}, carol={})
+        _config(user_a={"groups": ["lab"]}, user_b={"groups": ["lab"], "weight": 3.0}, user_c={})
     )
     # lab's weight 2 is shared by its two members, each times their own weight.
-    assert share_weights(config) == {"alice": 1.0, "bob": 3.0, "carol": 1.0}
+    assert share_weights(config) == {"user_a": 1.0, "user_b": 3.0, "user_c": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -136,19 +138,19 @@ def test_fair_share_weights() -> None:
         ({"server": {"durability": "fast"}}, "server.durability", "'off', 'process' or 'power'"),
         ({"server": {"max_queue_depth": 0}}, "server.max_queue_depth", "integer >= 1"),
         (
-            {"users": {"alice": {"token_sha256": "abc"}}},
-            "users.alice.token_sha256",
+            {"users": {"user_a": {"token_sha256": "abc"}}},
+            "users.user_a.token_sha256",
             "64 lower-case hex",
         ),
-        ({"users": {"alice": {"groups": ["nope"]}}}, "users.alice.groups", "no group 'nope'"),
+        ({"users": {"user_a": {"groups": ["nope"]}}}, "users.user_a.groups", "no group 'nope'"),
         (
-            {"users": {"alice": {"priority_ceiling": "critical"}}},
-            "users.alice.priority_ceiling",
+            {"users": {"user_a": {"priority_ceiling": "critical"}}},
+            "users.user_a.priority_ceiling",
             "only an admin",
         ),
         (
-            {"users": {"alice": {"quotas": {"max_active": 0}}}},
-            "users.alice.quotas.max_active",
+            {"users": {"user_a": {"quotas": {"max_active": 0}}}},
+            "users.user_a.quotas.max_active",
             "positive integer",
         ),
         ({"users": {"a b": {}}}, "users.a b", "a name is"),
@@ -159,7 +161,7 @@ def test_fair_share_weights() -> None:
     ],
 )
 def test_config_errors_name_the_key(change: dict[str, Any], key: str, message: str) -> None:
-    data = _config(alice={})
+    data = _config(user_a={})
     for section, value in change.items():
         if isinstance(value, dict) and isinstance(data.get(section), dict):
             for name, table in value.items():
@@ -177,9 +179,9 @@ def test_config_errors_name_the_key(change: dict[str, Any], key: str, message: s
 
 
 def test_two_users_with_one_token_are_refused() -> None:
-    data = _config(alice={}, bob={})
-    data["users"]["bob"]["token_sha256"] = data["users"]["alice"]["token_sha256"]
-    with pytest.raises(InvalidConfigError, match=r"the same as users\.alice's"):
+    data = _config(user_a={}, user_b={})
+    data["users"]["user_b"]["token_sha256"] = data["users"]["user_a"]["token_sha256"]
+    with pytest.raises(InvalidConfigError, match=r"the same as users\.user_a's"):
         parse_config(data)
 
 
@@ -189,13 +191,13 @@ def test_load_config_from_toml(tmp_path: Path) -> None:
         '[server]\nport = 9000\njournal = "j.db"\nlog_format = "json"\n'
         '[[backends]]\nkind = "mock"\nname = "sim"\nnum_qubits = 5\n'
         '[functions]\nsq = "math:sqrt"\nrun = { ref = "os:getpid", restartable = true }\n'
-        f'[users.alice]\ntoken_sha256 = "{hash_token("t")}"\nadmin = true\n'
+        f'[users.user_a]\ntoken_sha256 = "{hash_token("t")}"\nadmin = true\n'
     )
     config = load_config(path)
     assert config.server.port == 9000 and config.server.log_format == "json"
     assert config.backends[0].options == {"num_qubits": 5}
     assert config.functions["run"].restartable and not config.functions["sq"].restartable
-    assert config.users["alice"].priority_ceiling is TaskPriority.CRITICAL
+    assert config.users["user_a"].priority_ceiling is TaskPriority.CRITICAL
     assert config.resolve_functions()["sq"](9.0) == 3.0
     assert config.replace(port=9001).server.port == 9001
     path.write_text("[server\n")

@@ -19,8 +19,8 @@ def test_vqe_and_qaoa_by_parameters_on_aer(make_server: Configure) -> None:
 
     srv = make_server(backends=[{"kind": "aer", "name": "aer"}], server={"log_format": "json"})
     terms = [[label, float(coeff.real)] for label, coeff in h2_hamiltonian().to_list()]
-    with srv.client("alice") as alice:
-        vqe = alice.post(
+    with srv.client("user_a") as user_a:
+        vqe = user_a.post(
             "/v1/tasks",
             json={
                 "kind": "vqe",
@@ -32,7 +32,7 @@ def test_vqe_and_qaoa_by_parameters_on_aer(make_server: Configure) -> None:
             },
         )
         assert vqe.status_code == 201, vqe.text
-        qaoa = alice.post(
+        qaoa = user_a.post(
             "/v1/tasks",
             json={
                 "kind": "qaoa",
@@ -44,14 +44,14 @@ def test_vqe_and_qaoa_by_parameters_on_aer(make_server: Configure) -> None:
             },
         )
         assert qaoa.status_code == 201, qaoa.text
-        seeded = alice.post(
+        seeded = user_a.post(
             "/v1/tasks", json=circuit(shots=64, run_options={"seed_simulator": 5}, backend="aer")
         )
         assert seeded.status_code == 201, seeded.text
-        v = alice.get(f"/v1/tasks/{vqe.json()['id']}", params={"wait": 60}).json()
-        q = alice.get(f"/v1/tasks/{qaoa.json()['id']}", params={"wait": 60}).json()
-        s = alice.get(f"/v1/tasks/{seeded.json()['id']}", params={"wait": 60}).json()
-        bad = alice.post(
+        v = user_a.get(f"/v1/tasks/{vqe.json()['id']}", params={"wait": 60}).json()
+        q = user_a.get(f"/v1/tasks/{qaoa.json()['id']}", params={"wait": 60}).json()
+        s = user_a.get(f"/v1/tasks/{seeded.json()['id']}", params={"wait": 60}).json()
+        bad = user_a.post(
             "/v1/tasks",
             json={
                 "kind": "vqe",

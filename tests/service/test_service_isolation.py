@@ -31,29 +31,29 @@ def _problem(r: object, status: int, error: str, *fragments: str) -> dict[str, o
 
 
 def _still_serves(srv: Server) -> None:
-    with srv.client("alice") as alice:
-        view = alice.post("/v1/tasks", json=function("square", 7)).json()
-        done = alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
+    with srv.client("user_a") as user_a:
+        view = user_a.post("/v1/tasks", json=function("square", 7)).json()
+        done = user_a.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
         assert done["result"] == 49
 
 
 def test_other_users_tasks_are_not_found(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice, srv.client("bob") as bob, srv.client("root") as root:
-        mine = alice.post("/v1/tasks", json=function("square", 2, key="private")).json()
-        _problem(bob.get(f"/v1/tasks/{mine['id']}"), 404, "UnknownTaskError", "no task with id")
-        _problem(bob.post(f"/v1/tasks/{mine['id']}/cancel"), 404, "UnknownTaskError")
-        _problem(bob.get("/v1/tasks/key/private"), 404, "UnknownTaskError")
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b, srv.client("root") as root:
+        mine = user_a.post("/v1/tasks", json=function("square", 2, key="private")).json()
+        _problem(user_b.get(f"/v1/tasks/{mine['id']}"), 404, "UnknownTaskError", "no task with id")
+        _problem(user_b.post(f"/v1/tasks/{mine['id']}/cancel"), 404, "UnknownTaskError")
+        _problem(user_b.get("/v1/tasks/key/private"), 404, "UnknownTaskError")
         # The same answer as for an id nobody has: nothing says the task exists.
-        missing = bob.get("/v1/tasks/999999").json()
-        assert missing["title"] == bob.get(f"/v1/tasks/{mine['id']}").json()["title"]
+        missing = user_b.get("/v1/tasks/999999").json()
+        assert missing["title"] == user_b.get(f"/v1/tasks/{mine['id']}").json()["title"]
         # An admin sees it, by id or by the owner's key.
-        assert root.get(f"/v1/tasks/{mine['id']}").json()["user"] == "alice"
+        assert root.get(f"/v1/tasks/{mine['id']}").json()["user"] == "user_a"
         assert (
-            root.get("/v1/tasks/key/private", params={"user": "alice"}).json()["id"] == mine["id"]
+            root.get("/v1/tasks/key/private", params={"user": "user_a"}).json()["id"] == mine["id"]
         )
         _problem(
-            bob.get("/v1/tasks/key/private", params={"user": "alice"}),
+            user_b.get("/v1/tasks/key/private", params={"user": "user_a"}),
             403,
             "PermissionDeniedError",
             "only an admin",
@@ -62,16 +62,20 @@ def test_other_users_tasks_are_not_found(make_server: Configure) -> None:
 
 def test_listing_is_per_user_and_the_admin_sees_all(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice, srv.client("bob") as bob, srv.client("root") as root:
-        a = alice.post("/v1/tasks/batch", json={"tasks": [function("square", i) for i in range(5)]})
-        b = bob.post("/v1/tasks/batch", json={"tasks": [function("square", i) for i in range(3)]})
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b, srv.client("root") as root:
+        a = user_a.post(
+            "/v1/tasks/batch", json={"tasks": [function("square", i) for i in range(5)]}
+        )
+        b = user_b.post(
+            "/v1/tasks/batch", json={"tasks": [function("square", i) for i in range(3)]}
+        )
         a_ids = [v["id"] for v in a.json()["tasks"]]
         b_ids = [v["id"] for v in b.json()["tasks"]]
         for i in a_ids:
-            alice.get(f"/v1/tasks/{i}", params={"wait": 30})
-        listed = alice.get("/v1/tasks").json()
+            user_a.get(f"/v1/tasks/{i}", params={"wait": 30})
+        listed = user_a.get("/v1/tasks").json()
         assert [v["id"] for v in listed["tasks"]] == sorted(a_ids, reverse=True)
-        assert {v["user"] for v in listed["tasks"]} == {"alice"}
+        assert {v["user"] for v in listed["tasks"]} == {"user_a"}
         assert listed["next_cursor"] is None
         # Pages: two at a time, newest first, following the cursor.
         seen: list[int] = []
@@ -80,24 +84,24 @@ def test_listing_is_per_user_and_the_admin_sees_all(make_server: Configure) -> N
             params: dict[str, object] = {"limit": 2}
             if cursor is not None:
                 params["cursor"] = cursor
-            page = alice.get("/v1/tasks", params=params).json()
+            page = user_a.get("/v1/tasks", params=params).json()
             seen += [v["id"] for v in page["tasks"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert seen == sorted(a_ids, reverse=True)
-        completed = alice.get("/v1/tasks", params={"status": "completed"}).json()["tasks"]
+        completed = user_a.get("/v1/tasks", params={"status": "completed"}).json()["tasks"]
         assert {v["id"] for v in completed} == set(a_ids)
-        assert bob.get("/v1/tasks").json()["tasks"][0]["user"] == "bob"
+        assert user_b.get("/v1/tasks").json()["tasks"][0]["user"] == "user_b"
         everyone = root.get("/v1/tasks").json()["tasks"]
         assert {v["id"] for v in everyone} == set(a_ids) | set(b_ids)
-        only_bob = root.get("/v1/tasks", params={"user": "bob"}).json()["tasks"]
+        only_bob = root.get("/v1/tasks", params={"user": "user_b"}).json()["tasks"]
         assert {v["id"] for v in only_bob} == set(b_ids)
-        urgent = alice.post("/v1/tasks", json=function("square", 9, priority="high")).json()
-        high = alice.get("/v1/tasks", params={"priority": "high"}).json()["tasks"]
+        urgent = user_a.post("/v1/tasks", json=function("square", 9, priority="high")).json()
+        high = user_a.get("/v1/tasks", params={"priority": "high"}).json()["tasks"]
         assert [v["id"] for v in high] == [urgent["id"]]
         _problem(
-            bob.get("/v1/tasks", params={"user": "alice"}),
+            user_b.get("/v1/tasks", params={"user": "user_a"}),
             403,
             "PermissionDeniedError",
             "only an admin may list other users' tasks",
@@ -113,26 +117,26 @@ def test_tokens(make_server: Configure) -> None:
         basic = anonymous.get("/v1/tasks", headers={"Authorization": "Basic YWxpY2U6eA=="})
         _problem(basic, 401, "AuthenticationError")
         assert anonymous.get("/healthz").json() == {"status": "ok"}
-    with srv.client("alice") as alice:
-        me = alice.get("/v1/me").json()
-        assert me["user"] == "alice" and me["groups"] == ["lab"] and me["admin"] is False
-        _problem(alice.get("/metrics"), 403, "PermissionDeniedError", "admins only")
+    with srv.client("user_a") as user_a:
+        me = user_a.get("/v1/me").json()
+        assert me["user"] == "user_a" and me["groups"] == ["lab"] and me["admin"] is False
+        _problem(user_a.get("/metrics"), 403, "PermissionDeniedError", "admins only")
     _still_serves(srv)
 
 
 def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure) -> None:
     srv = make_server(server={"max_body_bytes": 20_000, "max_batch": 10, "max_qubits": 5})
-    with srv.client("alice") as alice:
+    with srv.client("user_a") as user_a:
         bad_qasm = circuit("OPENQASM 2.0;\nqreg q[2];\nfoo q[0];\n")
         body = _problem(
-            alice.post("/v1/tasks", json=bad_qasm),
+            user_a.post("/v1/tasks", json=bad_qasm),
             422,
             "InvalidTaskError",
             "OpenQASM 2 program, line 3",
         )
         assert body["field"] == "circuit"
         _problem(
-            alice.post(
+            user_a.post(
                 "/v1/tasks", json=circuit("OPENQASM 3.0;\nqubit[2] q;\nnot a statement\n", "qasm3")
             ),
             422,
@@ -140,7 +144,7 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "OpenQASM 3 program, line 3",
         )
         _problem(
-            alice.post("/v1/tasks", json=circuit("!!!not base64!!!", "qpy")),
+            user_a.post("/v1/tasks", json=circuit("!!!not base64!!!", "qpy")),
             422,
             "InvalidTaskError",
             "not valid qpy",
@@ -150,7 +154,7 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
         wide_qpy = io.BytesIO()
         qpy.dump(QuantumCircuit(40), wide_qpy)
         _problem(
-            alice.post(
+            user_a.post(
                 "/v1/tasks", json=circuit(base64.b64encode(wide_qpy.getvalue()).decode(), "qpy")
             ),
             422,
@@ -158,107 +162,107 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "has 40 qubits; this server accepts at most 5",
         )
         _problem(
-            alice.post("/v1/tasks", json=circuit("OPENQASM 2.0;\nqreg q[100000000];\n")),
+            user_a.post("/v1/tasks", json=circuit("OPENQASM 2.0;\nqreg q[100000000];\n")),
             422,
             "InvalidTaskError",
             "larger than the 100,000 allowed",
         )
         _problem(
-            alice.post("/v1/tasks", json=circuit("OPENQASM 3.0;\nqubit[2] q;\n", "qasm2")),
+            user_a.post("/v1/tasks", json=circuit("OPENQASM 3.0;\nqubit[2] q;\n", "qasm2")),
             422,
             "InvalidTaskError",
             "format 'qasm2' but the program says OPENQASM 3",
         )
         huge = function("square", "x" * 30_000)
-        _problem(alice.post("/v1/tasks", json=huge), 413, "InvalidRequestError", "max_body_bytes")
+        _problem(user_a.post("/v1/tasks", json=huge), 413, "InvalidRequestError", "max_body_bytes")
         # A body sent in chunks, without a length up front, is cut off while it is read.
         chunks = (
             b'{"kind": "function", "function": "square", "args": ["' + b"y" * 1000
             for _ in range(40)
         )
-        _problem(alice.post("/v1/tasks", content=chunks), 413, "InvalidRequestError")
+        _problem(user_a.post("/v1/tasks", content=chunks), 413, "InvalidRequestError")
         odd_option = circuit(run_options={"shots": 5})
         body = _problem(
-            alice.post("/v1/tasks", json=odd_option), 422, "InvalidRequestError", "`shots`"
+            user_a.post("/v1/tasks", json=odd_option), 422, "InvalidRequestError", "`shots`"
         )
         assert body["field"] == "run_options"
         batch_body = {"tasks": [function("square", 1), circuit(fmt="qasm4")]}
         body = _problem(
-            alice.post("/v1/tasks/batch", json=batch_body), 422, "InvalidRequestError", "qasm4"
+            user_a.post("/v1/tasks/batch", json=batch_body), 422, "InvalidRequestError", "qasm4"
         )
         assert body["field"] == "circuit" and body["index"] == 1
         unknown = function("square", 1, colour="blue")
         _problem(
-            alice.post("/v1/tasks", json=unknown),
+            user_a.post("/v1/tasks", json=unknown),
             422,
             "InvalidRequestError",
             "unknown field `colour`",
         )
         foreign = function("square", 1, shots=10)  # shots belong to circuits
         _problem(
-            alice.post("/v1/tasks", json=foreign),
+            user_a.post("/v1/tasks", json=foreign),
             422,
             "InvalidRequestError",
             "unknown field `shots`",
         )
         _problem(
-            alice.post("/v1/tasks", json=function("rm_rf")),
+            user_a.post("/v1/tasks", json=function("rm_rf")),
             422,
             "InvalidTaskError",
             "no function 'rm_rf' is registered",
         )
         _problem(
-            alice.post("/v1/tasks", content=b"{not json"),
+            user_a.post("/v1/tasks", content=b"{not json"),
             400,
             "InvalidRequestError",
             "not valid JSON",
         )
-        _problem(alice.post("/v1/tasks", json={"kind": "pickle"}), 422, "InvalidRequestError")
+        _problem(user_a.post("/v1/tasks", json={"kind": "pickle"}), 422, "InvalidRequestError")
         wide = "OPENQASM 2.0;\nqreg q[6];\n"
-        _problem(alice.post("/v1/tasks", json=circuit(wide)), 422, "InvalidTaskError", "at most 5")
+        _problem(user_a.post("/v1/tasks", json=circuit(wide)), 422, "InvalidTaskError", "at most 5")
         batch = {"tasks": [function("square", i) for i in range(11)]}
         _problem(
-            alice.post("/v1/tasks/batch", json=batch), 422, "InvalidRequestError", "at most 10"
+            user_a.post("/v1/tasks/batch", json=batch), 422, "InvalidRequestError", "at most 10"
         )
-        _problem(alice.post("/v1/tasks", json=circuit(shots=0)), 422, "InvalidTaskError", "shots")
+        _problem(user_a.post("/v1/tasks", json=circuit(shots=0)), 422, "InvalidTaskError", "shots")
         _problem(
-            alice.post("/v1/tasks", json=function("square", 1, key="a\nb")),
+            user_a.post("/v1/tasks", json=function("square", 1, key="a\nb")),
             422,
             "InvalidTaskError",
             "printable",
         )
         _problem(
-            alice.post("/v1/tasks", json=circuit(backend="qpu9")),
+            user_a.post("/v1/tasks", json=circuit(backend="qpu9")),
             422,
             "InvalidTaskError",
             "no backend 'qpu9' on this server (known: sim)",
         )
-        _problem(alice.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
+        _problem(user_a.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
         body = _problem(
-            alice.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
+            user_a.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
         )
         assert body["max_wait"] == 60 and body["field"] == "wait"
         _problem(
-            alice.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
+            user_a.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
         )
     _still_serves(srv)
 
 
 def test_priority_ceiling(make_server: Configure) -> None:
-    srv = make_server(users={"bob": {"priority_ceiling": "normal"}})
-    with srv.client("alice") as alice, srv.client("bob") as bob, srv.client("root") as root:
+    srv = make_server(users={"user_b": {"priority_ceiling": "normal"}})
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b, srv.client("root") as root:
         _problem(
-            alice.post("/v1/tasks", json=function("square", 1, priority="critical")),
+            user_a.post("/v1/tasks", json=function("square", 1, priority="critical")),
             403,
             "PermissionDeniedError",
             "may submit at most priority high",
             "only an admin may submit CRITICAL",
         )
         assert (
-            alice.post("/v1/tasks", json=function("square", 1, priority="high")).status_code == 201
+            user_a.post("/v1/tasks", json=function("square", 1, priority="high")).status_code == 201
         )
         _problem(
-            bob.post("/v1/tasks", json=function("square", 1, priority="high")),
+            user_b.post("/v1/tasks", json=function("square", 1, priority="high")),
             403,
             "PermissionDeniedError",
             "at most priority normal",
@@ -295,15 +299,15 @@ def test_odd_bodies_never_reach_a_500(make_server: Configure) -> None:
         '{"kind": "function", "function": "squ\u00e4re"}'.encode(),
         b"\xff\xfe\x00garbage",
     ]
-    with srv.client("alice") as alice:
+    with srv.client("user_a") as user_a:
         for body in bodies:
             for path in ("/v1/tasks", "/v1/tasks/batch"):
-                r = alice.post(path, content=body)
+                r = user_a.post(path, content=body)
                 assert 400 <= r.status_code < 500, (path, body[:80], r.status_code, r.text)
                 assert r.headers["content-type"] == "application/problem+json"
         # A function called with arguments it does not take fails as a task, not the server.
-        view = alice.post("/v1/tasks", json=function("square", 1, 2, 3)).json()
-        done = alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
+        view = user_a.post("/v1/tasks", json=function("square", 1, 2, 3)).json()
+        done = user_a.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
         assert done["status"] == "failed" and done["error"]["type"] == "TypeError"
         assert "takes 1 positional argument" in done["error"]["message"]
     _still_serves(srv)

@@ -39,18 +39,18 @@ def _events(srv: Server, user: str, deadline: float) -> Iterator[tuple[str, Any]
 
 def test_me_backends_stats(make_server: Configure) -> None:
     srv = make_server(
-        users={"alice": {"weight": 2.0, "quotas": {"max_active": 10, "shots_per_day": 5000}}},
+        users={"user_a": {"weight": 2.0, "quotas": {"max_active": 10, "shots_per_day": 5000}}},
         backends=[
             {"kind": "mock", "name": "sim", "num_qubits": 8, "seed": 1},
             {"kind": "mock", "name": "big", "num_qubits": 20, "max_concurrent_jobs": 2},
         ],
     )
-    with srv.client("alice") as alice, srv.client("root") as root:
-        view = alice.post("/v1/tasks", json=circuit(shots=100)).json()
-        alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30})
-        me = alice.get("/v1/me").json()
+    with srv.client("user_a") as user_a, srv.client("root") as root:
+        view = user_a.post("/v1/tasks", json=circuit(shots=100)).json()
+        user_a.get(f"/v1/tasks/{view['id']}", params={"wait": 30})
+        me = user_a.get("/v1/me").json()
         assert me == {
-            "user": "alice",
+            "user": "user_a",
             "groups": ["lab"],
             "admin": False,
             "priority_ceiling": "high",
@@ -58,31 +58,31 @@ def test_me_backends_stats(make_server: Configure) -> None:
             "usage": {"active": 0, "shots_today": 100},
         }
         assert root.get("/v1/me").json()["priority_ceiling"] == "critical"
-        backends = {b["name"]: b for b in alice.get("/v1/backends").json()}
+        backends = {b["name"]: b for b in user_a.get("/v1/backends").json()}
         assert set(backends) == {"sim", "big"}
         assert backends["big"]["num_qubits"] == 20 and backends["big"]["capacity"] == 2
         assert backends["big"]["kind"] == "mock"
         assert backends["sim"]["breaker"] == "closed" and backends["sim"]["in_rotation"] is True
         assert backends["sim"]["queued_by_priority"] == [0, 0, 0, 0, 0]
-        stats = alice.get("/v1/stats").json()
+        stats = user_a.get("/v1/stats").json()
         assert stats["completed"] >= 1 and len(stats["queued_by_priority"]) == 5
-        assert [u["user"] for u in stats["users"]] == ["alice"]
+        assert [u["user"] for u in stats["users"]] == ["user_a"]
         assert stats["users"][0]["completed"] == 1
         root.post("/v1/tasks", json=function("square", 2))
         users = {u["user"] for u in root.get("/v1/stats").json()["users"]}
-        assert users >= {"alice"}
-        assert [u["user"] for u in alice.get("/v1/stats").json()["users"]] == ["alice"]
+        assert users >= {"user_a"}
+        assert [u["user"] for u in user_a.get("/v1/stats").json()["users"]] == ["user_a"]
 
 
 def test_events_are_per_user(make_server: Configure) -> None:
     srv = make_server()
     deadline = time.monotonic() + 30
-    with srv.client("alice") as alice, srv.client("bob") as bob:
-        stream = _events(srv, "bob", deadline)
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b:
+        stream = _events(srv, "user_b", deadline)
         first = next(stream)
         assert first[0] == "stats"
-        a = alice.post("/v1/tasks", json=function("square", 3)).json()
-        b = bob.post("/v1/tasks", json=function("square", 4)).json()
+        a = user_a.post("/v1/tasks", json=function("square", 3)).json()
+        b = user_b.post("/v1/tasks", json=function("square", 4)).json()
         seen: dict[int, list[str]] = {}
         stats_seen = 0
         for event, data in stream:
@@ -90,7 +90,7 @@ def test_events_are_per_user(make_server: Configure) -> None:
                 stats_seen += 1
                 continue
             assert event == "task"
-            assert data["user"] == "bob", data
+            assert data["user"] == "user_b", data
             seen.setdefault(data["id"], []).append(data["status"])
             if data["status"] == "completed":
                 assert data["result"] == 16
@@ -176,9 +176,9 @@ def test_tls_through_uvicorns_options(make_server: Configure, tmp_path: Path) ->
     srv.scheme = "https"
     srv.start()
     trusted = ssl.create_default_context(cafile=str(cert_file))
-    with srv.client("alice", verify=trusted) as alice:
-        view = alice.post("/v1/tasks", json=function("square", 6)).json()
-        assert alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()["result"] == 36
+    with srv.client("user_a", verify=trusted) as user_a:
+        view = user_a.post("/v1/tasks", json=function("square", 6)).json()
+        assert user_a.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()["result"] == 36
     import httpx
 
     with pytest.raises(httpx.TransportError):  # plain HTTP is not spoken on a TLS port

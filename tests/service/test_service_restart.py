@@ -26,51 +26,57 @@ def test_sigkill_mid_run_then_restart(make_server: Configure, tmp_path: Path) ->
     runs = tmp_path / "runs.txt"
     gate = tmp_path / "gate"
     srv = make_server(server={"workers": 1})
-    with srv.client("alice") as alice, srv.client("bob") as bob:
-        first = alice.post("/v1/tasks", json=function("append_run", str(runs), "a", key="a")).json()
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b:
+        first = user_a.post(
+            "/v1/tasks", json=function("append_run", str(runs), "a", key="a")
+        ).json()
         assert (
-            alice.get(f"/v1/tasks/{first['id']}", params={"wait": 30}).json()["status"]
+            user_a.get(f"/v1/tasks/{first['id']}", params={"wait": 30}).json()["status"]
             == "completed"
         )
         # The one worker is held by a task that is not restartable; the rest wait behind it.
-        held = alice.post("/v1/tasks", json=function("wait_for_file", str(gate), key="held")).json()
+        held = user_a.post(
+            "/v1/tasks", json=function("wait_for_file", str(gate), key="held")
+        ).json()
         deadline = time.monotonic() + 30
-        while alice.get(f"/v1/tasks/{held['id']}").json()["status"] != "running":
+        while user_a.get(f"/v1/tasks/{held['id']}").json()["status"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.02)
         for tag in ("c", "d"):
-            r = alice.post("/v1/tasks", json=function("append_run", str(runs), tag, key=tag))
+            r = user_a.post("/v1/tasks", json=function("append_run", str(runs), tag, key=tag))
             assert r.status_code == 201
         assert (
-            bob.post("/v1/tasks", json=function("append_run", str(runs), "e", key="e")).status_code
+            user_b.post(
+                "/v1/tasks", json=function("append_run", str(runs), "e", key="e")
+            ).status_code
             == 201
         )
     srv.kill()
     assert _runs(runs) == ["a"]
     gate.touch()
     srv.start()
-    with srv.client("alice") as alice, srv.client("bob") as bob:
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b:
         # Both clients find their tasks again by key, with every result.
         for tag in ("c", "d"):
-            view = alice.get(f"/v1/tasks/key/{tag}", params={"wait": 30}).json()
+            view = user_a.get(f"/v1/tasks/key/{tag}", params={"wait": 30}).json()
             assert (
-                view["status"] == "completed" and view["result"] == tag and view["user"] == "alice"
+                view["status"] == "completed" and view["result"] == tag and view["user"] == "user_a"
             )
-        view = bob.get("/v1/tasks/key/e", params={"wait": 30}).json()
-        assert view["status"] == "completed" and view["result"] == "e" and view["user"] == "bob"
+        view = user_b.get("/v1/tasks/key/e", params={"wait": 30}).json()
+        assert view["status"] == "completed" and view["result"] == "e" and view["user"] == "user_b"
         # The task that had finished before the kill is found with its result, not run again.
-        a = alice.get("/v1/tasks/key/a").json()
+        a = user_a.get("/v1/tasks/key/a").json()
         assert a["status"] == "completed" and a["result"] == "a" and a["id"] == first["id"]
         # The one running at the kill was not marked restartable: it fails, it is not rerun.
-        h = alice.get("/v1/tasks/key/held").json()
+        h = user_a.get("/v1/tasks/key/held").json()
         assert h["status"] == "failed" and h["error"]["type"] == "InterruptedByRestartError"
         # Ownership came back from the journal, not from the server's memory.
-        assert bob.get("/v1/tasks/key/c").status_code == 404
-        assert bob.get(f"/v1/tasks/{a['id']}").status_code == 404
-        listed = {v["key"] for v in alice.get("/v1/tasks").json()["tasks"]}
+        assert user_b.get("/v1/tasks/key/c").status_code == 404
+        assert user_b.get(f"/v1/tasks/{a['id']}").status_code == 404
+        listed = {v["key"] for v in user_a.get("/v1/tasks").json()["tasks"]}
         assert listed == {"a", "held", "c", "d"}
         # An idempotent resubmit after the restart returns the first task.
-        again = alice.post("/v1/tasks", json=function("append_run", str(runs), "c", key="c"))
+        again = user_a.post("/v1/tasks", json=function("append_run", str(runs), "c", key="c"))
         assert again.status_code == 200 and again.json()["result"] == "c"
     assert sorted(_runs(runs)) == ["a", "c", "d", "e"]
 
@@ -81,22 +87,24 @@ def test_sigterm_exits_0_promptly_and_the_journal_keeps_the_queue(
     runs = tmp_path / "runs.txt"
     gate = tmp_path / "gate"
     srv = make_server(server={"workers": 1})
-    with srv.client("alice") as alice:
-        held = alice.post("/v1/tasks", json=function("wait_for_file", str(gate), key="held")).json()
+    with srv.client("user_a") as user_a:
+        held = user_a.post(
+            "/v1/tasks", json=function("wait_for_file", str(gate), key="held")
+        ).json()
         deadline = time.monotonic() + 30
-        while alice.get(f"/v1/tasks/{held['id']}").json()["status"] != "running":
+        while user_a.get(f"/v1/tasks/{held['id']}").json()["status"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.02)
         for tag in ("q1", "q2", "q3"):
-            r = alice.post("/v1/tasks", json=function("append_run_again", str(runs), tag, key=tag))
+            r = user_a.post("/v1/tasks", json=function("append_run_again", str(runs), tag, key=tag))
             assert r.status_code == 201
     # A long-poll in flight ends at once when the server is told to stop.
     polled: list[object] = []
 
     def long_poll() -> None:
-        with srv.client("alice") as alice:
+        with srv.client("user_a") as user_a:
             try:
-                polled.append(alice.get(f"/v1/tasks/{held['id']}", params={"wait": 60}).json())
+                polled.append(user_a.get(f"/v1/tasks/{held['id']}", params={"wait": 60}).json())
             except Exception as exc:
                 polled.append(exc)
 
@@ -121,8 +129,8 @@ def test_sigterm_exits_0_promptly_and_the_journal_keeps_the_queue(
     assert rows == {"held": "running", "q1": "queued", "q2": "queued", "q3": "queued"}
     assert _runs(runs) == []
     srv.start()
-    with srv.client("alice") as alice:
+    with srv.client("user_a") as user_a:
         for tag in ("q1", "q2", "q3"):
-            view = alice.get(f"/v1/tasks/key/{tag}", params={"wait": 30}).json()
+            view = user_a.get(f"/v1/tasks/key/{tag}", params={"wait": 30}).json()
             assert view["status"] == "completed" and view["result"] == tag
     assert sorted(_runs(runs)) == ["q1", "q2", "q3"]

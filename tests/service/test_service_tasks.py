@@ -17,19 +17,19 @@ pytestmark = NEEDS_SERVICE
 
 def test_submit_and_long_poll_a_qasm2_circuit(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice:
-        r = alice.post("/v1/tasks", json=circuit(shots=100, key="bell-1"))
+    with srv.client("user_a") as user_a:
+        r = user_a.post("/v1/tasks", json=circuit(shots=100, key="bell-1"))
         assert r.status_code == 201, r.text
         view = r.json()
-        assert view["user"] == "alice"
+        assert view["user"] == "user_a"
         assert view["key"] == "bell-1"
         assert view["kind"] == "circuit"
         assert view["status"] in ("queued", "running", "completed")
-        done = alice.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
+        done = user_a.get(f"/v1/tasks/{view['id']}", params={"wait": 30}).json()
         assert done["status"] == "completed"
         assert done["backend"] == "sim"
         assert sum(done["result"].values()) == 100
-        by_key = alice.get("/v1/tasks/key/bell-1").json()
+        by_key = user_a.get("/v1/tasks/key/bell-1").json()
         assert by_key["id"] == view["id"] and by_key["status"] == "completed"
 
 
@@ -45,11 +45,11 @@ def test_qasm3_and_qpy_circuits(make_server: Configure) -> None:
     qpy.dump(qc, buf)
     qpy_source = base64.b64encode(buf.getvalue()).decode()
     srv = make_server()
-    with srv.client("bob") as bob:
-        a = bob.post("/v1/tasks", json=circuit(BELL_QASM3, "qasm3", shots=64)).json()
-        b = bob.post("/v1/tasks", json=circuit(qpy_source, "qpy", shots=32)).json()
-        a = bob.get(f"/v1/tasks/{a['id']}", params={"wait": 30}).json()
-        b = bob.get(f"/v1/tasks/{b['id']}", params={"wait": 30}).json()
+    with srv.client("user_b") as user_b:
+        a = user_b.post("/v1/tasks", json=circuit(BELL_QASM3, "qasm3", shots=64)).json()
+        b = user_b.post("/v1/tasks", json=circuit(qpy_source, "qpy", shots=32)).json()
+        a = user_b.get(f"/v1/tasks/{a['id']}", params={"wait": 30}).json()
+        b = user_b.get(f"/v1/tasks/{b['id']}", params={"wait": 30}).json()
     assert a["status"] == "completed" and sum(a["result"].values()) == 64
     assert all(len(k) == 2 for k in a["result"])
     assert b["status"] == "completed" and sum(b["result"].values()) == 32
@@ -58,11 +58,11 @@ def test_qasm3_and_qpy_circuits(make_server: Configure) -> None:
 
 def test_function_by_registered_name_and_its_failure(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice:
-        ok = alice.post("/v1/tasks", json=function("square", 12)).json()
-        bad = alice.post("/v1/tasks", json=function("fail", "planned failure")).json()
-        ok = alice.get(f"/v1/tasks/{ok['id']}", params={"wait": 30}).json()
-        bad = alice.get(f"/v1/tasks/{bad['id']}", params={"wait": 30}).json()
+    with srv.client("user_a") as user_a:
+        ok = user_a.post("/v1/tasks", json=function("square", 12)).json()
+        bad = user_a.post("/v1/tasks", json=function("fail", "planned failure")).json()
+        ok = user_a.get(f"/v1/tasks/{ok['id']}", params={"wait": 30}).json()
+        bad = user_a.get(f"/v1/tasks/{bad['id']}", params={"wait": 30}).json()
     assert ok["status"] == "completed" and ok["result"] == 144 and ok["kind"] == "function"
     assert bad["status"] == "failed"
     assert "planned failure" in bad["error"]["message"]
@@ -70,18 +70,18 @@ def test_function_by_registered_name_and_its_failure(make_server: Configure) -> 
 
 def test_batch_all_or_nothing(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice:
-        r = alice.post(
+    with srv.client("user_a") as user_a:
+        r = user_a.post(
             "/v1/tasks/batch",
             json={"tasks": [function("square", i, key=f"sq-{i}") for i in range(20)]},
         )
         assert r.status_code == 201, r.text
         views = r.json()["tasks"]
         assert [v["key"] for v in views] == [f"sq-{i}" for i in range(20)]
-        results = [alice.get(f"/v1/tasks/{v['id']}", params={"wait": 30}).json() for v in views]
+        results = [user_a.get(f"/v1/tasks/{v['id']}", params={"wait": 30}).json() for v in views]
         assert [v["result"] for v in results] == [i * i for i in range(20)]
         # One bad item refuses the whole batch, naming its index; nothing of it is submitted.
-        r = alice.post(
+        r = user_a.post(
             "/v1/tasks/batch",
             json={"tasks": [function("square", 1, key="b-0"), function("nope", key="b-1")]},
         )
@@ -89,38 +89,38 @@ def test_batch_all_or_nothing(make_server: Configure) -> None:
         assert r.json()["detail"].startswith("tasks[1]: ")
         assert r.json()["index"] == 1 and r.json()["field"] == "function"
         assert "no function 'nope' is registered" in r.json()["detail"]
-        assert alice.get("/v1/tasks/key/b-0").status_code == 404
+        assert user_a.get("/v1/tasks/key/b-0").status_code == 404
 
 
 def test_idempotent_submit_by_key(make_server: Configure) -> None:
     srv = make_server()
-    with srv.client("alice") as alice, srv.client("bob") as bob:
-        first = alice.post("/v1/tasks", json=function("square", 3, key="same"))
-        again = alice.post("/v1/tasks", json=function("square", 3, key="same"))
+    with srv.client("user_a") as user_a, srv.client("user_b") as user_b:
+        first = user_a.post("/v1/tasks", json=function("square", 3, key="same"))
+        again = user_a.post("/v1/tasks", json=function("square", 3, key="same"))
         assert first.status_code == 201 and again.status_code == 200
         assert first.json()["id"] == again.json()["id"]
-        # Keys are per user: bob's "same" is another task.
-        other = bob.post("/v1/tasks", json=function("square", 4, key="same"))
+        # Keys are per user: user_b's "same" is another task.
+        other = user_b.post("/v1/tasks", json=function("square", 4, key="same"))
         assert other.status_code == 201
         assert other.json()["id"] != first.json()["id"]
-        assert bob.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 16
-        assert alice.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 9
+        assert user_b.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 16
+        assert user_a.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 9
 
 
 def test_cancel_a_queued_task_and_a_finished_one(make_server: Configure, tmp_path) -> None:
     gate = tmp_path / "gate"
     srv = make_server(server={"workers": 1})
-    with srv.client("alice") as alice:
-        blocker = alice.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
-        queued = alice.post("/v1/tasks", json=function("square", 5)).json()
-        r = alice.post(f"/v1/tasks/{queued['id']}/cancel")
+    with srv.client("user_a") as user_a:
+        blocker = user_a.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
+        queued = user_a.post("/v1/tasks", json=function("square", 5)).json()
+        r = user_a.post(f"/v1/tasks/{queued['id']}/cancel")
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled"
         gate.touch()
-        done = alice.get(f"/v1/tasks/{blocker['id']}", params={"wait": 30}).json()
+        done = user_a.get(f"/v1/tasks/{blocker['id']}", params={"wait": 30}).json()
         assert done["status"] == "completed"
-        r = alice.post(f"/v1/tasks/{blocker['id']}/cancel")
+        r = user_a.post(f"/v1/tasks/{blocker['id']}/cancel")
         assert r.status_code == 409
         assert r.headers["content-type"] == "application/problem+json"
         assert "already ended (completed)" in r.json()["detail"]
-        assert alice.get(f"/v1/tasks/{queued['id']}").json()["status"] == "cancelled"
+        assert user_a.get(f"/v1/tasks/{queued['id']}").json()["status"] == "cancelled"

@@ -1,7 +1,7 @@
 """The server's settings: one TOML file read into frozen dataclasses.
 
 Every value is checked here, once, when the file is read; a bad one raises
-:class:`InvalidConfigError` naming its key as written in the file (``users.alice.quotas``),
+:class:`InvalidConfigError` naming its key as written in the file (``users.user_a.quotas``),
 the value and what would be accepted. Nothing later re-checks the settings.
 
 ::
