@@ -68,7 +68,7 @@ from logosq_os_scheduler.backends import QiskitBackend
 from logosq_os_scheduler.workflows import h2_hamiltonian
 from logosq_os_scheduler.workflows._algorithms import EnergyObjective
 from logosq_os_scheduler.workflows._gradients import ParameterShift
-from logosq_os_scheduler.workflows._primitives import SchedulerEstimator
+from logosq_os_scheduler.workflows._primitives._estimator import plan_pub, pub_result
 
 HAMILTONIAN = h2_hamiltonian()
 ANSATZ = real_amplitudes(2, reps=1)
@@ -87,9 +87,7 @@ class Direct:
     def energies(self, circuit: Any, points: np.ndarray) -> np.ndarray:
         precision = 1 / np.sqrt(self.shots)
         plans = [
-            SchedulerEstimator._plan(
-                EstimatorPub.coerce((circuit, HAMILTONIAN, p), precision), self.shots
-            )
+            plan_pub(EstimatorPub.coerce((circuit, HAMILTONIAN, p), precision), self.shots)
             for p in points
         ]
         circuits = [m.circuit for plan in plans for m in plan.measurements]
@@ -102,9 +100,7 @@ class Direct:
         start = 0
         for plan in plans:
             n = len(plan.measurements)
-            out.append(
-                float(SchedulerEstimator._postprocess(plan, counts[start : start + n]).data.evs)
-            )
+            out.append(float(pub_result(plan, counts[start : start + n]).data.evs))
             start += n
         return np.array(out)
 
