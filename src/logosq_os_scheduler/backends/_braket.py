@@ -41,7 +41,7 @@ from .._errors import (
     TransientBackendError,
 )
 from ._base import Backend, CircuitJob, JobOutcome
-from ._circuits import _is_quantum_circuit, normalize_circuit
+from ._circuits import measured_circuit
 from ._provider_counts import join_job_ids, split_job_id
 
 __all__ = ["BraketBackend", "BraketProgram"]
@@ -270,19 +270,7 @@ class BraketBackend(Backend):
             if circuit.backend_token is self._token:
                 return circuit
             circuit = circuit.source
-        qc = normalize_circuit(circuit)
-        if not _is_quantum_circuit(qc):
-            raise PermanentBackendError(
-                self._name,
-                f"runs Qiskit circuits or OpenQASM text, not a {type(qc).__name__} "
-                "(a CircuitSpec has no gates to run)",
-            )
-        if qc.num_clbits == 0:  # type: ignore[attr-defined]
-            raise PermanentBackendError(
-                self._name,
-                "the circuit measures nothing, so it has no counts: add measurements "
-                "(for example qc.measure_all())",
-            )
+        qc = measured_circuit(self._name, circuit)
         try:
             with self._transpile_lock:
                 translated = self._pass_manager.run(qc)

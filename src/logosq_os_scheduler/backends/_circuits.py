@@ -21,9 +21,9 @@ import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from .._errors import InvalidTaskError
+from .._errors import InvalidTaskError, PermanentBackendError
 from .._task import has_num_qubits, unsupported_circuit
 from ._aer_worker import is_rust_panic
 from ._base import CircuitRequirements
@@ -234,6 +234,31 @@ def analyze_circuit(circuit: object) -> CircuitRequirements:
 
 
 # --- QuantumCircuit analysis ---------------------------------------------------------------
+
+
+def measured_circuit(backend: str, circuit: object) -> Any:
+    """``circuit`` as a Qiskit circuit a sampling backend (a provider's Sampler, Braket) can
+    run: OpenQASM text parsed, and refused when it is not a circuit with gates or measures
+    nothing.
+
+    Raises:
+        PermanentBackendError: Naming ``backend``, for a CircuitSpec (no gates to run), another
+            object, or a circuit without measurements (it would have no counts).
+    """
+    qc = normalize_circuit(circuit)
+    if not _is_quantum_circuit(qc):
+        raise PermanentBackendError(
+            backend,
+            f"runs Qiskit circuits or OpenQASM text, not a {type(qc).__name__} "
+            "(a CircuitSpec has no gates to run)",
+        )
+    if qc.num_clbits == 0:  # type: ignore[attr-defined]
+        raise PermanentBackendError(
+            backend,
+            "the circuit measures nothing, so it has no counts: add measurements "
+            "(for example qc.measure_all())",
+        )
+    return qc
 
 
 def _is_quantum_circuit(obj: object) -> bool:
