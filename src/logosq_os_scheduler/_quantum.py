@@ -93,13 +93,20 @@ _PROBE_TIMEOUT = 30.0
 
 
 class _Withdrawn:
-    """Marks a task whose job was withdrawn unstarted (kept in ``task.resume`` while it
-    waits): the core does not count its next start as a new attempt."""
+    """A task whose job was withdrawn unstarted (its ``resume`` while it waits, a
+    :class:`ParkedRun`): the core does not count its next start as a new attempt, and the
+    dispatcher counts the wait since ``since`` as preempted time when its next job starts."""
 
     __slots__ = ("since",)
 
     def __init__(self, since: float) -> None:
         self.since = since
+
+    def wake(self) -> None:
+        """Nothing runs yet: its next job carries it (see ``_launch_job``)."""
+
+    def stop(self) -> None:
+        """Nothing to unwind: no job of it was running."""
 
 
 class _JobWithdrawnSignal(Exception):
@@ -550,7 +557,7 @@ class QuantumDispatcher:
         for task in batch:
             qactive.add(task)
             resume = task.resume
-            if resume is not None and resume.__class__ is _Withdrawn:
+            if isinstance(resume, _Withdrawn):
                 task.resume = None
                 self._core.preempted_seconds += now - resume.since
             task.backend_used = entry.name

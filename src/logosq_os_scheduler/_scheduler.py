@@ -48,7 +48,7 @@ from ._task import (
     reserve_ids,
     restored_task,
 )
-from ._timers import ClockTimer, Timer, Timers
+from ._timers import Timer, Timers
 from .core import Pool, SchedulerCore
 from .core._core import TransitionListener
 from .core._inline import FunctionTimings, Timing
@@ -100,13 +100,65 @@ _HYBRID_SLOTS = 64
 
 
 class _ExecutorRun:
-    """What runs a task on a pluggable executor: enough to cancel, suspend or resume it."""
+    """What runs a task on a pluggable executor: enough to cancel, suspend or resume it.
+
+    The task's ``runner`` while it runs there (a :class:`TaskRunner`), and its ``resume``
+    while its process worker is paused with SIGSTOP (a :class:`ParkedRun`)."""
 
     __slots__ = ("executor", "task_id")
 
     def __init__(self, executor: Executor, task_id: int) -> None:
         self.executor = executor
         self.task_id = task_id
+
+    def cancel(self) -> bool:
+        return self.executor.cancel(self.task_id)
+
+    def suspend(self) -> bool:
+        return self.executor.suspend(self.task_id)
+
+    def wake(self) -> None:
+        self.executor.resume(self.task_id)
+
+    def stop(self) -> None:
+        """Nothing to wake: cancelling its runner (this same run) kills the worker."""
+
+
+class _CoroutineParked:
+    """A coroutine parked at its checkpoint (a :class:`ParkedRun`): it awaits ``resumed``."""
+
+    __slots__ = ("resumed",)
+
+    def __init__(self, resumed: asyncio.Future[None]) -> None:
+        self.resumed = resumed
+
+    def wake(self) -> None:
+        if not self.resumed.done():
+            self.resumed.set_result(None)
+
+    def stop(self) -> None:
+        """Nothing to wake: cancelling its runner unwinds the coroutine where it waits."""
+
+
+class _ThreadParked:
+    """A worker thread parked at its checkpoint (a :class:`ParkedRun`): it waits on
+    ``resumed``, and the pool ran a replacement meanwhile (``park``), which ``unpark``
+    retires."""
+
+    __slots__ = ("resumed", "threads")
+
+    def __init__(self, resumed: threading.Event, threads: ThreadWorkers) -> None:
+        self.resumed = resumed
+        self.threads = threads
+
+    def wake(self) -> None:
+        self.threads.unpark()
+        self.resumed.set()
+
+    def stop(self) -> None:
+        # The task ended while its thread waited: wake it, so that it unwinds (its checkpoint
+        # finds the task ended).
+        self.wake()
 
 
 class _State(enum.Enum):
@@ -964,19 +1016,10 @@ class QuantumScheduler:
         extras = task.extras
         resume = None if extras is None else extras.resume
         if resume is not None:
-            # A task preempted at a checkpoint has its slot again: let it continue.
+            # A preempted task has its slot again: let it continue where it stood.
             task.resume = None
-            if isinstance(resume, asyncio.Future):
-                if not resume.done():
-                    resume.set_result(None)
-            elif isinstance(resume, _ExecutorRun):
-                self._active.add(task)
-                resume.executor.resume(resume.task_id)
-            else:
-                threads = self._threads
-                assert threads is not None
-                threads.unpark()
-                resume.set()
+            self._active.add(task)
+            resume.wake()
             return
         if task.is_async:
             self._active.add(task)
@@ -1316,19 +1359,15 @@ class QuantumScheduler:
         and replaced, and the slot is free at once (see :meth:`_abandon_thread`).
         """
         resume = task.resume
-        if isinstance(resume, threading.Event):
-            # A worker thread parked in checkpoint_blocking(): wake it so that it unwinds.
+        if resume is not None:
+            # Parked (at a checkpoint, or paused): let what is parked unwind.
             task.resume = None
-            if self._threads is not None:
-                self._threads.unpark()
-            resume.set()
+            resume.stop()
         runner = task.runner
-        if isinstance(runner, _ExecutorRun):
-            runner.executor.cancel(runner.task_id)
-            return
-        if isinstance(runner, (asyncio.Task, asyncio.TimerHandle, ClockTimer)):
-            # A coroutine, or a quantum task waiting out a retry back-off. Quantum tasks in
-            # a job are not stopped: the job carries other tasks; their outcome is dropped.
+        if runner is not None:
+            # A coroutine, a run on an executor, or a quantum task waiting out a retry
+            # back-off. Quantum tasks in a job have none and are not stopped: the job carries
+            # other tasks; their outcome is dropped.
             runner.cancel()
             return
         threads = self._threads
@@ -1415,7 +1454,7 @@ class QuantumScheduler:
         assert loop is not None
         pool = self._core.locate(task)
         resumed: asyncio.Future[None] = loop.create_future()
-        task.resume = resumed
+        task.resume = _CoroutineParked(resumed)
         self._core.preempt(task, pool, self._now())
         self._dispatch(pool)
         await resumed
@@ -1428,7 +1467,7 @@ class QuantumScheduler:
         threads = self._threads
         assert threads is not None
         pool = self._core.locate(task)
-        task.resume = resumed
+        task.resume = _ThreadParked(resumed, threads)
         threads.park()
         self._core.preempt(task, pool, self._now())
         self._dispatch(pool)
@@ -1447,22 +1486,22 @@ class QuantumScheduler:
             return
         runner = victim.runner
         if isinstance(runner, _ExecutorRun):
-            executor = runner.executor
             if victim.restartable:
                 # Its future is cancelled; _executor_done then finds it PREEMPTED holding no
                 # slot (nothing to do) or, once restarted, of an older attempt (ignored).
-                stopped = executor.cancel(victim.task_id)
+                stopped = runner.cancel()
                 victim.resume = None
                 victim.runner = None
             else:
                 # A process worker paused with SIGSTOP keeps its state; it resumes when popped.
-                stopped = executor.suspend(victim.task_id)
+                stopped = runner.suspend()
                 victim.resume = runner
             if not stopped:
                 victim.resume = None
                 victim.runner = runner
                 return
-        elif victim.restartable and isinstance(runner, asyncio.Task):
+        elif victim.restartable and runner is not None:
+            # A coroutine: it starts again from scratch when its turn comes.
             victim.resume = None
             victim.runner = None
             runner.cancel()

@@ -17,9 +17,10 @@ from __future__ import annotations
 import enum
 import inspect
 import itertools
+import operator
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._coerce import HintingEnumType, coerce_enum, coerce_seconds
 from ._errors import InvalidTaskError
@@ -155,10 +156,18 @@ def is_transient(task: Task[Any]) -> bool:
 
 
 def restored_task(
-    task_id: int, name: str, task_type: TaskType, priority: TaskPriority
+    task_id: int,
+    name: str,
+    task_type: TaskType,
+    priority: TaskPriority,
+    status: TaskStatus = TaskStatus.PENDING,
 ) -> Task[Any]:
     """A task as a journal recorded it, before the scheduler fills its state in: every spec
-    field at its default, no function or circuit (a finished task needs neither)."""
+    field at its default, no function or circuit (a finished task needs neither).
+
+    ``status`` is PENDING for a task the scheduler will admit again, or the terminal status
+    of a finished task read back for a handle (a record no scheduler drives: no transition
+    ever applies to it)."""
     task: Task[Any] = Task.__new__(Task)
     task.task_id = task_id
     task.name = name
@@ -168,7 +177,7 @@ def restored_task(
     task.args = ()
     task.kwargs = _EMPTY_KWARGS
     task.is_async = False
-    task.status = _PENDING
+    task._status = status
     task.seq = 0
     task.submitted_at = None
     task.enqueued_at = 0.0
@@ -211,6 +220,44 @@ def unsupported_circuit(circuit: object) -> InvalidTaskError:
 V = TypeVar("V")
 
 
+class SlotPool(Protocol):
+    """What a task holds a slot of, or waits in the queue of, as the runtime reads it: the
+    core's ``Pool`` (``core`` names the concrete type; this module cannot import it, since
+    the core imports the task)."""
+
+    @property
+    def name(self) -> str:
+        """The pool's name: "classical", or a backend's name."""
+
+    @property
+    def owner(self) -> Any:
+        """The runtime driving the core that made the pool (opaque to the core)."""
+
+
+class TaskRunner(Protocol):
+    """What runs a RUNNING task off the loop's stack, as far as ending it early needs: the
+    asyncio task driving a coroutine, a process or Ray executor's run, or the timer of a
+    quantum task waiting out its retry back-off. A function on a worker thread has none (a
+    thread cannot be stopped; the runtime abandons it instead)."""
+
+    def cancel(self) -> object:
+        """Stop the run: the task has ended (cancelled, timed out) or yields its slot."""
+
+
+class ParkedRun(Protocol):
+    """What a PREEMPTED task waits on to go on where it stood: a coroutine or a worker thread
+    parked at its checkpoint, a process worker paused with SIGSTOP, or a quantum task whose
+    job was withdrawn unstarted. Set while the task is PREEMPTED; a task that starts with
+    one continues its attempt rather than counting a new one."""
+
+    def wake(self) -> None:
+        """The task has its slot again: let it continue."""
+
+    def stop(self) -> None:
+        """The task ended while parked: let what is parked unwind (its runner, if any, is
+        cancelled beside this)."""
+
+
 class _Extras:
     """The fields of a :class:`Task` that most tasks leave at their defaults.
 
@@ -250,7 +297,7 @@ class _Extras:
         self.limits: dict[str, float] | None = None
         self.preemptions = 0
         # Set while PREEMPTED: what to signal so that the task resumes.
-        self.resume: Any = None
+        self.resume: ParkedRun | None = None
         self.signature: bytes | None = None
         # The SignedRecord behind ``signature`` (a security.SignedRecord), set with it.
         self.signed_record: Any = None
@@ -388,8 +435,10 @@ class Task(Generic[T]):
         "args",
         "kwargs",
         "is_async",
-        # runtime: owned by the scheduler
-        "status",
+        # runtime: owned by the scheduler. The status is written only by the core's state
+        # machine (SchedulerCore.transition and its admission path), which also reads the
+        # slot directly on its hot paths; everyone else reads it through ``status``.
+        "_status",
         "seq",
         "submitted_at",
         "enqueued_at",
@@ -417,7 +466,7 @@ class Task(Generic[T]):
     limits: _ExtraField[dict[str, float] | None] = _ExtraField(None)
     # Runtime fields set only by preemption and signing.
     preemptions: _ExtraField[int] = _ExtraField(0)
-    resume: _ExtraField[Any] = _ExtraField(None)
+    resume: _ExtraField[ParkedRun | None] = _ExtraField(None)
     signature: _ExtraField[bytes | None] = _ExtraField(None)
     signed_record: _ExtraField[Any] = _ExtraField(None)
     # Why the task failed (set only when it did).
@@ -446,6 +495,23 @@ class Task(Generic[T]):
     requirements: _QuantumField[Any] = _QuantumField(None)
     circuit_run: _QuantumField[Any] = _QuantumField(None)
 
+    if TYPE_CHECKING:
+
+        @property
+        def status(self) -> TaskStatus:
+            """Where the task is in its life. Read-only: the scheduler's core moves it along
+            its state table, and nothing else does."""
+            ...
+
+    else:
+        # Read at a slot's speed: attrgetter is a C call where a property's function is a
+        # Python frame, and the scheduler reads a task's status on every move.
+        status = property(
+            operator.attrgetter("_status"),
+            doc="Where the task is in its life. Read-only: the scheduler's core moves it "
+            "along its state table, and nothing else does.",
+        )
+
     def __init__(self, builder: TaskBuilder[T]) -> None:
         self.task_id: int = next(_ids)
         self.name: str = builder._name
@@ -455,8 +521,8 @@ class Task(Generic[T]):
         self.args: tuple[Any, ...] = builder._args
         self.kwargs: dict[str, Any] = builder._kwargs
         self.is_async: bool = builder._is_async
-        # Invariant: status changes only through SchedulerCore.transition().
-        self.status: TaskStatus = _PENDING
+        # Invariant: changes only through SchedulerCore's state machine (see ``status``).
+        self._status: TaskStatus = _PENDING
         self.seq: int = 0
         self.submitted_at: float | None = None
         self.enqueued_at: float = 0.0
@@ -467,8 +533,10 @@ class Task(Generic[T]):
         self.value: Any = None
         # Created only when someone waits on an unfinished task; resolved (to None) when it ends.
         self.future: asyncio.Future[None] | None = None
-        self.runner: Any = None
-        self.resources: Any = None
+        # What runs it off the loop's stack while RUNNING (None inline and on a thread).
+        self.runner: TaskRunner | None = None
+        # The pool it was admitted to, waits in or runs in (set by the core).
+        self.resources: SlotPool | None = None
         # Invariant: slot_held is True iff the task holds one slot of a direct pool.
         self.slot_held = False
         self.extras: _Extras | None = builder._extras()

@@ -108,12 +108,24 @@ def test_default_task_timeout_applies_and_a_task_timeout_wins(clock: ManualClock
     assert (a.deadline, b.deadline) == (60.0, 1.0)
 
 
+def test_a_tasks_status_moves_only_through_the_core(clock: ManualClock) -> None:
+    core = SchedulerCore(SchedulerConfig(workers=1), clock)
+    t = _task()
+    with pytest.raises(AttributeError):
+        t.status = TaskStatus.COMPLETED  # type: ignore[misc]
+    assert t.status is TaskStatus.PENDING
+    core.admit(t, core.classical, 0.0)
+    assert t.status is TaskStatus.RUNNING
+    core.transition(t, TaskStatus.COMPLETED, 1.0)
+    assert t.status is TaskStatus.COMPLETED and t.status.is_terminal
+
+
 def test_every_move_outside_the_table_is_refused(clock: ManualClock) -> None:
     core = SchedulerCore(SchedulerConfig(), clock)
     for old in TaskStatus:
         for new in TaskStatus:
             t = _task()
-            t.status = old
+            t._status = old  # placed in each status directly: the table is what is tested
             if new in ALLOWED[old]:
                 continue
             with pytest.raises(InternalError, match=f"{old.name} -> {new.name}"):

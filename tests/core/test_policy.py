@@ -296,8 +296,9 @@ def test_reroute_after_two_failures_on_one_backend_or_when_it_left_rotation() ->
     b.breaker.force_open(0.0)
     assert policy.decide_retry(task, b, RuntimeError("x"), 0.0).reroute
     pinned = queue(core, b, 0.0, pinned="b")
-    pinned.status = TaskStatus.RUNNING
-    pinned.attempts = 1
+    core.job_done(b.pool, 1, 0.0, 0.0)  # the first task's job failed: its slot is free
+    assert core.take_batch(b.pool, 0.0, 1) == [pinned]
+    assert pinned.status is TaskStatus.RUNNING and pinned.attempts == 1
     assert not policy.decide_retry(pinned, b, RuntimeError("x"), 0.0, moved=True).reroute
 
 

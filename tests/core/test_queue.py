@@ -13,7 +13,7 @@ P = TaskPriority
 
 def _queued(priority: TaskPriority, seq: int, at: float = 0.0) -> Task[Any]:
     task = Task.classical(f"t{seq}").with_function(int).with_priority(priority).build()
-    task.status = TaskStatus.QUEUED
+    task._status = TaskStatus.QUEUED  # the queue alone, without a core to admit it
     task.seq = seq
     task.enqueued_at = at
     return task
@@ -91,7 +91,7 @@ def test_entries_that_left_the_queue_are_skipped() -> None:
     a, b, c = (_queued(P.NORMAL, i) for i in range(3))
     for t in (a, b, c):
         q.push(t)
-    b.status = TaskStatus.CANCELLED
+    b._status = TaskStatus.CANCELLED
     q.discard(b)
     assert len(q) == 2
     assert q.depth_by_level() == [0, 0, 2, 0, 0]

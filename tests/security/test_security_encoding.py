@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import pytest
+from _signing_helpers import completed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -291,11 +292,7 @@ def test_two_values_share_an_encoding_only_if_they_are_the_same_data(a: object, 
 
 def _result(value: object, metadata: dict[str, object]) -> TaskResult[Any]:
     task = Task.classical("fuzz").with_function(print).with_metadata(**metadata).build()
-    task.status = TaskStatus.COMPLETED
-    task.value = value
-    task.submitted_at, task.started_at, task.finished_at = 1.0, 2.0, 3.0
-    task.attempts = 1
-    return TaskResult(task)
+    return TaskResult(completed(task, value, (1.0, 2.0, 3.0)))
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,11 @@ _PREEMPTED = _S.PREEMPTED
 _COMPLETED = _S.COMPLETED
 _TIMED_OUT = _S.TIMED_OUT
 
+# The admission fast path's two moves, checked against the state table once, at import.
+_FAST_PATH = (_PENDING, _QUEUED, _RUNNING)
+if not all(b in ALLOWED[a] for a, b in itertools.pairwise(_FAST_PATH)):
+    raise InternalError("the admission fast path is not a path of the state table")
+
 TransitionListener = Callable[[Task[Any], TaskStatus, TaskStatus, float], None]
 """Called as ``listener(task, old, new, now)`` after every status change."""
 
@@ -222,13 +227,13 @@ class SchedulerCore:
         Raises:
             InternalError: If the move is not in the state table.
         """
-        old = task.status
+        old = task._status
         if new not in ALLOWED[old]:
             raise InternalError(
                 f"illegal status change {old.name} -> {new.name} for task {task.task_id} "
                 f"({task.name!r})"
             )
-        task.status = new
+        task._status = new
         fair = self.fair
         if fair is not None:
             if old is _RUNNING:
@@ -267,12 +272,12 @@ class SchedulerCore:
         Raises:
             InternalError: If the task is not PENDING or ``status`` is not terminal.
         """
-        if task.status is not _PENDING or status not in TERMINAL:
+        if task._status is not _PENDING or status not in TERMINAL:
             raise InternalError(
                 f"task {task.task_id} ({task.name!r}) cannot end unadmitted: "
-                f"{task.status.name} -> {status.name}"
+                f"{task._status.name} -> {status.name}"
             )
-        task.status = status
+        task._status = status
         task.finished_at = now
 
     # -- admission and dispatch --------------------------------------------------------------
@@ -324,9 +329,10 @@ class SchedulerCore:
         self.submitted_by_priority[task.priority] += 1
         self.submitted_by_type[task.task_type] += 1
         if start_now:
-            # The fast path: PENDING -> QUEUED -> RUNNING in one step. Both moves are in the
-            # state table; the counters change once and the listener still sees both.
-            task.status = _RUNNING
+            # The fast path: PENDING -> QUEUED -> RUNNING in one step, the transition's work
+            # done once (both moves are in the state table, which _FAST_PATH checks at
+            # import); the counters change once and the listener still sees both moves.
+            task._status = _RUNNING
             self.counts[_RUNNING] += 1
             if fair is not None:
                 user = user_of(task)
@@ -408,7 +414,7 @@ class SchedulerCore:
         self.waiting -= 1
         pool.busy += 1
         task.slot_held = True
-        if task.status is _PREEMPTED:
+        if task._status is _PREEMPTED:
             self.preempted_seconds += now - task.enqueued_at
         self.start(task, pool, now)
         return task
@@ -475,7 +481,7 @@ class SchedulerCore:
         if pool.busy >= pool.capacity:
             raise InternalError(f"no free slot in pool {pool.name!r} for a recovered job")
         for task in tasks:
-            if task.status is not _QUEUED or task.resources is not pool:
+            if task._status is not _QUEUED or task.resources is not pool:
                 raise InternalError(f"task {task.task_id} is not queued in pool {pool.name!r}")
             pool.queue.remove(task)
             self.waiting -= 1
@@ -526,7 +532,7 @@ class SchedulerCore:
         Returns:
             True if this call ended the task, False if it had already ended (nothing changes).
         """
-        old = task.status
+        old = task._status
         if old in TERMINAL:
             return False
         if old is _QUEUED or old is _PREEMPTED:
@@ -545,7 +551,7 @@ class SchedulerCore:
     def next_deadline(self) -> float | None:
         """The earliest deadline of a live task, or None."""
         heap = self._deadlines
-        while heap and heap[0][2].status in TERMINAL:
+        while heap and heap[0][2]._status in TERMINAL:
             heapq.heappop(heap)
             self._stale_deadlines -= 1
         return heap[0][0] if heap else None
@@ -556,7 +562,7 @@ class SchedulerCore:
         expired: list[Task[Any]] = []
         while heap and heap[0][0] <= now:
             _, _, task = heapq.heappop(heap)
-            if task.status in TERMINAL:
+            if task._status in TERMINAL:
                 self._stale_deadlines -= 1
                 continue
             # The entry is popped: finishing must not count it as stale.
@@ -569,7 +575,7 @@ class SchedulerCore:
     def _compact_deadlines(self) -> None:
         heap = self._deadlines
         if self._stale_deadlines > 1024 and self._stale_deadlines * 2 > len(heap):
-            live = [entry for entry in heap if entry[2].status not in TERMINAL]
+            live = [entry for entry in heap if entry[2]._status not in TERMINAL]
             heapq.heapify(live)
             self._deadlines = live
             self._stale_deadlines = 0

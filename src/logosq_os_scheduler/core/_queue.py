@@ -110,14 +110,14 @@ class ReadyQueue:
         """Iterate over waiting tasks, level by level (not in pop order when aging applies)."""
         for dq in self._levels:
             for t in dq:
-                if t.status in _WAITING:
+                if t._status in _WAITING:
                     yield t
 
     def __reversed__(self) -> Iterator[Task[Any]]:
         """Iterate over waiting tasks from the back: IDLE level first, newest first."""
         for dq in reversed(self._levels):
             for t in reversed(dq):
-                if t.status in _WAITING:
+                if t._status in _WAITING:
                     yield t
 
     def peek(self, now: float) -> Task[Any] | None:
@@ -143,7 +143,7 @@ class ReadyQueue:
         best_eff = 99
         best_seq = 0
         for level, dq in enumerate(self._levels):
-            while dq and dq[0].status not in _WAITING:
+            while dq and dq[0]._status not in _WAITING:
                 dq.popleft()
             if not dq:
                 continue

@@ -777,9 +777,8 @@ class Journal:
     def ended_task(self, row: JournalRow, now: float) -> Task[Any]:
         """A finished task as the file holds it, with its times moved onto the scheduler's
         clock (``now``), for a handle."""
-        task = restored_task(row.task_id, row.name, row.task_type, row.priority)
+        task = restored_task(row.task_id, row.name, row.task_type, row.priority, row.status)
         offset = time.time() - now
-        task.status = row.status
         task.submitted_at = row.submitted - offset
         task.started_at = None if row.started is None else row.started - offset
         task.finished_at = None if row.finished is None else row.finished - offset
