@@ -327,12 +327,13 @@ class QuantumDispatcher:
             self._register_default_backend()
         part = task.quantum_part
         assert part is not None  # quantum tasks are built with one
-        circuit = normalize_circuit(part.circuit)
         # Requirements given with the task (by the primitives, for bound copies of a circuit
-        # analysed once) are trusted; otherwise the circuit is walked here.
+        # analysed once) are trusted; otherwise the circuit is walked here (OpenQASM text
+        # once per distinct program: the analysis is cached by the text).
         req = part.requirements
         if req is None:
-            req = analyze_circuit(circuit)
+            req = analyze_circuit(part.circuit)
+        circuit = normalize_circuit(part.circuit)
         if part.num_qubits is not None or part.requires_all_to_all is not None:
             req = CircuitRequirements(
                 num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,

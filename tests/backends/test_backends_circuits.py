@@ -257,3 +257,21 @@ def test_analyze_qiskit_circuits(qiskit) -> None:  # type: ignore[no-untyped-def
     assert analyze_circuit(flow) == CircuitRequirements(3, frozenset({(1, 2)}), False, 1)
 
     assert analyze_circuit(qiskit.QuantumCircuit(3)).num_qubits == 1  # nothing used: 1
+
+
+@pytest.mark.qiskit
+def test_analysing_text_is_analysing_its_circuit(qiskit) -> None:  # type: ignore[no-untyped-def]
+    star = qiskit.QuantumCircuit(5)
+    for t in range(1, 5):
+        star.cx(0, t)
+    text = qiskit.qasm2.dumps(star)
+    first = analyze_circuit(text)
+    assert first == analyze_circuit(star)
+    assert (first.num_qubits, first.max_degree, first.dense) == (5, 4, True)
+    # Sent again, the same program gives the same answer (from the cache: the parsed circuit
+    # is only read, so a copy handed out earlier and modified changes nothing).
+    copy = normalize_circuit(text)
+    copy.cx(1, 2)
+    assert analyze_circuit(text) == first
+    with pytest.raises(InvalidTaskError, match="empty"):
+        analyze_circuit("   ")

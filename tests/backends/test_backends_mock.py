@@ -313,3 +313,30 @@ async def test_a_mock_cannot_reattach_its_jobs_die_with_the_process() -> None:
     with pytest.raises(PermanentBackendError, match="cannot reattach to job 'j-1'"):
         await backend.reattach("j-1")
     assert backend.statistics().jobs == 0
+
+
+@pytest.mark.qiskit
+async def test_a_qiskit_circuit_is_checked_by_the_qubits_it_uses() -> None:
+    qiskit = pytest.importorskip("qiskit")
+    backend = MockBackend(num_qubits=3, seed=1)
+    # Declared on 6 qubits, using 2: it runs on 3 (what it uses is what counts).
+    sparse = qiskit.QuantumCircuit(6, 2)
+    sparse.h(4)
+    sparse.cx(4, 5)
+    sparse.measure([4, 5], [0, 1])
+    # Declared on 6, using 4: refused, alone, naming what it needs.
+    wide = qiskit.QuantumCircuit(6, 4)
+    wide.h(0)
+    for t in range(1, 4):
+        wide.cx(0, t)
+    wide.measure(range(4), range(4))
+    fits = qiskit.QuantumCircuit(3, 3)
+    fits.h(0)
+    fits.measure(range(3), range(3))
+    ok, refused, small = await backend.run(
+        [CircuitJob(sparse, 10, 1, "s"), CircuitJob(wide, 10, 2, "w"), CircuitJob(fits, 10, 3, "f")]
+    )
+    assert isinstance(ok, dict) and sum(ok.values()) == 10
+    assert isinstance(refused, PermanentBackendError)
+    assert "has 3 qubits, circuit needs 4" in str(refused)
+    assert isinstance(small, dict) and sum(small.values()) == 10

@@ -224,13 +224,21 @@ def analyze_circuit(circuit: object) -> CircuitRequirements:
     Raises:
         InvalidTaskError: As :func:`normalize_circuit`, for text or unsupported objects.
     """
-    circuit = normalize_circuit(circuit) if isinstance(circuit, str) else circuit
+    if isinstance(circuit, str):
+        # The same program sent again is neither parsed nor walked again (nor copied).
+        return _analyze_text(circuit)
     if isinstance(circuit, CircuitSpec):
         return _analyze_spec(circuit)
     if _is_quantum_circuit(circuit):
         return _analyze_quantum_circuit(circuit)
     normalized = normalize_circuit(circuit)
     return CircuitRequirements.from_interactions(max(1, normalized.num_qubits), frozenset())
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_SIZE)
+def _analyze_text(text: str) -> CircuitRequirements:
+    # The parsed program from the parser's cache, walked in place: analysis only reads it.
+    return _analyze_quantum_circuit(_parse_qasm_cached(text, "reference"))
 
 
 # --- QuantumCircuit analysis ---------------------------------------------------------------

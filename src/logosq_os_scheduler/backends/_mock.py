@@ -607,8 +607,11 @@ class MockBackend(Backend):
             if job.shots < 1:
                 raise PermanentBackendError(self._name, f"shots must be >= 1, got {job.shots}")
             circuit = job.circuit
-            if isinstance(circuit, CircuitSpec) and self._coupling is None:
-                # All-to-all: only the width matters, and a spec declares it.
+            if self._coupling is None and (
+                isinstance(circuit, CircuitSpec) or circuit.num_qubits <= self._num_qubits
+            ):
+                # All-to-all: only the width matters. A spec declares it; a circuit that fits
+                # as declared fits (the qubits it uses are no more than those it declares).
                 reason = None
                 if circuit.num_qubits > self._num_qubits:
                     reason = f"has {self._num_qubits} qubits, circuit needs {circuit.num_qubits}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -84,6 +85,11 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        # Everything made so far (Qiskit, the app, the recovered journal) lives as long as the
+        # server: move it out of the collector's generations (gc.freeze), so that a full
+        # collection walks what requests made rather than the whole process again.
+        gc.collect()
+        gc.freeze()
         # The address actually bound (port 0 picks a free one): what a supervisor or a
         # script reads from the log.
         for server in self.servers:
