@@ -480,13 +480,15 @@ def test_mock_backends_capacity_and_global_limit_hold_under_faults(
     asyncio.run(scenario())
 
 
+@pytest.mark.virtual_time
 async def test_routing_learns_a_backend_is_slower_than_it_declares() -> None:
-    # Both declare 1 ms jobs; "a_sluggish" (first on a tie) really takes 30 ms a job. Once a
-    # job of each has been seen, expected completion sends new work to the other one.
+    # Both declare 1 ms jobs; "a_sluggish" (first on a tie) really takes 30 s a job (in
+    # virtual time). Once a job of each has been seen, expected completion sends new work to
+    # the other one.
     quick = ScriptedBackend("b_quick", 5, job_seconds=0.001)
     sluggish = ScriptedBackend("a_sluggish", 5, job_seconds=0.001)
-    sluggish.delay = 0.03
-    async with QuantumScheduler(config=fast_config()) as s:
+    sluggish.delay = 30.0
+    async with QuantumScheduler(config=fast_config(), clock=LoopClock()) as s:
         await s.register_backend("b_quick", quick)
         await s.register_backend("a_sluggish", sluggish)
         first = [await s.submit(q(f"w{i}", spec(2))) for i in range(2)]

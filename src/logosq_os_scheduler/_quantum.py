@@ -64,7 +64,18 @@ from .core import Pool, SchedulerCore
 from .core._backends import BackendState, Flight
 from .core._breaker import BreakerState, CircuitBreaker
 from .core._capabilities import BackendCapabilities
-from .core._policy import FailureKind, Hold, QuantumPolicy, RetryAction, classify_failure
+from .core._policy import (
+    FailureKind,
+    Hold,
+    QuantumPolicy,
+    RetryAction,
+    RetryMove,
+    StuckMove,
+    backend_lost,
+    classify_failure,
+    retry_move,
+    when_stuck,
+)
 from .core._routing import (
     BackendView,
     RoutingDecision,
@@ -461,13 +472,10 @@ class QuantumDispatcher:
             held: set[str] = set()
             while True:
                 now = self._host._now()
-                if policy.room() <= 0:
-                    if self._withdraw_for_urgent(now):
-                        continue
-                    break
-                step = policy.next_job(backends, now, held)
+                at_cap = policy.room() <= 0
+                step = None if at_cap else policy.next_job(backends, now, held)
                 if step is None:
-                    if self._steal_work(now) or self._withdraw_for_urgent(now):
+                    if any(self._try(move, now) for move in when_stuck(at_cap=at_cap)):
                         continue
                     break
                 entry = step.backend
@@ -483,6 +491,12 @@ class QuantumDispatcher:
                 self._launch_job(entry, batch, now)
         finally:
             self._qdispatching = False
+
+    def _try(self, move: StuckMove, now: float) -> bool:
+        """Carry out one of :func:`when_stuck`'s moves; True if anything changed."""
+        if move is StuckMove.STEAL:
+            return self._steal_work(now)
+        return self._withdraw_for_urgent(now)
 
     def _steal_work(self, now: float) -> bool:
         """Carry out :meth:`QuantumPolicy.plan_steal`; True if anything moved."""
@@ -687,7 +701,7 @@ class QuantumDispatcher:
             opened = self._policy.job_failed(entry, job_error, now)
             if opened is not None:
                 self._breaker_opened(entry, tripped=opened)
-            moved = hung or classify_failure(job_error) is FailureKind.UNAVAILABLE
+            moved = backend_lost(job_error, hung=hung)
             for t in batch:
                 self._attempt_failed(t, entry, job_error, reroute=moved)
         else:
@@ -774,46 +788,54 @@ class QuantumDispatcher:
             core.transition(task, _S.FAILED, now)
             self._host._settle(task)
             return
-        target = entry
+        routed: RoutingDecision | None = None
         no_route: NoRouteError | None = None
         if decision.reroute:
             try:
                 routed = self._route(task, frozenset({entry.name}))
             except NoRouteError as exc:
-                routed, no_route = None, exc
-            if routed is not None and routed.backend != entry.name:
-                task.routing = routed
-                target = self._backends[routed.backend]
-                core.reroutes += 1
-        if target is not entry:
+                no_route = exc
+        elsewhere = routed is not None and routed.backend != entry.name
+        move = retry_move(decision.delay, routed_elsewhere=elsewhere, backend_removed=entry.removed)
+        if move is RetryMove.ELSEWHERE:
+            assert routed is not None
+            task.routing = routed
+            core.reroutes += 1
             self._qactive.discard(task)
-            core.requeue(task, target.pool, now)
+            core.requeue(task, self._backends[routed.backend].pool, now)
             self._dispatch_quantum()
-            return
-        if entry.removed:
+        elif move is RetryMove.FAIL_NO_ROUTE:
             self._fail_no_route(task, now, no_route if task.backend is None else None, entry)
-            return
-        if decision.delay <= 0:
+        elif move is RetryMove.NOW:
             self._qactive.discard(task)
             core.requeue(task, entry.pool, now)
-            return
-        timers = self._host._timers
-        assert timers is not None
-        task.runner = timers.call_later(decision.delay, self._requeue_after_backoff, task, entry)
+        else:
+            timers = self._host._timers
+            assert timers is not None
+            task.runner = timers.call_later(
+                decision.delay, self._requeue_after_backoff, task, entry
+            )
 
     def _requeue_after_backoff(self, task: Task[Any], entry: BackendEntry) -> None:
         task.runner = None
         if task.status is not _RUNNING:
             return
         now = self._host._now()
+        routed: RoutingDecision | None = None
+        no_route: NoRouteError | None = None
         if entry.removed:
+            # Unregistered while the task waited out its back-off: routing looks again.
             try:
-                decision = self._route(task, frozenset({entry.name}))
+                routed = self._route(task, frozenset({entry.name}))
             except NoRouteError as exc:
-                self._fail_no_route(task, now, exc, entry)
-                return
-            task.routing = decision
-            entry = self._backends[decision.backend]
+                no_route = exc
+        move = retry_move(0.0, routed_elsewhere=routed is not None, backend_removed=entry.removed)
+        if move is RetryMove.FAIL_NO_ROUTE:
+            self._fail_no_route(task, now, no_route, entry)
+            return
+        if routed is not None:
+            task.routing = routed
+            entry = self._backends[routed.backend]
         self._qactive.discard(task)
         self._core.requeue(task, entry.pool, now)
         self._dispatch_quantum()

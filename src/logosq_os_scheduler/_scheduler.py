@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import enum
 import gc
 import logging
@@ -41,7 +42,6 @@ from ._quantum import QuantumDispatcher
 from ._task import (
     Task,
     TaskBuilder,
-    TaskPriority,
     TaskStatus,
     TaskType,
     is_transient,
@@ -52,8 +52,15 @@ from ._timers import Timer, Timers
 from .core import Pool, SchedulerCore
 from .core._core import TransitionListener
 from .core._inline import FunctionTimings, Timing
-from .core._preemption import choose_victim, should_yield, slot_wanted
-from .core._recovery import RecoveryAction, RecoveryFacts, decide_recovery
+from .core._preemption import (
+    PreemptionMove,
+    choose_victim,
+    preemption_move,
+    preempts_on_arrival,
+    should_yield,
+    slot_wanted,
+)
+from .core._recovery import RecoveryAction, RecoveryFacts, decide_recovery, waits_for_backend
 from .core._state import TERMINAL
 from .core._statistics import statistics
 from .executors._base import Executor
@@ -85,18 +92,15 @@ _CANCELLED = _S.CANCELLED
 _PREEMPTED = _S.PREEMPTED
 _CLASSICAL = TaskType.CLASSICAL
 _HYBRID = TaskType.HYBRID
-_HIGH = TaskPriority.HIGH
+_RESTART = PreemptionMove.RESTART
+_AT_CHECKPOINT = PreemptionMove.AT_CHECKPOINT
 _QUANTUM = TaskType.QUANTUM
 _DURABILITY_OFF = Durability.OFF
 _REQUEUE = decide_recovery(RecoveryFacts(running=False, quantum=False))
-_PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _CoroutineType = types.CoroutineType
 _BUILTIN_EXECUTORS = frozenset({"auto", "inline", "thread"})
-# A function that once took this many times the inline threshold inline goes back to threads.
 # Longest stretch one _dispatch call keeps the loop before it yields (seconds).
 _DISPATCH_SLICE = 0.002
-# Hybrid algorithms that may run at once (each is a coroutine waiting on its own tasks).
-_HYBRID_SLOTS = 64
 
 
 class _ExecutorRun:
@@ -604,14 +608,21 @@ class QuantumScheduler:
         journal row. A quantum task no registered backend can run waits for one (and with
         none registered yet, as at a start, it waits for the program to register its own
         rather than go to the default simulator a plain submit would start)."""
-        if task.task_type is _QUANTUM and (
-            not self._quantum._backends or task.task_id in self._job_of
+        quantum = task.task_type is _QUANTUM
+        if waits_for_backend(
+            quantum=quantum,
+            backends_registered=bool(self._quantum._backends),
+            in_job=task.task_id in self._job_of,
         ):
             self._park(task, waited)
             return
         try:
             pool = self._pool_for(task)
         except NoRouteError:
+            if not waits_for_backend(
+                quantum=quantum, backends_registered=True, in_job=False, routable=False
+            ):
+                raise
             self._park(task, waited)
             return
         started = self._core.admit(task, pool, self._now(), waited=waited)
@@ -628,7 +639,7 @@ class QuantumScheduler:
         parked, self._parked = self._parked, []
         now = self._now()
         backends = self._quantum._backends
-        jobs: dict[str, tuple[str, str, list[Task[Any]], float]] = {}
+        jobs: dict[str, tuple[str, str, list[Task[Any]], float, RecoveryFacts]] = {}
         for task in parked:
             if task.status is not _PENDING:
                 continue  # cancelled while parked
@@ -638,31 +649,38 @@ class QuantumScheduler:
             if job is not None:
                 job_key, name, job_id = job
                 entry = backends.get(name)
-                if entry is None:
+                if waits_for_backend(
+                    quantum=True,
+                    backends_registered=True,
+                    in_job=True,
+                    job_backend_back=entry is not None,
+                ):
                     self._park(task, waited)  # wait for the backend its job went to
                     continue
+                assert entry is not None
                 del self._job_of[task.task_id]
                 backend = entry.backend
-                action = decide_recovery(
-                    RecoveryFacts(
-                        running=True,
-                        quantum=True,
-                        job_id=job_id,
-                        job_intent=True,
-                        can_reattach=backend.supports_reattach,
-                        remembers_keys=backend.supports_idempotency,
-                    )
+                facts = RecoveryFacts(
+                    running=True,
+                    quantum=True,
+                    job_id=job_id,
+                    job_intent=True,
+                    can_reattach=backend.supports_reattach,
+                    remembers_keys=backend.supports_idempotency,
                 )
+                action = decide_recovery(facts)
                 task.recovery = action.value
                 if action is RecoveryAction.REATTACH:
                     assert job_id is not None  # REATTACH needs the ID
-                    jobs.setdefault(job_key, (name, job_id, [], waited))[2].append(task)
+                    jobs.setdefault(job_key, (name, job_id, [], waited, facts))[2].append(task)
                     continue
             self._readmit(task, waited)
-        for job_key, (name, job_id, tasks, waited) in jobs.items():
+        for job_key, (name, job_id, tasks, waited, facts) in jobs.items():
             if not self._quantum.reattach_job(name, job_key, job_id, tasks, waited):
-                for task in tasks:  # no free slot for it: send again, with the same keys
-                    task.recovery = RecoveryAction.RESEND.value
+                # No free slot to collect it in: what the decision says without one.
+                action = decide_recovery(dataclasses.replace(facts, slot_free=False))
+                for task in tasks:
+                    task.recovery = action.value
                     self._readmit(task, waited)
         self._dispatch_all()
 
@@ -960,7 +978,7 @@ class QuantumScheduler:
             self._run(task)
         elif not pool.direct:
             self._quantum._dispatch_quantum_soon()
-        elif task.priority >= _HIGH and self._config.preemption is _PREEMPTIVE:
+        elif preempts_on_arrival(task.priority, self._config.preemption):
             self._preempt_for(task, pool)
 
     def _pool_for(self, task: Task[Any]) -> Pool:
@@ -1029,7 +1047,7 @@ class QuantumScheduler:
         if executor is None or executor == "auto":
             fn = task.fn
             entry = self._fast.get(id(getattr(fn, "__code__", fn)))
-            if entry is not None and entry.seconds < self._timings.threshold:
+            if entry is not None and self._timings.runs_inline(entry):
                 self._run_inline(task, entry)
                 return
         elif executor == "inline":
@@ -1150,7 +1168,7 @@ class QuantumScheduler:
             "optimizer": task.optimizer,
         }
         task.is_async = True
-        return self._core.add_pool("hybrid:algorithms", _HYBRID_SLOTS)
+        return self._core.hybrid_pool()
 
     async def run_workflow(self, workflow: HybridWorkflow) -> WorkflowResult:
         """Run a hybrid workflow to its end; see :func:`~logosq_os_scheduler.run_workflow`."""
@@ -1485,8 +1503,15 @@ class QuantumScheduler:
         if victim is None:
             return
         runner = victim.runner
+        move = preemption_move(
+            restartable=victim.restartable,
+            in_process=isinstance(runner, _ExecutorRun),
+            coroutine=isinstance(runner, asyncio.Task),
+        )
+        if move is _AT_CHECKPOINT or runner is None:
+            return  # it yields at its next checkpoint
         if isinstance(runner, _ExecutorRun):
-            if victim.restartable:
+            if move is _RESTART:
                 # Its future is cancelled; _executor_done then finds it PREEMPTED holding no
                 # slot (nothing to do) or, once restarted, of an older attempt (ignored).
                 stopped = runner.cancel()
@@ -1500,13 +1525,11 @@ class QuantumScheduler:
                 victim.resume = None
                 victim.runner = runner
                 return
-        elif victim.restartable and runner is not None:
+        else:
             # A coroutine: it starts again from scratch when its turn comes.
             victim.resume = None
             victim.runner = None
             runner.cancel()
-        else:
-            return
         self._core.preempt(victim, pool, self._now())
         self._active.discard(victim)
         self._dispatch(pool)

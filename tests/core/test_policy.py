@@ -30,7 +30,12 @@ from logosq_os_scheduler.core._policy import (
     Launch,
     QuantumPolicy,
     RetryAction,
+    RetryMove,
+    StuckMove,
+    backend_lost,
     classify_failure,
+    retry_move,
+    when_stuck,
 )
 from logosq_os_scheduler.core._routing import RoutingDecision
 
@@ -393,3 +398,28 @@ def test_evacuation_moves_what_can_go_and_keeps_or_fails_the_rest() -> None:
     plan = policy.plan_evacuation(down, route)
     assert {t for t, _ in plan.moves} == {movable, pinned}  # leaving: pinned work moves too
     assert [t for t, _ in plan.failures] == [stuck] and plan.staying == ()
+
+
+def test_where_a_retrying_task_goes() -> None:
+    M = RetryMove
+    # Routing found another backend: there, whatever else holds.
+    for removed in (False, True):
+        for delay in (0.0, 0.5):
+            assert retry_move(delay, routed_elsewhere=True, backend_removed=removed) is M.ELSEWHERE
+    # Its backend left and nothing else can run it: it fails.
+    assert retry_move(0.5, routed_elsewhere=False, backend_removed=True) is M.FAIL_NO_ROUTE
+    # Its backend stays: back to it, at once or after the back-off.
+    assert retry_move(0.0, routed_elsewhere=False, backend_removed=False) is M.NOW
+    assert retry_move(0.5, routed_elsewhere=False, backend_removed=False) is M.BACK_OFF
+
+
+def test_a_job_lost_with_its_backend_sends_its_tasks_elsewhere_first() -> None:
+    assert backend_lost(BackendUnavailableError("b", "down"), hung=False)
+    assert backend_lost(TransientBackendError("b", "hiccup"), hung=True)
+    assert not backend_lost(TransientBackendError("b", "hiccup"), hung=False)
+    assert not backend_lost(PermanentBackendError("b", "bad circuit"), hung=False)
+
+
+def test_what_the_dispatcher_tries_when_no_job_can_start() -> None:
+    assert when_stuck(at_cap=True) == (StuckMove.WITHDRAW,)
+    assert when_stuck(at_cap=False) == (StuckMove.STEAL, StuckMove.WITHDRAW)

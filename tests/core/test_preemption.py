@@ -15,7 +15,13 @@ from logosq_os_scheduler import (
     TaskStatus,
 )
 from logosq_os_scheduler.core import SchedulerCore
-from logosq_os_scheduler.core._preemption import choose_victim, should_yield
+from logosq_os_scheduler.core._preemption import (
+    PreemptionMove,
+    choose_victim,
+    preemption_move,
+    preempts_on_arrival,
+    should_yield,
+)
 
 P = TaskPriority
 S = TaskStatus
@@ -82,3 +88,23 @@ def test_preempted_task_waits_at_its_priority_and_resumes(clock: ManualClock) ->
     assert core.next_ready(core.classical, 5.0) is low
     assert low.status is S.RUNNING and low.attempts == 1 and core.preempted_seconds == 3.0
     core.check_invariants()
+
+
+def test_who_preempts_on_arrival_and_how_the_victim_yields() -> None:
+    S = PreemptionStrategy
+    for strategy in S:
+        for priority in TaskPriority:
+            expected = strategy is S.PREEMPTIVE and priority >= P.HIGH
+            assert preempts_on_arrival(priority, strategy) is expected
+    M = PreemptionMove
+    # A process worker: killed if it may run twice, paused (SIGSTOP) if not.
+    assert preemption_move(restartable=True, in_process=True, coroutine=False) is M.RESTART
+    assert preemption_move(restartable=False, in_process=True, coroutine=False) is M.PAUSE
+    # A coroutine: cancelled and started again only if it may run twice.
+    assert preemption_move(restartable=True, in_process=False, coroutine=True) is M.RESTART
+    assert preemption_move(restartable=False, in_process=False, coroutine=True) is (M.AT_CHECKPOINT)
+    # A thread cannot be interrupted, restartable or not.
+    for restartable in (False, True):
+        assert preemption_move(restartable=restartable, in_process=False, coroutine=False) is (
+            M.AT_CHECKPOINT
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -15,7 +16,12 @@ from logosq_os_scheduler import (
     TaskStatus,
 )
 from logosq_os_scheduler.core import SchedulerCore
-from logosq_os_scheduler.core._recovery import RecoveryAction, RecoveryFacts, decide_recovery
+from logosq_os_scheduler.core._recovery import (
+    RecoveryAction,
+    RecoveryFacts,
+    decide_recovery,
+    waits_for_backend,
+)
 
 
 def _noop() -> None:
@@ -40,6 +46,27 @@ def test_the_recovery_table() -> None:
         A.RESEND
     )
     assert decide_recovery(RecoveryFacts(True, True, job_intent=True)) is A.RERUN
+    # No slot free to collect the job in: resend where the backend remembers keys, else rerun.
+    full = RecoveryFacts(True, True, job_id="j1", job_intent=True, can_reattach=True)
+    assert decide_recovery(full) is A.REATTACH
+    assert decide_recovery(dataclasses.replace(full, slot_free=False)) is A.RERUN
+    remembers = dataclasses.replace(full, remembers_keys=True, slot_free=False)
+    assert decide_recovery(remembers) is A.RESEND
+
+
+def test_which_recovered_tasks_wait_for_a_backend() -> None:
+    # Classical work never waits for a backend.
+    assert not waits_for_backend(quantum=False, backends_registered=False, in_job=True)
+    # Quantum: with no backend registered yet (as at a start), it waits for the program's own.
+    assert waits_for_backend(quantum=True, backends_registered=False, in_job=False)
+    # Registered and routable: admitted now; no backend can run it: it waits.
+    assert not waits_for_backend(quantum=True, backends_registered=True, in_job=False)
+    assert waits_for_backend(quantum=True, backends_registered=True, in_job=False, routable=False)
+    # It was in a job: it waits for that backend by name, whatever else is registered.
+    assert waits_for_backend(quantum=True, backends_registered=True, in_job=True)
+    assert not waits_for_backend(
+        quantum=True, backends_registered=True, in_job=True, job_backend_back=True
+    )
 
 
 def _task(priority: TaskPriority) -> Task[None]:

@@ -32,6 +32,10 @@ _FAST_PATH = (_PENDING, _QUEUED, _RUNNING)
 if not all(b in ALLOWED[a] for a, b in itertools.pairwise(_FAST_PATH)):
     raise InternalError("the admission fast path is not a path of the state table")
 
+# Hybrid algorithms that may run at once (each waits on its own tasks, which hold the slots
+# of the pools they run in).
+HYBRID_SLOTS = 64
+
 TransitionListener = Callable[[Task[Any], TaskStatus, TaskStatus, float], None]
 """Called as ``listener(task, old, new, now)`` after every status change."""
 
@@ -173,6 +177,11 @@ class SchedulerCore:
             pool.owner = self.owner
             self.pools[name] = pool
         return pool
+
+    def hybrid_pool(self) -> Pool:
+        """The pool hybrid algorithms (VQE, QAOA) run in: ``HYBRID_SLOTS`` at once, each a
+        coroutine that mostly waits on the tasks it submits, which run in their own pools."""
+        return self.add_pool("hybrid:algorithms", HYBRID_SLOTS)
 
     def remove_pool(self, pool: Pool) -> None:
         """Forget an empty pool (its queue must have been emptied first).

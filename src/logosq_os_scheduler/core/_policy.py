@@ -39,8 +39,13 @@ __all__ = [
     "QuantumPolicy",
     "Retry",
     "RetryAction",
+    "RetryMove",
     "Steal",
+    "StuckMove",
+    "backend_lost",
     "classify_failure",
+    "retry_move",
+    "when_stuck",
 ]
 
 _HIGH = TaskPriority.HIGH
@@ -139,6 +144,65 @@ class Retry:
     error: BaseException | None = None
     reroute: bool = False
     delay: float = 0.0
+
+
+class RetryMove(enum.Enum):
+    """Where a task that will retry goes, once routing has looked elsewhere (see
+    :func:`retry_move`)."""
+
+    ELSEWHERE = "elsewhere"
+    """To the queue of the backend routing chose instead (a reroute)."""
+    NOW = "now"
+    """Back to its backend's queue at once."""
+    BACK_OFF = "back_off"
+    """Back to its backend's queue once :attr:`Retry.delay` has passed."""
+    FAIL_NO_ROUTE = "fail_no_route"
+    """Nowhere: its backend was unregistered and no other backend can run it."""
+
+
+def retry_move(delay: float, *, routed_elsewhere: bool, backend_removed: bool) -> RetryMove:
+    """Where a retrying task goes: to the backend routing chose elsewhere if it chose one;
+    nowhere if its own backend is gone; else back to its backend, after ``delay`` if any.
+
+    Also what happens when a back-off ends (``delay`` 0): the backend may have been
+    unregistered meanwhile, and routing is asked again."""
+    if routed_elsewhere:
+        return RetryMove.ELSEWHERE
+    if backend_removed:
+        return RetryMove.FAIL_NO_ROUTE
+    return RetryMove.BACK_OFF if delay > 0 else RetryMove.NOW
+
+
+class StuckMove(enum.Enum):
+    """What the dispatcher tries when no job can start (see :func:`when_stuck`)."""
+
+    STEAL = "steal"
+    """Move queued work to an idle backend (:meth:`QuantumPolicy.plan_steal`)."""
+    WITHDRAW = "withdraw"
+    """Take back a job waiting unstarted at a backend for an urgent task
+    (:meth:`QuantumPolicy.withdrawal_order`)."""
+
+
+_STUCK_AT_CAP = (StuckMove.WITHDRAW,)
+_STUCK = (StuckMove.STEAL, StuckMove.WITHDRAW)
+
+
+def when_stuck(*, at_cap: bool) -> tuple[StuckMove, ...]:
+    """What to try, in order, when no job can start; the dispatcher forms jobs again after
+    the first that changes anything.
+
+    At the global cap (``max_concurrent_quantum``) no job can start anywhere, so moving work
+    to an idle backend would start nothing: only withdrawing a waiting job for an urgent task
+    helps. Otherwise an idle backend takes queued work first (it can start now), and a
+    withdrawal comes last (it costs a job its place).
+    """
+    return _STUCK_AT_CAP if at_cap else _STUCK
+
+
+def backend_lost(error: BaseException, *, hung: bool) -> bool:
+    """Whether a whole job's failure means its tasks should look elsewhere first: the job
+    hung (its backend stopped answering), or the backend said it is unavailable."""
+    return hung or classify_failure(error) is FailureKind.UNAVAILABLE
 
 
 class QuantumPolicy:

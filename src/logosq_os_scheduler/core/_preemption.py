@@ -1,12 +1,14 @@
 """Preemption policy: when a running task should give its slot up, and to whom.
 
 Pure functions over the core's state. The runtime asks :func:`should_yield` at a task's
-checkpoints (COOPERATIVE and PREEMPTIVE), and :func:`choose_victim` when an urgent task finds
-no free slot (PREEMPTIVE).
+checkpoints (COOPERATIVE and PREEMPTIVE); when a task waits on arrival,
+:func:`preempts_on_arrival` says whether it takes a slot from a running task (PREEMPTIVE,
+HIGH and above), :func:`choose_victim` which task, and :func:`preemption_move` how.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,10 +16,51 @@ from .._config import PreemptionStrategy
 from .._task import Task, TaskPriority, TaskStatus
 from ._core import Pool
 
-__all__ = ["choose_victim", "may_be_preempted", "should_yield", "slot_wanted"]
+__all__ = [
+    "PreemptionMove",
+    "choose_victim",
+    "may_be_preempted",
+    "preemption_move",
+    "preempts_on_arrival",
+    "should_yield",
+    "slot_wanted",
+]
 
 _NONE = PreemptionStrategy.NONE
+_PREEMPTIVE = PreemptionStrategy.PREEMPTIVE
 _RUNNING = TaskStatus.RUNNING
+_HIGH = TaskPriority.HIGH
+
+
+class PreemptionMove(enum.Enum):
+    """How a running task gives its slot up to an urgent one (PREEMPTIVE)."""
+
+    RESTART = "restart"
+    """Stopped now; it starts again from scratch when its turn comes (restartable work: a
+    coroutine is cancelled, a process worker killed)."""
+    PAUSE = "pause"
+    """Its process worker is paused (SIGSTOP) and continues where it stood when its turn
+    comes."""
+    AT_CHECKPOINT = "at_checkpoint"
+    """Nothing can stop it now (a thread cannot be interrupted, a coroutine that may not run
+    twice): it yields at its next checkpoint, which :func:`should_yield` decides."""
+
+
+def preempts_on_arrival(priority: TaskPriority, strategy: PreemptionStrategy) -> bool:
+    """Whether a task that must wait on arrival takes a slot from a running task: under
+    PREEMPTIVE, for HIGH and CRITICAL tasks."""
+    return strategy is _PREEMPTIVE and priority >= _HIGH
+
+
+def preemption_move(*, restartable: bool, in_process: bool, coroutine: bool) -> PreemptionMove:
+    """How the chosen victim gives its slot up, by what runs it: a function in a process
+    worker restarts if it may run twice and is paused otherwise; a coroutine restarts if it
+    may run twice; anything else yields at its next checkpoint."""
+    if in_process:
+        return PreemptionMove.RESTART if restartable else PreemptionMove.PAUSE
+    if coroutine and restartable:
+        return PreemptionMove.RESTART
+    return PreemptionMove.AT_CHECKPOINT
 
 
 def may_be_preempted(task: Task[Any], max_preemptions: int) -> bool:
