@@ -9,11 +9,15 @@ Fault classes (see the error tree in ``_errors``):
 * ``PermanentBackendError`` (or any non-retryable error): the task fails at once.
 * ``TransientBackendError`` and unexpected exceptions: retried with exponential back-off and
   full jitter; a task that failed twice on the same backend is rerouted if it can be.
-* ``BackendUnavailableError`` and hung jobs (past ``job_timeout``): the backend leaves
-  rotation and the task is rerouted at once.
+* ``BackendUnavailableError``: the backend leaves rotation (its breaker opens) and the task
+  is rerouted at once.
+* A hung job (past ``job_timeout``) fails as a transient error of its backend, and its tasks
+  are rerouted at once (``core.backend_lost``); the backend stays in rotation until its
+  breaker trips.
 
 Each failed job counts against the backend's circuit breaker; a circuit that failed alone
-(one outcome of a good job) does not.
+(one outcome of a good job) does not. What becomes of each task is the core's decision
+(``QuantumPolicy.decide_retry``, ``retry_move``); this module carries it out.
 
 Preemption (PREEMPTIVE only): a backend may hold jobs in a queue of its own before it runs
 them. When a HIGH or CRITICAL task waits for a backend whose slots are all taken, a job of
