@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import _journal_tasks as tasks
 import pytest
 
+import _journal_tasks as tasks
 from logosq_os_scheduler import (
     Durability,
     InterruptedByRestartError,
@@ -32,7 +32,9 @@ from logosq_os_scheduler import (
 )
 from logosq_os_scheduler.journal import Journal
 
-HERE = Path(__file__).parent
+# The crash tests' child and workload live in tests/, where benchmarks/bench_durable.py runs
+# them too.
+HERE = Path(__file__).parent.parent
 CHILD = HERE / "_journal_child.py"
 
 
@@ -465,7 +467,6 @@ async def test_a_mixed_workload_survives_twenty_kills(tmp_path: Path) -> None:
     circuit was executed twice by the service; the VQE's energy is the uninterrupted run's."""
 
     import _journal_child
-
     from logosq_os_scheduler import MockQPUService
     from logosq_os_scheduler.backends._mock_qpu import counts_for
 

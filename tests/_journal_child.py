@@ -28,7 +28,6 @@ import sys
 from typing import Any
 
 import _journal_tasks as tasks
-
 from logosq_os_scheduler import QuantumScheduler, Task, TaskPriority, TaskStatus
 
 
