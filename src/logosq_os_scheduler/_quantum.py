@@ -335,7 +335,7 @@ class QuantumDispatcher:
 
     def _quantum_pool_for(self, task: Task[Any]) -> Pool:
         """Analyse, route and prepare a quantum task at submit; return its backend's pool."""
-        from .backends._circuits import analyze_circuit, normalize_circuit
+        from .backends._circuits import analyze_circuit, shared_circuit
 
         if not self._backends and not self._default_backend_tried:
             self._default_backend_tried = True
@@ -348,7 +348,7 @@ class QuantumDispatcher:
         req = part.requirements
         if req is None:
             req = analyze_circuit(part.circuit)
-        circuit = normalize_circuit(part.circuit)
+        circuit = shared_circuit(part.circuit)
         if part.num_qubits is not None or part.requires_all_to_all is not None:
             req = CircuitRequirements(
                 num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,
@@ -537,7 +537,7 @@ class QuantumDispatcher:
             False (nothing done) if the backend has no free slot for it now; the caller
             then sends the tasks again, with their same idempotency keys.
         """
-        from .backends._circuits import analyze_circuit, normalize_circuit
+        from .backends._circuits import analyze_circuit, shared_circuit
 
         entry = self._backends[name]
         core = self._core
@@ -547,7 +547,7 @@ class QuantumDispatcher:
         for task in tasks:
             part = task.quantum_part
             assert part is not None  # quantum tasks are built with one
-            part.circuit_run = normalize_circuit(part.circuit)
+            part.circuit_run = shared_circuit(part.circuit)
             part.requirements = analyze_circuit(part.circuit_run)
             core.admit(task, entry.pool, now, waited=waited)
         core.take_tasks(entry.pool, tasks, now)

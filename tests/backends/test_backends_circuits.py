@@ -275,3 +275,39 @@ def test_analysing_text_is_analysing_its_circuit(qiskit) -> None:  # type: ignor
     assert analyze_circuit(text) == first
     with pytest.raises(InvalidTaskError, match="empty"):
         analyze_circuit("   ")
+
+
+@pytest.mark.qiskit
+async def test_tasks_of_the_same_program_share_its_parse_and_leave_no_cycles(qiskit) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from logosq_os_scheduler import MockBackend, QuantumScheduler, Task
+
+    # What the scheduler hands to backends is the parser's own circuit, shared...
+    shared = _circuits.shared_circuit(BELL_QASM2)
+    assert _circuits.shared_circuit(BELL_QASM2) is shared
+    # ...while a caller of normalize_circuit gets a copy of its own to change.
+    mine = normalize_circuit(BELL_QASM2)
+    assert mine is not shared
+    mine.x(0)
+    assert len(shared.data) == 4 and len(mine.data) == 5
+
+    # A Qiskit circuit is a reference cycle: a copy per task would leave one for the cyclic
+    # collector per task. Tasks of the same text leave none.
+    async with QuantumScheduler() as s:
+        await s.register_backend("mock", MockBackend("mock", num_qubits=4, seed=1))
+        await (await s.submit(Task.quantum("warm").with_circuit(BELL_QASM2).with_shots(10)))
+        gc.collect()
+        gc.disable()
+        try:
+            handles = [
+                s.submit_nowait(Task.quantum(f"b{i}").with_circuit(BELL_QASM2).with_shots(10))
+                for i in range(200)
+            ]
+            results = [await h for h in handles]
+            del handles
+            freed = gc.collect()
+        finally:
+            gc.enable()
+    assert all(sum(r.value.values()) == 10 for r in results)
+    assert freed < 50, f"{freed} objects in reference cycles after 200 tasks"

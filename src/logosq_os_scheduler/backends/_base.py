@@ -306,6 +306,8 @@ class Backend(abc.ABC):
         to this backend, so a task moved to another backend is prepared again from its
         original circuit. May raise ``PermanentBackendError`` if the circuit can never run
         on this backend. The default returns the circuit unchanged.
+        Neither this nor :meth:`run` may change a circuit it is given: the scheduler sends the
+        same one again on a retry, and tasks that submitted the same OpenQASM text share it.
         """
         return circuit
 
