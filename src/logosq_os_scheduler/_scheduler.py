@@ -546,7 +546,8 @@ class QuantumScheduler:
                         row.task_id,
                         f"task {row.task_id} ({row.name!r}) was running when its scheduler "
                         "stopped and is not marked safe to run again: mark it "
-                        "with_restartable() to rerun it after a restart",
+                        "with_restartable() to rerun it after a restart (on logosq serve: "
+                        "restartable = true for its function in [functions])",
                     ),
                 )
                 failed += 1
@@ -745,7 +746,7 @@ class QuantumScheduler:
         task = journal.live(ref)  # it may have ended while the row was read
         if task is not None:
             return task
-        return journal.ended_task(row, self._now())
+        return journal.ended_task(row)
 
     async def persisted(self) -> None:
         """Wait until every task submitted so far is written to the journal.

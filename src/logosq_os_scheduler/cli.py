@@ -305,12 +305,17 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
             changes["journal"] = str(args.journal)
         if changes:
             config = config.replace(**changes)
-        started = serve(
-            config,
-            ssl_keyfile=args.ssl_keyfile,
-            ssl_certfile=args.ssl_certfile,
-            ssl_keyfile_password=args.ssl_keyfile_password,
-        )
+        try:
+            started = serve(
+                config,
+                ssl_keyfile=args.ssl_keyfile,
+                ssl_certfile=args.ssl_certfile,
+                ssl_keyfile_password=args.ssl_keyfile_password,
+            )
+        except SystemExit:
+            # uvicorn exits (with its own code, 3) when it cannot start, for example on a
+            # port in use; it has logged why. This command's code for that is 1.
+            started = False
     except (InvalidConfigError, JournalError) as exc:
         _error(str(exc))
         return EXIT_USAGE

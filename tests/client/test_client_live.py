@@ -267,6 +267,45 @@ async def test_a_batch_submits_in_order_and_refuses_whole(make_server: Any) -> N
         assert str(refused.value).startswith("tasks[1]: ")
 
 
+async def test_batches_follow_the_servers_max_batch(make_server: Any) -> None:
+    srv = make_server(users=USERS, server={"max_batch": 10})
+    async with SchedulerClient(srv.url, srv.tokens["user1"]) as client:  # batch_size 1000
+        handles = await client.submit_many(
+            [TaskRequest.function("square", i, key=f"sq/{i}") for i in range(25)]
+        )
+        assert [h.key for h in handles] == [f"sq/{i}" for i in range(25)]
+        assert [(await h).value for h in handles] == [i * i for i in range(25)]
+        # The refused oversized batch made nothing: each task exists once.
+        assert len(await client.tasks(limit=100)) == 25
+
+
+async def test_a_waiting_handle_outlasts_a_restart_longer_than_its_retries(
+    make_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = make_server(users=USERS)
+    gate = tmp_path / "gate"
+    # No retries at all: one failed request would end a wait that gave up with it.
+    brittle = RetryPolicy(retries=0, max_backoff=0.2)
+    async with SchedulerClient(srv.url, srv.tokens["user1"], retries=brittle) as client:
+        held = await client.submit_function("wait_for_file", str(gate), key="held-restart")
+        waiting = asyncio.create_task(held.result(timeout=120))
+        await asyncio.to_thread(srv.terminate)
+        # The wait has met the missing server (and logged it) before the server is back.
+        with caplog.at_level("WARNING", logger="logosq_os_scheduler.client"):
+            for _ in range(1500):
+                if any("unreachable" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the waiting handle never found the server gone")
+        assert not waiting.done()
+        gate.touch()
+        await asyncio.to_thread(srv.start)
+        # The running task was not restartable: the restart ended it, and the wait says so.
+        with pytest.raises(TaskFailedError, match="restartable = true"):
+            await waiting
+
+
 def test_the_blocking_twin(make_server: Any, tmp_path: Path) -> None:
     srv = make_server(users=USERS)
     gate = tmp_path / "gate"

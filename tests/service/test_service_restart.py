@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -134,3 +135,41 @@ def test_sigterm_exits_0_promptly_and_the_journal_keeps_the_queue(
             view = user_a.get(f"/v1/tasks/key/{tag}", params={"wait": 30}).json()
             assert view["status"] == "completed" and view["result"] == tag
     assert sorted(_runs(runs)) == ["q1", "q2", "q3"]
+
+
+def test_a_port_in_use_exits_1_naming_it(make_server: Configure) -> None:
+    import socket
+
+    srv = make_server(start=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", srv.port))
+        taken.listen()
+        # start() waits for the server to answer, and says how it exited instead.
+        with pytest.raises(AssertionError, match="the server exited with 1:"):
+            srv.start()  # uvicorn's own code for this is 3: the docs say 1
+    assert "address already in use" in srv.output()
+
+
+def test_the_servers_log_holds_qiskit_at_warnings_unless_debugging() -> None:
+    import subprocess
+    import sys
+
+    # In a process of its own: the set-up replaces the root logger's handlers.
+    code = (
+        "import logging\n"
+        "from logosq_os_scheduler.service._server import configure_service_logging\n"
+        "configure_service_logging('text', {level})\n"
+        "print(logging.getLogger('qiskit.passmanager').getEffectiveLevel())\n"
+    )
+    levels = [
+        subprocess.run(
+            [sys.executable, "-c", code.format(level=level)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")},
+        ).stdout.strip()
+        for level in (20, 10)
+    ]
+    # At INFO, Qiskit's per-pass records stay out; at DEBUG everything shows.
+    assert levels == ["30", "10"]

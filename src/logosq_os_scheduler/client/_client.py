@@ -13,6 +13,7 @@ key, and the task runs once whether or not the first request reached the server.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import ssl
 import time
@@ -54,6 +55,7 @@ __all__ = ["RemoteTaskHandle", "SchedulerClient"]
 # The longest long-poll the contract allows (GET ...?wait=), and the shortest the client
 # falls back to for a server that allows less than asked.
 _MAX_WAIT = 60.0
+log = logging.getLogger("logosq_os_scheduler.client")
 _MIN_WAIT = 1.0
 
 
@@ -399,11 +401,18 @@ class SchedulerClient:
         requests = [t if isinstance(t, TaskRequest) else TaskRequest.of(t) for t in tasks]
         bodies = [r.to_json(r.key or new_key()) for r in requests]
         handles: list[RemoteTaskHandle] = []
-        for start in range(0, len(bodies), self._batch_size):
+        start = 0
+        while start < len(bodies):
             chunk = bodies[start : start + self._batch_size]
             try:
                 data = await self._request("POST", "/v1/tasks/batch", body={"tasks": chunk})
             except InvalidRequestError as exc:
+                # A server whose max_batch is below batch_size refuses the whole batch (so
+                # nothing of it was made) and says its limit: send batches of that size.
+                allowed = exc.body.get("max_batch")
+                if isinstance(allowed, int) and 0 < allowed < len(chunk):
+                    self._batch_size = allowed
+                    continue
                 if exc.index is not None:
                     exc.index += start  # its position in ``tasks``, not in the chunk
                 raise
@@ -412,6 +421,7 @@ class SchedulerClient:
             except (KeyError, TypeError) as exc:
                 raise ServiceError(f"the server's batch answer has no task list: {exc}") from exc
             handles.extend(RemoteTaskHandle(self, v) for v in views)
+            start += len(chunk)
         return handles
 
     # --- finding tasks again --------------------------------------------------------------
@@ -522,6 +532,17 @@ class SchedulerClient:
                 wait = min(wait, deadline - time.monotonic())
             try:
                 view = await self._get_view(task_id, wait=max(wait, 0.0))
+            except ServiceUnavailableError as exc:
+                # The server is away (a restart takes seconds, more than the retries of one
+                # request): the task lives in its journal, so the wait goes on until its own
+                # deadline, if it has one.
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise
+                log.warning("task %d: the server is unreachable, waiting for it: %s", task_id, exc)
+                pause = self._retry.max_backoff
+                await asyncio.sleep(pause if left is None else min(pause, left))
+                continue
             except InvalidRequestError as exc:
                 # A server whose max_wait is below poll_wait refuses the wait: ask for what
                 # it says it allows, or for less until it accepts.
@@ -600,10 +621,14 @@ class SchedulerClient:
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             delay = self._retry.delay(attempt, retry_after)
             if delay is None:
+                again = (
+                    ". A submit may be sent again: its key finds the task if one was made"
+                    if method == "POST" and path.startswith("/v1/tasks")
+                    else ""
+                )
                 raise ServiceUnavailableError(
                     f"{method} {self._url}{path} failed on all {attempt + 1} attempts; the "
-                    f"last: {what}. A submit may be sent again: its key finds the task if one "
-                    "was made",
+                    f"last: {what}{again}",
                     status=getattr(failure, "status", None),
                 ) from failure
             attempt += 1

@@ -774,11 +774,12 @@ class Journal:
         except sqlite3.Error as exc:
             raise fail(self.path, exc) from exc
 
-    def ended_task(self, row: JournalRow, now: float) -> Task[Any]:
+    def ended_task(self, row: JournalRow) -> Task[Any]:
         """A finished task as the file holds it, with its times moved onto the scheduler's
-        clock (``now``), for a handle."""
+        clock by the offset this journal writes with (:meth:`wall`), for a handle: the same
+        task read twice has the same times."""
         task = restored_task(row.task_id, row.name, row.task_type, row.priority, row.status)
-        offset = time.time() - now
+        offset = self._offset
         task.submitted_at = row.submitted - offset
         task.started_at = None if row.started is None else row.started - offset
         task.finished_at = None if row.finished is None else row.finished - offset

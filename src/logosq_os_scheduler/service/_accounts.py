@@ -197,7 +197,8 @@ class Accounts:
                 if wait > 0:
                     raise QuotaExceededError(
                         f"{scope} has used {holder.window.total} of {limit} shots in the last "
-                        f"24 hours; {shots} more fit in {math.ceil(wait)} s",
+                        f"24 hours; these {shots} do not fit now, and will in "
+                        f"{math.ceil(wait)} s (as shots used earlier leave the window)",
                         limit="shots_per_day",
                         scope=scope,
                         retry_after=wait,

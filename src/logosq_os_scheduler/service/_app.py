@@ -228,11 +228,13 @@ async def submit_batch(request: Request, service: Service, user: UserSettings) -
     if not req.tasks:
         raise _bad_request("a batch needs at least one task", status=422, slug="invalid-request")
     if len(req.tasks) > limit:
-        raise _bad_request(
+        problem = _bad_request(
             f"a batch holds at most {limit} tasks (server.max_batch), this one {len(req.tasks)}",
             status=422,
             slug="invalid-request",
         )
+        problem.body["max_batch"] = limit  # what a client splits its batches to
+        raise problem
     results = service.submit(user, req.tasks)
     await service.scheduler.persisted()
     return JSON({"tasks": [service.view(h.task) for h, _created in results]}, status_code=201)

@@ -72,6 +72,10 @@ def configure_service_logging(log_format: str, level: int = logging.INFO) -> Non
         if not isinstance(old, logging.NullHandler):
             package.removeHandler(old)
     package.setLevel(logging.NOTSET)
+    # Qiskit logs every transpiler pass of every circuit at INFO: a server's log would be
+    # little else. Its warnings still show; at DEBUG, everything does.
+    if level > logging.DEBUG:
+        logging.getLogger("qiskit").setLevel(logging.WARNING)
 
 
 class _Server(uvicorn.Server):
