@@ -96,6 +96,23 @@ async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
     assert statuses == [("completed", 302)]
 
 
+async def test_a_finished_task_read_back_keeps_its_times(tmp_path: Path) -> None:
+    path = tmp_path / "times.db"
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        done = await scheduler.submit(
+            Task.classical("square").with_function(tasks.square, 4).with_key("t/1")
+        )
+        ran = await done
+    async with QuantumScheduler(1, journal=path) as scheduler:
+        reads = [await scheduler.task("t/1") for _ in range(3)]
+    times = {(r.submitted_at, r.started_at, r.finished_at) for r in reads}
+    assert len(times) == 1  # read after read, the same times (they used to move)
+    (submitted, started, finished) = times.pop()
+    assert started is not None and submitted <= started <= finished
+    # The same durations as the run itself, to the journal's precision.
+    assert finished - submitted == pytest.approx(ran.finished_at - ran.submitted_at, abs=1e-3)
+
+
 async def test_whose_task_it_is_survives_a_restart(tmp_path: Path) -> None:
     from logosq_os_scheduler.journal._codec import decode_spec, encode_spec
 
