@@ -548,7 +548,7 @@ class QuantumDispatcher:
             part = task.quantum_part
             assert part is not None  # quantum tasks are built with one
             part.circuit_run = shared_circuit(part.circuit)
-            part.requirements = analyze_circuit(part.circuit_run)
+            part.requirements = analyze_circuit(part.circuit)  # text: cached by the text
             core.admit(task, entry.pool, now, waited=waited)
         core.take_tasks(entry.pool, tasks, now)
         self._launch_job(entry, tasks, now, reattach=(job_key, job_id))

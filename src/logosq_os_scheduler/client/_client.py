@@ -52,10 +52,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteTaskHandle", "SchedulerClient"]
 
+log = logging.getLogger("logosq_os_scheduler.client")
+
 # The longest long-poll the contract allows (GET ...?wait=), and the shortest the client
 # falls back to for a server that allows less than asked.
 _MAX_WAIT = 60.0
-log = logging.getLogger("logosq_os_scheduler.client")
 _MIN_WAIT = 1.0
 
 
