@@ -64,6 +64,7 @@ from .backends._base import (
     prepare_all,
     sole_job,
 )
+from .backends._circuits import analyze_circuit, shared_circuit
 from .core import Pool, SchedulerCore
 from .core._backends import BackendState, Flight
 from .core._breaker import BreakerState, CircuitBreaker
@@ -335,8 +336,6 @@ class QuantumDispatcher:
 
     def _quantum_pool_for(self, task: Task[Any]) -> Pool:
         """Analyse, route and prepare a quantum task at submit; return its backend's pool."""
-        from .backends._circuits import analyze_circuit, shared_circuit
-
         if not self._backends and not self._default_backend_tried:
             self._default_backend_tried = True
             self._register_default_backend()

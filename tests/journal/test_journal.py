@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import _journal_tasks as tasks
 from logosq_os_scheduler import (
@@ -178,6 +180,29 @@ def test_task_errors_are_stored_as_themselves() -> None:
     back = decode_error(encode_error(err))
     assert type(back) is InterruptedByRestartError
     assert back.task_id == 7 and str(back) == str(err)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.integers(min_value=-(1 << 70), max_value=1 << 70), st.booleans(), st.floats()),
+        max_size=8,
+    )
+)
+def test_a_dict_result_is_stored_in_the_canonical_form_and_read_back(
+    value: dict[str, Any],
+) -> None:
+    """Counts take a fast path in encode_result: its text is the general encoder's, whatever
+    the keys (non-ASCII included) and values (bools, floats and big ints take the walk)."""
+    from logosq_os_scheduler.journal._codec import RESULT_CANONICAL, decode_result, encode_result
+    from logosq_os_scheduler.security._encoding import canonical_text, encode_value
+
+    kind, data = encode_result(value)
+    assert kind == RESULT_CANONICAL and data is not None
+    assert data.decode() == canonical_text(encode_value(value, strict=True))
+    back = decode_result(kind, data)
+    assert isinstance(back, dict) and sorted(back) == sorted(value)  # stored in key order
+    assert all(type(back[k]) is type(v) for k, v in value.items())
 
 
 async def test_keys_without_a_journal_are_idempotent_in_memory() -> None:

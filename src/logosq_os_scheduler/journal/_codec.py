@@ -19,6 +19,7 @@ a value it cannot encode exactly (a NumPy array, a dataclass) is pickled instead
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from typing import Any
 
@@ -52,6 +53,12 @@ RESULT_PICKLE = 2
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _dumps = pickle.dumps
+
+# canonical_text's settings (security._encoding), for the counts fast path of encode_result.
+_canonical_json = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
+_INT_LIMIT = 1 << 63
 
 
 def _not_findable(fn: object) -> str | None:
@@ -246,9 +253,16 @@ def encode_result(value: object) -> tuple[int, bytes | None]:
     """A task's value as the journal stores it: (kind, data)."""
     if value is None:
         return RESULT_NONE, None
-    if value.__class__ is int and -(1 << 63) < value < 1 << 63:
-        # The common case, in canonical form without the general encoder's walk.
+    if value.__class__ is int and -_INT_LIMIT < value < _INT_LIMIT:
+        # The common classical case, in canonical form without the general encoder's walk.
         return RESULT_CANONICAL, str(value).encode()
+    if value.__class__ is dict and all(
+        k.__class__ is str and v.__class__ is int and -_INT_LIMIT < v < _INT_LIMIT
+        for k, v in value.items()
+    ):
+        # The common quantum case, a histogram of counts: the general encoder gives a mapping
+        # of str keys {"$m": {...}} whose ints are themselves; the same text without its walk.
+        return RESULT_CANONICAL, b'{"$m":' + _canonical_json(value).encode() + b"}"
     from ..security._encoding import canonical_text
     from ..security._encoding import encode_value as canonical
     from ..security._errors import UnsignableValueError
