@@ -98,7 +98,8 @@ class IBMRuntimeBackend(Backend):
         name: The name to report (default: the device's).
         optimization_level: The preset pass manager's level (0 to 3) for transpiling
             circuits to the device's instruction set (ISA), done once per task in
-            :meth:`prepare`.
+            :meth:`prepare`. Default: 2 (Qiskit's own default) for a device with a coupling
+            map, as :class:`QiskitBackend`; 1 without one.
         seed: Seeds the transpiler and, in local testing mode, the simulator (the Sampler's
             ``simulator.seed_simulator`` option), so that equal jobs give equal counts.
         sampler_options: Options for the Sampler (its ``options`` argument, as a mapping,
@@ -122,7 +123,7 @@ class IBMRuntimeBackend(Backend):
         *,
         execution: Execution = "job",
         name: str | None = None,
-        optimization_level: int = 1,
+        optimization_level: int | None = None,
         seed: int | None = None,
         sampler_options: Mapping[str, Any] | None = None,
         max_concurrent_jobs: int = 1,
@@ -145,7 +146,7 @@ class IBMRuntimeBackend(Backend):
             raise InvalidConfigError(
                 "execution", f"must be 'job', 'batch' or 'session', got {execution!r}"
             )
-        if optimization_level not in (0, 1, 2, 3):
+        if optimization_level not in (None, 0, 1, 2, 3):
             raise InvalidConfigError(
                 "optimization_level", f"must be 0, 1, 2 or 3, got {optimization_level!r}"
             )
@@ -170,7 +171,6 @@ class IBMRuntimeBackend(Backend):
         self._service = None if self._local else backend.service
         self._execution: Execution = execution
         self._name = name or str(backend.name)
-        self._optimization_level = optimization_level
         self._seed = seed
         self._sampler_options = dict(sampler_options or {})
         self._max_concurrent_jobs = max_concurrent_jobs
@@ -182,6 +182,9 @@ class IBMRuntimeBackend(Backend):
             raise InvalidConfigError("backend", f"{type(backend).__name__} declares no qubit count")
         self._num_qubits = int(declared)
         self._coupling = _coupling_of(backend)
+        if optimization_level is None:
+            optimization_level = 2 if self._coupling else 1
+        self._optimization_level = optimization_level
         self._error_rate = _median_two_qubit_error(backend.target)
         self._poll_interval = float(poll_interval)
         self._token = object()
