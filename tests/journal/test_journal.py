@@ -783,3 +783,37 @@ async def test_leave_in_journal_leaves_running_tasks_past_the_timeout(tmp_path: 
         assert running.status is TaskStatus.RUNNING
         await scheduler.aclose(timeout=0, leave_in_journal=True)
     assert rows(path, "SELECT name, status FROM tasks") == [("slow", "running")]
+
+
+async def test_a_start_written_with_the_end_is_kept(tmp_path: Path) -> None:
+    """A task whose row went to the file before it started, and that started and ended (or
+    started and went back to its queue, then ended) before the next commit: the file keeps
+    its start time. The end used to drop the buffered update that carried it, so the task
+    read back from the file had no start (the view's started_at was null)."""
+    from logosq_os_scheduler.journal._codec import encode_spec
+
+    loop = asyncio.get_running_loop()
+    journal = Journal(tmp_path / "j.db")
+    journal.bind(loop, loop.time)
+    try:
+        ran, requeued = (
+            Task.classical(name).with_function(tasks.square, 3).build()
+            for name in ("ran", "requeued")
+        )
+        for task in (ran, requeued):
+            journal.submitted(task, encode_spec(task), 1.0)
+        await journal.persisted()  # the rows are in the file, without a start
+        journal.listener(ran, TaskStatus.QUEUED, TaskStatus.RUNNING, 2.0)
+        ran.value = 9
+        journal.listener(ran, TaskStatus.RUNNING, TaskStatus.COMPLETED, 3.0)
+        journal.listener(requeued, TaskStatus.QUEUED, TaskStatus.RUNNING, 2.5)
+        journal.listener(requeued, TaskStatus.RUNNING, TaskStatus.QUEUED, 2.75)
+        journal.listener(requeued, TaskStatus.QUEUED, TaskStatus.CANCELLED, 3.5)
+        await journal.persisted()
+        for task, started in ((ran, 2.0), (requeued, 2.5)):
+            row = journal.row(task.task_id)
+            assert row is not None and row.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
+            assert row.started == pytest.approx(journal.wall(started))
+            assert journal.ended_task(row).started_at == pytest.approx(started)
+    finally:
+        journal.close()
