@@ -762,6 +762,24 @@ class Journal:
         """The file's row for the task with that id or key, or None."""
         return read_row(self._reader, self.path, ref)
 
+    def spec(self, task_id: int) -> bytes | None:
+        """The spec journaled for the task (buffered, or in the file), or None if there is
+        none, or it is on its way to the file (a commit under way).
+
+        Raises:
+            JournalError: If the file cannot be read.
+        """
+        row = self._inserts.get(task_id)
+        if row is not None:
+            spec: bytes | None = row[_I_SPEC]
+            return spec
+        try:
+            found = self._reader.execute("SELECT spec FROM submits WHERE id=?", (task_id,))
+            stored = found.fetchone()
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+        return None if stored is None else stored[0]
+
     def unfinished(self) -> list[JournalRow]:
         """Every task not yet ended, in submission order (without the columns only an ended
         task has: reading a million rows is most of a recovery's time)."""
