@@ -153,7 +153,8 @@ def fingerprinted(builder: TaskBuilder[T], fingerprint: str) -> TaskBuilder[T]:
     """Give a builder's tasks what identifies their submission where their spec cannot: a
     task submitted again under its client key is the same task if its fingerprint is. The
     service gives each VQE and QAOA a digest of its request, because the algorithm it builds
-    from the same request is new each time (new circuit parameters, a random initial point)."""
+    from the same request is new each time (new circuit parameters, for a VQE perhaps a random
+    initial point)."""
     builder._fingerprint = fingerprint
     return builder
 

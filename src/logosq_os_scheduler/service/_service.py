@@ -20,6 +20,7 @@ from .._config import Durability, FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
+    KeyReusedError,
     PermissionDeniedError,
     SchedulerError,
     ServiceUnavailableError,
@@ -221,6 +222,7 @@ class Service:
         Raises:
             PermissionDeniedError: A priority above the user's ceiling.
             InvalidTaskError: A malformed request.
+            KeyReusedError: A client key the user used before for a different task.
             BatchItemError: In a batch, one of those for the item at its index.
             QuotaExceededError: The new tasks do not fit a quota.
             ServiceUnavailableError: The server is shutting down.
@@ -240,6 +242,7 @@ class Service:
                     seen.add(request.key)
                     existing = self._lookup(internal_key(user.name, request.key))
                     if existing is not None:
+                        self._check_same(user, request, request.key)
                         out.append((existing, False))
                         continue
                 self._check_backend(request)
@@ -274,6 +277,23 @@ class Service:
             raise
         self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
+
+    def _check_same(self, user: UserSettings, request: TaskRequest, key: str) -> None:
+        """A key the user has used: refuse the request unless it is the task the key names.
+
+        Only here is the request built into a task, to compare it with the first one's spec
+        in the journal (``QuantumScheduler.find_submitted``); a new key costs nothing more.
+
+        Raises:
+            KeyReusedError: If the key names a different task (with the user's key in it).
+            InvalidTaskError: If the request no longer makes a task on this server.
+        """
+        self._check_backend(request)
+        builder = build_task(request, user.name, self.functions, self.restartable, self.limits)
+        try:
+            self.scheduler.find_submitted(builder)
+        except KeyReusedError as exc:
+            raise KeyReusedError(key, exc.task_id) from None
 
     def _check_backend(self, request: TaskRequest) -> None:
         name = getattr(request, "backend", None)
