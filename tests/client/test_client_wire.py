@@ -19,6 +19,7 @@ from logosq_os_scheduler import (
     InvalidConfigError,
     InvalidRequestError,
     InvalidTaskError,
+    KeyReusedError,
     MissingExtraError,
     PermissionDeniedError,
     QuotaExceededError,
@@ -286,6 +287,20 @@ def test_refusals_map_to_the_scheduler_error_family() -> None:
         4,
         "invalid task field 'circuit': line 3",
     )
+    reused = error_of_problem(
+        422,
+        {
+            "detail": "tasks[2]: client key 'k1' was already used for a different task (task 7)",
+            "error": "KeyReusedError",
+            "field": "key",
+            "key": "k1",
+            "task_id": 7,
+            "index": 2,
+        },
+    )
+    assert type(reused) is KeyReusedError and isinstance(reused, InvalidTaskError)
+    assert (reused.key, reused.task_id, reused.index, reused.field) == ("k1", 7, 2, "key")
+    assert str(reused).startswith("tasks[2]: client key 'k1' was already used")
     too_large = error_of_problem(413, {"detail": "body over 1048576 bytes"})
     assert type(too_large) is InvalidRequestError and too_large.status == 413
     other = error_of_problem(409, {"detail": "task 3 has ended"})
