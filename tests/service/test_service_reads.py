@@ -115,6 +115,26 @@ def test_metrics_and_openapi(make_server: Configure) -> None:
         assert schemas["CircuitRequest"]["properties"]["circuit"]
 
 
+def test_the_openapi_document_says_what_each_submit_answers() -> None:
+    from logosq_os_scheduler.service._openapi import openapi_document
+
+    doc = openapi_document()
+    submit = doc["paths"]["/v1/tasks"]["post"]["responses"]
+    assert {"201", "200", "422", "4XX"} <= set(submit)
+    for status in ("201", "200"):  # a new task, and the one the key names: both views
+        schema = submit[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/TaskView"}
+    assert "client key" in submit["200"]["description"]
+    assert "KeyReusedError" in submit["422"]["description"]
+    batch = doc["paths"]["/v1/tasks/batch"]["post"]["responses"]
+    assert {"201", "422"} <= set(batch) and "index" in batch["422"]["description"]
+    for refusal in (submit["422"], batch["422"]):
+        schema = refusal["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}
+    problem = doc["components"]["schemas"]["Problem"]["properties"]
+    assert {"field", "index", "key", "task_id"} <= set(problem)
+
+
 def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:
     import logosq_os_scheduler.service as service
 
