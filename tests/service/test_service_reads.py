@@ -74,6 +74,32 @@ def test_me_backends_stats(make_server: Configure) -> None:
         assert [u["user"] for u in user_a.get("/v1/stats").json()["users"]] == ["user_a"]
 
 
+def test_stats_count_each_end_the_same_per_user_and_overall(
+    make_server: Configure, tmp_path: Path
+) -> None:
+    """A cancelled task is cancelled in the user's row and in the totals, a timed-out one
+    timed out (the user's row used to count both as failed, the totals neither)."""
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1})
+    with srv.client("user_a") as user_a:
+        blocker = user_a.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
+        cancelled = user_a.post("/v1/tasks", json=function("square", 2)).json()
+        timed_out = user_a.post("/v1/tasks", json=function("square", 3, timeout=0.05)).json()
+        assert user_a.post(f"/v1/tasks/{cancelled['id']}/cancel").status_code == 200
+        user_a.get(f"/v1/tasks/{timed_out['id']}", params={"wait": 30})
+        gate.touch()
+        user_a.get(f"/v1/tasks/{blocker['id']}", params={"wait": 30})
+        failed = user_a.post("/v1/tasks", json=function("fail", "planned")).json()
+        completed = user_a.post("/v1/tasks", json=function("square", 4)).json()
+        for task in (failed, completed):
+            user_a.get(f"/v1/tasks/{task['id']}", params={"wait": 30})
+        stats = user_a.get("/v1/stats").json()
+    ends = {"completed": 2, "failed": 1, "cancelled": 1, "timed_out": 1}
+    assert {k: stats[k] for k in ends} == ends
+    [row] = stats["users"]
+    assert {k: row[k] for k in ends} == ends
+
+
 def test_events_are_per_user(make_server: Configure) -> None:
     srv = make_server()
     deadline = time.monotonic() + 30

@@ -52,14 +52,16 @@ _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
 
 
 class _Finished:
-    """How many of one user's tasks completed, and how many ended otherwise, since the server
-    started (the scheduler's metrics give what runs and waits now)."""
+    """How many of one user's tasks ended, by how they ended, since the server started (the
+    scheduler's metrics give what runs and waits now)."""
 
-    __slots__ = ("completed", "failed")
+    __slots__ = ("cancelled", "completed", "failed", "timed_out")
 
     def __init__(self) -> None:
         self.completed = 0
         self.failed = 0
+        self.cancelled = 0
+        self.timed_out = 0
 
 
 _NONE_FINISHED = _Finished()
@@ -201,8 +203,12 @@ class Service:
                 finished = self._finished[owner] = _Finished()
             if new is TaskStatus.COMPLETED:
                 finished.completed += 1
-            else:
+            elif new is TaskStatus.FAILED:
                 finished.failed += 1
+            elif new is TaskStatus.CANCELLED:
+                finished.cancelled += 1
+            else:
+                finished.timed_out += 1
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -454,6 +460,8 @@ class Service:
                     "queued": now.waiting if now else 0,
                     "completed": finished.completed,
                     "failed": finished.failed,
+                    "cancelled": finished.cancelled,
+                    "timed_out": finished.timed_out,
                     "weight": now.weight if now else None,
                 }
             )
@@ -463,6 +471,8 @@ class Service:
             "running": m.running,
             "completed": m.completed,
             "failed": m.failed,
+            "cancelled": m.cancelled,
+            "timed_out": m.timed_out,
             "throughput_per_s": m.recent_throughput,
             "users": users,
             "backends": self.backends(),

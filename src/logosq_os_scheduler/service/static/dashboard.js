@@ -134,6 +134,8 @@ function renderStats(stats) {
   $("total-queued").textContent = totalQueued;
   $("total-completed").textContent = stats.completed;
   $("total-failed").textContent = stats.failed;
+  $("total-cancelled").textContent = stats.cancelled ?? "–";
+  $("total-timed-out").textContent = stats.timed_out ?? "–";
   $("throughput").textContent = formatRate(stats.throughput_per_s);
 
   const most = Math.max(1, ...queued);
@@ -149,9 +151,19 @@ function renderStats(stats) {
   const users = stats.users ?? [];
   $("users-body").replaceChildren(
     ...users.map((u) =>
-      row([u.user, u.running, u.queued, u.completed, u.failed, formatWeight(u.weight)], {
-        user: u.user,
-      }),
+      row(
+        [
+          u.user,
+          u.running,
+          u.queued,
+          u.completed,
+          u.failed,
+          u.cancelled,
+          u.timed_out,
+          formatWeight(u.weight),
+        ],
+        { user: u.user },
+      ),
     ),
   );
   showEmpty("users-empty", users.length === 0);
