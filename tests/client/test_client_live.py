@@ -97,6 +97,7 @@ async def test_submit_await_and_the_result_of_each_kind(make_server: Any) -> Non
         assert (me.user, me.admin, me.priority_ceiling) == ("user1", False, TaskPriority.HIGH)
         backends = await client.backends()
         assert [b.name for b in backends] == ["sim"]
+        assert list(backends[0].queued_by_priority) == ["critical", "high", "normal", "low", "idle"]
         listed = await client.tasks()
         assert {v.task_id for v in listed} == {bell.task_id, square.task_id}
 

@@ -235,6 +235,17 @@ def test_a_completed_view_is_a_result_like_a_local_one() -> None:
         _ = function_result.counts
 
 
+def test_a_backends_queues_are_labelled_by_priority() -> None:
+    from logosq_os_scheduler.client._views import backend_of
+
+    names = ["critical", "high", "normal", "low", "idle"]
+    view = backend_of({"name": "sim", "queued_by_priority": {"high": 2, "idle": 1}})
+    assert view.queued_by_priority == dict(zip(names, [0, 2, 0, 0, 1], strict=True))
+    # A server from before the mapping sent a list, critical first.
+    older = backend_of({"name": "sim", "queued_by_priority": [1, 0, 3, 0, 0]})
+    assert older.queued_by_priority == dict(zip(names, [1, 0, 3, 0, 0], strict=True))
+
+
 def test_a_view_of_another_shape_is_a_service_error() -> None:
     with pytest.raises(ServiceError, match="not a task view"):
         view_of({"id": 1, "status": "finished"})

@@ -63,15 +63,36 @@ def test_me_backends_stats(make_server: Configure) -> None:
         assert backends["big"]["num_qubits"] == 20 and backends["big"]["capacity"] == 2
         assert backends["big"]["kind"] == "mock"
         assert backends["sim"]["breaker"] == "closed" and backends["sim"]["in_rotation"] is True
-        assert backends["sim"]["queued_by_priority"] == [0, 0, 0, 0, 0]
+        by_priority = {"critical": 0, "high": 0, "normal": 0, "low": 0, "idle": 0}
+        assert backends["sim"]["queued_by_priority"] == by_priority
         stats = user_a.get("/v1/stats").json()
-        assert stats["completed"] >= 1 and len(stats["queued_by_priority"]) == 5
+        assert stats["completed"] >= 1 and stats["queued_by_priority"] == by_priority
         assert [u["user"] for u in stats["users"]] == ["user_a"]
         assert stats["users"][0]["completed"] == 1
         root.post("/v1/tasks", json=function("square", 2))
         users = {u["user"] for u in root.get("/v1/stats").json()["users"]}
         assert users >= {"user_a"}
         assert [u["user"] for u in user_a.get("/v1/stats").json()["users"]] == ["user_a"]
+
+
+def test_queues_by_priority_are_labelled_by_priority_name(
+    make_server: Configure, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1})
+    with srv.client("user_a") as user_a:
+        user_a.post("/v1/tasks", json=function("wait_for_file", str(gate)))  # takes the worker
+        for priority in ("high", "low", "low", "idle"):
+            user_a.post("/v1/tasks", json=function("square", 2, priority=priority))
+        stats = user_a.get("/v1/stats").json()
+        gate.touch()
+    assert stats["queued_by_priority"] == {
+        "critical": 0,
+        "high": 1,
+        "normal": 0,
+        "low": 2,
+        "idle": 1,
+    }
 
 
 def test_stats_count_each_end_the_same_per_user_and_overall(
@@ -159,6 +180,22 @@ def test_the_openapi_document_says_what_each_submit_answers() -> None:
         assert schema == {"$ref": "#/components/schemas/Problem"}
     problem = doc["components"]["schemas"]["Problem"]["properties"]
     assert {"field", "index", "key", "task_id"} <= set(problem)
+
+
+def test_the_openapi_document_labels_queues_by_priority_name() -> None:
+    from logosq_os_scheduler.service._openapi import openapi_document
+
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    counts = schemas["CountsByPriority"]
+    assert counts["type"] == "object"
+    assert list(counts["properties"]) == ["critical", "high", "normal", "low", "idle"]
+    ref = {"$ref": "#/components/schemas/CountsByPriority"}
+    assert schemas["Stats"]["properties"]["queued_by_priority"] == ref
+    assert schemas["Backend"]["properties"]["queued_by_priority"] == ref
+    assert {"failed", "cancelled", "timed_out"} <= set(schemas["Stats"]["properties"])
+    stats = doc["paths"]["/v1/stats"]["get"]["responses"]["200"]["content"]
+    assert stats["application/json"]["schema"] == {"$ref": "#/components/schemas/Stats"}
 
 
 def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:

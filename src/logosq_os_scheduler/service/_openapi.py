@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
-from ._wire import BatchRequest, TaskRequest
+from ._wire import BatchRequest, Priority, TaskRequest
 
 __all__ = ["openapi_document"]
 
@@ -67,6 +67,55 @@ _VIEW = {
                 },
             ]
         },
+    },
+}
+
+_INT = {"type": "integer"}
+_BY_PRIORITY = {
+    "type": "object",
+    "description": "tasks waiting, by priority name",
+    "properties": {name: _INT for name in get_args(Priority)},
+    "required": list(get_args(Priority)),
+    "additionalProperties": False,
+}
+_ENDS = {name: _INT for name in ("completed", "failed", "cancelled", "timed_out")}
+_BACKEND = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "num_qubits": {"type": ["integer", "null"]},
+        "capacity": _INT,
+        "busy": _INT,
+        "queued": _INT,
+        "queued_by_priority": {"$ref": "#/components/schemas/CountsByPriority"},
+        "breaker": {"enum": ["closed", "open", "half_open"]},
+        "in_rotation": {"type": "boolean"},
+    },
+}
+_STATS = {
+    "type": "object",
+    "properties": {
+        "now": {"type": "number", "description": "the server's Unix time"},
+        "queued_by_priority": {"$ref": "#/components/schemas/CountsByPriority"},
+        "running": _INT,
+        **_ENDS,
+        "throughput_per_s": {"type": "number"},
+        "users": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "user": {"type": "string"},
+                    "running": _INT,
+                    "queued": _INT,
+                    **_ENDS,
+                    "weight": {"type": ["number", "null"]},
+                },
+            },
+        },
+        "backends": {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
+        "long_polls": {**_INT, "description": "requests waiting now (admins only)"},
     },
 }
 
@@ -146,9 +195,16 @@ _ROUTES: tuple[tuple[str, str, str, str | None, dict[int, str], dict[str, Any]],
         "Backends with queues and breaker states",
         None,
         _OK,
-        {"type": "array"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/Backend"}},
     ),
-    ("get", "/v1/stats", "Queues, throughput and per-user work", None, _OK, {"type": "object"}),
+    (
+        "get",
+        "/v1/stats",
+        "Queues, throughput and per-user work",
+        None,
+        _OK,
+        {"$ref": "#/components/schemas/Stats"},
+    ),
     ("get", "/v1/events", "Server-sent events: task and stats", None, _OK, {"type": "string"}),
     ("get", "/metrics", "Prometheus metrics (admin)", None, _OK, {"type": "string"}),
     ("get", "/healthz", "Liveness", None, _OK, {"type": "object"}),
@@ -180,6 +236,9 @@ def openapi_document() -> dict[str, Any]:
     components["BatchRequest"] = batch
     components["TaskView"] = _VIEW
     components["Problem"] = _PROBLEM
+    components["CountsByPriority"] = _BY_PRIORITY
+    components["Backend"] = _BACKEND
+    components["Stats"] = _STATS
     paths: dict[str, dict[str, Any]] = {}
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for method, path, summary, body, statuses, schema in _ROUTES:

@@ -48,6 +48,8 @@ __all__ = ["Service"]
 log = logging.getLogger("logosq_os_scheduler.service")
 
 _PRIORITY_ORDER = sorted(TaskPriority, reverse=True)  # critical first
+# The labels of a count by priority: the priorities' names as requests spell them.
+_PRIORITY_NAMES = tuple(p.name.lower() for p in _PRIORITY_ORDER)
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
 
 
@@ -436,7 +438,9 @@ class Service:
                     "capacity": m.capacity if m else 0,
                     "busy": m.busy if m else 0,
                     "queued": m.queued if m else 0,
-                    "queued_by_priority": list(m.queued_by_priority) if m else [0] * 5,
+                    "queued_by_priority": dict(
+                        zip(_PRIORITY_NAMES, m.queued_by_priority if m else (0,) * 5, strict=True)
+                    ),
                     "breaker": m.breaker_state if m else "closed",
                     "in_rotation": m.healthy if m else True,
                 }
@@ -467,7 +471,9 @@ class Service:
             )
         return {
             "now": time.time(),
-            "queued_by_priority": [m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER],
+            "queued_by_priority": {
+                p.name.lower(): m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER
+            },
             "running": m.running,
             "completed": m.completed,
             "failed": m.failed,

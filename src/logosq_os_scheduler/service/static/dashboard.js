@@ -128,7 +128,9 @@ function renderStats(stats) {
     state.clockOffset = stats.now - browserNow();
     state.clockFromServer = true;
   }
-  const queued = stats.queued_by_priority ?? [0, 0, 0, 0, 0];
+  // Waiting tasks by priority name ({"critical": 0, "high": 2, ...}), in PRIORITIES' order.
+  const byName = stats.queued_by_priority ?? {};
+  const queued = PRIORITIES.map((priority) => byName[priority] ?? 0);
   const totalQueued = queued.reduce((a, b) => a + b, 0);
   $("total-running").textContent = stats.running;
   $("total-queued").textContent = totalQueued;
