@@ -377,8 +377,10 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         energy = (await vqe.result(timeout=120)).value
         assert energy["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=2e-2)
         assert len(energy["parameters"]) == 4 and vqe.view.kind == "vqe"
-        cut = (await qaoa.result(timeout=120)).value
+        done = await qaoa.result(timeout=120)
+        cut = done.value
         assert cut["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
+        assert done.backend == "aer"  # where its circuits ran, as for a circuit
         with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
             await client.submit_vqe([("XQ", 1.0)], "efficient_su2")
         # The hybrid builder a local scheduler takes runs on the server as it is.

@@ -49,7 +49,8 @@ class TaskView:
         priority: Its priority.
         status: Its status then.
         submitted_at, started_at, finished_at: Times on the server's clock, or None.
-        backend: The backend that ran it (circuits), or None.
+        backend: The backend that ran it (circuits; for a VQE or QAOA, the one its circuits
+            ran on, several joined by commas; None for exact estimation), or None.
         recovery: How it crossed a restart of the server (as ``TaskResult.recovery``).
         result: What it produced, as JSON (counts for a circuit), or None.
         error_type: The name of the error it ended with, or None.
