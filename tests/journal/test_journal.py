@@ -291,6 +291,29 @@ async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path)
         ]
 
 
+@pytest.mark.qiskit
+def test_hybrid_specs_compare_by_fingerprint_and_else_by_class() -> None:
+    """A hybrid spec with a fingerprint (the service's digest of its request) is the same task
+    as another only with the same fingerprint; one written without (before fingerprints
+    existed) compares with either by its algorithm's class, as in-process tasks do."""
+    pytest.importorskip("qiskit")
+    from logosq_os_scheduler._task import fingerprinted
+    from logosq_os_scheduler.journal._codec import encode_spec, same_spec
+    from logosq_os_scheduler.workflows import QAOA, maxcut_hamiltonian
+
+    def spec(fingerprint: str | None, reps: int = 1) -> bytes:
+        builder = Task.hybrid("q").with_algorithm(
+            QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps)
+        )
+        if fingerprint is not None:
+            fingerprinted(builder, fingerprint)
+        return encode_spec(builder.with_user("u").with_key("u/k").build())
+
+    assert same_spec(spec("a"), spec("a")) and not same_spec(spec("a"), spec("b"))
+    assert same_spec(spec(None), spec("a")) and same_spec(spec("a"), spec(None, reps=2))
+    assert same_spec(spec(None), spec(None, reps=2))  # by class: lenient where nothing says
+
+
 async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> None:
     def nested() -> int:
         return 1

@@ -271,8 +271,12 @@ def same_spec(a: bytes, b: bytes) -> bool:
     if quantum_a is not None and quantum_b is not None:
         if not _same_circuit(quantum_a["circuit"], quantum_b["circuit"]):
             return False
-        spec_a = (*spec_a[:5], _as_compared(quantum_a, spec_a[4]))
-        spec_b = (*spec_b[:5], _as_compared(quantum_b, spec_b[4]))
+        options_a, options_b = spec_a[4], spec_b[4]
+        if _fingerprint(options_a) is None or _fingerprint(options_b) is None:
+            # One was written before fingerprints (or without one): compare the classes.
+            options_a, options_b = _unprinted(options_a), _unprinted(options_b)
+        spec_a = (*spec_a[:4], options_a, _as_compared(quantum_a, options_a))
+        spec_b = (*spec_b[:4], options_b, _as_compared(quantum_b, options_b))
     try:
         return _dumps(spec_a, _PROTOCOL) == _dumps(spec_b, _PROTOCOL)
     except Exception:
@@ -290,11 +294,21 @@ def _same_circuit(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
     return _dumps(data, _PROTOCOL) == _dumps(b[1], _PROTOCOL)
 
 
+def _fingerprint(options: dict[str, Any] | None) -> str | None:
+    return None if options is None else options.get("fingerprint")
+
+
+def _unprinted(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    if options is None or "fingerprint" not in options:
+        return options
+    return {k: v for k, v in options.items() if k != "fingerprint"}
+
+
 def _as_compared(quantum: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
     """A spec's quantum part without what :func:`same_spec` compares otherwise."""
     out = dict(quantum, circuit=None)
     if quantum["algorithm"] is not None:
-        if options is not None and options.get("fingerprint") is not None:
+        if _fingerprint(options) is not None:
             out["algorithm"] = out["optimizer"] = None  # the fingerprint, in options, says
         else:
             out["algorithm"] = _class_name(quantum["algorithm"])
