@@ -536,7 +536,7 @@ def _post_once(port: int, path: str, body: bytes, token: str) -> None:
 def _backlog(port: int, token: str) -> int:
     stats = _get_json(port, "/v1/stats", token)
     assert isinstance(stats, dict)
-    return int(sum(stats["queued_by_priority"]) + stats["running"])
+    return int(sum(stats["queued_by_priority"].values()) + stats["running"])
 
 
 def _drain(port: int, token: str, timeout: float) -> tuple[int, float]:

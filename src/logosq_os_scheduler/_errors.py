@@ -4,6 +4,7 @@ Every error is a :class:`SchedulerError`; catch that to catch them all::
 
     SchedulerError
      ├── InvalidTaskError          a task, circuit, rule or workflow is malformed (names it)
+ │    ├── KeyReusedError       a client key already names a different task (says which)
  │    └── InvalidRequestError  a scheduler service refused a request as invalid (400, 413,
  │                             422); also a ServiceError
      ├── InvalidConfigError        a scheduler setting is out of range (names the setting)
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTaskError",
     "JournalError",
+    "KeyReusedError",
     "MissingExtraError",
     "NoRouteError",
     "PermanentBackendError",
@@ -101,6 +103,36 @@ class InvalidTaskError(SchedulerError, ValueError):
         self.field = field
         self.problem = problem
         self.where = where
+
+
+class KeyReusedError(InvalidTaskError):
+    """A client key already names a different task; nothing new was made.
+
+    A task submitted again with a key its scheduler (or service) knows returns the task made
+    with that key first, but only if it is the same task: the same kind, name, priority,
+    function and arguments, circuit, shots, backend and options. Another task needs its own
+    key. Raised by a scheduler's submit, and by the client for the server's 422 (it is never
+    retried: the same request would be refused again).
+
+    Attributes:
+        key: The client key (as its user gave it).
+        task_id: The task it names.
+        index: The position of the refused task in a batch (the client's ``submit_many``), or
+            None.
+    """
+
+    def __init__(self, key: str, task_id: int, *, index: int | None = None) -> None:
+        problem = (
+            f"client key {key!r} was already used for a different task (task {task_id}); "
+            "send the same task again to get it back, or use a new key"
+        )
+        SchedulerError.__init__(self, problem if index is None else f"tasks[{index}]: {problem}")
+        self.field = "key"
+        self.problem = problem
+        self.where = None
+        self.key = key
+        self.task_id = task_id
+        self.index = index
 
 
 class InvalidConfigError(SchedulerError, ValueError):

@@ -37,7 +37,8 @@ class TaskResult(Generic[T]):
         value: What the function returned; for a quantum task, the counts ``{bitstring: n}``.
         task_type: Classical, quantum or hybrid.
         priority: The priority it was submitted with.
-        backend: The backend that ran it (quantum tasks), else None.
+        backend: The backend that ran it (quantum tasks; for a hybrid task running an
+            algorithm, the backend its circuits ran on, several joined by commas), else None.
         submitted_at, started_at, finished_at: Times on the scheduler's clock, in seconds.
         attempts: How many times it was started (more than 1 after retries or preemption).
         backends_tried: Every backend an attempt went to, in order (quantum tasks).

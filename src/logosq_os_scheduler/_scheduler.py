@@ -32,6 +32,7 @@ from ._errors import (
     InterruptedByRestartError,
     InvalidConfigError,
     InvalidTaskError,
+    KeyReusedError,
     NoRouteError,
     SchedulerClosedError,
     SchedulerError,
@@ -65,7 +66,7 @@ from .core._state import TERMINAL
 from .core._statistics import statistics
 from .executors._base import Executor
 from .executors._threads import NOT_CALLED, Completion, ThreadWorkers
-from .journal._codec import decode_spec, encode_spec
+from .journal._codec import decode_spec, encode_spec, same_spec
 from .observability._logging import task_fields
 from .observability._metrics import SchedulerMetrics, UserMetrics
 from .observability._trace import TraceRecorder
@@ -890,11 +891,13 @@ class QuantumScheduler:
 
         With a journal, it returns once the task is written there (it then survives a kill of
         the scheduler; see :class:`~logosq_os_scheduler.Durability`). A task with a client key
-        the scheduler already knows is not submitted again: the first task's handle returns.
+        the scheduler already knows is not submitted again: the first task's handle returns,
+        if it is the same task (else KeyReusedError).
 
         Raises:
             InvalidTaskError: If the task is malformed or was already submitted, or (with a
                 journal) could not be run again after a restart (a lambda, say).
+            KeyReusedError: If its client key names a different task (an InvalidTaskError).
             QueueFullError: If ``max_queue_depth`` tasks already wait; nothing else changes.
             NoRouteError: If a quantum task's circuit fits no backend.
             SchedulerClosedError: If the scheduler is closing or closed.
@@ -944,13 +947,59 @@ class QuantumScheduler:
         self._admitted(task, pool, self._core.admit(task, pool, self._now()))
         return handle
 
+    def find_submitted(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T] | None:
+        """The handle of the task submitted before with ``task``'s client key (what
+        :meth:`submit` returns for ``task`` without submitting it), or None if the key is new
+        or ``task`` has none.
+
+        Raises:
+            KeyReusedError: If the key names a different task (another function, arguments,
+                circuit, shots, priority, name, backend or option): nothing is submitted.
+            JournalError: If the journal cannot be read.
+        """
+        if not isinstance(task, Task):
+            task = task.build()
+        key = task.key
+        if key is None:
+            return None
+        existing = self._find(key)
+        if existing is None:
+            return None
+        if not self._same_submission(existing, task):
+            raise KeyReusedError(key, existing.task_id)
+        return TaskHandle(existing, self)
+
+    def _same_submission(self, existing: Task[Any], task: Task[Any]) -> bool:
+        """Whether ``task`` is ``existing`` submitted again (see ``journal._codec.same_spec``):
+        compared with the spec the journal wrote at its submit where it has it, since a task
+        that ran may have changed its own objects."""
+        if (existing.name, existing.task_type, existing.priority) != (
+            task.name,
+            task.task_type,
+            task.priority,
+        ):
+            return False
+        journal = self._journal
+        stored = None if journal is None else journal.spec(existing.task_id)
+        try:
+            spec = encode_spec(task)
+            if stored is None:
+                stored = encode_spec(existing)
+        except InvalidTaskError:
+            # Without a journal a task need not be storable (a lambda): compare its function.
+            return existing.fn is task.fn
+        return same_spec(stored, spec)
+
     def _submit_durable(self, task: Task[Any]) -> TaskHandle[Any]:
         """:meth:`submit_nowait` for a task with a client key or on a journal."""
         key = task.key
         if key is not None:
             existing = self._find(key)
             if existing is not None:
-                return TaskHandle(existing, self)  # an idempotent submit: the first task
+                # An idempotent submit: the first task, if this is the same one again.
+                if not self._same_submission(existing, task):
+                    raise KeyReusedError(key, existing.task_id)
+                return TaskHandle(existing, self)
         pool = self._pool_for(task)
         journal = self._journal
         now = self._now()

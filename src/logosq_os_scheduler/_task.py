@@ -149,6 +149,16 @@ def transient(builder: TaskBuilder[T]) -> TaskBuilder[T]:
     return builder
 
 
+def fingerprinted(builder: TaskBuilder[T], fingerprint: str) -> TaskBuilder[T]:
+    """Give a builder's tasks what identifies their submission where their spec cannot: a
+    task submitted again under its client key is the same task if its fingerprint is. The
+    service gives each VQE and QAOA a digest of its request, because the algorithm it builds
+    from the same request is new each time (new circuit parameters, for a VQE perhaps a random
+    initial point)."""
+    builder._fingerprint = fingerprint
+    return builder
+
+
 def is_transient(task: Task[Any]) -> bool:
     """Whether ``task`` was built by :func:`transient`."""
     extras = task.extras
@@ -285,6 +295,7 @@ class _Extras:
         "transient",
         "saved_state",
         "user",
+        "fingerprint",
     )
 
     def __init__(self) -> None:
@@ -312,6 +323,8 @@ class _Extras:
         self.saved_state: Any = None
         # Whose task it is (with_user): fair share and the service's isolation go by it.
         self.user: str | None = None
+        # What identifies its submission where its spec cannot (see fingerprinted()).
+        self.fingerprint: str | None = None
 
 
 class _QuantumPart:
@@ -477,6 +490,8 @@ class Task(Generic[T]):
     saved_state: _ExtraField[Any] = _ExtraField(None)
     # Whose task it is (with_user); None for a task of no particular user.
     user: _ExtraField[str | None] = _ExtraField(None)
+    # What identifies its submission where its spec cannot (see fingerprinted()).
+    fingerprint: _ExtraField[str | None] = _ExtraField(None)
     # Quantum and hybrid spec fields.
     circuit: _QuantumField[Any] = _QuantumField(None)
     shots: _QuantumField[int] = _QuantumField(1024)
@@ -617,6 +632,7 @@ class TaskBuilder(Generic[T]):
         "_key",
         "_transient",
         "_user",
+        "_fingerprint",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -652,6 +668,7 @@ class TaskBuilder(Generic[T]):
         self._key: str | None = None
         self._transient = False
         self._user: str | None = None
+        self._fingerprint: str | None = None
 
     @property
     def name(self) -> str:
@@ -787,10 +804,12 @@ class TaskBuilder(Generic[T]):
     def with_key(self, key: str) -> TaskBuilder[T]:
         """Give the task a client key, such as ``"exp42/point17"``: its durable name.
 
-        Submitting a task whose key a scheduler already knows returns the handle of the task
-        submitted first (an idempotent submit) and runs nothing new; with a journal this holds
-        across restarts too, and ``scheduler.task(key)`` finds the task again. A builder with a
-        key, submitted twice, therefore gives one task.
+        Submitting the same task again under a key a scheduler already knows returns the
+        handle of the task submitted first (an idempotent submit) and runs nothing new; with a
+        journal this holds across restarts too, and ``scheduler.task(key)`` finds the task
+        again. A builder with a key, submitted twice, therefore gives one task. A different
+        task under a known key (another function, arguments, circuit, shots, priority, name or
+        option) is refused with :class:`~logosq_os_scheduler.KeyReusedError`.
 
         Raises:
             InvalidTaskError: If ``key`` is not a non-empty string of at most 256 characters.
@@ -938,6 +957,7 @@ class TaskBuilder(Generic[T]):
             and self._key is None
             and not self._transient
             and self._user is None
+            and self._fingerprint is None
         ):
             return None
         extras = _Extras()
@@ -951,6 +971,7 @@ class TaskBuilder(Generic[T]):
         extras.key = self._key
         extras.transient = self._transient
         extras.user = self._user
+        extras.fingerprint = self._fingerprint
         return extras
 
     def build(self) -> Task[T]:

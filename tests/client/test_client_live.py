@@ -30,6 +30,7 @@ from logosq_os_scheduler import (
     AuthenticationError,
     InvalidRequestError,
     InvalidTaskError,
+    KeyReusedError,
     PermissionDeniedError,
     QuotaExceededError,
     ServiceError,
@@ -96,6 +97,7 @@ async def test_submit_await_and_the_result_of_each_kind(make_server: Any) -> Non
         assert (me.user, me.admin, me.priority_ceiling) == ("user1", False, TaskPriority.HIGH)
         backends = await client.backends()
         assert [b.name for b in backends] == ["sim"]
+        assert list(backends[0].queued_by_priority) == ["critical", "high", "normal", "low", "idle"]
         listed = await client.tasks()
         assert {v.task_id for v in listed} == {bell.task_id, square.task_id}
 
@@ -141,6 +143,35 @@ async def test_a_key_submitted_twice_is_one_task(make_server: Any, tmp_path: Pat
         # One builder with a key, submitted twice, is one task too (as locally).
         builder = Task.quantum("b").with_circuit(BELL_QASM2).with_key("exp/bell")
         assert (await client.submit(builder)).task_id == (await client.submit(builder)).task_id
+        # Another task under a used key is refused, at once: a 422 is not sent again.
+        sent = 0
+        request = client._http.request
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await request(*args, **kwargs)
+
+        client._http.request = counting  # type: ignore[method-assign]
+        with pytest.raises(KeyReusedError) as reused:
+            await client.submit_function("append_run", str(log), "z", key="exp/once")
+        assert sent == 1
+        assert isinstance(reused.value, InvalidTaskError) and reused.value.field == "key"
+        assert (reused.value.key, reused.value.task_id) == ("exp/once", first.task_id)
+        assert str(reused.value) == (
+            f"client key 'exp/once' was already used for a different task (task "
+            f"{first.task_id}); send the same task again to get it back, or use a new key"
+        )
+    # In a batch, the refusal names the task's position in the whole list.
+    async with SchedulerClient(srv.url, srv.tokens["user1"], batch_size=2) as client:
+        with pytest.raises(KeyReusedError) as reused:
+            await client.submit_many(
+                [TaskRequest.function("square", i, key=f"n/{i}") for i in range(3)]
+                + [TaskRequest.function("append_run", str(log), "z", key="exp/once")]
+            )
+        assert reused.value.index == 3 and str(reused.value).startswith("tasks[3]: ")
+        with pytest.raises(UnknownTaskError):
+            await client.task("n/2")  # its batch was refused whole
         # Another user's same key is another task: keys are per user.
     async with SchedulerClient(srv.url, srv.tokens["user2"]) as other:
         theirs = await other.submit_function("append_run", str(log), "b", key="exp/once")
@@ -313,6 +344,8 @@ def test_the_blocking_twin(make_server: Any, tmp_path: Path) -> None:
         handle = client.submit_function("square", 12, key="sq/12")
         assert handle.result(timeout=30).value == 144
         assert client.task("sq/12").task_id == handle.task_id
+        with pytest.raises(KeyReusedError, match="'sq/12' was already used"):
+            client.submit_function("square", 13, key="sq/12")
         bell = client.submit(Task.quantum("bell").with_circuit(BELL_QASM2).with_shots(64))
         assert sum(bell.result(timeout=30).counts.values()) == 64
         blocked = client.submit_function("wait_for_file", str(gate))
@@ -344,8 +377,10 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         energy = (await vqe.result(timeout=120)).value
         assert energy["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=2e-2)
         assert len(energy["parameters"]) == 4 and vqe.view.kind == "vqe"
-        cut = (await qaoa.result(timeout=120)).value
+        done = await qaoa.result(timeout=120)
+        cut = done.value
         assert cut["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
+        assert done.backend == "aer"  # where its circuits ran, as for a circuit
         with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
             await client.submit_vqe([("XQ", 1.0)], "efficient_su2")
         # The hybrid builder a local scheduler takes runs on the server as it is.

@@ -19,6 +19,7 @@ from logosq_os_scheduler import (
     InvalidConfigError,
     InvalidRequestError,
     InvalidTaskError,
+    KeyReusedError,
     MissingExtraError,
     PermissionDeniedError,
     QuotaExceededError,
@@ -234,6 +235,17 @@ def test_a_completed_view_is_a_result_like_a_local_one() -> None:
         _ = function_result.counts
 
 
+def test_a_backends_queues_are_labelled_by_priority() -> None:
+    from logosq_os_scheduler.client._views import backend_of
+
+    names = ["critical", "high", "normal", "low", "idle"]
+    view = backend_of({"name": "sim", "queued_by_priority": {"high": 2, "idle": 1}})
+    assert view.queued_by_priority == dict(zip(names, [0, 2, 0, 0, 1], strict=True))
+    # A server from before the mapping sent a list, critical first.
+    older = backend_of({"name": "sim", "queued_by_priority": [1, 0, 3, 0, 0]})
+    assert older.queued_by_priority == dict(zip(names, [1, 0, 3, 0, 0], strict=True))
+
+
 def test_a_view_of_another_shape_is_a_service_error() -> None:
     with pytest.raises(ServiceError, match="not a task view"):
         view_of({"id": 1, "status": "finished"})
@@ -286,6 +298,20 @@ def test_refusals_map_to_the_scheduler_error_family() -> None:
         4,
         "invalid task field 'circuit': line 3",
     )
+    reused = error_of_problem(
+        422,
+        {
+            "detail": "tasks[2]: client key 'k1' was already used for a different task (task 7)",
+            "error": "KeyReusedError",
+            "field": "key",
+            "key": "k1",
+            "task_id": 7,
+            "index": 2,
+        },
+    )
+    assert type(reused) is KeyReusedError and isinstance(reused, InvalidTaskError)
+    assert (reused.key, reused.task_id, reused.index, reused.field) == ("k1", 7, 2, "key")
+    assert str(reused).startswith("tasks[2]: client key 'k1' was already used")
     too_large = error_of_problem(413, {"detail": "body over 1048576 bytes"})
     assert type(too_large) is InvalidRequestError and too_large.status == 413
     other = error_of_problem(409, {"detail": "task 3 has ended"})

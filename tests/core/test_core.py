@@ -160,6 +160,27 @@ def test_listener_sees_every_change_in_order(clock: ManualClock) -> None:
     ]
 
 
+def test_listeners_hear_running_with_the_start_time_set(clock: ManualClock) -> None:
+    """A listener that renders a task when it starts (the service's event stream) sees when
+    it started, on the admission's fast path and from the queue alike."""
+    core = SchedulerCore(SchedulerConfig(workers=1), clock)
+    started: dict[int, float | None] = {}
+
+    def listener(task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        if new is S.RUNNING:
+            started[task.task_id] = task.started_at
+
+    core.listener = listener
+    fast, queued = _task(), _task()
+    core.admit(fast, core.classical, 1.0)  # PENDING -> QUEUED -> RUNNING in one step
+    core.admit(queued, core.classical, 1.5)
+    core.finish(fast, S.COMPLETED, 2.0)
+    core.release(core.classical, fast.started_at, 2.0)
+    assert core.next_ready(core.classical, 3.0) is queued
+    assert started == {fast.task_id: 1.0, queued.task_id: 3.0}
+    core.check_invariants()
+
+
 def test_latency_statistics_come_from_the_clock(clock: ManualClock) -> None:
     core = SchedulerCore(SchedulerConfig(workers=1), clock)
     a, b = _task(), _task()

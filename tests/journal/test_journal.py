@@ -26,6 +26,7 @@ from logosq_os_scheduler import (
     InvalidConfigError,
     InvalidTaskError,
     JournalError,
+    KeyReusedError,
     QuantumScheduler,
     SchedulerConfig,
     Task,
@@ -65,11 +66,21 @@ async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
             Task.classical("square").with_function(tasks.square, 7).with_key("exp42/point17")
         )
         assert (await first).value == 49
-        # The same key again: the first task's handle, nothing new runs.
+        # The same task again under its key: the first task's handle, nothing new runs.
         again = await scheduler.submit(
-            Task.classical("square").with_function(tasks.square, 8).with_key("exp42/point17")
+            Task.classical("square").with_function(tasks.square, 7).with_key("exp42/point17")
         )
         assert again.task_id == first.task_id
+        # Another task under the same key is refused: nothing is made.
+        with pytest.raises(KeyReusedError, match=r"'exp42/point17' was already used") as info:
+            await scheduler.submit(
+                Task.classical("square").with_function(tasks.square, 8).with_key("exp42/point17")
+            )
+        assert (info.value.key, info.value.task_id, info.value.field) == (
+            "exp42/point17",
+            first.task_id,
+            "key",
+        )
         many = [
             scheduler.submit_nowait(Task.classical(f"s{i}").with_function(tasks.square, i))
             for i in range(300)
@@ -82,11 +93,16 @@ async def test_results_and_keys_survive_a_restart(tmp_path: Path) -> None:
         assert by_key.task_id == first.task_id and by_key.done()
         assert (await by_key).value == 49
         assert (await scheduler.task(many[123].task_id)).value == 123 * 123
-        # A key known from before the restart is still an idempotent submit.
+        # A key known from before the restart is still an idempotent submit, and still
+        # refuses another task (compared with the spec in the file).
         again = await scheduler.submit(
-            Task.classical("square").with_function(tasks.square, 9).with_key("exp42/point17")
+            Task.classical("square").with_function(tasks.square, 7).with_key("exp42/point17")
         )
         assert again.task_id == first.task_id
+        with pytest.raises(KeyReusedError, match=rf"\(task {first.task_id}\)"):
+            await scheduler.submit(
+                Task.classical("square").with_function(tasks.square, 9).with_key("exp42/point17")
+            )
         # New tasks never take an id the journal holds.
         new = await scheduler.submit(Task.classical("n").with_function(tasks.square, 3))
         assert new.task_id > max(h.task_id for h in many)
@@ -208,12 +224,119 @@ def test_a_dict_result_is_stored_in_the_canonical_form_and_read_back(
 async def test_keys_without_a_journal_are_idempotent_in_memory() -> None:
     async with QuantumScheduler(1) as scheduler:
         a = await scheduler.submit(Task.classical("a").with_function(_square, 2).with_key("k"))
-        b = await scheduler.submit(Task.classical("b").with_function(_square, 3).with_key("k"))
+        b = await scheduler.submit(Task.classical("a").with_function(_square, 2).with_key("k"))
         assert a.task_id == b.task_id and (await b).value == 4
+        for other in (
+            Task.classical("b").with_function(_square, 2),  # another name
+            Task.classical("a").with_function(_square, 3),  # other arguments
+            Task.classical("a").with_function(_square, 2).with_priority("high"),
+            Task.classical("a").with_function(_square, 2).with_timeout(5),
+        ):
+            with pytest.raises(KeyReusedError, match="'k' was already used for a different"):
+                scheduler.submit_nowait(other.with_key("k"))
+        assert scheduler.metrics().submitted == 1
         assert scheduler.task("k").task_id == a.task_id
         with pytest.raises(UnknownTaskError, match="only tasks submitted with with_key"):
             scheduler.task(a.task_id)
         assert scheduler.journal_path is None
+
+
+async def test_a_key_names_its_task_live_and_read_back_and_the_check_says_why(
+    tmp_path: Path,
+) -> None:
+    """The check compares what the task is, not the objects it was built from: a running task
+    (whose spec is in the file or still buffered), an ended one read from the file, and
+    find_submitted, which checks without submitting."""
+    async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
+        running = scheduler.submit_nowait(
+            Task.classical("block").with_function(tasks.block, 0.2).with_key("slow")
+        )
+        again = Task.classical("block").with_function(tasks.block, 0.2).with_key("slow")
+        handle = scheduler.find_submitted(again)  # its spec is still buffered
+        assert handle is not None and handle.task_id == running.task_id
+        await scheduler.persisted()
+        assert scheduler.submit_nowait(again).task_id == running.task_id  # from the file
+        with pytest.raises(KeyReusedError):
+            scheduler.find_submitted(
+                Task.classical("block").with_function(tasks.block, 0.3).with_key("slow")
+            )
+        assert scheduler.find_submitted(Task.classical("n").with_function(tasks.square, 1)) is None
+        assert (
+            scheduler.find_submitted(
+                Task.classical("n").with_function(tasks.square, 1).with_key("new")
+            )
+            is None
+        )
+        await running
+        await scheduler.persisted()
+        assert scheduler.submit_nowait(again).task_id == running.task_id  # ended, in the file
+
+
+@pytest.mark.qiskit
+async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path) -> None:
+    """What a program builds afresh when it runs again (a circuit's generated name, an
+    ansatz's new parameters) does not make another task of the same submit."""
+    pytest.importorskip("qiskit")
+    from qiskit import QuantumCircuit
+    from qiskit.circuit.library import real_amplitudes
+
+    from logosq_os_scheduler import MockBackend
+    from logosq_os_scheduler.workflows import COBYLA, VQE, h2_hamiltonian
+
+    def bell(shots: int = 100) -> Any:
+        qc = QuantumCircuit(2)  # named circuit-<n>, a new n each time
+        qc.h(0)
+        qc.cx(0, 1)
+        qc.measure_all()
+        return Task.quantum("bell").with_circuit(qc).with_shots(shots).with_key("bell")
+
+    def vqe(initial: float = 0.1) -> Any:
+        algorithm = VQE(h2_hamiltonian(), real_amplitudes(2, reps=1), initial_point=[initial] * 4)
+        return (
+            Task.hybrid("vqe")
+            .with_algorithm(algorithm)
+            .with_optimizer(COBYLA(maxiter=10))
+            .with_key("vqe")
+        )
+
+    async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
+        await scheduler.register_backend("mock", MockBackend("mock", num_qubits=4))
+        first = [scheduler.submit_nowait(bell()), scheduler.submit_nowait(vqe())]
+        await scheduler.persisted()
+        assert [scheduler.submit_nowait(b()).task_id for b in (bell, vqe)] == [
+            h.task_id for h in first
+        ]
+        with pytest.raises(KeyReusedError, match="'bell'"):
+            scheduler.submit_nowait(bell(shots=200))
+        for handle in first:
+            await handle
+    async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
+        assert [scheduler.submit_nowait(b()).task_id for b in (bell, vqe)] == [
+            h.task_id for h in first
+        ]
+
+
+@pytest.mark.qiskit
+def test_hybrid_specs_compare_by_fingerprint_and_else_by_class() -> None:
+    """A hybrid spec with a fingerprint (the service's digest of its request) is the same task
+    as another only with the same fingerprint; one written without (before fingerprints
+    existed) compares with either by its algorithm's class, as in-process tasks do."""
+    pytest.importorskip("qiskit")
+    from logosq_os_scheduler._task import fingerprinted
+    from logosq_os_scheduler.journal._codec import encode_spec, same_spec
+    from logosq_os_scheduler.workflows import QAOA, maxcut_hamiltonian
+
+    def spec(fingerprint: str | None, reps: int = 1) -> bytes:
+        builder = Task.hybrid("q").with_algorithm(
+            QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps)
+        )
+        if fingerprint is not None:
+            fingerprinted(builder, fingerprint)
+        return encode_spec(builder.with_user("u").with_key("u/k").build())
+
+    assert same_spec(spec("a"), spec("a")) and not same_spec(spec("a"), spec("b"))
+    assert same_spec(spec(None), spec("a")) and same_spec(spec("a"), spec(None, reps=2))
+    assert same_spec(spec(None), spec(None, reps=2))  # by class: lenient where nothing says
 
 
 async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> None:
@@ -808,3 +931,37 @@ async def test_leave_in_journal_leaves_running_tasks_past_the_timeout(tmp_path: 
         assert running.status is TaskStatus.RUNNING
         await scheduler.aclose(timeout=0, leave_in_journal=True)
     assert rows(path, "SELECT name, status FROM tasks") == [("slow", "running")]
+
+
+async def test_a_start_written_with_the_end_is_kept(tmp_path: Path) -> None:
+    """A task whose row went to the file before it started, and that started and ended (or
+    started and went back to its queue, then ended) before the next commit: the file keeps
+    its start time. The end used to drop the buffered update that carried it, so the task
+    read back from the file had no start (the view's started_at was null)."""
+    from logosq_os_scheduler.journal._codec import encode_spec
+
+    loop = asyncio.get_running_loop()
+    journal = Journal(tmp_path / "j.db")
+    journal.bind(loop, loop.time)
+    try:
+        ran, requeued = (
+            Task.classical(name).with_function(tasks.square, 3).build()
+            for name in ("ran", "requeued")
+        )
+        for task in (ran, requeued):
+            journal.submitted(task, encode_spec(task), 1.0)
+        await journal.persisted()  # the rows are in the file, without a start
+        journal.listener(ran, TaskStatus.QUEUED, TaskStatus.RUNNING, 2.0)
+        ran.value = 9
+        journal.listener(ran, TaskStatus.RUNNING, TaskStatus.COMPLETED, 3.0)
+        journal.listener(requeued, TaskStatus.QUEUED, TaskStatus.RUNNING, 2.5)
+        journal.listener(requeued, TaskStatus.RUNNING, TaskStatus.QUEUED, 2.75)
+        journal.listener(requeued, TaskStatus.QUEUED, TaskStatus.CANCELLED, 3.5)
+        await journal.persisted()
+        for task, started in ((ran, 2.0), (requeued, 2.5)):
+            row = journal.row(task.task_id)
+            assert row is not None and row.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED)
+            assert row.started == pytest.approx(journal.wall(started))
+            assert journal.ended_task(row).started_at == pytest.approx(started)
+    finally:
+        journal.close()

@@ -32,7 +32,8 @@ expect = sync_api.expect
 expect.set_options(timeout=15_000)
 
 PRIORITIES = ("CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE")
-# A user's row: the name, then running, waiting, completed and failed (then the weight).
+# A user's row: the name, then running, waiting, completed and failed (then cancelled, timed
+# out and the weight).
 COUNTS = "td:nth-child(-n+5)"
 # The users of the test server besides its admin, root (no person's name on the page).
 USERS = {"lab-a": {"groups": ["lab"]}, "lab-b": {"groups": ["lab"]}}
@@ -242,6 +243,14 @@ def test_a_user_sees_their_own_work_only(server: Server, work: Work, page: Any) 
     expect(_task_row(page, "b-wait-idle")).to_contain_text("queued")
     expect(page.locator("#tasks tbody tr")).to_have_count(3)
     expect(_task_row(page, "a-run")).to_have_count(0)
+    # A cancelled task counts as cancelled, in the user's row and in the totals alike.
+    waiting = work.call("GET", "/v1/tasks/key/b-wait-idle", "lab-b")
+    work.call("POST", f"/v1/tasks/{waiting['id']}/cancel", "lab-b")
+    expect(_task_row(page, "b-wait-idle")).to_contain_text("cancelled")
+    cells = _row(page, "users", "lab-b").locator("td")
+    expect(cells).to_have_text(["1", "1", "0", "0", "1", "0", re.compile(r"^[\d.]+$")])
+    for label, count in (("Cancelled", "1"), ("Failed", "0"), ("Timed out", "0")):
+        expect(_tile(page, label)).to_have_text(count)
 
 
 def test_the_admin_sees_every_queue_user_backend_and_task_live(
@@ -265,7 +274,7 @@ def test_the_admin_sees_every_queue_user_backend_and_task_live(
     expect(_row(page, "users", "lab-b").locator(COUNTS)).to_have_text(["1", "2", "0", "0"])
     # The fair-share weight is the server's (the group's weight split among its members).
     weights = {u["user"]: u["weight"] for u in work.call("GET", "/v1/stats", "root")["users"]}
-    expect(_row(page, "users", "lab-a").locator("td").nth(4)).to_have_text(f"{weights['lab-a']:g}")
+    expect(_row(page, "users", "lab-a").locator("td").nth(6)).to_have_text(f"{weights['lab-a']:g}")
 
     # The backends, each with its state.
     for name in ("sim-fast", "sim-wide"):

@@ -63,6 +63,8 @@ def test_vqe_and_qaoa_by_parameters_on_aer(make_server: Configure) -> None:
     assert v["result"]["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=2e-2)
     assert len(v["result"]["parameters"]) == 4
     assert q["status"] == "completed" and q["kind"] == "qaoa", q
+    # A QAOA names the backend its circuits ran on; an exact VQE ran on none.
+    assert (q["backend"], v["backend"]) == ("aer", None)
     assert q["result"]["best_bitstring"] in {"001", "010", "100", "011", "101", "110"}
     assert sum(q["result"]["counts"].values()) == 4096  # QAOA's final sampling
     assert s["status"] == "completed" and s["backend"] == "aer" and sum(s["result"].values()) == 64

@@ -63,15 +63,62 @@ def test_me_backends_stats(make_server: Configure) -> None:
         assert backends["big"]["num_qubits"] == 20 and backends["big"]["capacity"] == 2
         assert backends["big"]["kind"] == "mock"
         assert backends["sim"]["breaker"] == "closed" and backends["sim"]["in_rotation"] is True
-        assert backends["sim"]["queued_by_priority"] == [0, 0, 0, 0, 0]
+        by_priority = {"critical": 0, "high": 0, "normal": 0, "low": 0, "idle": 0}
+        assert backends["sim"]["queued_by_priority"] == by_priority
         stats = user_a.get("/v1/stats").json()
-        assert stats["completed"] >= 1 and len(stats["queued_by_priority"]) == 5
+        assert stats["completed"] >= 1 and stats["queued_by_priority"] == by_priority
         assert [u["user"] for u in stats["users"]] == ["user_a"]
         assert stats["users"][0]["completed"] == 1
         root.post("/v1/tasks", json=function("square", 2))
         users = {u["user"] for u in root.get("/v1/stats").json()["users"]}
         assert users >= {"user_a"}
         assert [u["user"] for u in user_a.get("/v1/stats").json()["users"]] == ["user_a"]
+
+
+def test_queues_by_priority_are_labelled_by_priority_name(
+    make_server: Configure, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1})
+    with srv.client("user_a") as user_a:
+        user_a.post("/v1/tasks", json=function("wait_for_file", str(gate)))  # takes the worker
+        for priority in ("high", "low", "low", "idle"):
+            user_a.post("/v1/tasks", json=function("square", 2, priority=priority))
+        stats = user_a.get("/v1/stats").json()
+        gate.touch()
+    assert stats["queued_by_priority"] == {
+        "critical": 0,
+        "high": 1,
+        "normal": 0,
+        "low": 2,
+        "idle": 1,
+    }
+
+
+def test_stats_count_each_end_the_same_per_user_and_overall(
+    make_server: Configure, tmp_path: Path
+) -> None:
+    """A cancelled task is cancelled in the user's row and in the totals, a timed-out one
+    timed out (the user's row used to count both as failed, the totals neither)."""
+    gate = tmp_path / "gate"
+    srv = make_server(server={"workers": 1})
+    with srv.client("user_a") as user_a:
+        blocker = user_a.post("/v1/tasks", json=function("wait_for_file", str(gate))).json()
+        cancelled = user_a.post("/v1/tasks", json=function("square", 2)).json()
+        timed_out = user_a.post("/v1/tasks", json=function("square", 3, timeout=0.05)).json()
+        assert user_a.post(f"/v1/tasks/{cancelled['id']}/cancel").status_code == 200
+        user_a.get(f"/v1/tasks/{timed_out['id']}", params={"wait": 30})
+        gate.touch()
+        user_a.get(f"/v1/tasks/{blocker['id']}", params={"wait": 30})
+        failed = user_a.post("/v1/tasks", json=function("fail", "planned")).json()
+        completed = user_a.post("/v1/tasks", json=function("square", 4)).json()
+        for task in (failed, completed):
+            user_a.get(f"/v1/tasks/{task['id']}", params={"wait": 30})
+        stats = user_a.get("/v1/stats").json()
+    ends = {"completed": 2, "failed": 1, "cancelled": 1, "timed_out": 1}
+    assert {k: stats[k] for k in ends} == ends
+    [row] = stats["users"]
+    assert {k: row[k] for k in ends} == ends
 
 
 def test_events_are_per_user(make_server: Configure) -> None:
@@ -113,6 +160,42 @@ def test_metrics_and_openapi(make_server: Configure) -> None:
         schemas = doc["components"]["schemas"]
         assert {"CircuitRequest", "FunctionRequest", "VQERequest", "QAOARequest"} <= set(schemas)
         assert schemas["CircuitRequest"]["properties"]["circuit"]
+
+
+def test_the_openapi_document_says_what_each_submit_answers() -> None:
+    from logosq_os_scheduler.service._openapi import openapi_document
+
+    doc = openapi_document()
+    submit = doc["paths"]["/v1/tasks"]["post"]["responses"]
+    assert {"201", "200", "422", "4XX"} <= set(submit)
+    for status in ("201", "200"):  # a new task, and the one the key names: both views
+        schema = submit[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/TaskView"}
+    assert "client key" in submit["200"]["description"]
+    assert "KeyReusedError" in submit["422"]["description"]
+    batch = doc["paths"]["/v1/tasks/batch"]["post"]["responses"]
+    assert {"201", "422"} <= set(batch) and "index" in batch["422"]["description"]
+    for refusal in (submit["422"], batch["422"]):
+        schema = refusal["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}
+    problem = doc["components"]["schemas"]["Problem"]["properties"]
+    assert {"field", "index", "key", "task_id"} <= set(problem)
+
+
+def test_the_openapi_document_labels_queues_by_priority_name() -> None:
+    from logosq_os_scheduler.service._openapi import openapi_document
+
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    counts = schemas["CountsByPriority"]
+    assert counts["type"] == "object"
+    assert list(counts["properties"]) == ["critical", "high", "normal", "low", "idle"]
+    ref = {"$ref": "#/components/schemas/CountsByPriority"}
+    assert schemas["Stats"]["properties"]["queued_by_priority"] == ref
+    assert schemas["Backend"]["properties"]["queued_by_priority"] == ref
+    assert {"failed", "cancelled", "timed_out"} <= set(schemas["Stats"]["properties"])
+    stats = doc["paths"]["/v1/stats"]["get"]["responses"]["200"]["content"]
+    assert stats["application/json"]["schema"] == {"$ref": "#/components/schemas/Stats"}
 
 
 def test_dashboard_files_by_plain_name_only(make_server: Configure) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,70 @@ def test_idempotent_submit_by_key(make_server: Configure) -> None:
         assert other.json()["id"] != first.json()["id"]
         assert user_b.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 16
         assert user_a.get("/v1/tasks/key/same", params={"wait": 30}).json()["result"] == 9
+
+
+def test_a_key_reused_for_another_task_is_refused_across_a_restart(
+    make_server: Configure,
+) -> None:
+    """The same request again under its key is the first task (200); another request under
+    it is a 422 that names the key and its task, alone or in a batch (then nothing of the
+    batch is made), and so it stays after a restart, when the first task is in the journal."""
+    srv = make_server()
+    qaoa = {
+        "kind": "qaoa",
+        "hamiltonian": [["ZZ", 1.0], ["ZI", 0.5]],
+        "optimizer": {"name": "cobyla", "maxiter": 5},
+        "shots": 64,
+        "key": "q1",  # the server builds its ansatz afresh (new parameters) for each request
+    }
+    others = [
+        function("square", 4, key="k1"),
+        function("square", 3, key="k1", priority="high"),
+        {**function("square", 3, key="k1"), "name": "other"},
+        function("square", 3, key="k1", timeout=60),
+        function("append_run", 3, key="k1"),
+        circuit(key="k1"),
+    ]
+
+    def check(user_a: Any, first_id: int, qaoa_id: int) -> None:
+        again = user_a.post("/v1/tasks", json=function("square", 3, key="k1"))
+        assert again.status_code == 200 and again.json()["id"] == first_id, again.text
+        assert user_a.post("/v1/tasks", json=qaoa).json()["id"] == qaoa_id
+        for other in [*others, {**qaoa, "reps": 2}]:
+            r = user_a.post("/v1/tasks", json=other)
+            assert r.status_code == 422, (other, r.text)
+            problem = r.json()
+            key = other["key"]
+            task_id = qaoa_id if key == "q1" else first_id
+            assert problem["detail"] == (
+                f"client key {key!r} was already used for a different task (task {task_id}); "
+                "send the same task again to get it back, or use a new key"
+            )
+            assert problem["error"] == "KeyReusedError" and problem["type"].endswith("key-reused")
+            assert (problem["field"], problem["key"], problem["task_id"]) == ("key", key, task_id)
+        # In a batch: refused whole, naming the entry; the same request in a batch is fine.
+        r = user_a.post(
+            "/v1/tasks/batch",
+            json={"tasks": [function("square", 1, key="new"), function("square", 5, key="k1")]},
+        )
+        assert r.status_code == 422 and r.json()["index"] == 1, r.text
+        assert r.json()["detail"].startswith("tasks[1]: client key 'k1' was already used")
+        assert user_a.get("/v1/tasks/key/new").status_code == 404
+        r = user_a.post("/v1/tasks/batch", json={"tasks": [function("square", 3, key="k1")]})
+        assert r.status_code == 201 and r.json()["tasks"][0]["id"] == first_id
+
+    with srv.client("user_a") as user_a:
+        first = user_a.post("/v1/tasks", json=function("square", 3, key="k1"))
+        assert first.status_code == 201, first.text
+        first_id = first.json()["id"]
+        qaoa_id = user_a.post("/v1/tasks", json=qaoa).json()["id"]
+        check(user_a, first_id, qaoa_id)  # live (or just ended)
+        for task_id in (first_id, qaoa_id):
+            user_a.get(f"/v1/tasks/{task_id}", params={"wait": 60})
+    assert srv.terminate() == 0
+    srv.start()
+    with srv.client("user_a") as user_a:
+        check(user_a, first_id, qaoa_id)  # read back from the journal
 
 
 def test_cancel_a_queued_task_and_a_finished_one(make_server: Configure, tmp_path) -> None:

@@ -4,6 +4,7 @@ per iteration, parameter-shift gradients, hybrid tasks and cancellation."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -177,6 +178,7 @@ async def test_a_hybrid_task_runs_vqe_through_the_scheduler() -> None:
         result = await handle
         by_priority = dict(s.metrics().by_priority)
     assert abs(result.value.energy - H2_FCI_ELECTRONIC_ENERGY) < CHEMICAL_ACCURACY
+    assert result.backend is None  # exact estimation: classical work, no backend
     # The hybrid task and every evaluation it ran carry its priority; with one worker the
     # evaluations still ran, so the hybrid task held no worker slot while it waited.
     assert by_priority[TaskPriority.HIGH] == 1 + len(result.value.task_ids)
@@ -199,10 +201,35 @@ async def test_a_hybrid_task_pinned_to_a_backend_runs_its_circuits_there() -> No
             if exc.field == "algorithm":
                 pytest.skip("this scheduler does not run hybrid algorithms yet")
             raise
-        result = (await handle).value
+        done = await handle
+        result = done.value
         other = s.metrics().backends["other"].completed
     assert other == 0
     assert sum(recording.jobs) == len(result.task_ids)
+    # The hybrid task's result names the backend its circuits ran on, as a circuit's does.
+    assert done.backend == "aer"
+
+
+def test_a_hybrid_task_names_each_backend_its_circuits_ran_on() -> None:
+    from types import SimpleNamespace
+
+    from logosq_os_scheduler._context import _current_task
+    from logosq_os_scheduler.workflows._primitives._job import _ran_on
+
+    hybrid = Task.hybrid("qaoa").with_algorithm(QAOA(maxcut_hamiltonian(RING), reps=1)).build()
+    classical = Task.classical("c").with_function(int).build()
+    results: list[Any] = [SimpleNamespace(backend=b) for b in ("aer", None, "aer", "fake")]
+    token = _current_task.set(classical)
+    try:
+        _ran_on(results)  # a primitive inside a classical task: nothing to record
+        assert classical.quantum_part is None
+        _current_task.set(hybrid)
+        _ran_on(results[:2])
+        assert hybrid.backend_used == "aer"
+        _ran_on(results)
+        assert hybrid.backend_used == "aer,fake"
+    finally:
+        _current_task.reset(token)
 
 
 async def test_cancelling_an_algorithm_cancels_its_outstanding_tasks() -> None:

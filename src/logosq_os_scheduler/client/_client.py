@@ -26,6 +26,7 @@ import httpx
 from .._errors import (
     InvalidConfigError,
     InvalidRequestError,
+    KeyReusedError,
     SchedulerClosedError,
     SchedulerError,
     ServiceError,
@@ -264,6 +265,8 @@ class SchedulerClient:
             InvalidTaskError: If the task cannot travel (a classical function, a local-only
                 setting) or the server refused it (:class:`InvalidRequestError`, naming the
                 field).
+            KeyReusedError: Its key names a different task of the user's on the server
+                (never retried; ``.task_id`` is that task).
             QuotaExceededError: Over a quota (``.limit`` says which, ``.retry_after`` when).
             PermissionDeniedError: A priority above the user's ceiling.
             AuthenticationError: A wrong or missing token.
@@ -417,6 +420,10 @@ class SchedulerClient:
                 if exc.index is not None:
                     exc.index += start  # its position in ``tasks``, not in the chunk
                 raise
+            except KeyReusedError as exc:
+                if exc.index is None or not start:
+                    raise
+                raise KeyReusedError(exc.key, exc.task_id, index=exc.index + start) from None
             try:
                 views = [view_of(v) for v in data["tasks"]]
             except (KeyError, TypeError) as exc:

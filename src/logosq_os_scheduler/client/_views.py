@@ -49,7 +49,8 @@ class TaskView:
         priority: Its priority.
         status: Its status then.
         submitted_at, started_at, finished_at: Times on the server's clock, or None.
-        backend: The backend that ran it (circuits), or None.
+        backend: The backend that ran it (circuits; for a VQE or QAOA, the one its circuits
+            ran on, several joined by commas; None for exact estimation), or None.
         recovery: How it crossed a restart of the server (as ``TaskResult.recovery``).
         result: What it produced, as JSON (counts for a circuit), or None.
         error_type: The name of the error it ended with, or None.
@@ -182,7 +183,8 @@ class BackendView:
         capacity: How many jobs it runs at once.
         busy: How many it is running.
         queued: How many tasks wait for it.
-        queued_by_priority: Of those, how many at each priority, CRITICAL first.
+        queued_by_priority: Of those, how many at each priority, by its name (``"critical"``,
+            ``"high"``, ``"normal"``, ``"low"``, ``"idle"``, in that order).
         breaker: Its circuit breaker: ``"closed"`` (healthy), ``"open"`` or ``"half_open"``.
         in_rotation: Whether routing sends work to it.
     """
@@ -193,7 +195,7 @@ class BackendView:
     capacity: int
     busy: int
     queued: int
-    queued_by_priority: tuple[int, ...]
+    queued_by_priority: dict[str, int]
     breaker: str
     in_rotation: bool
 
@@ -213,12 +215,26 @@ def backend_of(data: JSON) -> BackendView:
             capacity=int(data.get("capacity", 0)),
             busy=int(data.get("busy", 0)),
             queued=int(data.get("queued", 0)),
-            queued_by_priority=tuple(int(x) for x in data.get("queued_by_priority", ())),
+            queued_by_priority=_by_priority(data.get("queued_by_priority")),
             breaker=str(data.get("breaker", "closed")),
             in_rotation=bool(data.get("in_rotation", True)),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise _malformed("a backend view", exc) from exc
+
+
+_PRIORITY_NAMES = ("critical", "high", "normal", "low", "idle")
+
+
+def _by_priority(raw: JSON) -> dict[str, int]:
+    """Counts by priority name, from the server's mapping (or the list, critical first, that
+    servers before the mapping sent)."""
+    if isinstance(raw, Mapping):
+        return {name: int(raw.get(name, 0)) for name in _PRIORITY_NAMES}
+    counts = list(raw or ())
+    return {
+        name: int(counts[i]) if i < len(counts) else 0 for i, name in enumerate(_PRIORITY_NAMES)
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from .._errors import (
     InterruptedByRestartError,
     InvalidRequestError,
     InvalidTaskError,
+    KeyReusedError,
     PermissionDeniedError,
     QuotaExceededError,
     RetriesExhaustedError,
@@ -521,6 +522,14 @@ def error_of_problem(
     if status in (400, 413, 422):
         field = body.get("field")
         index = body.get("index")
+        key, task_id = body.get("key"), body.get("task_id")
+        if body.get("error") == "KeyReusedError" and isinstance(key, str):
+            # Not an InvalidRequestError: the request was well formed, its key was taken.
+            return KeyReusedError(
+                key,
+                task_id if isinstance(task_id, int) else -1,
+                index=index if isinstance(index, int) else None,
+            )
         return InvalidRequestError(
             detail,
             field=field if isinstance(field, str) else "request",

@@ -350,11 +350,12 @@ class SchedulerCore:
             listener = self.listener
             if listener is not None:
                 listener(task, _PENDING, _QUEUED, now)
+            task.started_at = now  # before RUNNING is heard: its view says when it started
+            if listener is not None:
                 listener(task, _QUEUED, _RUNNING, now)
             pool.busy += 1
             task.slot_held = True
             task.attempts += 1
-            task.started_at = now
             self.queue_waits.append(0.0)
             return True
         self.transition(task, _QUEUED, now)
@@ -400,6 +401,9 @@ class SchedulerCore:
         The slot is accounted by the caller (one per task in direct pools, one per job in
         batching pools).
         """
+        first = task.started_at is None
+        if first:
+            task.started_at = now  # before the listeners hear RUNNING (a view built then)
         self.transition(task, _RUNNING, now)
         extras = task.extras
         if extras is None or extras.resume is None:
@@ -407,8 +411,7 @@ class SchedulerCore:
             # attempt.
             task.attempts += 1
         task.resources = pool
-        if task.started_at is None:
-            task.started_at = now
+        if first:
             submitted_at = task.submitted_at
             if submitted_at is not None:
                 self.queue_waits.append(now - submitted_at)

@@ -29,6 +29,7 @@ from .._task import (
     TaskBuilder,
     TaskPriority,
     TaskType,
+    fingerprinted,
     is_async_callable,
     restored_task,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "encode_error",
     "encode_result",
     "encode_spec",
+    "same_spec",
 ]
 
 SPEC_VERSION = 1
@@ -104,6 +106,9 @@ def encode_spec(task: Task[Any]) -> bytes:
             "limits": extras.limits,
             "user": extras.user,
         }
+        if extras.fingerprint is not None:
+            # Only when set: a spec without one reads the same as before it existed.
+            options["fingerprint"] = extras.fingerprint
     quantum: dict[str, Any] | None = None
     part = task.quantum_part
     if part is not None:
@@ -222,6 +227,9 @@ def decode_spec(
         user = options.get("user")  # absent from journals written before with_user
         if user is not None:
             builder.with_user(user)
+        fingerprint = options.get("fingerprint")
+        if fingerprint is not None:
+            fingerprinted(builder, fingerprint)
         limits = options["limits"]
         if limits is not None:
             builder.with_limits(
@@ -247,6 +255,76 @@ def decode_spec(
     task = builder.build()
     task.task_id = task_id
     return task
+
+
+def same_spec(a: bytes, b: bytes) -> bool:
+    """Whether two specs describe the same task: what a task submitted again under a client
+    key is checked by (with its name, kind and priority, which are kept beside the spec).
+
+    Equal bytes are the same task. Otherwise what is made afresh for every submit is compared
+    by what it means: a Qiskit circuit as a circuit (its generated name aside), and a hybrid
+    task's algorithm and optimiser by the task's fingerprint when it has one (the service's
+    digest of the request), else by their classes (a rebuilt algorithm never pickles the same:
+    new circuit parameters, a random initial point). The rest must be equal as stored. A spec
+    that no longer reads back (its function's module is gone) is another task.
+    """
+    if a == b:
+        return True
+    try:
+        spec_a, spec_b = pickle.loads(a), pickle.loads(b)
+    except Exception:
+        return False
+    quantum_a, quantum_b = spec_a[5], spec_b[5]
+    if quantum_a is not None and quantum_b is not None:
+        if not _same_circuit(quantum_a["circuit"], quantum_b["circuit"]):
+            return False
+        options_a, options_b = spec_a[4], spec_b[4]
+        if _fingerprint(options_a) is None or _fingerprint(options_b) is None:
+            # One was written before fingerprints (or without one): compare the classes.
+            options_a, options_b = _unprinted(options_a), _unprinted(options_b)
+        spec_a = (*spec_a[:4], options_a, _as_compared(quantum_a, options_a))
+        spec_b = (*spec_b[:4], options_b, _as_compared(quantum_b, options_b))
+    try:
+        return _dumps(spec_a, _PROTOCOL) == _dumps(spec_b, _PROTOCOL)
+    except Exception:
+        return False
+
+
+def _same_circuit(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
+    kind, data = a
+    if kind != b[0]:
+        return False
+    if kind == "text":
+        return bool(data == b[1])
+    if kind == "qpy":
+        return data == b[1] or bool(_decode_circuit(a) == _decode_circuit(b))
+    return _dumps(data, _PROTOCOL) == _dumps(b[1], _PROTOCOL)
+
+
+def _fingerprint(options: dict[str, Any] | None) -> str | None:
+    return None if options is None else options.get("fingerprint")
+
+
+def _unprinted(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    if options is None or "fingerprint" not in options:
+        return options
+    return {k: v for k, v in options.items() if k != "fingerprint"}
+
+
+def _as_compared(quantum: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
+    """A spec's quantum part without what :func:`same_spec` compares otherwise."""
+    out = dict(quantum, circuit=None)
+    if quantum["algorithm"] is not None:
+        if _fingerprint(options) is not None:
+            out["algorithm"] = out["optimizer"] = None  # the fingerprint, in options, says
+        else:
+            out["algorithm"] = _class_name(quantum["algorithm"])
+            out["optimizer"] = _class_name(quantum["optimizer"])
+    return out
+
+
+def _class_name(obj: object) -> str | None:
+    return None if obj is None else f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def encode_result(value: object) -> tuple[int, bytes | None]:

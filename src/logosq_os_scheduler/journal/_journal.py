@@ -12,6 +12,8 @@ Invariants:
   or ``_updates`` (its task's newer state, for a row already sent); never both. A task's
   later change to a buffered insert edits that insert, so a task submitted and finished
   within one commit costs one INSERT.
+* A buffered status update keeps the start time it carries until it is written, through later
+  changes and the task's end: ``submits.started`` is the file's only record of it.
 * ``_live`` holds every journaled task whose terminal row is not yet committed: a lookup by
   id or key finds it there, and finds it in the file once it has left.
 * Generations: each buffer sent to the writer gets the next number (``_sent_gen``), and
@@ -111,6 +113,14 @@ def _fold(row: list[Any], upd: list[Any]) -> None:
     if upd[_U_STARTED] is not None:
         row[_I_STARTED] = upd[_U_STARTED]
     row[_I_ATTEMPTS] = upd[_U_ATTEMPTS]
+
+
+def _fold_update(older: list[Any], upd: list[Any]) -> None:
+    """Apply a newer status update to an older one not yet written (a start time stays)."""
+    older[_U_STATUS] = upd[_U_STATUS]
+    if upd[_U_STARTED] is not None:
+        older[_U_STARTED] = upd[_U_STARTED]
+    older[_U_ATTEMPTS] = upd[_U_ATTEMPTS]
 
 
 def read_row(conn: sqlite3.Connection, path: str, ref: int | str) -> JournalRow | None:
@@ -394,15 +404,24 @@ class Journal:
                 row[_I_ATTEMPTS] = task.attempts
                 return
             updates = self._updates
-            updates[tid] = [status, wall if status == "running" else None, task.attempts, tid]
+            started = wall if status == "running" else None
+            older = updates.get(tid)
+            if older is None:
+                updates[tid] = [status, started, task.attempts, tid]
+            else:
+                _fold_update(older, [status, started, task.attempts, tid])  # keeps its start
             if len(updates) >= _EARLY:
                 self._flush(early=True)
             elif not self._scheduled:
                 self._schedule()
             return
-        # The end: one row in ``ends``; a status update still buffered is moot now.
+        # The end: one row in ``ends``; a status update still buffered is moot now, unless it
+        # carries the start (a task that started and ended since its row was sent): ``ends``
+        # has no start time, so that update is written too.
         if self._updates:
-            self._updates.pop(tid, None)
+            upd = self._updates.get(tid)
+            if upd is not None and upd[_U_STARTED] is None:
+                del self._updates[tid]
         extras = task.extras
         kind = 0
         result = error = None
@@ -717,10 +736,12 @@ class Journal:
             for upd in batch[1]:
                 tid = upd[_U_ID]
                 pending = inserts.get(tid)
-                if pending is None:
-                    updates[tid] = upd
-                else:
+                if pending is not None:
                     _fold(pending, upd)
+                elif tid in updates:
+                    _fold_update(updates[tid], upd)
+                else:
+                    updates[tid] = upd
             ends.extend(batch[2])
             statements.extend(batch[3])
         self._failed = []
@@ -740,6 +761,24 @@ class Journal:
     def row(self, ref: int | str) -> JournalRow | None:
         """The file's row for the task with that id or key, or None."""
         return read_row(self._reader, self.path, ref)
+
+    def spec(self, task_id: int) -> bytes | None:
+        """The spec journaled for the task (buffered, or in the file), or None if there is
+        none, or it is on its way to the file (a commit under way).
+
+        Raises:
+            JournalError: If the file cannot be read.
+        """
+        row = self._inserts.get(task_id)
+        if row is not None:
+            spec: bytes | None = row[_I_SPEC]
+            return spec
+        try:
+            found = self._reader.execute("SELECT spec FROM submits WHERE id=?", (task_id,))
+            stored = found.fetchone()
+        except sqlite3.Error as exc:
+            raise fail(self.path, exc) from exc
+        return None if stored is None else stored[0]
 
     def unfinished(self) -> list[JournalRow]:
         """Every task not yet ended, in submission order (without the columns only an ended

@@ -14,6 +14,7 @@ from .._errors import (
     AuthenticationError,
     InvalidConfigError,
     InvalidTaskError,
+    KeyReusedError,
     NoRouteError,
     PermissionDeniedError,
     QueueFullError,
@@ -37,6 +38,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (QuotaExceededError, 429, "quota-exceeded", "Quota exceeded"),
     (QueueFullError, 429, "queue-full", "The scheduler's queue is full"),
     (NoRouteError, 422, "no-route", "No backend can run this task"),
+    (KeyReusedError, 422, "key-reused", "Client key already used for a different task"),
     (InvalidTaskError, 422, "invalid-task", "Invalid task"),
     (InvalidConfigError, 422, "invalid-task", "Invalid task"),
     (SchedulerClosedError, 503, "unavailable", "The scheduler is closed"),
@@ -114,6 +116,8 @@ def problem_for(exc: SchedulerError, *, index: int | None = None) -> Problem:
     elif isinstance(exc, QueueFullError):
         headers["Retry-After"] = "1"
         extra = {"limit": "max_queue_depth", "retry_after": 1}
+    elif isinstance(exc, KeyReusedError):
+        extra = {"field": "key", "key": exc.key, "task_id": exc.task_id}
     elif isinstance(exc, InvalidTaskError):
         extra = {"field": exc.field}
     detail = str(exc)

@@ -20,6 +20,7 @@ from .._config import Durability, FairShare, SchedulerConfig
 from .._errors import (
     InvalidConfigError,
     InvalidTaskError,
+    KeyReusedError,
     PermissionDeniedError,
     SchedulerError,
     ServiceUnavailableError,
@@ -47,18 +48,22 @@ __all__ = ["Service"]
 log = logging.getLogger("logosq_os_scheduler.service")
 
 _PRIORITY_ORDER = sorted(TaskPriority, reverse=True)  # critical first
+# The labels of a count by priority: the priorities' names as requests spell them.
+_PRIORITY_NAMES = tuple(p.name.lower() for p in _PRIORITY_ORDER)
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
 
 
 class _Finished:
-    """How many of one user's tasks completed, and how many ended otherwise, since the server
-    started (the scheduler's metrics give what runs and waits now)."""
+    """How many of one user's tasks ended, by how they ended, since the server started (the
+    scheduler's metrics give what runs and waits now)."""
 
-    __slots__ = ("completed", "failed")
+    __slots__ = ("cancelled", "completed", "failed", "timed_out")
 
     def __init__(self) -> None:
         self.completed = 0
         self.failed = 0
+        self.cancelled = 0
+        self.timed_out = 0
 
 
 _NONE_FINISHED = _Finished()
@@ -200,8 +205,12 @@ class Service:
                 finished = self._finished[owner] = _Finished()
             if new is TaskStatus.COMPLETED:
                 finished.completed += 1
-            else:
+            elif new is TaskStatus.FAILED:
                 finished.failed += 1
+            elif new is TaskStatus.CANCELLED:
+                finished.cancelled += 1
+            else:
+                finished.timed_out += 1
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -221,6 +230,7 @@ class Service:
         Raises:
             PermissionDeniedError: A priority above the user's ceiling.
             InvalidTaskError: A malformed request.
+            KeyReusedError: A client key the user used before for a different task.
             BatchItemError: In a batch, one of those for the item at its index.
             QuotaExceededError: The new tasks do not fit a quota.
             ServiceUnavailableError: The server is shutting down.
@@ -240,6 +250,7 @@ class Service:
                     seen.add(request.key)
                     existing = self._lookup(internal_key(user.name, request.key))
                     if existing is not None:
+                        self._check_same(user, request, request.key)
                         out.append((existing, False))
                         continue
                 self._check_backend(request)
@@ -274,6 +285,23 @@ class Service:
             raise
         self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
+
+    def _check_same(self, user: UserSettings, request: TaskRequest, key: str) -> None:
+        """A key the user has used: refuse the request unless it is the task the key names.
+
+        Only here is the request built into a task, to compare it with the first one's spec
+        in the journal (``QuantumScheduler.find_submitted``); a new key costs nothing more.
+
+        Raises:
+            KeyReusedError: If the key names a different task (with the user's key in it).
+            InvalidTaskError: If the request no longer makes a task on this server.
+        """
+        self._check_backend(request)
+        builder = build_task(request, user.name, self.functions, self.restartable, self.limits)
+        try:
+            self.scheduler.find_submitted(builder)
+        except KeyReusedError as exc:
+            raise KeyReusedError(key, exc.task_id) from None
 
     def _check_backend(self, request: TaskRequest) -> None:
         name = getattr(request, "backend", None)
@@ -410,7 +438,9 @@ class Service:
                     "capacity": m.capacity if m else 0,
                     "busy": m.busy if m else 0,
                     "queued": m.queued if m else 0,
-                    "queued_by_priority": list(m.queued_by_priority) if m else [0] * 5,
+                    "queued_by_priority": dict(
+                        zip(_PRIORITY_NAMES, m.queued_by_priority if m else (0,) * 5, strict=True)
+                    ),
                     "breaker": m.breaker_state if m else "closed",
                     "in_rotation": m.healthy if m else True,
                 }
@@ -434,15 +464,21 @@ class Service:
                     "queued": now.waiting if now else 0,
                     "completed": finished.completed,
                     "failed": finished.failed,
+                    "cancelled": finished.cancelled,
+                    "timed_out": finished.timed_out,
                     "weight": now.weight if now else None,
                 }
             )
         return {
             "now": time.time(),
-            "queued_by_priority": [m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER],
+            "queued_by_priority": {
+                p.name.lower(): m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER
+            },
             "running": m.running,
             "completed": m.completed,
             "failed": m.failed,
+            "cancelled": m.cancelled,
+            "timed_out": m.timed_out,
             "throughput_per_s": m.recent_throughput,
             "users": users,
             "backends": self.backends(),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import io
 import math
 import re
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from .._errors import InvalidTaskError
-from .._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
+from .._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType, fingerprinted
 
 __all__ = [
     "BatchRequest",
@@ -213,7 +214,20 @@ def build_task(
         builder = builder.with_metadata(**request.metadata)
     if request.key is not None:
         builder = builder.with_key(internal_key(user, request.key))
+        if isinstance(request, (VQERequest, QAOARequest)):
+            fingerprinted(builder, request_fingerprint(request))
     return builder.with_user(user)
+
+
+_canonical = msgspec.json.Encoder(order="sorted").encode
+
+
+def request_fingerprint(request: TaskRequest) -> str:
+    """A digest of a request as its client sent it, key aside: what makes a VQE or QAOA sent
+    again under its key the same task. Their specs cannot say it: the algorithm the server
+    builds from one request is new each time (new ansatz parameters; for a VQE without a seed
+    or initial point, a random start). Only keyed VQE and QAOA requests are digested, once each."""
+    return hashlib.sha256(_canonical(msgspec.structs.replace(request, key=None))).hexdigest()
 
 
 def _check_key(key: str) -> None:

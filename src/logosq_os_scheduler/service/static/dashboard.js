@@ -128,12 +128,16 @@ function renderStats(stats) {
     state.clockOffset = stats.now - browserNow();
     state.clockFromServer = true;
   }
-  const queued = stats.queued_by_priority ?? [0, 0, 0, 0, 0];
+  // Waiting tasks by priority name ({"critical": 0, "high": 2, ...}), in PRIORITIES' order.
+  const byName = stats.queued_by_priority ?? {};
+  const queued = PRIORITIES.map((priority) => byName[priority] ?? 0);
   const totalQueued = queued.reduce((a, b) => a + b, 0);
   $("total-running").textContent = stats.running;
   $("total-queued").textContent = totalQueued;
   $("total-completed").textContent = stats.completed;
   $("total-failed").textContent = stats.failed;
+  $("total-cancelled").textContent = stats.cancelled ?? "–";
+  $("total-timed-out").textContent = stats.timed_out ?? "–";
   $("throughput").textContent = formatRate(stats.throughput_per_s);
 
   const most = Math.max(1, ...queued);
@@ -149,9 +153,19 @@ function renderStats(stats) {
   const users = stats.users ?? [];
   $("users-body").replaceChildren(
     ...users.map((u) =>
-      row([u.user, u.running, u.queued, u.completed, u.failed, formatWeight(u.weight)], {
-        user: u.user,
-      }),
+      row(
+        [
+          u.user,
+          u.running,
+          u.queued,
+          u.completed,
+          u.failed,
+          u.cancelled,
+          u.timed_out,
+          formatWeight(u.weight),
+        ],
+        { user: u.user },
+      ),
     ),
   );
   showEmpty("users-empty", users.length === 0);

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from qiskit.primitives import BasePrimitiveJob, PrimitiveResult
 from qiskit.providers import JobStatus
 
+from ..._context import _current_task
 from ..._errors import SchedulerError
 from ..._protocols import BlockingRuntime, WorkflowRuntime
 
 if TYPE_CHECKING:
     from ..._handle import TaskHandle
+    from ..._result import TaskResult
 
 __all__ = ["SchedulerPrimitiveJob", "as_scheduler", "await_all", "start_job"]
 
@@ -67,12 +69,33 @@ async def await_all(handles: Sequence[TaskHandle[Any]]) -> list[Any]:
         TaskError: The first failure's error (TaskFailedError, TaskCancelledError, ...).
     """
     try:
-        return [(await h).value for h in handles]
+        results = [await h for h in handles]
     except BaseException:
         for h in handles:
             if not h.done():
                 h.cancel()
         raise
+    _ran_on(results)
+    return [r.value for r in results]
+
+
+def _ran_on(results: Sequence[TaskResult[Any]]) -> None:
+    """Record on the hybrid task running this code (a VQE's, a QAOA's) the backends its
+    circuits ran on, so that its result names them as a circuit's names its own: one name,
+    or several joined by commas in the order first used. Elsewhere (a primitive called from
+    a classical task or outside any task) nothing is recorded."""
+    task = _current_task.get()
+    if task is None or task.algorithm is None:
+        return
+    for result in results:
+        name = result.backend
+        if name is None:
+            continue  # classical work (exact estimation) runs on no backend
+        used = task.backend_used
+        if used is None:
+            task.backend_used = name
+        elif name not in used.split(","):
+            task.backend_used = f"{used},{name}"
 
 
 class SchedulerPrimitiveJob(BasePrimitiveJob[PrimitiveResult[Any], JobStatus]):  # type: ignore[misc]
