@@ -19,12 +19,18 @@ from logosq_os_scheduler import BlockingScheduler, InvalidConfigError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
+# _SIGINT_NOTE: a child started from a shell's background job (``pytest ... &``) inherits
+# SIGINT ignored, and Python then installs no handler for it: each script installs Python's
+# own, so the tests do not depend on how the suite was started.
+
 # Two workers, both stuck in a function that never returns, and a third task queued behind
 # them; the main thread waits on the first handle when Ctrl-C comes.
 _SCRIPT = textwrap.dedent(
     """
-    import sys, threading
+    import signal, sys, threading
     import logosq_os_scheduler as lq
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see _SIGINT_NOTE
 
     never = threading.Event()
     said = threading.Lock()
@@ -114,3 +120,56 @@ def test_a_second_ctrl_c_abandons_an_unbounded_wait(
 def test_interrupt_timeout_is_validated(bad: object) -> None:
     with pytest.raises(InvalidConfigError, match="interrupt_timeout"):
         BlockingScheduler(1, interrupt_timeout=bad)  # type: ignore[arg-type]
+
+
+# Ctrl-C that the kernel hands to one of the scheduler's threads, not the main thread (Linux
+# prefers the main thread; other systems hand a process's signal to any thread that does not
+# block it): the C-level handler runs there, and the main thread, blocked in ``result()``,
+# must still see it. Here a worker sends SIGINT to its own thread once the main thread waits
+# in ``result()``; without the sliced wait the main thread waits for ever.
+_SCRIPT_OTHER_THREAD = textwrap.dedent(
+    """
+    import signal, sys, threading
+    import logosq_os_scheduler as lq
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # see _SIGINT_NOTE
+    never = threading.Event()
+
+    def main_thread_waits_in_result():
+        frame = sys._current_frames().get(threading.main_thread().ident)
+        while frame is not None:
+            if frame.f_code.co_name == "result":
+                return True
+            frame = frame.f_back
+        return False
+
+    def interrupt_from_here():
+        while not main_thread_waits_in_result():
+            never.wait(0.001)  # polls the main thread's state; never is never set
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        never.wait()
+
+    try:
+        with lq.BlockingScheduler(1, interrupt_timeout=0.2) as s:
+            handle = s.submit(lq.Task.classical("t").with_function(interrupt_from_here))
+            handle.result()
+    except KeyboardInterrupt:
+        print("interrupted", handle.status.name, flush=True)
+        sys.exit(130)
+    """
+)
+
+
+def test_ctrl_c_delivered_to_another_thread_still_interrupts_a_wait() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT_OTHER_THREAD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert out.split() == ["interrupted", "CANCELLED"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -39,6 +40,29 @@ class TaskRuntime(Protocol):
     def _call_when_done(self, task: Task[Any], fn: Callable[[], None]) -> None:
         """Call ``fn()`` once ``task`` has ended (from any thread; at once if it has)."""
         ...
+
+
+# How long the main thread blocks at a time in a wait (see wait_interruptibly).
+_SLICE = 0.1
+
+
+def wait_interruptibly(event: threading.Event, timeout: float | None) -> bool:
+    """``event.wait(timeout)``, answering Ctrl-C on the main thread within :data:`_SLICE`.
+
+    The kernel may hand SIGINT to any thread of the process. Python's handler runs only on
+    the main thread, and a main thread blocked on a lock is woken only by a signal delivered
+    to it: one delivered to a worker thread would leave it waiting for ever. Waiting in slices
+    gives it a turn to run the handler after each.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return event.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+        if step <= 0:
+            return event.is_set()
+        if event.wait(step):
+            return True
 
 
 class TaskHandle(Generic[T]):
@@ -146,7 +170,7 @@ class TaskHandle(Generic[T]):
         if task.status not in TERMINAL:
             event = threading.Event()
             self._scheduler._call_when_done(task, event.set)
-            if not event.wait(timeout):
+            if not wait_interruptibly(event, timeout):
                 raise TaskTimeoutError(
                     task.task_id,
                     f"task {task.task_id} ({task.name!r}) did not finish within {timeout} s "
