@@ -384,6 +384,9 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         with pytest.raises(InvalidRequestError, match="I, X, Y, Z"):
             await client.submit_vqe([("XQ", 1.0)], "efficient_su2")
         # The hybrid builder a local scheduler takes runs on the server as it is.
+        from qiskit.circuit.library import real_amplitudes
+        from qiskit.quantum_info import SparsePauliOp
+
         from logosq_os_scheduler.workflows import COBYLA, VQE, h2_ansatz
 
         hybrid = await client.submit(
@@ -395,6 +398,30 @@ async def test_vqe_and_qaoa_by_their_parameters(make_server: Any) -> None:
         value = (await hybrid.result(timeout=120)).value
         assert value["energy"] == pytest.approx(H2_FCI_ELECTRONIC_ENERGY, abs=1e-3)
         assert hybrid.key == "h2/exact" and hybrid.view.kind == "vqe"
+
+        # A program that runs again builds its VQE afresh: a new ansatz (new Parameter
+        # objects, other QPY bytes) and, without a seed or initial point, a start drawn anew.
+        # Sent again under its key it is the same task; with another operator it is not.
+        def drawn(maxiter: int = 5, coeff: float = 0.5) -> Any:
+            algorithm = VQE(
+                SparsePauliOp.from_list([("ZZ", -1.0), ("XI", coeff)]),
+                real_amplitudes(2, reps=1),
+                shots=None,
+            )
+            return (
+                Task.hybrid("drawn")
+                .with_algorithm(algorithm)
+                .with_optimizer(COBYLA(maxiter=maxiter))
+                .with_key("drawn")
+            )
+
+        once = await client.submit(drawn())
+        assert (await client.submit(drawn())).task_id == once.task_id
+        with pytest.raises(KeyReusedError):
+            await client.submit(drawn(coeff=0.6))
+        with pytest.raises(KeyReusedError):
+            await client.submit(drawn(maxiter=6))
+        await once.result(timeout=120)
 
 
 async def test_handles_wait_through_a_server_kill_and_a_new_client_reattaches(

@@ -279,6 +279,7 @@ async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path)
     pytest.importorskip("qiskit")
     from qiskit import QuantumCircuit
     from qiskit.circuit.library import real_amplitudes
+    from qiskit.quantum_info import SparsePauliOp
 
     from logosq_os_scheduler import MockBackend
     from logosq_os_scheduler.workflows import COBYLA, VQE, h2_hamiltonian
@@ -299,44 +300,68 @@ async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path)
             .with_key("vqe")
         )
 
+    def drawn(maxiter: int = 10, shift: float = 0.0) -> Any:
+        """A VQE whose start is drawn at random (no seed, no initial point): a new start, a
+        new ansatz, each time it is built; the same task all the same."""
+        hamiltonian = SparsePauliOp.from_list([("ZZ", -1.0 + shift), ("XI", 0.5)])
+        return (
+            Task.hybrid("drawn")
+            .with_algorithm(VQE(hamiltonian, real_amplitudes(2, reps=1)))
+            .with_optimizer(COBYLA(maxiter=maxiter))
+            .with_key("drawn")
+        )
+
     async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
         await scheduler.register_backend("mock", MockBackend("mock", num_qubits=4))
-        first = [scheduler.submit_nowait(bell()), scheduler.submit_nowait(vqe())]
+        builders = (bell, vqe, drawn)
+        first = [scheduler.submit_nowait(b()) for b in builders]
         await scheduler.persisted()
-        assert [scheduler.submit_nowait(b()).task_id for b in (bell, vqe)] == [
+        assert [scheduler.submit_nowait(b()).task_id for b in builders] == [
             h.task_id for h in first
         ]
         with pytest.raises(KeyReusedError, match="'bell'"):
             scheduler.submit_nowait(bell(shots=200))
+        # What the algorithm is, not its class: another operator or iteration budget.
+        with pytest.raises(KeyReusedError, match="'vqe'"):
+            scheduler.submit_nowait(vqe(initial=0.2))
+        with pytest.raises(KeyReusedError, match="'drawn'"):
+            scheduler.submit_nowait(drawn(shift=0.5))
+        with pytest.raises(KeyReusedError, match="'drawn'"):
+            scheduler.submit_nowait(drawn(maxiter=11))
         for handle in first:
             await handle
     async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
-        assert [scheduler.submit_nowait(b()).task_id for b in (bell, vqe)] == [
+        assert [scheduler.submit_nowait(b()).task_id for b in builders] == [
             h.task_id for h in first
         ]
+        with pytest.raises(KeyReusedError, match="'drawn'"):
+            scheduler.submit_nowait(drawn(shift=0.5))
 
 
 @pytest.mark.qiskit
-def test_hybrid_specs_compare_by_fingerprint_and_else_by_class() -> None:
+def test_hybrid_specs_compare_by_fingerprint_and_else_by_identity() -> None:
     """A hybrid spec with a fingerprint (the service's digest of its request) is the same task
-    as another only with the same fingerprint; one written without (before fingerprints
-    existed) compares with either by its algorithm's class, as in-process tasks do."""
+    as another only with the same fingerprint; one written without compares with either by
+    its algorithm's identity (cost, layers, start if given, optimiser, shots, seed), as
+    in-process tasks do; an algorithm from a journal written before identities, by class."""
     pytest.importorskip("qiskit")
     from logosq_os_scheduler._task import fingerprinted
     from logosq_os_scheduler.journal._codec import encode_spec, same_spec
     from logosq_os_scheduler.workflows import QAOA, maxcut_hamiltonian
 
-    def spec(fingerprint: str | None, reps: int = 1) -> bytes:
-        builder = Task.hybrid("q").with_algorithm(
-            QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps)
-        )
+    def spec(fingerprint: str | None, reps: int = 1, *, old: bool = False) -> bytes:
+        algorithm = QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps)
+        if old:
+            del algorithm.initial_point_given  # as a journal written before it existed holds it
+        builder = Task.hybrid("q").with_algorithm(algorithm)
         if fingerprint is not None:
             fingerprinted(builder, fingerprint)
         return encode_spec(builder.with_user("u").with_key("u/k").build())
 
     assert same_spec(spec("a"), spec("a")) and not same_spec(spec("a"), spec("b"))
-    assert same_spec(spec(None), spec("a")) and same_spec(spec("a"), spec(None, reps=2))
-    assert same_spec(spec(None), spec(None, reps=2))  # by class: lenient where nothing says
+    assert same_spec(spec(None), spec("a")) and not same_spec(spec("a"), spec(None, reps=2))
+    assert same_spec(spec(None), spec(None)) and not same_spec(spec(None), spec(None, reps=2))
+    assert same_spec(spec(None, old=True), spec(None, reps=2))  # by class: nothing else says
 
 
 async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> None:

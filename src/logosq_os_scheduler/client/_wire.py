@@ -372,7 +372,9 @@ def _algorithm_request(task: Task[Any]) -> TaskRequest:
             "final_shots", "a scheduler service uses the algorithm's default: leave it out"
         )
     optimizer = task.optimizer if task.optimizer is not None else algorithm.optimizer
-    point = [float(x) for x in algorithm.initial_point]
+    # A start the algorithm drew (from its seed, or at random) is not sent: the server draws
+    # it alike, and the same task sent again under its key stays the same request.
+    point = [float(x) for x in algorithm.initial_point] if algorithm.initial_point_given else None
     common: dict[str, Any] = {
         "maxiter": 1,  # replaced below by the optimiser's own
         "initial_point": point,

@@ -280,10 +280,13 @@ def same_spec(a: bytes, b: bytes) -> bool:
             return False
         options_a, options_b = spec_a[4], spec_b[4]
         if _fingerprint(options_a) is None or _fingerprint(options_b) is None:
-            # One was written before fingerprints (or without one): compare the classes.
+            # One was written before fingerprints (or without one): compare the algorithms.
             options_a, options_b = _unprinted(options_a), _unprinted(options_b)
-        spec_a = (*spec_a[:4], options_a, _as_compared(quantum_a, options_a))
-        spec_b = (*spec_b[:4], options_b, _as_compared(quantum_b, options_b))
+        identities = _identity_of(quantum_a["algorithm"]), _identity_of(quantum_b["algorithm"])
+        if None in identities:
+            identities = (None, None)  # one cannot say (an older journal's): the classes
+        spec_a = (*spec_a[:4], options_a, _as_compared(quantum_a, options_a, identities[0]))
+        spec_b = (*spec_b[:4], options_b, _as_compared(quantum_b, options_b, identities[1]))
     try:
         return _dumps(spec_a, _PROTOCOL) == _dumps(spec_b, _PROTOCOL)
     except Exception:
@@ -311,16 +314,39 @@ def _unprinted(options: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in options.items() if k != "fingerprint"}
 
 
-def _as_compared(quantum: dict[str, Any], options: dict[str, Any] | None) -> dict[str, Any]:
-    """A spec's quantum part without what :func:`same_spec` compares otherwise."""
+def _as_compared(
+    quantum: dict[str, Any], options: dict[str, Any] | None, identity: str | None
+) -> dict[str, Any]:
+    """A spec's quantum part without what :func:`same_spec` compares otherwise: a hybrid
+    task's algorithm by its ``identity`` (or its class where there is none) and optimiser by
+    its settings (or its class, beside an algorithm compared by class)."""
     out = dict(quantum, circuit=None)
     if quantum["algorithm"] is not None:
         if _fingerprint(options) is not None:
             out["algorithm"] = out["optimizer"] = None  # the fingerprint, in options, says
+        elif identity is not None:
+            out["algorithm"] = identity
+            optimizer = quantum["optimizer"]
+            out["optimizer"] = (
+                None if optimizer is None else (_class_name(optimizer), repr(optimizer))
+            )
         else:
             out["algorithm"] = _class_name(quantum["algorithm"])
             out["optimizer"] = _class_name(quantum["optimizer"])
     return out
+
+
+def _identity_of(algorithm: object) -> str | None:
+    """An algorithm's ``identity()`` (the workflows' VQE and QAOA: operator, ansatz, start
+    if given, optimiser, shots, seed), or None for one without, or read back from a journal
+    written before it could say."""
+    identity = getattr(algorithm, "identity", None)
+    if not callable(identity) or not hasattr(algorithm, "initial_point_given"):
+        return None
+    try:
+        return str(identity())
+    except Exception:
+        return None
 
 
 def _class_name(obj: object) -> str | None:

@@ -226,8 +226,18 @@ def request_fingerprint(request: TaskRequest) -> str:
     """A digest of a request as its client sent it, key aside: what makes a VQE or QAOA sent
     again under its key the same task. Their specs cannot say it: the algorithm the server
     builds from one request is new each time (new ansatz parameters; for a VQE without a seed
-    or initial point, a random start). Only keyed VQE and QAOA requests are digested, once each."""
-    return hashlib.sha256(_canonical(msgspec.structs.replace(request, key=None))).hexdigest()
+    or initial point, a random start). An ansatz sent as a circuit counts as its OpenQASM 3
+    text, parameters by name: the same ansatz built again by the client has new Parameter
+    objects, whose ids QPY carries. Only keyed VQE and QAOA requests are digested, once each."""
+    request = msgspec.structs.replace(request, key=None)
+    if isinstance(request, VQERequest) and request.ansatz.source is not None:
+        from qiskit import qasm3
+
+        spec = request.ansatz  # checked already: the task was built from it
+        circuit = _ansatz(spec, len(request.hamiltonian[0][0]))
+        canonical = msgspec.structs.replace(spec, format="qasm3", source=qasm3.dumps(circuit))
+        request = msgspec.structs.replace(request, ansatz=canonical)
+    return hashlib.sha256(_canonical(request)).hexdigest()
 
 
 def _check_key(key: str) -> None:

@@ -159,6 +159,25 @@ def _check_shots(field: str, shots: object, *, allow_none: bool) -> int | None:
     return shots
 
 
+def _identity(*parts: object) -> str:
+    """A digest of what defines an algorithm's task (see :meth:`VQE.identity`)."""
+    import hashlib
+
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _operator_terms(op: SparsePauliOp) -> list[tuple[str, complex]]:
+    return [(str(label), complex(coeff)) for label, coeff in op.to_list()]
+
+
+def _circuit_text(circuit: QuantumCircuit) -> str:
+    """The circuit as OpenQASM 3: its gates and its parameters by name, not by identity (a
+    circuit built again has new Parameter objects, and the same text)."""
+    from qiskit import qasm3
+
+    return str(qasm3.dumps(circuit))
+
+
 def _initial_point(given: Sequence[float] | Vector | None, size: int, seed: int | None) -> Vector:
     if given is None:
         return np.random.default_rng(seed).uniform(-np.pi, np.pi, size)
@@ -237,10 +256,29 @@ class VQE:
         self.ansatz = ansatz
         self.optimizer = as_optimizer(optimizer) if optimizer is not None else None
         self.initial_point = _initial_point(initial_point, ansatz.num_parameters, seed)
+        # Whether the start was given, not drawn (from the seed, or at random without one).
+        self.initial_point_given = initial_point is not None
         self.shots = _check_shots("shots", shots, allow_none=True)
         self.final_shots = _check_shots("final_shots", final_shots, allow_none=True)
         self.seed = seed
         self.callback = callback
+
+    def identity(self) -> str:
+        """A digest of what defines this VQE as a task: its Hamiltonian, its ansatz (gates and
+        parameter names), its optimiser, its start if given (a drawn start is the seed's, or
+        random), its shots and its seed. Two VQEs built alike have the same identity: a task
+        submitted again under its client key is the same task if its algorithm's identity is
+        the same."""
+        return _identity(
+            "VQE",
+            _operator_terms(self.hamiltonian),
+            _circuit_text(self.ansatz),
+            repr(self.optimizer),
+            self.initial_point.tolist() if self.initial_point_given else None,
+            self.shots,
+            self.final_shots,
+            self.seed,
+        )
 
     async def run(
         self,
@@ -400,10 +438,25 @@ class QAOA:
         self.initial_point = (
             _ramp(reps) if initial_point is None else _initial_point(initial_point, 2 * reps, seed)
         )
+        self.initial_point_given = initial_point is not None
         self.shots = _check_shots("shots", shots, allow_none=True)
         self.final_shots = _check_shots("final_shots", final_shots, allow_none=False)
         self.seed = seed
         self.callback = callback
+
+    def identity(self) -> str:
+        """A digest of what defines this QAOA as a task (see :meth:`VQE.identity`): its
+        cost, layers, optimiser, start if given, shots and seed."""
+        return _identity(
+            "QAOA",
+            _operator_terms(self.cost),
+            self.reps,
+            repr(self.optimizer),
+            self.initial_point.tolist() if self.initial_point_given else None,
+            self.shots,
+            self.final_shots,
+            self.seed,
+        )
 
     async def run(
         self,
