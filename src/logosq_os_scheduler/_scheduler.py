@@ -912,11 +912,18 @@ class QuantumScheduler:
     async def submit_many(
         self, tasks: Iterable[Task[Any] | TaskBuilder[Any]]
     ) -> list[TaskHandle[Any]]:
-        """Submit several tasks; stops at the first that is refused, raising its error.
+        """Submit several tasks; stops at the first that is refused, raising its error (a
+        KeyReusedError with the refused task's ``index`` in ``tasks``). The tasks before it
+        stay submitted: a keyed one is found again with :meth:`task`.
 
         With a journal, it returns once all of them are written there (one group commit).
         """
-        handles = [self.submit_nowait(t) for t in tasks]
+        handles = []
+        for index, task in enumerate(tasks):
+            try:
+                handles.append(self.submit_nowait(task))
+            except KeyReusedError as exc:
+                raise KeyReusedError(exc.key, exc.task_id, index=index) from None
         journal = self._journal
         if journal is not None and journal.durability is not _DURABILITY_OFF:
             await journal.persisted()

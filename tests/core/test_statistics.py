@@ -31,7 +31,9 @@ def test_rates_percentiles_depth_and_utilisation() -> None:
     stats = statistics(core, 10.0, running_since=[])
     assert stats.uptime == 10.0
     assert stats.throughput == pytest.approx(2 / 10)
-    assert stats.recent_throughput == pytest.approx(1 / 2)  # two completions 2 s apart
+    # Two completions 2 s apart: one a 2 s while they happen, falling while none follow.
+    assert statistics(core, 4.0, running_since=[]).recent_throughput == pytest.approx(1 / 2)
+    assert stats.recent_throughput == pytest.approx(1 / 8)
     assert stats.latency_p50 == 2.0 and stats.latency_p99 == 4.0
     assert stats.queue_wait_p50 == 0.0
     assert stats.depth_by_priority[TaskPriority.LOW] == 1

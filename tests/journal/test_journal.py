@@ -272,6 +272,23 @@ async def test_a_key_names_its_task_live_and_read_back_and_the_check_says_why(
         assert scheduler.submit_nowait(again).task_id == running.task_id  # ended, in the file
 
 
+async def test_submit_many_names_the_task_whose_key_names_another(tmp_path: Path) -> None:
+    async with QuantumScheduler(1, journal=tmp_path / "j.db") as scheduler:
+        first = await scheduler.submit(
+            Task.classical("a").with_function(tasks.square, 2).with_key("k")
+        )
+        with pytest.raises(KeyReusedError, match=r"^tasks\[1\]: client key 'k'") as info:
+            await scheduler.submit_many(
+                [
+                    Task.classical("b").with_function(tasks.square, 3).with_key("before"),
+                    Task.classical("a").with_function(tasks.square, 4).with_key("k"),
+                ]
+            )
+        assert (info.value.index, info.value.task_id) == (1, first.task_id)
+        # The task before it stays submitted, and its key finds it.
+        assert (await scheduler.task("before")).value == 9
+
+
 @pytest.mark.qiskit
 async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path) -> None:
     """What a program builds afresh when it runs again (a circuit's generated name, an

@@ -34,7 +34,8 @@ class CoreStatistics:
     Attributes:
         uptime: Seconds since the core started (never zero).
         throughput: Completed tasks per second of uptime.
-        recent_throughput: Completions per second over the recent completions kept.
+        recent_throughput: Completions per second from the oldest of the recent completions
+            kept to now (it falls towards zero while nothing completes).
         depth_by_priority: Tasks waiting at each priority.
         queue_wait_p50, queue_wait_p99: Seconds from submit to first start (recent tasks).
         latency_p50, latency_p99, latency_p999: Seconds from submit to completion (recent).
@@ -65,8 +66,9 @@ def statistics(core: SchedulerCore, now: float, running_since: Iterable[float]) 
     uptime = max(now - core.started_at, 1e-9)
     finish_times = core.finish_times
     recent = 0.0
-    if len(finish_times) > 1 and finish_times[-1] > finish_times[0]:
-        recent = (len(finish_times) - 1) / (finish_times[-1] - finish_times[0])
+    if len(finish_times) > 1 and now > finish_times[0]:
+        # Up to now, not to the last completion: an idle scheduler's rate falls towards zero.
+        recent = (len(finish_times) - 1) / (max(now, finish_times[-1]) - finish_times[0])
     depth = [0] * 5
     for pool in core.pools.values():
         for i, n in enumerate(pool.queue.depth_by_level()):

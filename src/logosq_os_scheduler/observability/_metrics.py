@@ -82,7 +82,8 @@ class SchedulerMetrics:
         queue_depth_by_priority: Of those, how many at each priority.
         uptime: Seconds since the scheduler started.
         throughput: Tasks completed per second over the scheduler's uptime.
-        recent_throughput: Tasks completed per second over the most recent completions.
+        recent_throughput: Tasks completed per second from the oldest of the most recent
+            completions to now (it falls towards zero while nothing completes).
         queue_wait_p50, queue_wait_p99: Submission to first start.
         latency_p50, latency_p99, latency_p999: Submission to completion (completed tasks).
         worker_utilisation: Share of classical slot time in use since start (0..1).
