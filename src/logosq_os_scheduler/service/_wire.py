@@ -235,8 +235,13 @@ def request_fingerprint(request: TaskRequest) -> str:
 
         spec = request.ansatz  # checked already: the task was built from it
         circuit = _ansatz(spec, len(request.hamiltonian[0][0]))
-        canonical = msgspec.structs.replace(spec, format="qasm3", source=qasm3.dumps(circuit))
-        request = msgspec.structs.replace(request, ansatz=canonical)
+        try:
+            text = qasm3.dumps(circuit)
+        except Exception:
+            text = None  # a gate OpenQASM 3 cannot write: the circuit as sent, then
+        if text is not None:
+            canonical = msgspec.structs.replace(spec, format="qasm3", source=text)
+            request = msgspec.structs.replace(request, ansatz=canonical)
     return hashlib.sha256(_canonical(request)).hexdigest()
 
 

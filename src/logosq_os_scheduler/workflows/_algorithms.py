@@ -172,10 +172,23 @@ def _operator_terms(op: SparsePauliOp) -> list[tuple[str, complex]]:
 
 def _circuit_text(circuit: QuantumCircuit) -> str:
     """The circuit as OpenQASM 3: its gates and its parameters by name, not by identity (a
-    circuit built again has new Parameter objects, and the same text)."""
+    circuit built again has new Parameter objects, and the same text). A gate OpenQASM 3
+    cannot write leaves the circuit's own repr of its instructions, parameters by name."""
     from qiskit import qasm3
 
-    return str(qasm3.dumps(circuit))
+    try:
+        return str(qasm3.dumps(circuit))
+    except Exception:
+        return repr(
+            [
+                (
+                    i.operation.name,
+                    [str(p) for p in i.operation.params],
+                    [circuit.find_bit(q).index for q in i.qubits],
+                )
+                for i in circuit.data
+            ]
+        )
 
 
 def _initial_point(given: Sequence[float] | Vector | None, size: int, seed: int | None) -> Vector:
