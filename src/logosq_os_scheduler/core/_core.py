@@ -350,12 +350,14 @@ class SchedulerCore:
             listener = self.listener
             if listener is not None:
                 listener(task, _PENDING, _QUEUED, now)
-            task.started_at = now  # before RUNNING is heard: its view says when it started
+            # Before RUNNING is heard: its view and the journal say when it started, and which
+            # attempt this is.
+            task.started_at = now
+            task.attempts += 1
             if listener is not None:
                 listener(task, _QUEUED, _RUNNING, now)
             pool.busy += 1
             task.slot_held = True
-            task.attempts += 1
             self.queue_waits.append(0.0)
             return True
         self.transition(task, _QUEUED, now)
@@ -401,15 +403,17 @@ class SchedulerCore:
         The slot is accounted by the caller (one per task in direct pools, one per job in
         batching pools).
         """
+        # Both before the listeners hear RUNNING: a view built then, and the journal's row,
+        # say when it started and which attempt this is.
         first = task.started_at is None
         if first:
-            task.started_at = now  # before the listeners hear RUNNING (a view built then)
-        self.transition(task, _RUNNING, now)
+            task.started_at = now
         extras = task.extras
         if extras is None or extras.resume is None:
             # A fresh start (or a restart); a task resuming at its checkpoint continues its
             # attempt.
             task.attempts += 1
+        self.transition(task, _RUNNING, now)
         task.resources = pool
         if first:
             submitted_at = task.submitted_at

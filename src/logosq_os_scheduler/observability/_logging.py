@@ -186,9 +186,7 @@ class TransitionLogger:
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
-        # The core counts an attempt just after the move to RUNNING: count this one now.
-        attempt = task.attempts + 1 if new is _S.RUNNING and old is _S.QUEUED else task.attempts
-        extra = task_fields(task, attempt=attempt)
+        extra = task_fields(task)  # the core counts an attempt before the move to RUNNING
         error = task.error
         if error is not None and (new is _S.FAILED or new is _S.TIMED_OUT):
             logger.log(

@@ -95,10 +95,8 @@ def segments_of(
         if new in TERMINAL:
             finals[task_id] = new
             continue
-        # Settled when the span ends; for a run still going, a start from the queue is a new
-        # attempt.
-        guess = attempts + 1 if new is _RUNNING and old is _QUEUED else attempts
-        open_[task_id] = Segment(task_id, new, now, name, guess, False)
+        # Settled when the span ends (the core counts an attempt before the move to RUNNING).
+        open_[task_id] = Segment(task_id, new, now, name, attempts, False)
     for seg in open_.values():
         seg.end = end
         out.append(seg)
