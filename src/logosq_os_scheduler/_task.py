@@ -149,16 +149,6 @@ def transient(builder: TaskBuilder[T]) -> TaskBuilder[T]:
     return builder
 
 
-def fingerprinted(builder: TaskBuilder[T], fingerprint: str) -> TaskBuilder[T]:
-    """Give a builder's tasks what identifies their submission where their spec cannot: a
-    task submitted again under its client key is the same task if its fingerprint is. The
-    service gives each VQE and QAOA a digest of its request, because the algorithm it builds
-    from the same request is new each time (new circuit parameters, for a VQE perhaps a random
-    initial point)."""
-    builder._fingerprint = fingerprint
-    return builder
-
-
 def is_transient(task: Task[Any]) -> bool:
     """Whether ``task`` was built by :func:`transient`."""
     extras = task.extras
@@ -295,7 +285,6 @@ class _Extras:
         "transient",
         "saved_state",
         "user",
-        "fingerprint",
     )
 
     def __init__(self) -> None:
@@ -323,8 +312,6 @@ class _Extras:
         self.saved_state: Any = None
         # Whose task it is (with_user): fair share and the service's isolation go by it.
         self.user: str | None = None
-        # What identifies its submission where its spec cannot (see fingerprinted()).
-        self.fingerprint: str | None = None
 
 
 class _QuantumPart:
@@ -490,8 +477,6 @@ class Task(Generic[T]):
     saved_state: _ExtraField[Any] = _ExtraField(None)
     # Whose task it is (with_user); None for a task of no particular user.
     user: _ExtraField[str | None] = _ExtraField(None)
-    # What identifies its submission where its spec cannot (see fingerprinted()).
-    fingerprint: _ExtraField[str | None] = _ExtraField(None)
     # Quantum and hybrid spec fields.
     circuit: _QuantumField[Any] = _QuantumField(None)
     shots: _QuantumField[int] = _QuantumField(1024)
@@ -632,7 +617,6 @@ class TaskBuilder(Generic[T]):
         "_key",
         "_transient",
         "_user",
-        "_fingerprint",
     )
 
     def __init__(self, name: str, task_type: TaskType) -> None:
@@ -668,7 +652,6 @@ class TaskBuilder(Generic[T]):
         self._key: str | None = None
         self._transient = False
         self._user: str | None = None
-        self._fingerprint: str | None = None
 
     @property
     def name(self) -> str:
@@ -957,7 +940,6 @@ class TaskBuilder(Generic[T]):
             and self._key is None
             and not self._transient
             and self._user is None
-            and self._fingerprint is None
         ):
             return None
         extras = _Extras()
@@ -971,7 +953,6 @@ class TaskBuilder(Generic[T]):
         extras.key = self._key
         extras.transient = self._transient
         extras.user = self._user
-        extras.fingerprint = self._fingerprint
         return extras
 
     def build(self) -> Task[T]:

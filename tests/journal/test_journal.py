@@ -356,29 +356,45 @@ async def test_rebuilt_circuits_and_algorithms_are_the_same_task(tmp_path: Path)
 
 
 @pytest.mark.qiskit
-def test_hybrid_specs_compare_by_fingerprint_and_else_by_identity() -> None:
-    """A hybrid spec with a fingerprint (the service's digest of its request) is the same task
-    as another only with the same fingerprint; one written without compares with either by
-    its algorithm's identity (cost, layers, start if given, optimiser, shots, seed), as
-    in-process tasks do; an algorithm from a journal written before identities, by class."""
+def test_hybrid_specs_compare_by_identity_and_else_by_class() -> None:
+    """A hybrid spec is the same task as another by its algorithm's identity (cost, layers,
+    start if given, optimiser, shots, seed); an algorithm from a journal written before
+    identities, by class. A VQE's ansatz counts by its gates and parameter names: built again
+    it has new Parameter objects; one OpenQASM 3 cannot write (a custom gate) compares too."""
     pytest.importorskip("qiskit")
-    from logosq_os_scheduler._task import fingerprinted
-    from logosq_os_scheduler.journal._codec import encode_spec, same_spec
-    from logosq_os_scheduler.workflows import QAOA, maxcut_hamiltonian
+    from qiskit.circuit import Gate, Parameter, QuantumCircuit
+    from qiskit.circuit.library import real_amplitudes
+    from qiskit.quantum_info import SparsePauliOp
 
-    def spec(fingerprint: str | None, reps: int = 1, *, old: bool = False) -> bytes:
-        algorithm = QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps)
+    from logosq_os_scheduler.journal._codec import encode_spec, same_spec
+    from logosq_os_scheduler.workflows import QAOA, VQE, maxcut_hamiltonian
+
+    def spec(algorithm: Any, *, old: bool = False) -> bytes:
         if old:
             del algorithm.initial_point_given  # as a journal written before it existed holds it
         builder = Task.hybrid("q").with_algorithm(algorithm)
-        if fingerprint is not None:
-            fingerprinted(builder, fingerprint)
         return encode_spec(builder.with_user("u").with_key("u/k").build())
 
-    assert same_spec(spec("a"), spec("a")) and not same_spec(spec("a"), spec("b"))
-    assert same_spec(spec(None), spec("a")) and not same_spec(spec("a"), spec(None, reps=2))
-    assert same_spec(spec(None), spec(None)) and not same_spec(spec(None), spec(None, reps=2))
-    assert same_spec(spec(None, old=True), spec(None, reps=2))  # by class: nothing else says
+    def qaoa(reps: int = 1, *, old: bool = False) -> bytes:
+        return spec(QAOA(maxcut_hamiltonian([(0, 1), (1, 2)]), reps=reps), old=old)
+
+    assert same_spec(qaoa(), qaoa()) and not same_spec(qaoa(), qaoa(reps=2))
+    assert same_spec(qaoa(old=True), qaoa(reps=2))  # by class: nothing else says
+
+    def custom() -> QuantumCircuit:
+        qc = QuantumCircuit(2)
+        qc.append(Gate("mine", 1, [Parameter("a")]), [0])  # no OpenQASM 3 for this gate
+        qc.ry(Parameter("b"), 1)
+        return qc
+
+    def vqe(ansatz: QuantumCircuit) -> bytes:
+        start = [0.1] * ansatz.num_parameters
+        return spec(VQE(SparsePauliOp.from_list([("ZZ", 1.0)]), ansatz, initial_point=start))
+
+    rebuilt = vqe(real_amplitudes(2, reps=1)), vqe(real_amplitudes(2, reps=1))
+    assert rebuilt[0] != rebuilt[1] and same_spec(*rebuilt)  # other Parameter ids, same task
+    assert not same_spec(rebuilt[0], vqe(real_amplitudes(2, reps=2)))  # another ansatz
+    assert same_spec(vqe(custom()), vqe(custom()))
 
 
 async def test_what_cannot_be_recovered_is_refused_at_submit(tmp_path: Path) -> None:

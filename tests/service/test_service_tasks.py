@@ -189,37 +189,3 @@ def test_cancel_a_queued_task_and_a_finished_one(make_server: Configure, tmp_pat
         assert r.headers["content-type"] == "application/problem+json"
         assert "already ended (completed)" in r.json()["detail"]
         assert user_a.get(f"/v1/tasks/{queued['id']}").json()["status"] == "cancelled"
-
-
-def test_a_vqe_request_is_digested_by_its_ansatz_not_its_parameter_ids() -> None:
-    """The digest that makes a VQE sent again under its key the same task reads an ansatz
-    circuit as its OpenQASM 3 text (QPY carries each Parameter's id, new when the client
-    builds the ansatz again), and one OpenQASM 3 cannot write as it was sent."""
-    import msgspec
-    from qiskit.circuit import Gate, Parameter, QuantumCircuit
-    from qiskit.circuit.library import real_amplitudes
-
-    from logosq_os_scheduler.client._wire import encode_circuit
-    from logosq_os_scheduler.service._wire import TaskRequest, request_fingerprint
-
-    def request(ansatz: QuantumCircuit) -> Any:
-        body = {
-            "kind": "vqe",
-            "hamiltonian": [["ZZ", 1.0]],
-            "ansatz": encode_circuit(ansatz),
-            "key": "k",
-        }
-        return msgspec.json.decode(msgspec.json.encode(body), type=TaskRequest)
-
-    def custom() -> QuantumCircuit:
-        qc = QuantumCircuit(2)
-        qc.append(Gate("mine", 1, [Parameter("a")]), [0])  # no OpenQASM 3 for this gate
-        qc.ry(Parameter("b"), 1)
-        return qc
-
-    first, again = request(real_amplitudes(2, reps=1)), request(real_amplitudes(2, reps=1))
-    assert first.ansatz.source != again.ansatz.source  # new Parameter ids in the QPY
-    assert request_fingerprint(first) == request_fingerprint(again)
-    assert request_fingerprint(first) != request_fingerprint(request(real_amplitudes(2, reps=2)))
-    same = request(custom())
-    assert request_fingerprint(same) == request_fingerprint(same)  # kept as sent, no error

@@ -29,7 +29,6 @@ from .._task import (
     TaskBuilder,
     TaskPriority,
     TaskType,
-    fingerprinted,
     is_async_callable,
     restored_task,
 )
@@ -106,9 +105,6 @@ def encode_spec(task: Task[Any]) -> bytes:
             "limits": extras.limits,
             "user": extras.user,
         }
-        if extras.fingerprint is not None:
-            # Only when set: a spec without one reads the same as before it existed.
-            options["fingerprint"] = extras.fingerprint
     quantum: dict[str, Any] | None = None
     part = task.quantum_part
     if part is not None:
@@ -227,9 +223,6 @@ def decode_spec(
         user = options.get("user")  # absent from journals written before with_user
         if user is not None:
             builder.with_user(user)
-        fingerprint = options.get("fingerprint")
-        if fingerprint is not None:
-            fingerprinted(builder, fingerprint)
         limits = options["limits"]
         if limits is not None:
             builder.with_limits(
@@ -263,10 +256,12 @@ def same_spec(a: bytes, b: bytes) -> bool:
 
     Equal bytes are the same task. Otherwise what is made afresh for every submit is compared
     by what it means: a Qiskit circuit as a circuit (its generated name aside), and a hybrid
-    task's algorithm and optimiser by the task's fingerprint when it has one (the service's
-    digest of the request), else by their classes (a rebuilt algorithm never pickles the same:
-    new circuit parameters, a random initial point). The rest must be equal as stored. A spec
-    that no longer reads back (its function's module is gone) is another task.
+    task's algorithm by its ``identity()`` (the workflows' VQE and QAOA: a rebuilt algorithm
+    never pickles the same, with new circuit parameters and perhaps a random start) and its
+    optimiser by its settings; by their classes where either algorithm cannot say (another
+    algorithm, or one read back from a journal written before identities). The rest must be
+    equal as stored. A spec that no longer reads back (its function's module is gone) is
+    another task.
     """
     if a == b:
         return True
@@ -278,15 +273,11 @@ def same_spec(a: bytes, b: bytes) -> bool:
     if quantum_a is not None and quantum_b is not None:
         if not _same_circuit(quantum_a["circuit"], quantum_b["circuit"]):
             return False
-        options_a, options_b = spec_a[4], spec_b[4]
-        if _fingerprint(options_a) is None or _fingerprint(options_b) is None:
-            # One was written before fingerprints (or without one): compare the algorithms.
-            options_a, options_b = _unprinted(options_a), _unprinted(options_b)
         identities = _identity_of(quantum_a["algorithm"]), _identity_of(quantum_b["algorithm"])
         if None in identities:
             identities = (None, None)  # one cannot say (an older journal's): the classes
-        spec_a = (*spec_a[:4], options_a, _as_compared(quantum_a, options_a, identities[0]))
-        spec_b = (*spec_b[:4], options_b, _as_compared(quantum_b, options_b, identities[1]))
+        spec_a = (*spec_a[:5], _as_compared(quantum_a, identities[0]))
+        spec_b = (*spec_b[:5], _as_compared(quantum_b, identities[1]))
     try:
         return _dumps(spec_a, _PROTOCOL) == _dumps(spec_b, _PROTOCOL)
     except Exception:
@@ -304,35 +295,21 @@ def _same_circuit(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
     return _dumps(data, _PROTOCOL) == _dumps(b[1], _PROTOCOL)
 
 
-def _fingerprint(options: dict[str, Any] | None) -> str | None:
-    return None if options is None else options.get("fingerprint")
-
-
-def _unprinted(options: dict[str, Any] | None) -> dict[str, Any] | None:
-    if options is None or "fingerprint" not in options:
-        return options
-    return {k: v for k, v in options.items() if k != "fingerprint"}
-
-
-def _as_compared(
-    quantum: dict[str, Any], options: dict[str, Any] | None, identity: str | None
-) -> dict[str, Any]:
+def _as_compared(quantum: dict[str, Any], identity: str | None) -> dict[str, Any]:
     """A spec's quantum part without what :func:`same_spec` compares otherwise: a hybrid
-    task's algorithm by its ``identity`` (or its class where there is none) and optimiser by
-    its settings (or its class, beside an algorithm compared by class)."""
+    task's algorithm by its ``identity`` and optimiser by its settings, or both by their
+    classes where there is no identity."""
     out = dict(quantum, circuit=None)
     if quantum["algorithm"] is not None:
-        if _fingerprint(options) is not None:
-            out["algorithm"] = out["optimizer"] = None  # the fingerprint, in options, says
-        elif identity is not None:
+        optimizer = quantum["optimizer"]
+        if identity is not None:
             out["algorithm"] = identity
-            optimizer = quantum["optimizer"]
             out["optimizer"] = (
                 None if optimizer is None else (_class_name(optimizer), repr(optimizer))
             )
         else:
             out["algorithm"] = _class_name(quantum["algorithm"])
-            out["optimizer"] = _class_name(quantum["optimizer"])
+            out["optimizer"] = _class_name(optimizer)
     return out
 
 

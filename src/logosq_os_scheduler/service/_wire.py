@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import io
 import math
 import re
@@ -26,7 +25,7 @@ from typing import Any, Literal
 import msgspec
 
 from .._errors import InvalidTaskError
-from .._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType, fingerprinted
+from .._task import Task, TaskBuilder, TaskPriority, TaskStatus, TaskType
 
 __all__ = [
     "BatchRequest",
@@ -214,35 +213,7 @@ def build_task(
         builder = builder.with_metadata(**request.metadata)
     if request.key is not None:
         builder = builder.with_key(internal_key(user, request.key))
-        if isinstance(request, (VQERequest, QAOARequest)):
-            fingerprinted(builder, request_fingerprint(request))
     return builder.with_user(user)
-
-
-_canonical = msgspec.json.Encoder(order="sorted").encode
-
-
-def request_fingerprint(request: TaskRequest) -> str:
-    """A digest of a request as its client sent it, key aside: what makes a VQE or QAOA sent
-    again under its key the same task. Their specs cannot say it: the algorithm the server
-    builds from one request is new each time (new ansatz parameters; for a VQE without a seed
-    or initial point, a random start). An ansatz sent as a circuit counts as its OpenQASM 3
-    text, parameters by name: the same ansatz built again by the client has new Parameter
-    objects, whose ids QPY carries. Only keyed VQE and QAOA requests are digested, once each."""
-    request = msgspec.structs.replace(request, key=None)
-    if isinstance(request, VQERequest) and request.ansatz.source is not None:
-        from qiskit import qasm3
-
-        spec = request.ansatz  # checked already: the task was built from it
-        circuit = _ansatz(spec, len(request.hamiltonian[0][0]))
-        try:
-            text = qasm3.dumps(circuit)
-        except Exception:
-            text = None  # a gate OpenQASM 3 cannot write: the circuit as sent, then
-        if text is not None:
-            canonical = msgspec.structs.replace(spec, format="qasm3", source=text)
-            request = msgspec.structs.replace(request, ansatz=canonical)
-    return hashlib.sha256(_canonical(request)).hexdigest()
 
 
 def _check_key(key: str) -> None:
