@@ -55,11 +55,11 @@ DEFAULT_FORMAT = (
 _S = TaskStatus
 
 
-def task_fields(task: Task[Any], *, attempt: int | None = None) -> dict[str, object]:
+def task_fields(task: Task[Any]) -> dict[str, object]:
     """The logging fields of a task, for ``extra=``.
 
     ``backend`` is the backend the task ran on, else the pool it is in ("classical" for
-    classical work). ``attempt`` is how many times it has been started, unless given.
+    classical work). ``attempt`` is how many times it has been started.
     """
     backend = task.backend_used
     if backend is None:
@@ -70,7 +70,7 @@ def task_fields(task: Task[Any], *, attempt: int | None = None) -> dict[str, obj
         "task": task.name,
         "priority": task.priority.name,
         "backend": backend,
-        "attempt": task.attempts if attempt is None else attempt,
+        "attempt": task.attempts,
     }
 
 

@@ -16,7 +16,6 @@ from ._schema import Event, to_us
 __all__ = ["Segment", "allocate_lanes", "segments_of"]
 
 _PENDING = TaskStatus.PENDING
-_QUEUED = TaskStatus.QUEUED
 _RUNNING = TaskStatus.RUNNING
 
 
