@@ -519,3 +519,48 @@ async def test_unregistering_fails_the_tasks_no_other_backend_can_run() -> None:
         assert "being unregistered" in info.value.__cause__.reasons["a"]  # type: ignore[union-attr]
         assert (await first).backend == "a"
         assert s.metrics().failed == 2
+
+
+async def test_a_batch_of_alike_tasks_is_routed_once_where_loads_cannot_change_the_choice() -> None:
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("wide", ScriptedBackend("wide", 5, per_job=10))
+        await s.register_backend("narrow", ScriptedBackend("narrow", 1))
+        # Separate circuit objects of one shape: their requirements are equal, not the same.
+        handles = await s.submit_many([q(f"t{i}", spec(2, (0, 1))) for i in range(20)])
+        results = [await h for h in handles]
+        first = handles[0].task.routing
+        assert all(h.task.routing is first for h in handles)
+        assert first.considered["narrow"] == "has 1 qubits, circuit needs 2"
+        assert {r.backend for r in results} == {"wide"}
+        # Another shape in the same batch is routed on its own (and alike again after it).
+        mixed = await s.submit_many(
+            [q("a", spec(2, (0, 1))), q("b", spec(3, (0, 2))), q("c", spec(3, (0, 2)))]
+        )
+        assert mixed[1].task.routing is mixed[2].task.routing
+        assert mixed[0].task.routing is not mixed[1].task.routing
+        # Outside a batch every submit routes.
+        one, two = s.submit_nowait(q("x", spec(2))), s.submit_nowait(q("y", spec(2)))
+        assert one.task.routing is not two.task.routing
+        await one, await two
+
+
+async def test_a_batch_is_routed_task_by_task_where_loads_or_the_task_decide() -> None:
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("a", ScriptedBackend("a", 5))
+        await s.register_backend("b", ScriptedBackend("b", 5))
+        # Two backends can run it: each task sees the queue its predecessors left.
+        handles = await s.submit_many([q(f"t{i}", spec(2, (0, 1))) for i in range(10)])
+        results = [await h for h in handles]
+        by_backend = [r.backend for r in results]
+        assert by_backend.count("a") == by_backend.count("b") == 5
+        # A predicate may read anything of a task: it is asked for every one.
+        asked: list[str] = []
+
+        def ask(task: Task[Any], req: object) -> bool:
+            asked.append(task.name)
+            return True
+
+        s.set_routing_rules([RoutingRule().when(ask).route_to("b")])
+        handles = await s.submit_many([q(f"p{i}", spec(2, (0, 1))) for i in range(4)])
+        assert asked == ["p0", "p1", "p2", "p3"]
+        assert {(await h).backend for h in handles} == {"b"}

@@ -39,11 +39,12 @@ the run it continues sends its tasks under the keys they had.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import (
@@ -87,6 +88,7 @@ from .core._routing import (
     RoutingRule,
     decide_route,
     needs_estimates,
+    reusable_for_alike,
 )
 from .observability._logging import task_fields
 from .observability._metrics import BackendMetrics
@@ -228,6 +230,11 @@ class QuantumDispatcher:
         """Told of every job sent to a backend that can reattach (see :class:`JobListener`);
         None (the default) tells nobody."""
         self._default_backend_tried = False
+        # While a batch is submitted (submitting_together): the decisions that serve every
+        # task alike, by (requirements, priority, pinned backend, shots); None otherwise.
+        self._alike: (
+            dict[tuple[CircuitRequirements, int, str | None, int], RoutingDecision] | None
+        ) = None
         self._owned_backends: list[Backend] = []
         self._bg_tasks: set[asyncio.Task[Any]] = set()
         # Quantum tasks that are RUNNING: in a job, or waiting out a retry back-off.
@@ -362,9 +369,32 @@ class QuantumDispatcher:
             )
         part.circuit_run = circuit
         part.requirements = req
-        decision = self._route(task, frozenset())
+        alike = self._alike
+        if alike is None:
+            decision = self._route(task, frozenset())
+        else:
+            key = (req, task.priority, part.backend, part.shots)
+            known = alike.get(key)
+            if known is not None:
+                decision = known
+            else:
+                decision = self._route(task, frozenset())
+                if reusable_for_alike(decision, self._rules):
+                    alike[key] = decision
         part.routing = decision
         return self._backends[decision.backend].pool
+
+    @contextlib.contextmanager
+    def submitting_together(self) -> Iterator[None]:
+        """See :meth:`QuantumScheduler.submitting_together`."""
+        if self._alike is not None:
+            yield  # already inside one: the outer batch routes
+            return
+        self._alike = {}
+        try:
+            yield
+        finally:
+            self._alike = None
 
     def _register_default_backend(self) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import enum
 import gc
@@ -919,15 +920,30 @@ class QuantumScheduler:
         With a journal, it returns once all of them are written there (one group commit).
         """
         handles = []
-        for index, task in enumerate(tasks):
-            try:
-                handles.append(self.submit_nowait(task))
-            except KeyReusedError as exc:
-                raise KeyReusedError(exc.key, exc.task_id, index=index) from None
+        with self._quantum.submitting_together():
+            for index, task in enumerate(tasks):
+                try:
+                    handles.append(self.submit_nowait(task))
+                except KeyReusedError as exc:
+                    raise KeyReusedError(exc.key, exc.task_id, index=index) from None
         journal = self._journal
         if journal is not None and journal.durability is not _DURABILITY_OFF:
             await journal.persisted()
         return handles
+
+    def submitting_together(self) -> contextlib.AbstractContextManager[None]:
+        """Submits made inside it (on the loop's thread, with no await between them) are one
+        batch: quantum tasks alike are routed once, not once a task.
+
+        Alike: the same circuit (the same requirements: OpenQASM text is analysed once),
+        priority, pinned backend and shots. One decision serves them all where it did not
+        weigh loads (the task is pinned, a rule names one backend, or only one backend can run
+        the circuit) and no rule reads fidelity estimates or calls a predicate; otherwise
+        each task is routed as it comes, against the loads its predecessors left. The batch
+        is routed against the backends as they stood when it began. :meth:`submit_many`
+        submits inside one; the service submits each request's tasks inside one.
+        """
+        return self._quantum.submitting_together()
 
     def submit_nowait(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
         """:meth:`submit` as a plain call, for use on the scheduler's event-loop thread."""

@@ -14,6 +14,7 @@ from logosq_os_scheduler.core._routing import (
     RoutingRule,
     decide_route,
     expected_completion,
+    reusable_for_alike,
 )
 
 P = TaskPriority
@@ -123,3 +124,28 @@ def test_no_route_names_what_each_backend_lacks() -> None:
     assert "tiny: has 2 qubits, circuit needs 3" in message
     assert "line: has a coupling map, and the task asks for all-to-all connectivity" in message
     assert "leave with_all_to_all() out" in message
+
+
+def test_a_decision_serves_tasks_alike_only_where_it_did_not_weigh_loads() -> None:
+    one = [view("a"), view("small", qubits=1)]
+    two = [view("a"), view("b", queued=3)]
+
+    def reusable(rules: list[RoutingRule], views: list[BackendView], t: Task[Any]) -> bool:
+        return reusable_for_alike(decide_route(t, SMALL, rules, views), rules)
+
+    # The fallback with one backend able to run the circuit: loads cannot change it.
+    assert reusable([], one, task())
+    # With two, the next task alike may go to the other once this one queues: not reused.
+    assert not reusable([], two, task())
+    # Pinned, or a rule naming one backend: loads do not matter.
+    assert reusable([], two, task(pinned="b"))
+    assert reusable([RoutingRule().default().route_to("b")], two, task())
+    # A rule choosing among several by load does, unless only one is eligible.
+    assert not reusable([RoutingRule().default().route_to_any("a", "b")], two, task())
+    assert not reusable([RoutingRule().default().route_to_shortest_queue()], two, task())
+    assert reusable([RoutingRule().default().route_to_shortest_queue()], one, task())
+    # A predicate may read anything of the task, and estimates are the circuit's own.
+    by_name = RoutingRule().when(lambda t, r: t.name == "q").route_to("a")
+    assert not reusable([by_name], one, task())
+    floor = RoutingRule().when_fidelity_below(0.5).route_to("a")
+    assert not reusable([floor], one, task())

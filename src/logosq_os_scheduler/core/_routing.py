@@ -36,6 +36,7 @@ __all__ = [
     "decide_route",
     "expected_completion",
     "needs_estimates",
+    "reusable_for_alike",
 ]
 
 
@@ -515,6 +516,36 @@ class RoutingDecision:
 def needs_estimates(rules: Sequence[RoutingRule]) -> bool:
     """Whether any of these rules reads fidelity estimates (so the runtime asks for them)."""
     return any(rule.needs_estimates for rule in rules)
+
+
+def reusable_for_alike(decision: RoutingDecision, rules: Sequence[RoutingRule]) -> bool:
+    """Whether ``decision`` is also the decision for any task alike, at the same moment.
+
+    Alike: the same circuit requirements, priority, pinned backend and shots, and no backend
+    to exclude; the same moment: the same backends, rules and rotation, loads aside. That
+    holds when the decision depended on nothing else: no rule read fidelity estimates (they
+    are the circuit's own) or called a predicate (which may read anything of the task), and
+    the choice did not weigh loads, because the task was pinned, a rule named one backend,
+    or only one backend could run the circuit at all. A batch of such tasks is then routed
+    once (the runtime's :meth:`submit_many`), not once a task.
+
+    Args:
+        decision: What :func:`decide_route` returned for one of the tasks.
+        rules: The rules it was decided by.
+    """
+    if needs_estimates(rules) or any(
+        c.kind == "predicate" for rule in rules for c in rule.conditions
+    ):
+        return False
+    if decision.rule == "pinned" and decision.rule_index is None:
+        return True
+    index = decision.rule_index
+    if index is not None and rules[index].target.kind == "backend":
+        return True
+    considered = decision.considered
+    if isinstance(considered, _Considered):
+        return len(considered._views) - len(considered._unfit) == 1
+    return sum(1 for why in considered.values() if why in ("chosen", "eligible")) == 1
 
 
 def _by_fidelity(

@@ -267,15 +267,16 @@ class Service:
         self.accounts.check_quotas(user, len(new), shots)
         submitted: list[TaskHandle[Any]] = []
         try:
-            for i, builder in new:
-                try:
-                    handle = self.scheduler.submit_nowait(builder)
-                except SchedulerError as exc:
-                    if batch:
-                        raise BatchItemError(i, exc) from exc
-                    raise
-                submitted.append(handle)
-                out[i] = (handle, True)
+            with self.scheduler.submitting_together():
+                for i, builder in new:
+                    try:
+                        handle = self.scheduler.submit_nowait(builder)
+                    except SchedulerError as exc:
+                        if batch:
+                            raise BatchItemError(i, exc) from exc
+                        raise
+                    submitted.append(handle)
+                    out[i] = (handle, True)
         except BaseException:
             # All or nothing: what was admitted before the refusal is cancelled (its key
             # then names a cancelled task). The checks above make this rare: it takes a
