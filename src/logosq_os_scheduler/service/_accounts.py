@@ -107,6 +107,8 @@ class Accounts:
         self._groups: Mapping[str, GroupSettings] = config.groups
         self._by_hash = [(bytes.fromhex(u.token_sha256), u) for u in config.users.values()]
         self._holders: dict[tuple[str, str], _Holder] = {}
+        # Each user's holders that count a task of theirs: their own, then their groups'.
+        self._active_holders: dict[str, tuple[_Holder, ...]] = {}
 
     def user(self, name: str) -> UserSettings | None:
         """The user of that name, or None."""
@@ -213,14 +215,15 @@ class Accounts:
 
     def active_changed(self, user: str, delta: int) -> None:
         """A task of ``user`` was admitted (+1) or ended (-1)."""
-        settings = self._users.get(user)
-        names = [("user", user)]
-        if settings is not None:
-            names.extend(("group", g) for g in settings.groups)
-        for name in names:
-            holder = self._holders.get(name)
-            if holder is None:
-                holder = self._holders[name] = _Holder()
+        holders = self._active_holders.get(user)
+        if holders is None:
+            settings = self._users.get(user)
+            groups = () if settings is None else settings.groups
+            holders = self._active_holders[user] = (
+                self._holder("user", user),
+                *(self._holder("group", g) for g in groups),
+            )
+        for holder in holders:
             holder.active += delta
 
     def usage(self, name: str, *, group: bool = False) -> Usage:

@@ -191,26 +191,29 @@ class Service:
     # -- the transition listener --------------------------------------------------------------
 
     def _on_transition(self, task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        # Only an admission (out of PENDING) and an end change what a user holds.
+        ended = new in TERMINAL
+        if old is not TaskStatus.PENDING and not ended:
+            return
         owner = owner_of(task)
         if owner is None:
             return
-        if old is TaskStatus.PENDING:
-            if new not in TERMINAL:
-                self.accounts.active_changed(owner, +1)
-        elif new in TERMINAL:
+        if old is not TaskStatus.PENDING:
             self.accounts.active_changed(owner, -1)
-        if new in TERMINAL:
-            finished = self._finished.get(owner)
-            if finished is None:
-                finished = self._finished[owner] = _Finished()
-            if new is TaskStatus.COMPLETED:
-                finished.completed += 1
-            elif new is TaskStatus.FAILED:
-                finished.failed += 1
-            elif new is TaskStatus.CANCELLED:
-                finished.cancelled += 1
-            else:
-                finished.timed_out += 1
+        elif not ended:
+            self.accounts.active_changed(owner, +1)
+            return
+        finished = self._finished.get(owner)
+        if finished is None:
+            finished = self._finished[owner] = _Finished()
+        if new is TaskStatus.COMPLETED:
+            finished.completed += 1
+        elif new is TaskStatus.FAILED:
+            finished.failed += 1
+        elif new is TaskStatus.CANCELLED:
+            finished.cancelled += 1
+        else:
+            finished.timed_out += 1
 
     # -- tasks ---------------------------------------------------------------------------------
 

@@ -162,8 +162,11 @@ def owner_of(task: Task[Any]) -> str | None:
 
 def client_key(task: Task[Any]) -> str | None:
     """The key the client gave, or None."""
-    key = task.key
-    user = task.user
+    return _client_part(task.key, task.user)
+
+
+def _client_part(key: str | None, user: str | None) -> str | None:
+    """The client's own key in the scheduler's key ``user/key`` (see internal_key)."""
     if key is None or user is None or not key.startswith(user + "/"):
         return None
     return key[len(user) + 1 :]
@@ -489,38 +492,52 @@ def task_view(task: Task[Any], wall_offset: float) -> dict[str, Any]:
         task: The task.
         wall_offset: Add to a time on the scheduler's clock to get Unix time.
     """
-    status = task.status
-    kind = _KIND[task.task_type]
-    if task.task_type is TaskType.HYBRID:
+    status = task._status
+    task_type = task.task_type
+    extras = task.extras
+    part = task.quantum_part
+    kind = _KIND[task_type]
+    if task_type is TaskType.HYBRID:
         kind = "qaoa" if "best_bitstring" in _fields(task.value) else "vqe"
-        algorithm = task.algorithm
+        algorithm = None if part is None else part.algorithm
         if algorithm is not None:
             kind = type(algorithm).__name__.lower()
     error = None
-    if status is TaskStatus.FAILED or (status in (TaskStatus.TIMED_OUT, TaskStatus.CANCELLED)):
-        err = task.error
+    if status in _DEFAULT_ERROR:
+        err = None if extras is None else extras.error
         error = {
             "type": type(err).__name__ if err is not None else _DEFAULT_ERROR[status],
             "message": str(err) if err is not None else _DEFAULT_MESSAGE[status],
         }
+    user = key = recovery = None
+    if extras is not None:
+        user = extras.user
+        recovery = extras.recovery
+        key = _client_part(extras.key, user)
+    started_at = task.started_at
+    finished_at = task.finished_at
     return {
         "id": task.task_id,
-        "key": client_key(task),
+        "key": key,
         "name": task.name,
-        "user": owner_of(task),
+        "user": user,
         "kind": kind,
-        "priority": task.priority.name.lower(),
-        "status": status.value,
+        "priority": _PRIORITY_NAME[task.priority],
+        "status": _STATUS_VALUE[status],
         "submitted_at": _wall(task.submitted_at, wall_offset),
-        "started_at": _wall(task.started_at, wall_offset),
-        "finished_at": _wall(task.finished_at, wall_offset),
-        "backend": task.backend_used if task.task_type is not TaskType.CLASSICAL else None,
-        "recovery": task.recovery,
+        "started_at": None if started_at is None else started_at + wall_offset,
+        "finished_at": None if finished_at is None else finished_at + wall_offset,
+        "backend": (
+            part.backend_used if part is not None and task_type is not TaskType.CLASSICAL else None
+        ),
+        "recovery": recovery,
         "result": jsonable(task.value) if status is TaskStatus.COMPLETED else None,
         "error": error,
     }
 
 
+_PRIORITY_NAME = {p: p.name.lower() for p in TaskPriority}
+_STATUS_VALUE = {s: s.value for s in TaskStatus}
 _DEFAULT_ERROR = {
     TaskStatus.FAILED: "TaskFailedError",
     TaskStatus.TIMED_OUT: "TaskTimeoutError",
