@@ -309,8 +309,10 @@ class Service:
 
     def _check_backend(self, request: TaskRequest) -> None:
         name = getattr(request, "backend", None)
+        if name is None:
+            return
         backends = self.scheduler.backends
-        if name is not None and name not in backends:
+        if name not in backends:
             known = ", ".join(sorted(backends)) or "none: circuits run on the default simulator"
             raise InvalidTaskError(
                 "backend", f"no backend {name!r} on this server (known: {known})"
