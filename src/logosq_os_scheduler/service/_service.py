@@ -51,6 +51,8 @@ _PRIORITY_ORDER = sorted(TaskPriority, reverse=True)  # critical first
 # The labels of a count by priority: the priorities' names as requests spell them.
 _PRIORITY_NAMES = tuple(p.name.lower() for p in _PRIORITY_ORDER)
 _ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.PREEMPTED)
+# A request of one task has nothing to route together with.
+_ALONE = contextlib.nullcontext()
 
 
 class _Finished:
@@ -270,7 +272,7 @@ class Service:
         self.accounts.check_quotas(user, len(new), shots)
         submitted: list[TaskHandle[Any]] = []
         try:
-            with self.scheduler.submitting_together():
+            with self.scheduler.submitting_together() if len(new) > 1 else _ALONE:
                 for i, builder in new:
                     try:
                         handle = self.scheduler.submit_nowait(builder)
