@@ -596,14 +596,16 @@ class QuantumScheduler:
 
     def _end_outside_core(self, task: Task[Any], status: TaskStatus, now: float) -> None:
         """End a recovered task the core never admitted (it could not be read back, may
-        not run again, or was cancelled while it waited for its backend): the journal
-        records the end and whoever waits for it is woken."""
+        not run again, or was cancelled while it waited for its backend): the listeners
+        hear PENDING -> ``status`` (the journal, which records the end, among them) and
+        whoever waits for it is woken. The core's counts leave it out: it was counted by
+        the scheduler that admitted it before the restart."""
         SchedulerCore.end_unadmitted(task, status, now)
         self._parked_wait.pop(task.task_id, None)
         self._job_of.pop(task.task_id, None)
-        journal = self._journal
-        if journal is not None:
-            journal.listener(task, _PENDING, status, now)
+        listener = self._core.listener
+        if listener is not None:
+            listener(task, _PENDING, status, now)
         self._settle(task)
 
     def _readmit(self, task: Task[Any], waited: float) -> None:

@@ -462,11 +462,17 @@ async def test_queued_tasks_return_in_priority_order_after_kill_9(tmp_path: Path
     path = tmp_path / "j.db"
     _kill_when_ready("hold", str(path))
     tasks.ORDER.clear()
-    async with QuantumScheduler(1, journal=path) as scheduler:
+    scheduler = QuantumScheduler(1, journal=path)
+    heard: list[tuple[str, TaskStatus, TaskStatus]] = []
+    scheduler.add_listener(lambda t, old, new, now: heard.append((t.name, old, new)))
+    async with scheduler:
         blocker = scheduler.task("blocker")
         await scheduler.join()
         # It was running when the scheduler died and is not marked restartable.
         assert blocker.status is TaskStatus.FAILED
+        # The recovery ended it outside the core; the listeners heard it all the same.
+        assert ("blocker", TaskStatus.PENDING, TaskStatus.FAILED) in heard
+        assert scheduler.metrics().failed == 0  # counted by the scheduler that admitted it
         with pytest.raises(InterruptedByRestartError, match="with_restartable"):
             await blocker
         critical = await scheduler.task("critical-1")

@@ -202,8 +202,11 @@ class Service:
             return
         if old is not TaskStatus.PENDING:
             self.accounts.active_changed(owner, -1)
-        elif not ended:
-            self.accounts.active_changed(owner, +1)
+        else:
+            if not ended:
+                self.accounts.active_changed(owner, +1)
+            # PENDING -> an end: the recovery ended a task this server never admitted; like
+            # the scheduler's own counts, /v1/stats leaves it out (see docs/service.md).
             return
         finished = self._finished.get(owner)
         if finished is None:
