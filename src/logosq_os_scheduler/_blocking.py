@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from ._coerce import coerce_seconds
 from ._config import SchedulerConfig
 from ._errors import InvalidConfigError, SchedulerClosedError
-from ._handle import TaskHandle, wait_interruptibly
+from ._handle import TaskHandle, future_result
 from ._runtime import new_event_loop
 from ._scheduler import QuantumScheduler, _snapshot
 from ._task import Task, TaskBuilder
@@ -96,7 +96,7 @@ class BlockingScheduler:
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return _result(fut, timeout)
+            return future_result(fut, timeout)
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise
@@ -172,14 +172,14 @@ class BlockingScheduler:
                         f"interrupted: queued tasks cancelled; waiting {bound} for {running} "
                         "running task(s) to end (press Ctrl-C again to stop waiting)"
                     )
-                _result(closing)
+                future_result(closing)
             except KeyboardInterrupt:
                 # The second Ctrl-C: cancel everything, let closing finish, then go.
                 _say("interrupted again: cancelling the running tasks and exiting")
                 cancel = asyncio.run_coroutine_threadsafe(_cancel_all(scheduler), self._loop)
                 try:
-                    _result(cancel, _ABANDON_SECONDS)
-                    _result(closing, _ABANDON_SECONDS)
+                    future_result(cancel, _ABANDON_SECONDS)
+                    future_result(closing, _ABANDON_SECONDS)
                 except concurrent.futures.TimeoutError:
                     pass
         finally:
@@ -193,16 +193,6 @@ class BlockingScheduler:
             self._close_interrupted()
         else:
             self.close(cancel_pending=exc_type is not None)
-
-
-def _result(fut: concurrent.futures.Future[T], timeout: float | None = None) -> T:
-    """``fut.result(timeout)``, waited for in slices on the main thread so that Ctrl-C reaches
-    it whichever thread the kernel handed it to (see ``wait_interruptibly``)."""
-    done = threading.Event()
-    fut.add_done_callback(lambda _f: done.set())
-    if not wait_interruptibly(done, timeout):
-        raise concurrent.futures.TimeoutError
-    return fut.result()
 
 
 async def _cancel_all(scheduler: QuantumScheduler, queued_only: bool = False) -> int:

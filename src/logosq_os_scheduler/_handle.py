@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -24,6 +25,7 @@ from .core._state import TERMINAL
 __all__ = ["TaskHandle", "TaskRuntime"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _S = TaskStatus
 
@@ -63,6 +65,20 @@ def wait_interruptibly(event: threading.Event, timeout: float | None) -> bool:
             return event.is_set()
         if event.wait(step):
             return True
+
+
+def future_result(fut: concurrent.futures.Future[R], timeout: float | None = None) -> R:
+    """``fut.result(timeout)``, waited for in slices on the main thread so that Ctrl-C reaches
+    it whichever thread the kernel handed it to (see :func:`wait_interruptibly`).
+
+    Raises:
+        TimeoutError: If ``fut`` is not done within ``timeout`` seconds.
+    """
+    done = threading.Event()
+    fut.add_done_callback(lambda _f: done.set())
+    if not wait_interruptibly(done, timeout):
+        raise concurrent.futures.TimeoutError
+    return fut.result()
 
 
 class TaskHandle(Generic[T]):

@@ -520,6 +520,68 @@ async def test_a_client_process_that_died_is_replaced_by_one_that_reattaches(
         assert (await handle).value == "opened"
 
 
+# Ctrl-C that the kernel hands to another thread than the main one (other systems than Linux
+# do so more often): the main thread, blocked in a blocking call on the client's loop, must
+# still see it. A thread of the child's own sends SIGINT to itself once the main thread waits
+# in ``result()``; without the sliced wait the main thread waits until the task ends.
+INTERRUPTED_CHILD = """
+import os, signal, sys, threading
+from logosq_os_scheduler.client import BlockingSchedulerClient
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not inherited as ignored
+never = threading.Event()
+
+def main_thread_waits_in_result():
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    while frame is not None:
+        if frame.f_code.co_name == "result":
+            return True
+        frame = frame.f_back
+    return False
+
+def interrupt_from_here():
+    while not main_thread_waits_in_result():
+        never.wait(0.001)  # polls the main thread's state; never is never set
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+client = BlockingSchedulerClient(sys.argv[1], sys.argv[2])
+handle = client.submit_function("wait_for_file", sys.argv[3])
+threading.Thread(target=interrupt_from_here, daemon=True).start()
+try:
+    handle.result()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    os._exit(130)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_ctrl_c_on_another_thread_interrupts_a_blocking_clients_wait(
+    make_server: Any, tmp_path: Path
+) -> None:
+    srv = make_server(users=USERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        INTERRUPTED_CHILD,
+        srv.url,
+        srv.tokens["user1"],
+        str(tmp_path / "never-opened"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await asyncio.wait_for(child.communicate(), 60)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert child.returncode == 130, err.decode()
+    assert out.decode().split() == ["interrupted"]
+
+
 def self_signed(directory: Path) -> tuple[Path, Path]:
     """A key and a certificate for 127.0.0.1 that is its own CA."""
     pytest.importorskip("cryptography")

@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import SchedulerClosedError, SchedulerError
+from .._handle import future_result
 from .._task import TaskBuilder, TaskPriority, TaskStatus
 from ._client import RemoteTaskHandle, SchedulerClient
 from ._retry import RetryPolicy
@@ -194,7 +195,7 @@ class BlockingSchedulerClient:
             )
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result()
+            return future_result(future)
         except concurrent.futures.CancelledError:
             raise
         except BaseException:
