@@ -564,3 +564,15 @@ async def test_a_batch_is_routed_task_by_task_where_loads_or_the_task_decide() -
         handles = await s.submit_many([q(f"p{i}", spec(2, (0, 1))) for i in range(4)])
         assert asked == ["p0", "p1", "p2", "p3"]
         assert {(await h).backend for h in handles} == {"b"}
+
+
+async def test_rules_or_backends_changed_inside_a_batch_count_from_then_on() -> None:
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("a", ScriptedBackend("a", 5))
+        with s.submitting_together():
+            first = s.submit_nowait(q("first", spec(2, (0, 1))))
+            s.set_routing_rules([RoutingRule().default().route_to("b")])
+            s.register_backend_nowait("b", ScriptedBackend("b", 5))
+            second = s.submit_nowait(q("second", spec(2, (0, 1))))
+        assert (await first).backend == "a"
+        assert (await second).backend == "b"

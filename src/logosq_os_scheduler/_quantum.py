@@ -296,6 +296,7 @@ class QuantumDispatcher:
         cfg = self._host._config
         breaker = CircuitBreaker(cfg.breaker_threshold, cfg.breaker_cooldown)
         self._backends[name] = BackendEntry(name, wrapped, caps, pool, breaker)
+        self._forget_alike()
         return wrapped
 
     async def unregister_backend(self, name: str) -> None:
@@ -306,6 +307,7 @@ class QuantumDispatcher:
         entry.removed = True
         self._evacuate(entry)
         del self._backends[name]
+        self._forget_alike()
         for timer in (entry.batch_timer, entry.probe_timer):
             if timer is not None:
                 timer.cancel()
@@ -333,6 +335,7 @@ class QuantumDispatcher:
             rule.check()
             checked.append(rule)
         self._rules = checked
+        self._forget_alike()
 
     @property
     def routing_rules(self) -> tuple[RoutingRule, ...]:
@@ -383,6 +386,11 @@ class QuantumDispatcher:
                     alike[key] = decision
         part.routing = decision
         return self._backends[decision.backend].pool
+
+    def _forget_alike(self) -> None:
+        """The backends or rules changed inside a batch: what was decided no longer holds."""
+        if self._alike:
+            self._alike.clear()
 
     @contextlib.contextmanager
     def submitting_together(self) -> Iterator[None]:

@@ -941,9 +941,9 @@ class QuantumScheduler:
         priority, pinned backend and shots. One decision serves them all where it did not
         weigh loads (the task is pinned, a rule names one backend, or only one backend can run
         the circuit) and no rule reads fidelity estimates or calls a predicate; otherwise
-        each task is routed as it comes, against the loads its predecessors left. The batch
-        is routed against the backends as they stood when it began. :meth:`submit_many`
-        submits inside one; the service submits each request's tasks inside one.
+        each task is routed as it comes, against the loads its predecessors left. A backend
+        registered or rules set inside it count from then on. :meth:`submit_many` submits
+        inside one; the service submits each request's tasks inside one.
         """
         return self._quantum.submitting_together()
 
