@@ -514,8 +514,6 @@ def task_view(task: Task[Any], wall_offset: float) -> dict[str, Any]:
         user = extras.user
         recovery = extras.recovery
         key = _client_part(extras.key, user)
-    started_at = task.started_at
-    finished_at = task.finished_at
     return {
         "id": task.task_id,
         "key": key,
@@ -525,8 +523,8 @@ def task_view(task: Task[Any], wall_offset: float) -> dict[str, Any]:
         "priority": _PRIORITY_NAME[task.priority],
         "status": _STATUS_VALUE[status],
         "submitted_at": _wall(task.submitted_at, wall_offset),
-        "started_at": None if started_at is None else started_at + wall_offset,
-        "finished_at": None if finished_at is None else finished_at + wall_offset,
+        "started_at": _wall(task.started_at, wall_offset),
+        "finished_at": _wall(task.finished_at, wall_offset),
         "backend": (
             part.backend_used if part is not None and task_type is not TaskType.CLASSICAL else None
         ),
