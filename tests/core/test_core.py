@@ -167,8 +167,12 @@ def test_listeners_hear_running_with_the_start_time_set(clock: ManualClock) -> N
     started: dict[int, float | None] = {}
 
     def listener(task: Task[Any], old: TaskStatus, new: TaskStatus, now: float) -> None:
+        # Each move is heard with the task in its new status (the fast path's QUEUED too).
+        assert task.status is new
         if new is S.RUNNING:
             started[task.task_id] = task.started_at
+        else:
+            assert task.started_at is None or new in TERMINAL
 
     core.listener = listener
     fast, queued = _task(), _task()

@@ -341,7 +341,6 @@ class SchedulerCore:
             # The fast path: PENDING -> QUEUED -> RUNNING in one step, the transition's work
             # done once (both moves are in the state table, which _FAST_PATH checks at
             # import); the counters change once and the listener still sees both moves.
-            task._status = _RUNNING
             self.counts[_RUNNING] += 1
             if fair is not None:
                 user = user_of(task)
@@ -349,11 +348,15 @@ class SchedulerCore:
                 fair.started(user)
             listener = self.listener
             if listener is not None:
+                # Each move is heard with the task in the status it moved to: a view built
+                # on QUEUED says queued, not yet started.
+                task._status = _QUEUED
                 listener(task, _PENDING, _QUEUED, now)
             # Before RUNNING is heard: its view and the journal say when it started, and which
             # attempt this is.
             task.started_at = now
             task.attempts += 1
+            task._status = _RUNNING
             if listener is not None:
                 listener(task, _QUEUED, _RUNNING, now)
             pool.busy += 1
