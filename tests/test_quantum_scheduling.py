@@ -19,6 +19,7 @@ from logosq_os_scheduler import (
     NoRouteError,
     PermanentBackendError,
     QuantumScheduler,
+    QueueFullError,
     RetriesExhaustedError,
     SchedulerConfig,
     Task,
@@ -576,3 +577,16 @@ async def test_rules_or_backends_changed_inside_a_batch_count_from_then_on() -> 
             second = s.submit_nowait(q("second", spec(2, (0, 1))))
         assert (await first).backend == "a"
         assert (await second).backend == "b"
+
+
+async def test_check_placement_says_what_submit_would_refuse_and_admits_nothing() -> None:
+    async with QuantumScheduler(config=fast_config(max_queue_depth=2)) as s:
+        await s.register_backend("small", ScriptedBackend("small", 3))
+        wide = q("wide", spec(5, (0, 4))).build()
+        with pytest.raises(NoRouteError, match="has 3 qubits, circuit needs 5"):
+            s.check_placement(wide)
+        s.check_placement(q("fits", spec(2, (0, 1))).build())
+        assert s.metrics().submitted == 0
+        s.check_room(2)
+        with pytest.raises(QueueFullError, match="a batch of 3 tasks does not fit"):
+            s.check_room(3)

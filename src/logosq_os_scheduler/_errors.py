@@ -154,13 +154,22 @@ class QueueFullError(SchedulerError):
     Nothing already queued is affected. Retry later or raise the limit.
     """
 
-    def __init__(self, depth: int, limit: int) -> None:
-        super().__init__(
-            f"queue is full ({depth} tasks waiting, max_queue_depth={limit}); "
-            "the task was not admitted: retry later or raise the limit"
-        )
+    def __init__(self, depth: int, limit: int, *, batch: int | None = None) -> None:
+        if batch is None:
+            message = (
+                f"queue is full ({depth} tasks waiting, max_queue_depth={limit}); "
+                "the task was not admitted: retry later or raise the limit"
+            )
+        else:
+            message = (
+                f"a batch of {batch} tasks does not fit the queue ({depth} tasks waiting, "
+                f"max_queue_depth={limit}); none was admitted: retry later, send fewer at "
+                "once, or raise the limit"
+            )
+        super().__init__(message)
         self.depth = depth
         self.limit = limit
+        self.batch = batch
 
 
 class NoRouteError(SchedulerError):

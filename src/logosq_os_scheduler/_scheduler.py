@@ -35,6 +35,7 @@ from ._errors import (
     InvalidTaskError,
     KeyReusedError,
     NoRouteError,
+    QueueFullError,
     SchedulerClosedError,
     SchedulerError,
     UnknownTaskError,
@@ -946,6 +947,29 @@ class QuantumScheduler:
         inside one; the service submits each request's tasks inside one.
         """
         return self._quantum.submitting_together()
+
+    def check_placement(self, task: Task[Any]) -> None:
+        """Raise what submitting ``task`` now would raise about where it runs, and submit
+        nothing: for a batch that must be admitted whole, checked item by item first.
+
+        A quantum task is analysed and routed as its submit would route it (inside
+        :meth:`submitting_together` a decision that serves its like is kept for the submits
+        that follow); a classical one's executor and limits are checked.
+
+        Raises:
+            NoRouteError: If no backend can take the quantum task now (or a rule refuses it).
+            InvalidTaskError: If its executor is unknown or cannot enforce its limits.
+        """
+        self._pool_for(task)
+
+    def check_room(self, count: int) -> None:
+        """Raise QueueFullError if ``count`` more tasks might not all fit under
+        ``max_queue_depth`` now (each counted as if it had to wait): for a batch that must be
+        admitted whole. Without the limit, nothing is raised."""
+        limit = self._config.max_queue_depth
+        waiting = self._core.waiting
+        if limit is not None and waiting + count > limit:
+            raise QueueFullError(waiting, limit, batch=count)
 
     def submit_nowait(self, task: Task[T] | TaskBuilder[T]) -> TaskHandle[T]:
         """:meth:`submit` as a plain call, for use on the scheduler's event-loop thread."""

@@ -91,6 +91,12 @@ def test_the_schedulers_queue_bound_is_a_429(make_server: Configure, tmp_path: P
         r = user_b.post("/v1/tasks", json=function("square", 2))
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
         assert r.json()["limit"] == "max_queue_depth" and r.json()["error"] == "QueueFullError"
+        # A batch that might not fit is refused whole: none of it is admitted.
+        batch = [function("square", i, key=f"full-{i}") for i in range(2)]
+        r = user_b.post("/v1/tasks/batch", json={"tasks": batch})
+        assert r.status_code == 429 and r.json()["error"] == "QueueFullError", r.text
+        assert "a batch of 2 tasks does not fit" in r.json()["detail"]
+        assert user_b.get("/v1/tasks/key/full-0").status_code == 404
         gate.touch()
         assert (
             user_a.get(f"/v1/tasks/{held['id']}", params={"wait": 30}).json()["status"]

@@ -93,6 +93,36 @@ def test_batch_all_or_nothing(make_server: Configure) -> None:
         assert user_a.get("/v1/tasks/key/b-0").status_code == 404
 
 
+WIDE_QASM2 = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[5];\ncreg c[5];\nh q[0];\nmeasure q -> c;\n'
+)
+
+
+def test_a_batch_with_a_circuit_no_backend_can_run_admits_nothing(make_server: Configure) -> None:
+    srv = make_server(backends=[{"kind": "mock", "name": "sim", "num_qubits": 3, "seed": 7}])
+    with srv.client("user_a") as user_a:
+        items = [circuit(key=f"w-{i}") for i in range(4)]
+        items[2] = circuit(WIDE_QASM2, key="w-2")
+        r = user_a.post("/v1/tasks/batch", json={"tasks": items})
+        assert r.status_code == 422, r.text
+        assert r.json()["index"] == 2 and r.json()["error"] == "NoRouteError"
+        assert "has 3 qubits, circuit needs 5" in r.json()["detail"]
+        # Nothing of it was made: no key is taken, nothing was cancelled.
+        for i in range(4):
+            assert user_a.get(f"/v1/tasks/key/w-{i}").status_code == 404
+        mine = user_a.get("/v1/stats").json()["users"]
+        assert all(row["cancelled"] == 0 for row in mine)
+        # Fixed and sent again under the same keys, every item runs.
+        items[2] = circuit(key="w-2")
+        r = user_a.post("/v1/tasks/batch", json={"tasks": items})
+        assert r.status_code == 201, r.text
+        ends = [
+            user_a.get(f"/v1/tasks/{v['id']}", params={"wait": 30}).json()
+            for v in r.json()["tasks"]
+        ]
+        assert [v["status"] for v in ends] == ["completed"] * 4
+
+
 def test_idempotent_submit_by_key(make_server: Configure) -> None:
     srv = make_server()
     with srv.client("user_a") as user_a, srv.client("user_b") as user_b:

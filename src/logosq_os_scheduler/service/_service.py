@@ -241,6 +241,8 @@ class Service:
             KeyReusedError: A client key the user used before for a different task.
             BatchItemError: In a batch, one of those for the item at its index.
             QuotaExceededError: The new tasks do not fit a quota.
+            NoRouteError: No backend can take a circuit (in a batch, as a BatchItemError).
+            QueueFullError: The new tasks might not all fit under ``max_queue_depth``.
             ServiceUnavailableError: The server is shutting down.
         """
         self.check_open()
@@ -262,36 +264,45 @@ class Service:
                         out.append((existing, False))
                         continue
                 self._check_backend(request)
-                builder = build_task(
+                task = build_task(
                     request, user.name, self.functions, self.restartable, self.limits
-                )
+                ).build()
             except SchedulerError as exc:
                 if batch:
                     raise BatchItemError(i, exc) from exc
                 raise
             out.append(None)
-            new.append((i, builder))
+            new.append((i, task))
             shots += request_shots(request)
         self.accounts.check_quotas(user, len(new), shots)
-        submitted: list[TaskHandle[Any]] = []
-        try:
-            with self.scheduler.submitting_together() if len(new) > 1 else _ALONE:
-                for i, builder in new:
+        several = len(new) > 1
+        with self.scheduler.submitting_together() if several else _ALONE:
+            if several:
+                # All or none: what only the scheduler can refuse (no backend can take a
+                # circuit, the queue is full) is asked of every task before any is admitted.
+                for i, task in new:
                     try:
-                        handle = self.scheduler.submit_nowait(builder)
+                        self.scheduler.check_placement(task)
+                    except SchedulerError as exc:
+                        raise BatchItemError(i, exc) from exc
+                self.scheduler.check_room(len(new))
+            submitted: list[TaskHandle[Any]] = []
+            try:
+                for i, task in new:
+                    try:
+                        handle = self.scheduler.submit_nowait(task)
                     except SchedulerError as exc:
                         if batch:
                             raise BatchItemError(i, exc) from exc
                         raise
                     submitted.append(handle)
                     out[i] = (handle, True)
-        except BaseException:
-            # All or nothing: what was admitted before the refusal is cancelled (its key
-            # then names a cancelled task). The checks above make this rare: it takes a
-            # refusal only the scheduler can make (no backend fits the circuit).
-            for handle in submitted:
-                handle.cancel()
-            raise
+            except BaseException:
+                # Still all or nothing after the checks (a journal that cannot be written):
+                # what was admitted is cancelled, and its key then names a cancelled task.
+                for handle in submitted:
+                    handle.cancel()
+                raise
         self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
 
