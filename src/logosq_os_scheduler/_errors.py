@@ -44,6 +44,8 @@ Messages say what was wrong and, where it helps, what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "BackendError",
@@ -77,7 +79,26 @@ __all__ = [
 
 
 class SchedulerError(Exception):
-    """Root of every error raised by logosq_os_scheduler."""
+    """Root of every error raised by logosq_os_scheduler.
+
+    Every one pickles as itself, with its attributes: a journal stores a failed task's error
+    so, and a worker process sends its errors back so. (Python would rebuild an exception by
+    calling its class with its message alone, which the errors with fields of their own do
+    not take.)
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(
+    cls: type[SchedulerError], args: tuple[Any, ...], state: dict[str, Any]
+) -> SchedulerError:
+    """An error as it was pickled, without calling its ``__init__`` again."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidTaskError(SchedulerError, ValueError):

@@ -198,6 +198,40 @@ def test_task_errors_are_stored_as_themselves() -> None:
     assert back.task_id == 7 and str(back) == str(err)
 
 
+def test_every_scheduler_error_is_stored_as_itself_with_its_fields() -> None:
+    """A failed task read back from the journal (as the service reads an ended one) keeps
+    its error's class and fields: errors whose __init__ takes more than a message came back
+    as RuntimeError("PermanentBackendError: ...")."""
+    import logosq_os_scheduler as lq
+    from logosq_os_scheduler.journal._codec import decode_error, encode_error
+
+    errors: list[lq.SchedulerError] = [
+        lq.PermanentBackendError("aer", "the circuit measures nothing"),
+        lq.TransientBackendError("qpu", "busy"),
+        lq.BackendUnavailableError("qpu", "down"),
+        lq.SimulationTooCostlyError(
+            "aer",
+            seconds=90.0,
+            memory_bytes=1 << 30,
+            budget_seconds=60.0,
+            budget_bytes=None,
+            estimate="24 qubits",
+            over="the 60 s budget",
+            ways_out=("fewer shots",),
+        ),
+        lq.NoRouteError("5 qubits", {"small": "has 3 qubits, circuit needs 5"}),
+        lq.InvalidTaskError("shots", "must be >= 1", where="Task.with_shots"),
+        lq.KeyReusedError("k", 3, index=2),
+        lq.QueueFullError(5, 5, batch=2),
+        lq.JournalError("/tmp/j.db", "disk full"),
+        lq.TaskTimeoutError(4, "task 4 timed out"),
+    ]
+    for err in errors:
+        back = decode_error(encode_error(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert back.__dict__ == err.__dict__, type(err).__name__
+
+
 @given(
     st.dictionaries(
         st.text(max_size=12),
