@@ -832,11 +832,20 @@ class QuantumDispatcher:
         routed: RoutingDecision | None = None
         no_route: NoRouteError | None = None
         if decision.reroute:
+            exclude = frozenset({entry.name})
+            if decision.elsewhere_only:
+                exclude |= frozenset(task.backends_tried or ())
             try:
-                routed = self._route(task, frozenset({entry.name}))
+                routed = self._route(task, exclude)
             except NoRouteError as exc:
                 no_route = exc
         elsewhere = routed is not None and routed.backend != entry.name
+        if decision.elsewhere_only and not elsewhere:
+            # No other backend can take it: it ends with this backend's refusal.
+            task.error = decision.error
+            core.transition(task, _S.FAILED, now)
+            self._host._settle(task)
+            return
         move = retry_move(decision.delay, routed_elsewhere=elsewhere, backend_removed=entry.removed)
         if move is RetryMove.ELSEWHERE:
             assert routed is not None

@@ -139,6 +139,62 @@ async def test_the_25_qubit_chain_on_brisbane_is_refused_at_once_with_its_estima
     assert sum(counts.values()) == 64
 
 
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_a_costly_circuit_is_refused_alone_and_its_job_neighbours_run(
+    brisbane: FakeBrisbane, isolation: str
+) -> None:
+    """One bad circuit never fails its batch neighbours: a job whose one circuit is over the
+    budget (the 25-qubit chain) runs the others and refuses only that one. The same shots
+    put them all in one simulator call, which as a whole is over the budget."""
+    backend = QiskitBackend(brisbane, noise="full", isolation=isolation, seed=3)
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("ibm_brisbane", backend)
+        small = [
+            Task.quantum(f"ghz3-{i}")
+            .with_circuit(chain(3))
+            .with_shots(200)
+            .with_backend("ibm_brisbane")
+            for i in range(3)
+        ]
+        big = Task.quantum("ghz25").with_circuit(chain(25)).with_shots(200)
+        handles = await s.submit_many([*small, big.with_backend("ibm_brisbane")])
+        results = [await h for h in handles[:3]]
+        with pytest.raises(TaskFailedError) as info:
+            await handles[3]
+    assert [sum(r.counts.values()) for r in results] == [200, 200, 200]
+    assert isinstance(info.value.__cause__, SimulationTooCostlyError)
+    assert "1 circuit x 200 shots" in str(info.value.__cause__)
+
+
+async def test_a_circuit_too_costly_on_one_backend_goes_to_another_unless_pinned(
+    brisbane: FakeBrisbane,
+) -> None:
+    from qiskit_aer import AerSimulator
+
+    from logosq_os_scheduler import RoutingRule
+
+    async with QuantumScheduler(2) as s:
+        await s.register_backend("ibm_brisbane", QiskitBackend(brisbane, isolation="thread"))
+        await s.register_backend("aer", AerSimulator())
+        s.set_routing_rules([RoutingRule().when_qubit_count_exceeds(20).route_to("ibm_brisbane")])
+        moved = await (
+            await s.submit(Task.quantum("ghz25").with_circuit(chain(25)).with_shots(200))
+        )
+        pinned = await s.submit(
+            Task.quantum("pinned")
+            .with_circuit(chain(25))
+            .with_shots(200)
+            .with_backend("ibm_brisbane")
+        )
+        with pytest.raises(TaskFailedError) as info:
+            await pinned
+        reroutes = s.metrics().reroutes
+    # Refused on the device model, it ran on the ideal simulator instead.
+    assert moved.backend == "aer" and moved.backends_tried == ("ibm_brisbane", "aer")
+    assert sum(moved.counts.values()) == 200 and reroutes == 1
+    assert isinstance(info.value.__cause__, SimulationTooCostlyError)
+
+
 async def test_a_task_sets_its_own_budget_and_a_bad_guard_option_fails_it(
     brisbane: FakeBrisbane,
 ) -> None:

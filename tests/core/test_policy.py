@@ -14,6 +14,7 @@ from logosq_os_scheduler import (
     PermanentBackendError,
     RetriesExhaustedError,
     SchedulerConfig,
+    SimulationTooCostlyError,
     Task,
     TaskPriority,
     TaskStatus,
@@ -285,6 +286,30 @@ def test_a_permanent_error_fails_at_once() -> None:
     error = PermanentBackendError("b", "bad circuit")
     assert policy.decide_retry(task, b, error, 0.0).error is error
     assert core.retries == 0
+
+
+def test_a_circuit_too_costly_to_simulate_here_goes_elsewhere_unless_pinned() -> None:
+    core, _, policy = make_core(max_retries=0)
+    b = add_backend(core, "b")
+    task = queue(core, b, 0.0)
+    core.take_batch(b.pool, 0.0, 1)
+    error = SimulationTooCostlyError(
+        "b",
+        seconds=900.0,
+        memory_bytes=1 << 20,
+        budget_seconds=300.0,
+        budget_bytes=None,
+        estimate="25 qubits",
+        over="the time budget",
+        ways_out=(),
+    )
+    # Another backend may simulate it cheaper: placement, not a retry (no budget, no delay).
+    decision = policy.decide_retry(task, b, error, 0.0)
+    assert decision.action is RetryAction.RETRY and decision.error is error
+    assert decision.reroute and decision.elsewhere_only and decision.delay == 0.0
+    assert core.retries == 0
+    pinned = Task.quantum("p").with_circuit(CircuitSpec(2)).with_backend("b").build()
+    assert policy.decide_retry(pinned, b, error, 0.0).action is RetryAction.FAIL
 
 
 def test_reroute_after_two_failures_on_one_backend_or_when_it_left_rotation() -> None:

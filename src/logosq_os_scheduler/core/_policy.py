@@ -24,6 +24,7 @@ from .._errors import (
     NoRouteError,
     RetriesExhaustedError,
     SchedulerError,
+    SimulationTooCostlyError,
 )
 from .._task import Task, TaskPriority, TaskStatus
 from ._backends import BackendState, Flight
@@ -138,12 +139,16 @@ class Retry:
         reroute: For RETRY, try another backend first (the task is not pinned and this one
             failed it twice, is out of rotation, is leaving, or is down or hung).
         delay: For RETRY on the same backend, seconds to wait first (jittered back-off).
+        elsewhere_only: For RETRY, only on another backend, none it was tried on: this one
+            refused the circuit itself (too costly to simulate here), so it ends with
+            ``error`` when routing finds no other.
     """
 
     action: RetryAction
     error: BaseException | None = None
     reroute: bool = False
     delay: float = 0.0
+    elsewhere_only: bool = False
 
 
 class RetryMove(enum.Enum):
@@ -430,13 +435,20 @@ class QuantumPolicy:
     ) -> Retry:
         """What becomes of ``task`` after its attempt on ``state`` raised ``error``.
 
-        PERMANENT errors fail the task. A task past its retry budget (its own, or
+        A circuit a backend refused as too costly to simulate there goes to another backend
+        that can run it, if the task is not pinned (``elsewhere_only``). Other PERMANENT
+        errors fail the task. A task past its retry budget (its own, or
         ``max_retries``) fails with :class:`RetriesExhaustedError`. Otherwise it retries:
         elsewhere first if it is not pinned and ``moved`` (the backend is down or the job
         hung), it failed twice on this backend, or this backend is out of rotation; after a
         back-off drawn uniformly from ``[0, min(retry_backoff_max, retry_backoff * 2**(n-1))]``
         for its ``n``-th failure (full jitter) when it stays.
         """
+        if isinstance(error, SimulationTooCostlyError) and task.backend is None:
+            # This backend's verdict on the circuit, not the circuit's own fault: another
+            # backend that can run it may simulate it cheaper (or is a device). Tried once
+            # each, at once; it is placement, not a retry, so the budget does not apply.
+            return Retry(RetryAction.RETRY, error, reroute=True, elsewhere_only=True)
         if classify_failure(error) is FailureKind.PERMANENT:
             return Retry(RetryAction.FAIL, error)
         cfg = self.core.config

@@ -795,6 +795,9 @@ class QiskitBackend(Backend):
                 if not members:
                     continue
                 refusal = self._guard(call, [entries[i] for i in members])
+                if isinstance(refusal, SimulationTooCostlyError) and len(members) > 1:
+                    left.extend(self._apart(call, members, entries, outcomes))
+                    continue
                 if refusal is not None:
                     for i in members:
                         outcomes[i] = refusal
@@ -1062,6 +1065,31 @@ class QiskitBackend(Backend):
             over=" and ".join(over),
             ways_out=self._ways_out(prepared, call, found, budget, memory_budget),
         )
+
+    def _apart(
+        self,
+        call: _Call,
+        members: list[int],
+        entries: list[Any],
+        outcomes: list[JobOutcome | None],
+    ) -> list[tuple[list[int], _Call]]:
+        """A call of several circuits over its budget: each circuit is held to the budget
+        alone, as if its task had come by itself. One over it is refused with its own
+        estimate (and the scheduler may route it elsewhere); each of the others runs in a
+        call of its own (a seeded call seeds each from its seed and the circuit's place)."""
+        seed = call.options.get("seed_simulator")
+        calls: list[tuple[list[int], _Call]] = []
+        for k, i in enumerate(members):
+            options = dict(call.options)
+            if isinstance(seed, int):
+                options["seed_simulator"] = (seed + k) % 2**31
+            alone = dataclasses.replace(call, members=[i], options=options, modelled=None)
+            refusal = self._guard(alone, [entries[i]])
+            if refusal is not None:
+                outcomes[i] = refusal
+            else:
+                calls.append(([i], alone))
+        return calls
 
     def _ways_out(
         self,
