@@ -326,6 +326,7 @@ def test_the_page_says_when_it_lost_the_server_and_catches_up_after_a_restart(
     # The journal failed the run the kill interrupted; the page shows it without a reload.
     expect(_task_row(page, "interrupted")).to_contain_text("failed")
     expect(_tile(page, "Running")).to_have_text("0")
+    expect(page.locator("#timeline-svg rect.run.failed")).to_have_count(1)
 
 
 def test_text_from_users_is_shown_as_text(server: Server, work: Work, page: Any) -> None:

@@ -237,14 +237,19 @@ def test_bad_inputs_are_problems_and_the_server_serves_on(make_server: Configure
             "InvalidTaskError",
             "no backend 'qpu9' on this server (known: sim)",
         )
-        _problem(user_a.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task id")
+        body = _problem(user_a.get("/v1/tasks/abc"), 422, "InvalidRequestError", "task_id")
+        assert body["field"] == "task_id"
         body = _problem(
             user_a.get("/v1/tasks/1", params={"wait": "999"}), 422, "InvalidRequestError", "wait"
         )
         assert body["max_wait"] == 60 and body["field"] == "wait"
-        _problem(
-            user_a.get("/v1/tasks", params={"status": "lost"}), 422, "InvalidRequestError", "status"
-        )
+        # Each listing parameter is named as the field to blame.
+        for params in ({"status": "lost"}, {"priority": "urgent"}, {"limit": 0}, {"cursor": "x"}):
+            (name,) = params
+            body = _problem(
+                user_a.get("/v1/tasks", params=params), 422, "InvalidRequestError", name
+            )
+            assert body["field"] == name
     _still_serves(srv)
 
 

@@ -284,6 +284,7 @@ async def list_tasks(request: Request, service: Service, user: UserSettings) -> 
                 f"status must be one of {', '.join(_STATUSES)}, got {q['status']!r}",
                 status=422,
                 slug="invalid-request",
+                field="status",
             )
     if "priority" in q:
         priority = PRIORITIES.get(q["priority"])
@@ -292,6 +293,7 @@ async def list_tasks(request: Request, service: Service, user: UserSettings) -> 
                 f"priority must be one of {', '.join(PRIORITIES)}, got {q['priority']!r}",
                 status=422,
                 slug="invalid-request",
+                field="priority",
             )
     limit = _int_param(q.get("limit"), "limit", 100, 1, 1000)
     cursor = q.get("cursor")
@@ -427,7 +429,7 @@ async def openapi(request: Request, service: Service, user: UserSettings) -> Res
 
 
 def _task_id(request: Request) -> int:
-    return _int_param(request.path_params["task_id"], "task id", 0, 1, 2**62)
+    return _int_param(request.path_params["task_id"], "task_id", 0, 1, 2**62)
 
 
 def _int_param(raw: str | None, name: str, default: int, low: int, high: int) -> int:
@@ -442,6 +444,7 @@ def _int_param(raw: str | None, name: str, default: int, low: int, high: int) ->
             f"{name} must be an integer between {low} and {high}, got {raw!r}",
             status=422,
             slug="invalid-request",
+            field=name,
         )
     return value
 

@@ -259,11 +259,12 @@ function renderTimeline() {
     children.push(svg("text", { x: 4, y: i * laneHeight + 15, class: "lane-label" }, name));
   });
   for (const [t, lane, start, end] of runs) {
-    const status = TERMINAL.has(t.status)
-      ? t.status === "completed"
-        ? "completed"
-        : "failed"
-      : "running";
+    // Failed and timed-out runs alike; a cancelled one is muted (nothing went wrong).
+    const status = !TERMINAL.has(t.status)
+      ? "running"
+      : t.status === "completed" || t.status === "cancelled"
+        ? t.status
+        : "failed";
     const run = svg("rect", {
       x: x(start),
       y: lanes.indexOf(lane) * laneHeight + 3,
