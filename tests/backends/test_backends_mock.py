@@ -304,6 +304,16 @@ async def test_qiskit_circuits_uniform_and_exact_sampling() -> None:
     (outcome,) = await exact.run([CircuitJob(mid, 10, 3, "m")])
     assert isinstance(outcome, PermanentBackendError)
 
+    # A circuit that measures nothing has no counts, on a mock as on Aer or a device; its
+    # neighbours in the job run.
+    silent = qiskit.QuantumCircuit(2)
+    silent.h(0)
+    for backend in (uniform, exact):
+        outcomes = await backend.run([CircuitJob(silent, 10, 4, ""), CircuitJob(bell, 10, 5, "")])
+        assert isinstance(outcomes[0], PermanentBackendError)
+        assert "measures nothing" in str(outcomes[0])
+        assert sum(outcomes[1].values()) == 10
+
 
 async def test_a_mock_cannot_reattach_its_jobs_die_with_the_process() -> None:
     backend = MockBackend("m")

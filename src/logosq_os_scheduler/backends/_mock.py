@@ -699,13 +699,19 @@ class MockBackend(Backend):
         if _is_quantum_circuit(circuit):
             registers = [len(creg) for creg in circuit.cregs]  # type: ignore[attr-defined]
             num_clbits = circuit.num_clbits  # type: ignore[attr-defined]
+            if not num_clbits:
+                # As a device (and Aer) refuses it: there is nothing to count.
+                raise PermanentBackendError(
+                    self._name,
+                    "the circuit measures nothing, so it has no counts: add measurements "
+                    "(for example qc.measure_all())",
+                )
             if self._sampling == "exact":
                 return _exact_counts(circuit, shots, rng, self._name)
-            if num_clbits and sum(registers) == num_clbits:
+            if sum(registers) == num_clbits:
                 counts = uniform_counts(rng, num_clbits, shots)
                 return {_split_registers(key, registers): n for key, n in counts.items()}
-            if num_clbits:
-                return uniform_counts(rng, num_clbits, shots)
+            return uniform_counts(rng, num_clbits, shots)
         width = getattr(circuit, "num_qubits", None)
         if isinstance(circuit, str) or not isinstance(width, int):
             normalized = normalize_circuit(circuit)
