@@ -355,24 +355,27 @@ class QuantumDispatcher:
         # analysed once) are trusted; otherwise the circuit is walked here (OpenQASM text
         # once per distinct program: the analysis is cached by the text).
         req = part.requirements
-        if req is None:
-            req = analyze_circuit(part.circuit)
-        circuit = shared_circuit(part.circuit)
-        if part.num_qubits is not None or part.requires_all_to_all is not None:
-            req = CircuitRequirements(
-                num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,
-                interactions=req.interactions,
-                requires_all_to_all=(
-                    part.requires_all_to_all
-                    if part.requires_all_to_all is not None
-                    else req.requires_all_to_all
-                ),
-                max_degree=req.max_degree,
-                dense=req.dense,
-            )
-        part.circuit_run = circuit
-        part.requirements = req
         alike = self._alike
+        if part.circuit_run is None or alike is None:
+            if req is None:
+                req = analyze_circuit(part.circuit)
+            circuit = shared_circuit(part.circuit)
+            if part.num_qubits is not None or part.requires_all_to_all is not None:
+                req = CircuitRequirements(
+                    num_qubits=part.num_qubits if part.num_qubits is not None else req.num_qubits,
+                    interactions=req.interactions,
+                    requires_all_to_all=(
+                        part.requires_all_to_all
+                        if part.requires_all_to_all is not None
+                        else req.requires_all_to_all
+                    ),
+                    max_degree=req.max_degree,
+                    dense=req.dense,
+                )
+            part.circuit_run = circuit
+            part.requirements = req
+        # else: placed already in this batch (check_placement); only its route may change.
+        assert req is not None
         if alike is None:
             decision = self._route(task, frozenset())
         else:
