@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from _interrupt import INTERRUPT_FROM_ANOTHER_THREAD
 from logosq_os_scheduler import BlockingScheduler, InvalidConfigError
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -122,36 +123,20 @@ def test_interrupt_timeout_is_validated(bad: object) -> None:
         BlockingScheduler(1, interrupt_timeout=bad)  # type: ignore[arg-type]
 
 
-# Ctrl-C that the kernel hands to one of the scheduler's threads, not the main thread (Linux
-# prefers the main thread; other systems hand a process's signal to any thread that does not
-# block it): the C-level handler runs there, and the main thread, blocked in ``result()``,
-# must still see it. Here a worker sends SIGINT to its own thread once the main thread waits
-# in ``result()``; without the sliced wait the main thread waits for ever.
-_SCRIPT_OTHER_THREAD = textwrap.dedent(
+# Ctrl-C that the kernel hands to one of the scheduler's threads (see _interrupt): the main
+# thread, blocked in ``result()``, must still see it. Here the worker running the task sends
+# it, then stays busy.
+_SCRIPT_OTHER_THREAD = INTERRUPT_FROM_ANOTHER_THREAD + textwrap.dedent(
     """
-    import signal, sys, threading
     import logosq_os_scheduler as lq
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # see _SIGINT_NOTE
-    never = threading.Event()
-
-    def main_thread_waits_in_result():
-        frame = sys._current_frames().get(threading.main_thread().ident)
-        while frame is not None:
-            if frame.f_code.co_name == "result":
-                return True
-            frame = frame.f_back
-        return False
-
-    def interrupt_from_here():
-        while not main_thread_waits_in_result():
-            never.wait(0.001)  # polls the main thread's state; never is never set
-        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    def interrupt_then_stay():
+        interrupt_from_here()
         never.wait()
 
     try:
         with lq.BlockingScheduler(1, interrupt_timeout=0.2) as s:
-            handle = s.submit(lq.Task.classical("t").with_function(interrupt_from_here))
+            handle = s.submit(lq.Task.classical("t").with_function(interrupt_then_stay))
             handle.result()
     except KeyboardInterrupt:
         print("interrupted", handle.status.name, flush=True)

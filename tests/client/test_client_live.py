@@ -26,6 +26,7 @@ pytest.importorskip("qiskit")
 
 from _proxy import DroppingProxy
 
+from _interrupt import INTERRUPT_FROM_ANOTHER_THREAD
 from logosq_os_scheduler import (
     AuthenticationError,
     InvalidRequestError,
@@ -494,22 +495,25 @@ os._exit(0)  # gone without closing anything, as a killed client process is
 """
 
 
+async def _child_client(script: str, *args: str) -> asyncio.subprocess.Process:
+    """A client program in a process of its own, on this test's import path."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
+
+
 async def test_a_client_process_that_died_is_replaced_by_one_that_reattaches(
     make_server: Any, tmp_path: Path
 ) -> None:
     srv = make_server(users=USERS)
     gate = tmp_path / "gate"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CHILD,
-        srv.url,
-        srv.tokens["user1"],
-        str(gate),
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    child = await _child_client(CHILD, srv.url, srv.tokens["user1"], str(gate))
     out, _ = await child.communicate()
     assert child.returncode == 0
     task_id = int(out.decode().strip())
@@ -520,29 +524,14 @@ async def test_a_client_process_that_died_is_replaced_by_one_that_reattaches(
         assert (await handle).value == "opened"
 
 
-# Ctrl-C that the kernel hands to another thread than the main one (other systems than Linux
-# do so more often): the main thread, blocked in a blocking call on the client's loop, must
-# still see it. A thread of the child's own sends SIGINT to itself once the main thread waits
-# in ``result()``; without the sliced wait the main thread waits until the task ends.
-INTERRUPTED_CHILD = """
-import os, signal, sys, threading
+# Ctrl-C that the kernel hands to another thread than the main one (see _interrupt): the main
+# thread, blocked in a blocking call on the client's loop, must still see it; without the
+# sliced wait it waits until the task ends.
+INTERRUPTED_CHILD = (
+    INTERRUPT_FROM_ANOTHER_THREAD
+    + """
+import os
 from logosq_os_scheduler.client import BlockingSchedulerClient
-
-signal.signal(signal.SIGINT, signal.default_int_handler)  # not inherited as ignored
-never = threading.Event()
-
-def main_thread_waits_in_result():
-    frame = sys._current_frames().get(threading.main_thread().ident)
-    while frame is not None:
-        if frame.f_code.co_name == "result":
-            return True
-        frame = frame.f_back
-    return False
-
-def interrupt_from_here():
-    while not main_thread_waits_in_result():
-        never.wait(0.001)  # polls the main thread's state; never is never set
-    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
 client = BlockingSchedulerClient(sys.argv[1], sys.argv[2])
 handle = client.submit_function("wait_for_file", sys.argv[3])
@@ -553,6 +542,7 @@ except KeyboardInterrupt:
     print("interrupted", flush=True)
     os._exit(130)
 """
+)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -560,17 +550,8 @@ async def test_ctrl_c_on_another_thread_interrupts_a_blocking_clients_wait(
     make_server: Any, tmp_path: Path
 ) -> None:
     srv = make_server(users=USERS)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        INTERRUPTED_CHILD,
-        srv.url,
-        srv.tokens["user1"],
-        str(tmp_path / "never-opened"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+    child = await _child_client(
+        INTERRUPTED_CHILD, srv.url, srv.tokens["user1"], str(tmp_path / "never-opened")
     )
     try:
         out, err = await asyncio.wait_for(child.communicate(), 60)
