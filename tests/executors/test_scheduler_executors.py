@@ -78,3 +78,17 @@ async def test_process_work_through_the_scheduler_is_contained_and_limited() -> 
             )
         m = s.metrics()
     assert (m.completed, m.failed, m.timed_out) == (10, 2, 1)
+
+
+async def test_a_process_executor_never_used_closes_cleanly() -> None:
+    # The first process task is refused after the built-in executor was registered: no
+    # worker ever started, and the scheduler still closes without an error.
+    async def coroutine() -> int:
+        return 1
+
+    async with QuantumScheduler(1) as s:
+        with pytest.raises(InvalidTaskError, match="async functions run on the event loop"):
+            await s.submit(Task.classical("co").with_function(coroutine).with_executor("process"))
+    from logosq_os_scheduler.executors import ProcessExecutor
+
+    await ProcessExecutor(2).aclose()

@@ -1079,6 +1079,8 @@ class ProcessExecutor(Executor):
     # -- closing -----------------------------------------------------------------------------
 
     async def _wait_exits(self, workers: list[_Worker]) -> None:
+        if not workers:
+            return  # none was ever started (the executor was not used)
         loop = self._loop
         assert loop is not None
         waits: list[asyncio.Future[None]] = []
