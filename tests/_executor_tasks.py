@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 
@@ -90,3 +91,13 @@ def gated(path: str, tag: str) -> str:
         if command == b"k":
             os.kill(os.getpid(), signal.SIGKILL)
     return tag
+
+
+def report_pid_then_wait(path: str) -> None:
+    """Write this worker's pid to ``path`` (whole, by a rename), then wait for ever."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(tmp, path)
+    while True:
+        time.sleep(60)

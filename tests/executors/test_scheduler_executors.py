@@ -4,6 +4,10 @@ timeouts that stop the worker, per-task limits, and isolation."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +96,51 @@ async def test_a_process_executor_never_used_closes_cleanly() -> None:
     from logosq_os_scheduler.executors import ProcessExecutor
 
     await ProcessExecutor(2).aclose()
+
+
+_KILLED_SCHEDULER = """
+import asyncio, sys
+import _executor_tasks as tasks
+from logosq_os_scheduler import QuantumScheduler, Task
+
+async def main():
+    async with QuantumScheduler(1) as s:
+        task = Task.classical("w").with_function(tasks.report_pid_then_wait, sys.argv[1])
+        await s.submit(task.with_executor("process"))
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pidfd is Linux's")
+def test_a_worker_dies_with_its_scheduler_killed(tmp_path: Path) -> None:
+    """A SIGKILL of the scheduler takes its running workers with it: a restarted scheduler
+    that runs the task again from its journal never overlaps the old run."""
+    pid_file = tmp_path / "worker.pid"
+    tests_dir = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests_dir, *sys.path]))
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_SCHEDULER, str(pid_file)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():  # the task is running in its worker
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        worker = int(pid_file.read_text())
+        assert not _gone(worker)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its scheduler"
+        time.sleep(0.01)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import faulthandler
 import math
+import os
 import pickle
+import select
 import signal
 import socket
 import sys
+import threading
 from collections import deque
 
 from ._wire import (
@@ -176,8 +179,40 @@ def _run_task(payload: bytearray, memory: int, cpu: float) -> tuple[int, bytes]:
         return _BAD_RESULT, _pack_exception(exc)
 
 
-def _worker_main(sock: socket.socket) -> None:
-    """The worker process: run tasks in the order they arrive, until EXIT or end-of-file."""
+def _die_with(scheduler: int) -> None:
+    """Kill this worker as soon as the scheduler's process (pid ``scheduler``) exits.
+
+    A task must not run on after its scheduler was killed (SIGKILL, the OOM killer): a
+    restarted scheduler may run it again from its journal. Between tasks the worker reads
+    end-of-file from its socket and stops; during a task only this watch sees it: a thread
+    that waits on a pidfd of the scheduler (Linux 5.3 and later), which becomes readable when
+    it exits. Where there is none, the worker notices after the task it runs. A worker paused
+    with SIGSTOP (preempted) runs nothing, and stays paused.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return
+    try:
+        fd = pidfd_open(scheduler)
+    except OSError:
+        return  # gone already (the socket's end-of-file stops us), or no pidfd here
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    # A small stack: the thread only waits, and a memory limit counts its stack too.
+    size = threading.stack_size(256 * 1024)
+    try:
+        threading.Thread(target=watch, name="logosq-scheduler-watch", daemon=True).start()
+    finally:
+        threading.stack_size(size)
+
+
+def _worker_main(sock: socket.socket, scheduler: int) -> None:
+    """The worker process: run tasks in the order they arrive, until EXIT or end-of-file (or
+    the end of the scheduler's process ``scheduler``)."""
+    _die_with(scheduler)
     # Ctrl-C goes to the whole process group: let the parent decide, and stop us cleanly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A segfault prints the Python stack of the task to stderr before the worker dies.

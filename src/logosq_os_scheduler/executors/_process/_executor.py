@@ -657,7 +657,7 @@ class ProcessExecutor(Executor):
         try:
             process = self._context.Process(
                 target=_worker_main,
-                args=(child_sock,),
+                args=(child_sock, os.getpid()),
                 name=f"logosq-process-worker-{self._started}",
                 # Not daemonic, so that tasks may start processes of their own; the atexit
                 # hook above kills workers an unclosed executor left behind.
