@@ -308,11 +308,20 @@ async def test_qiskit_circuits_uniform_and_exact_sampling() -> None:
     # neighbours in the job run.
     silent = qiskit.QuantumCircuit(2)
     silent.h(0)
+    unmeasured = qiskit.QuantumCircuit(2, 2)  # classical bits, but nothing written to them
+    unmeasured.h(0)
     for backend in (uniform, exact):
-        outcomes = await backend.run([CircuitJob(silent, 10, 4, ""), CircuitJob(bell, 10, 5, "")])
-        assert isinstance(outcomes[0], PermanentBackendError)
-        assert "measures nothing" in str(outcomes[0])
-        assert sum(outcomes[1].values()) == 10
+        outcomes = await backend.run(
+            [
+                CircuitJob(silent, 10, 4, ""),
+                CircuitJob(unmeasured, 10, 5, ""),
+                CircuitJob(bell, 10, 6, ""),
+            ]
+        )
+        for outcome in outcomes[:2]:
+            assert isinstance(outcome, PermanentBackendError)
+            assert "measures nothing" in str(outcome)
+        assert isinstance(outcomes[2], dict) and sum(outcomes[2].values()) == 10
 
 
 async def test_a_mock_cannot_reattach_its_jobs_die_with_the_process() -> None:

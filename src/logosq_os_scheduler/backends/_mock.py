@@ -699,7 +699,7 @@ class MockBackend(Backend):
         if _is_quantum_circuit(circuit):
             registers = [len(creg) for creg in circuit.cregs]  # type: ignore[attr-defined]
             num_clbits = circuit.num_clbits  # type: ignore[attr-defined]
-            if not num_clbits:
+            if not num_clbits or not _measures(circuit):
                 # As a device (and Aer) refuses it: there is nothing to count.
                 raise PermanentBackendError(
                     self._name,
@@ -719,6 +719,26 @@ class MockBackend(Backend):
                 return self._sample(normalized, shots, rng)
             raise TypeError(f"a {type(circuit).__name__} has no int num_qubits")
         return uniform_counts(rng, max(1, width), shots)
+
+
+# Whether a circuit measures anything, by the circuit (kept, so that its id is not reused
+# while it is here): the circuits of a batch are often one shared circuit.
+_MEASURED: dict[int, tuple[Any, bool]] = {}
+_MEASURED_MAX = 256
+
+
+def _measures(circuit: Any) -> bool:
+    """Whether the Qiskit circuit has a measurement (looked for from the end, where they
+    usually are)."""
+    known = _MEASURED.get(id(circuit))
+    if known is not None and known[0] is circuit:
+        return known[1]
+    data = circuit.data
+    found = any(data[k].operation.name == "measure" for k in range(len(data) - 1, -1, -1))
+    if len(_MEASURED) >= _MEASURED_MAX:
+        _MEASURED.pop(next(iter(_MEASURED)))
+    _MEASURED[id(circuit)] = (circuit, found)
+    return found
 
 
 async def _outcome_of(future: asyncio.Future[Counts], backend: str) -> JobOutcome:
