@@ -590,3 +590,13 @@ async def test_check_placement_says_what_submit_would_refuse_and_admits_nothing(
         s.check_room(2)
         with pytest.raises(QueueFullError, match="a batch of 3 tasks does not fit"):
             s.check_room(3)
+
+
+async def test_removing_every_backend_leaves_none_rather_than_the_default_simulator() -> None:
+    async with QuantumScheduler(config=fast_config()) as s:
+        await s.register_backend("a", ScriptedBackend("a", 5))
+        assert (await (await s.submit(q("before", spec(2, (0, 1)))))).backend == "a"
+        await s.unregister_backend("a")
+        with pytest.raises(NoRouteError):
+            await s.submit(q("after", spec(2, (0, 1))))
+        assert s.backends == {}

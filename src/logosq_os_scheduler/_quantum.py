@@ -296,6 +296,9 @@ class QuantumDispatcher:
         cfg = self._host._config
         breaker = CircuitBreaker(cfg.breaker_threshold, cfg.breaker_cooldown)
         self._backends[name] = BackendEntry(name, wrapped, caps, pool, breaker)
+        # The program chose its backends: removing them all later leaves none, rather than
+        # bringing the default simulator in unasked.
+        self._default_backend_tried = True
         self._forget_alike()
         return wrapped
 
