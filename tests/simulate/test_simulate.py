@@ -248,8 +248,13 @@ def test_a_minimal_trace_gets_defaults(tmp_path: Path) -> None:
     ("text", "fragment"),
     [
         ("arrival,qubits\n1,2\n", "the header lacks shots"),
-        ("arrival,qubits,shots,priority\n1,2,100,URGENT\n", "line 2"),
-        ("arrival,qubits,shots\n1,two,100\n", "line 2"),
+        (
+            "arrival,qubits,shots,priority\n1,2,100,URGENT\n",
+            "line 2, field 'priority': one of CRITICAL, HIGH, NORMAL, LOW, IDLE, got 'URGENT'",
+        ),
+        ("arrival,qubits,shots\n1,two,100\n", "line 2, field 'qubits': an integer, got 'two'"),
+        ("arrival,qubits,shots\nsoon,2,100\n", "line 2, field 'arrival': a number, got 'soon'"),
+        ("arrival,qubits,shots\n1,2\n", "line 2, field 'shots': an integer, got None"),
         ("arrival,qubits,shots\n1,2,100\n1,2,-5\n", "line 3: qubits and shots must be positive"),
         ("arrival,qubits,shots\n", "holds no jobs"),
     ],

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import random
+from typing import Any
 
 from .._config import _positive_int
 from .._errors import InvalidConfigError
@@ -137,6 +138,25 @@ def generate_workload(
     return Workload(tuple(jobs), description)
 
 
+def _bad_field(where: str, row: dict[str, str], field: str, wanted: str) -> InvalidConfigError:
+    return InvalidConfigError(
+        "trace", f"{where}, field {field!r}: {wanted}, got {row.get(field)!r}"
+    )
+
+
+def _number(
+    where: str, row: dict[str, str], field: str, kind: type[float], default: str | None = None
+) -> Any:
+    """The field as ``kind`` (int or float), or InvalidConfigError naming it."""
+    raw = row.get(field) or default
+    try:
+        if raw is not None:
+            return kind(raw)
+    except ValueError:
+        pass
+    raise _bad_field(where, row, field, "an integer" if kind is int else "a number")
+
+
 def write_trace(workload: Workload, path: str | os.PathLike[str]) -> None:
     """Write ``workload`` as a CSV trace (header: ``TRACE_FIELDS``)."""
     with open(path, "w", newline="") as f:
@@ -173,21 +193,25 @@ def read_trace(path: str | os.PathLike[str]) -> Workload:
                 "trace", f"{os.fspath(path)}: the header lacks {', '.join(sorted(missing))}"
             )
         for line, row in enumerate(rows, start=2):
-            try:
-                qubits = int(row["qubits"])
-                job = Job(
-                    arrival=float(row["arrival"]),
-                    user=row.get("user") or "user0",
-                    priority=TaskPriority[(row.get("priority") or "NORMAL").strip().upper()],
-                    qubits=qubits,
-                    two_qubit_gates=int(row.get("two_qubit_gates") or qubits),
-                    shots=int(row["shots"]),
-                    all_to_all=(row.get("all_to_all") or "0").strip() in ("1", "true", "True"),
+            where = f"{os.fspath(path)} line {line}"
+            qubits = _number(where, row, "qubits", int)
+            name = (row.get("priority") or "NORMAL").strip().upper()
+            if name not in TaskPriority.__members__:
+                raise _bad_field(
+                    where,
+                    row,
+                    "priority",
+                    "one of " + ", ".join(p.name for p in sorted(TaskPriority, reverse=True)),
                 )
-            except (KeyError, ValueError) as exc:
-                raise InvalidConfigError(
-                    "trace", f"{os.fspath(path)} line {line}: {exc!s} in {dict(row)!r}"
-                ) from None
+            job = Job(
+                arrival=_number(where, row, "arrival", float),
+                user=row.get("user") or "user0",
+                priority=TaskPriority[name],
+                qubits=qubits,
+                two_qubit_gates=_number(where, row, "two_qubit_gates", int, str(qubits)),
+                shots=_number(where, row, "shots", int),
+                all_to_all=(row.get("all_to_all") or "0").strip() in ("1", "true", "True"),
+            )
             if qubits < 1 or job.shots < 1 or not math.isfinite(job.arrival) or job.arrival < 0:
                 raise InvalidConfigError(
                     "trace",
