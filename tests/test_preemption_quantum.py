@@ -172,8 +172,9 @@ async def test_a_critical_task_withdraws_the_waiting_low_job_and_runs_before_it(
         crit = await rig.submit("crit", P.CRITICAL, 4)
         await rig.sent(crit)
         # The waiting LOW job was taken back (the newest first, so q2's), and the CRITICAL
-        # task sent in its place; the executing job was never asked about.
-        assert rig.qpu.asked == [([q2.task_id], True)]
+        # task sent in its place. Every job that might wait before it is asked: the executing
+        # one refused (it had started), and is never asked again.
+        assert rig.qpu.asked == [([q2.task_id], True), ([q1.task_id], False)]
         assert (q1.status, q2.status, q3.status) == (S.RUNNING, S.PREEMPTED, S.QUEUED)
         stats = rig.qpu.statistics()
         assert (stats.jobs, stats.queued_jobs, stats.withdrawn_jobs) == (1, 1, 1)
@@ -320,7 +321,7 @@ async def test_a_withdrawn_batch_requeues_every_task_and_a_cancelled_one_ends_cl
         await rig.sent(b)
         crit = await rig.submit("crit", P.CRITICAL, 4)
         await rig.sent(crit)
-        assert rig.qpu.asked == [([a.task_id, b.task_id], True)]
+        assert rig.qpu.asked == [([a.task_id, b.task_id], True), ([q1.task_id], False)]
         # The CRITICAL task leads the next job, which also carries the first of them (jobs
         # take tasks in queue order); the other waits PREEMPTED in the scheduler's queue.
         assert (a.status, b.status) == (S.RUNNING, S.PREEMPTED)
@@ -396,7 +397,7 @@ async def test_each_withdrawn_task_gets_its_own_circuit_outcome_exactly() -> Non
         await rig.sent(b)
         crit = await submit("crit")
         await rig.sent(crit)
-        assert rig.qpu.asked == [([a.task_id, b.task_id], True)]
+        assert rig.qpu.asked == [([a.task_id, b.task_id], True), ([low.task_id], False)]
         # The next job carries the CRITICAL task and a; b waits for a later one.
         for n in range(2, 4):
             rig.turns.finish()
@@ -408,3 +409,29 @@ async def test_each_withdrawn_task_gets_its_own_circuit_outcome_exactly() -> Non
     }
     assert {r.attempts for r in results.values()} == {1}
     assert rig.qpu.statistics().circuits_run == 4
+
+
+async def test_a_critical_task_withdraws_every_waiting_job_that_would_run_before_it() -> None:
+    """Three LOW jobs wait unstarted at the backend behind one executing: all three are taken
+    back, so the CRITICAL job runs right after the executing one, and they after it."""
+    async with Rig(max_concurrent_jobs=4) as rig:
+        first = await rig.submit("first", P.LOW, 1)
+        await rig.turns.wait_begun(1)
+        waiting = [await rig.submit(f"w{q}", P.LOW, q) for q in (2, 3, 5)]
+        await rig.sent(waiting[-1])
+        assert rig.qpu.statistics().queued_jobs == 3
+        crit = await rig.submit("crit", P.CRITICAL, 4)
+        await rig.sent(crit)
+        assert sorted(ok for _, ok in rig.qpu.asked) == [False, True, True, True]
+        assert S.PREEMPTED in {h.status for h in waiting}  # back in the queue, behind crit
+        for n in range(2, 6):
+            rig.turns.finish()
+            await rig.turns.wait_begun(n)
+        rig.turns.finish()
+        await _check(first, 1)
+        await _check(crit, 4)
+        for handle, qubits in zip(waiting, (2, 3, 5), strict=True):
+            await _check(handle, qubits)
+    # The executing job, then the CRITICAL one, then the three in the order they came.
+    completed = [shots for outcome, shots in _executed(rig.qpu) if outcome == "completed"]
+    assert completed == [101, 104, 102, 103, 105]

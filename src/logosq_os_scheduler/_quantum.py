@@ -1001,10 +1001,12 @@ class QuantumDispatcher:
     def _withdraw_for_urgent(self, now: float) -> bool:
         """PREEMPTIVE: free a slot for a HIGH or CRITICAL task that cannot be dispatched.
 
-        Tries, in the policy's order (:meth:`QuantumPolicy.withdrawal_order` and
-        :meth:`QuantumPolicy.withdrawal_candidates`), to withdraw a job that waits unstarted
-        at its backend. A job the backend refuses to withdraw has started: it is not asked
-        again.
+        At the first backend in the policy's order (:meth:`QuantumPolicy.withdrawal_order`)
+        where any can be, withdraws every job that waits unstarted there and may yield to the
+        urgent task (:meth:`QuantumPolicy.withdrawal_candidates`): one job frees the slot the
+        urgent job takes, and the others would otherwise run before it in the backend's own
+        queue. Their tasks are sent again after it. A job the backend refuses to withdraw has
+        started: it is not asked again.
 
         Returns:
             True if a job was withdrawn (a slot is free now); False otherwise.
@@ -1012,11 +1014,18 @@ class QuantumDispatcher:
         policy = self._policy
         for state, urgent in policy.withdrawal_order(self._backends.values(), now):
             assert isinstance(state, BackendEntry)
+            withdrawn = []
             for flight in policy.withdrawal_candidates(state, urgent):
                 if state.backend.withdraw(flight.jobs):
+                    withdrawn.append(flight)
+                else:
+                    flight.started = True
+            if withdrawn:
+                # Requeued in the order they were sent, so that they keep their order.
+                sent = {id(f): i for i, f in enumerate(state.flights)}
+                for flight in sorted(withdrawn, key=lambda f: sent[id(f)]):
                     self._withdrawn(state, flight, now)
-                    return True
-                flight.started = True
+                return True
         return False
 
     def _withdrawn(self, entry: BackendEntry, flight: Flight, now: float) -> None:
