@@ -312,9 +312,11 @@ class QuantumPolicy:
         """Queued work that the idle ``thief`` would finish sooner than a backend in ``donors``.
 
         A task moves only if the thief can run it, it is not pinned, the rule that routed it
-        allows the thief (a rule naming a backend is kept), and its expected completion there
-        (one job from now) beats its expected completion where it waits (the rounds of jobs
-        ahead of it). Tasks are taken from the back of the queue, where waiting is longest.
+        allows the thief (a rule naming a backend is kept), it was not tried there before (a
+        task rerouted away from a backend is not taken back to it), and its expected
+        completion there (one job from now) beats its expected completion where it waits (the
+        rounds of jobs ahead of it). Tasks are taken from the back of the queue, where waiting
+        is longest.
 
         Returns:
             The move from the first donor that has such work, or None (also when the thief is
@@ -348,10 +350,12 @@ class QuantumPolicy:
                 req = task.requirements
                 routing = task.routing
                 allowed = routing.allowed if isinstance(routing, RoutingDecision) else None
+                tried = task.backends_tried
                 if (
                     task.backend is None
                     and (allowed is None or thief.name in allowed)
                     and (req is None or t_caps.check_requirements(req) is None)
+                    and (not tried or thief.name not in tried)
                 ):
                     take.append(task)
             if take:
