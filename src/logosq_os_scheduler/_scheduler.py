@@ -1043,12 +1043,10 @@ class QuantumScheduler:
         """:meth:`submit_nowait` for a task with a client key or on a journal."""
         key = task.key
         if key is not None:
-            existing = self._find(key)
-            if existing is not None:
-                # An idempotent submit: the first task, if this is the same one again.
-                if not self._same_submission(existing, task):
-                    raise KeyReusedError(key, existing.task_id)
-                return TaskHandle(existing, self)
+            # An idempotent submit: the first task, if this is the same one again.
+            first = self.find_submitted(task)
+            if first is not None:
+                return first
         pool = self._pool_for(task)
         journal = self._journal
         now = self._now()

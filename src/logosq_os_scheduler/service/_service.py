@@ -258,15 +258,15 @@ class Service:
                     if request.key in seen:
                         raise InvalidTaskError("key", f"{request.key!r} is used twice in the batch")
                     seen.add(request.key)
-                    existing = self._lookup(internal_key(user.name, request.key))
-                    if existing is not None:
-                        self._check_same(user, request, request.key)
-                        out.append((existing, False))
-                        continue
                 self._check_backend(request)
                 task = build_task(
                     request, user.name, self.functions, self.restartable, self.limits
                 ).build()
+                if request.key is not None:
+                    first = self._first_with_key(task, request.key)
+                    if first is not None:
+                        out.append((first, False))
+                        continue
             except SchedulerError as exc:
                 if batch:
                     raise BatchItemError(i, exc) from exc
@@ -306,20 +306,16 @@ class Service:
         self.accounts.charge(user, shots)
         return [item for item in out if item is not None]
 
-    def _check_same(self, user: UserSettings, request: TaskRequest, key: str) -> None:
-        """A key the user has used: refuse the request unless it is the task the key names.
-
-        Only here is the request built into a task, to compare it with the first one's spec
-        in the journal (``QuantumScheduler.find_submitted``); a new key costs nothing more.
+    def _first_with_key(self, task: Task[Any], key: str) -> TaskHandle[Any] | None:
+        """The task the user submitted first under ``key`` (the client's own key), if it is
+        ``task`` again, compared with the first one's spec in the journal
+        (``QuantumScheduler.find_submitted``); None for a new key.
 
         Raises:
             KeyReusedError: If the key names a different task (with the user's key in it).
-            InvalidTaskError: If the request no longer makes a task on this server.
         """
-        self._check_backend(request)
-        builder = build_task(request, user.name, self.functions, self.restartable, self.limits)
         try:
-            self.scheduler.find_submitted(builder)
+            return self.scheduler.find_submitted(task)
         except KeyReusedError as exc:
             raise KeyReusedError(key, exc.task_id) from None
 
@@ -494,7 +490,8 @@ class Service:
         return {
             "now": time.time(),
             "queued_by_priority": {
-                p.name.lower(): m.queue_depth_by_priority.get(p, 0) for p in _PRIORITY_ORDER
+                name: m.queue_depth_by_priority.get(p, 0)
+                for p, name in zip(_PRIORITY_ORDER, _PRIORITY_NAMES, strict=True)
             },
             "running": m.running,
             "completed": m.completed,
