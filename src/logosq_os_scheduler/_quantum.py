@@ -831,9 +831,7 @@ class QuantumDispatcher:
             )
         decision = self._policy.decide_retry(task, entry, error, now, moved=reroute)
         if decision.action is RetryAction.FAIL:
-            task.error = decision.error
-            core.transition(task, _S.FAILED, now)
-            self._host._settle(task)
+            self._fail(task, decision.error, now)
             return
         routed: RoutingDecision | None = None
         no_route: NoRouteError | None = None
@@ -846,13 +844,12 @@ class QuantumDispatcher:
             except NoRouteError as exc:
                 no_route = exc
         elsewhere = routed is not None and routed.backend != entry.name
-        if decision.elsewhere_only and not elsewhere:
-            # No other backend can take it: it ends with this backend's refusal.
-            task.error = decision.error
-            core.transition(task, _S.FAILED, now)
-            self._host._settle(task)
-            return
-        move = retry_move(decision.delay, routed_elsewhere=elsewhere, backend_removed=entry.removed)
+        move = retry_move(
+            decision.delay,
+            routed_elsewhere=elsewhere,
+            backend_removed=entry.removed,
+            elsewhere_only=decision.elsewhere_only,
+        )
         if move is RetryMove.ELSEWHERE:
             assert routed is not None
             task.routing = routed
@@ -862,6 +859,8 @@ class QuantumDispatcher:
             self._dispatch_quantum()
         elif move is RetryMove.FAIL_NO_ROUTE:
             self._fail_no_route(task, now, no_route if task.backend is None else None, entry)
+        elif move is RetryMove.GIVE_UP:
+            self._fail(task, decision.error, now)  # this backend's refusal
         elif move is RetryMove.NOW:
             self._qactive.discard(task)
             core.requeue(task, entry.pool, now)
@@ -910,6 +909,10 @@ class QuantumDispatcher:
                 req.describe() if req is not None else "a backend",
                 {gone.name: "unregistered while the task waited for it"},
             )
+        self._fail(task, error, now)
+
+    def _fail(self, task: Task[Any], error: BaseException | None, now: float) -> None:
+        """End ``task`` FAILED with ``error``, waiting (out of its queue) or running."""
         task.error = error
         if task.status is _S.QUEUED or task.status is _S.PREEMPTED:
             self._core.finish(task, _S.FAILED, now)

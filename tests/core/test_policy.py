@@ -450,6 +450,13 @@ def test_where_a_retrying_task_goes() -> None:
     # Its backend stays: back to it, at once or after the back-off.
     assert retry_move(0.0, routed_elsewhere=False, backend_removed=False) is M.NOW
     assert retry_move(0.5, routed_elsewhere=False, backend_removed=False) is M.BACK_OFF
+    # Only another backend would do (a circuit too costly here): none found, it gives up.
+    assert retry_move(0.0, routed_elsewhere=True, backend_removed=False, elsewhere_only=True) is (
+        M.ELSEWHERE
+    )
+    for removed in (False, True):
+        move = retry_move(0.0, routed_elsewhere=False, backend_removed=removed, elsewhere_only=True)
+        assert move is M.GIVE_UP
 
 
 def test_a_job_lost_with_its_backend_sends_its_tasks_elsewhere_first() -> None:

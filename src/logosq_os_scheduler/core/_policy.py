@@ -163,16 +163,24 @@ class RetryMove(enum.Enum):
     """Back to its backend's queue once :attr:`Retry.delay` has passed."""
     FAIL_NO_ROUTE = "fail_no_route"
     """Nowhere: its backend was unregistered and no other backend can run it."""
+    GIVE_UP = "give_up"
+    """Nowhere: only another backend would do (:attr:`Retry.elsewhere_only`) and routing
+    found none; it ends with :attr:`Retry.error`."""
 
 
-def retry_move(delay: float, *, routed_elsewhere: bool, backend_removed: bool) -> RetryMove:
+def retry_move(
+    delay: float, *, routed_elsewhere: bool, backend_removed: bool, elsewhere_only: bool = False
+) -> RetryMove:
     """Where a retrying task goes: to the backend routing chose elsewhere if it chose one;
-    nowhere if its own backend is gone; else back to its backend, after ``delay`` if any.
+    nowhere if only another backend would do, or if its own backend is gone; else back to its
+    backend, after ``delay`` if any.
 
     Also what happens when a back-off ends (``delay`` 0): the backend may have been
     unregistered meanwhile, and routing is asked again."""
     if routed_elsewhere:
         return RetryMove.ELSEWHERE
+    if elsewhere_only:
+        return RetryMove.GIVE_UP
     if backend_removed:
         return RetryMove.FAIL_NO_ROUTE
     return RetryMove.BACK_OFF if delay > 0 else RetryMove.NOW
