@@ -205,12 +205,18 @@ def test_work_stays_where_it_finishes_sooner_pinned_or_allowed_elsewhere() -> No
     assert all(t.status is TaskStatus.QUEUED for t in held + ruled)
 
 
-def test_a_task_rerouted_away_from_a_backend_is_not_stolen_back_to_it() -> None:
+def _two_waiting_at_slow() -> tuple[
+    QuantumPolicy, BackendState, BackendState, Task[Any], Task[Any]
+]:
+    """A slow backend with two tasks waiting, and an idle fast one."""
     core, _, policy = make_core()
     slow = add_backend(core, "slow", cost=JobCost(fixed=10.0, per_circuit=0.0, per_shot=0.0))
     fast = add_backend(core, "fast")
-    first = queue(core, slow, 0.0)
-    last = queue(core, slow, 0.0)
+    return policy, slow, fast, queue(core, slow, 0.0), queue(core, slow, 0.0)
+
+
+def test_a_task_rerouted_away_from_a_backend_is_not_stolen_back_to_it() -> None:
+    policy, slow, fast, first, last = _two_waiting_at_slow()
     last.backends_tried = ["fast", "fast"]  # it failed there twice and was rerouted here
     plan = policy.plan_steal([slow, fast], 0.0)
     assert plan is not None and plan.tasks == (first,)  # the next one back moves instead
@@ -220,11 +226,7 @@ def test_a_task_rerouted_away_from_a_backend_is_not_stolen_back_to_it() -> None:
 
 
 def test_a_stolen_tasks_routing_decision_says_why() -> None:
-    core, _, policy = make_core()
-    slow = add_backend(core, "slow", cost=JobCost(fixed=10.0, per_circuit=0.0, per_shot=0.0))
-    fast = add_backend(core, "fast")
-    first = queue(core, slow, 0.0)
-    last = queue(core, slow, 0.0)
+    policy, slow, fast, first, last = _two_waiting_at_slow()
     last.routing = RoutingDecision("slow", "fallback", None, {}, "least expected completion")
     plan = policy.plan_steal([slow, fast], 0.0)
     assert plan is not None and plan.tasks == (last,)

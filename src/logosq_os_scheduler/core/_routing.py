@@ -542,10 +542,8 @@ def reusable_for_alike(decision: RoutingDecision, rules: Sequence[RoutingRule]) 
     index = decision.rule_index
     if index is not None and rules[index].target.kind == "backend":
         return True
-    considered = decision.considered
-    if isinstance(considered, _Considered):
-        return len(considered._views) - len(considered._unfit) == 1
-    return sum(1 for why in considered.values() if why in ("chosen", "eligible")) == 1
+    able = sum(1 for why in decision.considered.values() if why in ("chosen", "eligible"))
+    return able == 1
 
 
 def _by_fidelity(
